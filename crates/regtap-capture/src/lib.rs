@@ -1,0 +1,17 @@
+//! regtap's shared data: the [`Flow`] model and the capture file.
+//!
+//! This crate does no networking. Every other regtap crate speaks in its types:
+//! the proxy writes flows, the decoder reads them, the TUI and HAR export show them.
+
+pub mod factory;
+mod file;
+mod model;
+
+pub use file::{
+    Capture, CaptureError, CaptureHeader, CaptureReader, CaptureWriter, FORMAT_MAJOR,
+    FORMAT_MINOR, FORMAT_NAME, now_ns, rfc3339,
+};
+pub use model::{
+    Body, Data, Direction, ErrorStage, Flow, FlowError, Header, Headers, LiveEvent, Request,
+    Response, Timing, UnixNanos, sha256_hex,
+};

@@ -1,0 +1,305 @@
+//! The flow: one HTTP exchange between a client and a server, as seen by the proxy.
+//!
+//! A flow is recorded whole once it has finished, successfully or not. An error
+//! (an upstream that refused the TLS handshake, a client that hung up mid-upload)
+//! is not an HTTP error response: it is kept in [`Flow::error`], next to whatever
+//! request and response data had been seen by then.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde::{Deserialize, Serialize};
+
+/// Nanoseconds since the Unix epoch (UTC).
+pub type UnixNanos = i64;
+
+/// One finished exchange.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Flow {
+    /// Unique within one capture, increasing in the order requests started.
+    pub id: u64,
+    /// Address of the client that connected to the proxy, e.g. `127.0.0.1:53412`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_addr: Option<String>,
+    /// The `host:port` of the CONNECT tunnel this request came through, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_authority: Option<String>,
+    /// The address the proxy connected to, when known (e.g. from `--resolve`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_addr: Option<String>,
+    /// `https` or `http`.
+    pub scheme: String,
+    pub request: Request,
+    /// Absent when no response head arrived (connect failure, client abort before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<Response>,
+    pub timing: Timing,
+    /// Why the exchange did not complete normally.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<FlowError>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    pub method: String,
+    /// Absolute URL: `https://registry.test:5000/v2/lab/app/blobs/uploads/?mount=…`.
+    pub url: String,
+    /// `HTTP/1.1`, `HTTP/2`, …
+    pub http_version: String,
+    pub headers: Headers,
+    pub body: Body,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Response {
+    pub status: u16,
+    pub http_version: String,
+    pub headers: Headers,
+    pub body: Body,
+}
+
+/// Header fields in the order they were sent, repeats kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Headers(pub Vec<Header>);
+
+/// One header field. Serialized as a `[name, value]` pair.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Header(pub String, pub Data);
+
+impl Headers {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn push(&mut self, name: impl Into<String>, value: impl Into<Data>) {
+        self.0.push(Header(name.into(), value.into()));
+    }
+
+    /// The first value of `name` (case-insensitive) that is valid UTF-8.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|h| h.0.eq_ignore_ascii_case(name) && h.1.as_text().is_some())
+            .and_then(|h| h.1.as_text())
+    }
+
+    /// Every UTF-8 value of `name` (case-insensitive), in order.
+    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0
+            .iter()
+            .filter(move |h| h.0.eq_ignore_ascii_case(name))
+            .filter_map(|h| h.1.as_text())
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Header> {
+        self.0.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<N: Into<String>, V: Into<Data>> FromIterator<(N, V)> for Headers {
+    fn from_iter<I: IntoIterator<Item = (N, V)>>(iter: I) -> Self {
+        Headers(
+            iter.into_iter()
+                .map(|(n, v)| Header(n.into(), v.into()))
+                .collect(),
+        )
+    }
+}
+
+/// Bytes kept losslessly: UTF-8 text as a JSON string, anything else as
+/// `{"base64": "…"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Data {
+    Text(String),
+    Binary { base64: String },
+}
+
+impl Data {
+    pub fn from_bytes(bytes: &[u8]) -> Self {
+        match std::str::from_utf8(bytes) {
+            Ok(text) => Data::Text(text.to_owned()),
+            Err(_) => Data::Binary {
+                base64: BASE64.encode(bytes),
+            },
+        }
+    }
+
+    /// The bytes; `None` only for a `base64` field that does not decode.
+    pub fn to_bytes(&self) -> Option<Vec<u8>> {
+        match self {
+            Data::Text(text) => Some(text.as_bytes().to_vec()),
+            Data::Binary { base64 } => BASE64.decode(base64).ok(),
+        }
+    }
+
+    pub fn as_text(&self) -> Option<&str> {
+        match self {
+            Data::Text(text) => Some(text),
+            Data::Binary { .. } => None,
+        }
+    }
+}
+
+impl From<&str> for Data {
+    fn from(text: &str) -> Self {
+        Data::Text(text.to_owned())
+    }
+}
+
+impl From<String> for Data {
+    fn from(text: String) -> Self {
+        Data::Text(text)
+    }
+}
+
+/// What was seen of one body. Every body is counted and hashed as it streams;
+/// only small ones are kept whole.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Body {
+    /// Bytes seen on the wire (after de-chunking, before any content decoding).
+    pub size: u64,
+    /// Lowercase hex SHA-256 of those bytes.
+    pub sha256: String,
+    /// False when the body was cut off (client or server hung up, error).
+    pub complete: bool,
+    /// The body, or its first bytes when `truncated`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inline: Option<Data>,
+    /// `inline` holds only a prefix of the body.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
+    /// Path of the whole body in the body store, relative to the store root
+    /// (`sha256/<hex>`), when `--store-bodies` was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored: Option<String>,
+}
+
+impl Body {
+    /// A complete body kept whole: for tests, importers and tools.
+    pub fn from_bytes(bytes: &[u8]) -> Self {
+        Body {
+            size: bytes.len() as u64,
+            sha256: sha256_hex(bytes),
+            complete: true,
+            inline: (!bytes.is_empty()).then(|| Data::from_bytes(bytes)),
+            truncated: false,
+            stored: None,
+        }
+    }
+
+    /// The whole body, when the capture kept all of it.
+    pub fn full_bytes(&self) -> Option<Vec<u8>> {
+        if self.truncated {
+            return None;
+        }
+        match &self.inline {
+            Some(data) => data.to_bytes(),
+            None if self.size == 0 => Some(Vec::new()),
+            None => None,
+        }
+    }
+
+    /// `sha256:<hex>`, the OCI digest form.
+    pub fn digest(&self) -> String {
+        format!("sha256:{}", self.sha256)
+    }
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// Points in time of one exchange. All but `request_start` may be missing when
+/// the exchange failed before reaching them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timing {
+    pub request_start: UnixNanos,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_end: Option<UnixNanos>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_head: Option<UnixNanos>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_end: Option<UnixNanos>,
+}
+
+impl Timing {
+    /// The last instant known for the exchange.
+    pub fn end(&self) -> UnixNanos {
+        self.response_end
+            .or(self.response_head)
+            .or(self.request_end)
+            .unwrap_or(self.request_start)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowError {
+    /// Where the exchange broke.
+    pub stage: ErrorStage,
+    /// One line, meant for people.
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorStage {
+    /// Connecting to, or the TLS handshake with, the upstream server.
+    Connect,
+    /// Sending the request (e.g. the client hung up mid-upload).
+    Request,
+    /// Receiving the response head or body.
+    Response,
+}
+
+impl Flow {
+    pub fn method(&self) -> &str {
+        &self.request.method
+    }
+
+    pub fn url(&self) -> &str {
+        &self.request.url
+    }
+
+    pub fn status(&self) -> Option<u16> {
+        self.response.as_ref().map(|r| r.status)
+    }
+}
+
+/// Something the proxy tells live subscribers (the TUI) as traffic goes by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LiveEvent {
+    /// A request head arrived.
+    Started {
+        id: u64,
+        method: String,
+        url: String,
+        at: UnixNanos,
+    },
+    /// Body bytes streamed so far for one side of an in-flight exchange.
+    Progress {
+        id: u64,
+        direction: Direction,
+        bytes: u64,
+        /// From `Content-Length` (or `Content-Range`) when known.
+        total: Option<u64>,
+        at: UnixNanos,
+    },
+    /// The exchange finished and has been appended to the capture.
+    Finished(Box<Flow>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Request,
+    Response,
+}
