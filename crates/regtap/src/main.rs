@@ -4,6 +4,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod input;
+
 #[derive(Parser)]
 #[command(name = "regtap", version, about = "Capture and explain container-registry traffic")]
 struct Cli {
