@@ -104,9 +104,13 @@ impl FlowBuilder {
         let shift = start - self.flow.timing.request_start;
         let t = &mut self.flow.timing;
         t.request_start = start;
-        for instant in [&mut t.request_end, &mut t.response_head, &mut t.response_end]
-            .into_iter()
-            .flatten()
+        for instant in [
+            &mut t.request_end,
+            &mut t.response_head,
+            &mut t.response_end,
+        ]
+        .into_iter()
+        .flatten()
         {
             *instant += shift;
         }

@@ -286,7 +286,10 @@ fn parse_header(path: &Path, line: &[u8]) -> Result<CaptureHeader, CaptureError>
         .and_then(|v| v.as_str())
         .unwrap_or("")
         .to_owned();
-    let major = version.split('.').next().and_then(|m| m.parse::<u32>().ok());
+    let major = version
+        .split('.')
+        .next()
+        .and_then(|m| m.parse::<u32>().ok());
     if major != Some(FORMAT_MAJOR) {
         return Err(CaptureError::UnsupportedVersion {
             path: path.to_owned(),
