@@ -1,1 +1,391 @@
-//! placeholder: see issue 4
+//! regtap's lab: a local Docker-Hub-like set-up for end-to-end tests, built
+//! from the real programs a user has. A throwaway PKI, a token server like
+//! Docker Hub's auth service, two distribution registries (token auth and
+//! htpasswd Basic auth), and a private dockerd whose `HTTPS_PROXY` is
+//! `regtap proxy` (or a plain tunnel). Nothing resolves the lab names
+//! `registry.test` and `auth.test` but the proxy, so dockerd cannot consider
+//! the registries local (and skip certificate checks).
+//!
+//! Every process is stopped by pid when the [`Lab`] is dropped, also while a
+//! test unwinds from a panic, and the lab's temporary directory is removed.
+
+pub mod dockerd;
+pub mod image;
+pub mod pki;
+pub mod process;
+pub mod proxy;
+pub mod registry;
+pub mod token;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use regtap_capture::Capture;
+
+use crate::dockerd::Dockerd;
+use crate::pki::{AUTH_HOST, Pki, PkiFiles, REGISTRY_HOST};
+use crate::process::{CommandOutput, free_port, run_output};
+use crate::proxy::{Regtap, RegtapProxy, Tunnel};
+use crate::registry::{Registry, RegistryAuth};
+use crate::token::{TokenConfig, TokenServer};
+
+pub use crate::registry::HTTP_SECRET;
+
+/// The lab's user, known to the token server and the Basic-auth registry.
+pub const LAB_USER: &str = "alice";
+pub const LAB_PASSWORD: &str = "wonderland-lab-password";
+pub const TOKEN_ISSUER: &str = "regtap-lab-auth";
+/// The `service` of the token-auth registry.
+pub const TOKEN_SERVICE: &str = REGISTRY_HOST;
+/// The system CA bundle of Debian.
+pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    #[error("lab set-up: {0}")]
+    Setup(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("capture: {0}")]
+    Capture(#[from] regtap_capture::CaptureError),
+}
+
+impl LabError {
+    pub fn io(path: &Path, source: std::io::Error) -> Self {
+        LabError::Io {
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
+
+pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<(), LabError> {
+    std::fs::write(path, bytes).map_err(|e| LabError::io(path, e))
+}
+
+/// What this machine lacks to run the lab: root, or one of the programs.
+pub fn missing_prerequisites() -> Vec<String> {
+    let mut missing = Vec::new();
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        missing.push("root (dockerd needs it)".to_owned());
+    }
+    for program in [
+        "dockerd",
+        "docker",
+        "containerd",
+        "runc",
+        "docker-registry",
+        "skopeo",
+    ] {
+        if !on_path(program) {
+            missing.push(format!("the `{program}` program"));
+        }
+    }
+    if !Path::new(SYSTEM_CA_BUNDLE).exists() {
+        missing.push(SYSTEM_CA_BUNDLE.to_owned());
+    }
+    missing
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| {
+            std::fs::metadata(dir.join(program)).is_ok_and(|m| {
+                use std::os::unix::fs::PermissionsExt as _;
+                m.is_file() && m.permissions().mode() & 0o111 != 0
+            })
+        })
+    })
+}
+
+/// How dockerd and skopeo reach the lab.
+pub enum Via {
+    /// Through `regtap proxy`, started per capture with [`Lab::start_capture`].
+    Regtap {
+        bin: PathBuf,
+        /// Extra `regtap proxy` arguments, e.g. `--max-inline 8192`.
+        proxy_args: Vec<String>,
+    },
+    /// Through a plain CONNECT tunnel; dockerd trusts the lab CA directly.
+    Tunnel,
+}
+
+pub struct Lab {
+    // Fields drop in this order: dockerd first, the temporary directory last.
+    pub dockerd: Dockerd,
+    proxy: Option<RegtapProxy>,
+    tunnel: Option<Tunnel>,
+    pub basic_registry: Registry,
+    pub registry: Registry,
+    pub token_server: TokenServer,
+    pub pki: Arc<Pki>,
+    pub pki_files: PkiFiles,
+    regtap: Option<(Regtap, Vec<String>)>,
+    /// regtap's CA certificate (PEM), when going through regtap.
+    pub regtap_ca: Option<PathBuf>,
+    /// The `SSL_CERT_FILE` of dockerd and skopeo.
+    pub ca_bundle: PathBuf,
+    proxy_url: String,
+    proxy_port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Lab {
+    pub fn start(via: Via) -> Result<Self, LabError> {
+        let dir = tempfile::Builder::new()
+            .prefix("regtap-lab-")
+            .tempdir()
+            .map_err(|e| LabError::Setup(format!("temporary directory: {e}")))?;
+        let root = dir.path().to_owned();
+        let pki = Arc::new(Pki::generate()?);
+        let pki_files = pki.write_to(&root)?;
+
+        let auth_port = free_port()?;
+        let token_server = TokenServer::start(
+            TokenConfig {
+                service: TOKEN_SERVICE.to_owned(),
+                issuer: TOKEN_ISSUER.to_owned(),
+                users: HashMap::from([(LAB_USER.to_owned(), LAB_PASSWORD.to_owned())]),
+            },
+            Arc::clone(&pki),
+            auth_port,
+        )?;
+        let registry_dir = root.join("registry");
+        std::fs::create_dir_all(&registry_dir).map_err(|e| LabError::io(&registry_dir, e))?;
+        let registry = Registry::start(
+            &registry_dir,
+            free_port()?,
+            &pki_files,
+            &RegistryAuth::Token {
+                realm: format!("https://{AUTH_HOST}:{auth_port}/token"),
+                service: TOKEN_SERVICE.to_owned(),
+                issuer: TOKEN_ISSUER.to_owned(),
+            },
+        )?;
+        let basic_dir = root.join("registry-basic");
+        std::fs::create_dir_all(&basic_dir).map_err(|e| LabError::io(&basic_dir, e))?;
+        let basic_registry = Registry::start(
+            &basic_dir,
+            free_port()?,
+            &pki_files,
+            &RegistryAuth::Basic {
+                users: vec![(LAB_USER.to_owned(), LAB_PASSWORD.to_owned())],
+            },
+        )?;
+
+        let ca_bundle = root.join("ca-bundle.pem");
+        let mut bundle = std::fs::read(SYSTEM_CA_BUNDLE)
+            .map_err(|e| LabError::io(Path::new(SYSTEM_CA_BUNDLE), e))?;
+        bundle.push(b'\n');
+        let (tunnel, regtap, regtap_ca, proxy_port, proxy_url) = match via {
+            Via::Regtap { bin, proxy_args } => {
+                let regtap = Regtap {
+                    bin,
+                    home: root.join("regtap-home"),
+                };
+                let ca = root.join("regtap-ca.pem");
+                regtap.init_ca(&ca)?;
+                bundle.extend(std::fs::read(&ca).map_err(|e| LabError::io(&ca, e))?);
+                let port = free_port()?;
+                (
+                    None,
+                    Some((regtap, proxy_args)),
+                    Some(ca),
+                    port,
+                    format!("http://127.0.0.1:{port}"),
+                )
+            }
+            Via::Tunnel => {
+                bundle.extend(pki.ca_pem.as_bytes());
+                let tunnel = Tunnel::start(vec![
+                    (format!("{REGISTRY_HOST}:{}", registry.port), registry.port),
+                    (
+                        format!("{REGISTRY_HOST}:{}", basic_registry.port),
+                        basic_registry.port,
+                    ),
+                    (format!("{AUTH_HOST}:{auth_port}"), auth_port),
+                ])?;
+                let url = tunnel.url();
+                (Some(tunnel), None, None, 0, url)
+            }
+        };
+        write_file(&ca_bundle, &bundle)?;
+        let dockerd = Dockerd::start(&root.join("dockerd"), &proxy_url, &ca_bundle)?;
+        std::fs::create_dir_all(root.join("captures"))
+            .map_err(|e| LabError::io(&root.join("captures"), e))?;
+        Ok(Lab {
+            dockerd,
+            proxy: None,
+            tunnel,
+            basic_registry,
+            registry,
+            token_server,
+            pki,
+            pki_files,
+            regtap,
+            regtap_ca,
+            ca_bundle,
+            proxy_url,
+            proxy_port,
+            dir,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `registry.test:PORT` of the token-auth registry.
+    pub fn registry_host(&self) -> String {
+        format!("{REGISTRY_HOST}:{}", self.registry.port)
+    }
+
+    /// `registry.test:PORT` of the Basic-auth registry.
+    pub fn basic_registry_host(&self) -> String {
+        format!("{REGISTRY_HOST}:{}", self.basic_registry.port)
+    }
+
+    /// `auth.test:PORT` of the token server.
+    pub fn auth_host(&self) -> String {
+        format!("{AUTH_HOST}:{}", self.token_server.port())
+    }
+
+    /// The URL dockerd and skopeo use as `HTTPS_PROXY`.
+    pub fn proxy_url(&self) -> &str {
+        &self.proxy_url
+    }
+
+    /// The `--resolve` arguments that map the lab names to 127.0.0.1.
+    pub fn resolve_args(&self) -> Vec<String> {
+        [
+            self.registry.port,
+            self.basic_registry.port,
+            self.token_server.port(),
+        ]
+        .iter()
+        .zip([REGISTRY_HOST, REGISTRY_HOST, AUTH_HOST])
+        .map(|(port, host)| format!("{host}:{port}=127.0.0.1"))
+        .collect()
+    }
+
+    /// Starts `regtap proxy` writing `<lab>/captures/<name>.jsonl`.
+    pub fn start_capture(&mut self, name: &str) -> Result<PathBuf, LabError> {
+        self.stop_proxy();
+        let Some((regtap, proxy_args)) = &self.regtap else {
+            return Err(LabError::Setup(
+                "this lab does not go through regtap".into(),
+            ));
+        };
+        let capture = self.dir().join("captures").join(format!("{name}.jsonl"));
+        let log = self
+            .dir()
+            .join("captures")
+            .join(format!("{name}.proxy.log"));
+        let proxy = RegtapProxy::start(
+            regtap,
+            self.proxy_port,
+            &capture,
+            &self.resolve_args(),
+            &self.pki_files.ca,
+            proxy_args,
+            &log,
+        )?;
+        self.proxy = Some(proxy);
+        Ok(capture)
+    }
+
+    /// Waits until the capture file has stopped growing, stops the proxy and
+    /// reads the capture.
+    pub fn finish_capture(&mut self) -> Result<Capture, LabError> {
+        let Some(proxy) = self.proxy.take() else {
+            return Err(LabError::Setup("no capture running".into()));
+        };
+        let capture = proxy.capture.clone();
+        wait_until_quiet(
+            &capture,
+            Duration::from_millis(400),
+            Duration::from_secs(10),
+        );
+        proxy.stop();
+        Ok(Capture::read(&capture)?)
+    }
+
+    /// The log of the running regtap proxy (for failure messages).
+    pub fn proxy_log_tail(&self) -> String {
+        self.proxy
+            .as_ref()
+            .map(|p| p.log_tail(4000))
+            .unwrap_or_default()
+    }
+
+    fn stop_proxy(&mut self) {
+        if let Some(proxy) = self.proxy.take() {
+            proxy.stop();
+        }
+    }
+
+    /// `docker ARGS…` against the lab's dockerd.
+    pub fn docker(&self, args: &[&str]) -> CommandOutput {
+        self.dockerd.docker(args)
+    }
+
+    /// `skopeo --insecure-policy ARGS…` going through the lab's proxy and trusting its CA bundle.
+    pub fn skopeo(&self, args: &[&str]) -> CommandOutput {
+        let mut command = Command::new("skopeo");
+        command
+            .arg("--insecure-policy")
+            .args(args)
+            .env("HTTPS_PROXY", &self.proxy_url)
+            .env("HTTP_PROXY", &self.proxy_url)
+            .env("NO_PROXY", "")
+            .env("SSL_CERT_FILE", &self.ca_bundle)
+            .env("HOME", self.dir())
+            .env("TMPDIR", self.dir())
+            .env("XDG_RUNTIME_DIR", self.dir());
+        run_output(command).unwrap_or_else(|e| CommandOutput {
+            command: format!("skopeo {args:?}"),
+            success: false,
+            stdout: String::new(),
+            stderr: e.to_string(),
+        })
+    }
+
+    /// Whether this lab routes through the plain tunnel instead of regtap.
+    pub fn is_tunnel(&self) -> bool {
+        self.tunnel.is_some()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        // dockerd first: it may still talk to the proxy and registries.
+        self.dockerd.stop();
+        self.stop_proxy();
+    }
+}
+
+/// Returns once `path` kept its size for `quiet`, or after `timeout`.
+fn wait_until_quiet(path: &Path, quiet: Duration, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    let size = || std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let mut last = size();
+    let mut stable_since = Instant::now();
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        let now = size();
+        if now != last {
+            last = now;
+            stable_since = Instant::now();
+        } else if stable_since.elapsed() >= quiet {
+            return;
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! A throwaway PKI: the lab CA, one TLS server certificate for every lab host
+//! name, and the key and certificate the token server signs JWTs with.
+
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, PKCS_RSA_SHA256, SanType, SigningKey as _,
+};
+
+use crate::LabError;
+
+/// Host names the lab's TLS servers answer to.
+pub const REGISTRY_HOST: &str = "registry.test";
+pub const AUTH_HOST: &str = "auth.test";
+
+pub struct Pki {
+    pub ca_pem: String,
+    pub server_cert_pem: String,
+    pub server_key_pem: String,
+    pub server_cert_der: Vec<u8>,
+    pub server_key_der: Vec<u8>,
+    pub signing_cert_pem: String,
+    pub signing_cert_der: Vec<u8>,
+    signing_key: KeyPair,
+}
+
+/// Where [`Pki::write_to`] put the files.
+#[derive(Debug, Clone)]
+pub struct PkiFiles {
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub signing_cert: PathBuf,
+}
+
+fn pki_err(what: &str) -> impl FnOnce(rcgen::Error) -> LabError + '_ {
+    move |e| LabError::Setup(format!("{what}: {e}"))
+}
+
+fn params_named(common_name: &str) -> Result<CertificateParams, LabError> {
+    let mut params = CertificateParams::new(Vec::<String>::new()).map_err(pki_err("params"))?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "regtap lab");
+    dn.push(DnType::CommonName, common_name);
+    params.distinguished_name = dn;
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::hours(1);
+    params.not_after = now + time::Duration::days(2);
+    Ok(params)
+}
+
+/// A 2048-bit RSA key (rcgen generates RSA keys only with its aws-lc-rs backend).
+fn rsa_key_pair() -> Result<KeyPair, LabError> {
+    use aws_lc_rs::encoding::AsDer as _;
+    let generated = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+        .map_err(|e| LabError::Setup(format!("token signing key: {e}")))?;
+    let pkcs8 = generated
+        .as_der()
+        .map_err(|e| LabError::Setup(format!("token signing key: {e}")))?;
+    let der = rustls::pki_types::PrivatePkcs8KeyDer::from(pkcs8.as_ref().to_vec());
+    KeyPair::from_pkcs8_der_and_sign_algo(&der, &PKCS_RSA_SHA256)
+        .map_err(pki_err("token signing key"))
+}
+
+impl Pki {
+    pub fn generate() -> Result<Self, LabError> {
+        let ca_key = KeyPair::generate().map_err(pki_err("CA key"))?;
+        let mut ca_params = params_named("regtap lab CA")?;
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let ca_cert = ca_params.self_signed(&ca_key).map_err(pki_err("CA cert"))?;
+        let ca = Issuer::new(ca_params, &ca_key);
+
+        let server_key = KeyPair::generate().map_err(pki_err("server key"))?;
+        let mut server_params = params_named(REGISTRY_HOST)?;
+        server_params.subject_alt_names = vec![
+            SanType::DnsName(REGISTRY_HOST.try_into().map_err(pki_err("SAN"))?),
+            SanType::DnsName(AUTH_HOST.try_into().map_err(pki_err("SAN"))?),
+            SanType::DnsName("localhost".try_into().map_err(pki_err("SAN"))?),
+            SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()),
+        ];
+        server_params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        server_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let server_cert = server_params
+            .signed_by(&server_key, &ca)
+            .map_err(pki_err("server cert"))?;
+
+        // distribution checks the token's x5c chain against `rootcertbundle` and
+        // wants keyUsage digitalSignature on the signing certificate.
+        let signing_key = rsa_key_pair()?;
+        let mut signing_params = params_named("regtap lab token signer")?;
+        signing_params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        let signing_cert = signing_params
+            .self_signed(&signing_key)
+            .map_err(pki_err("token signing cert"))?;
+
+        Ok(Pki {
+            ca_pem: ca_cert.pem(),
+            server_cert_pem: server_cert.pem(),
+            server_key_pem: server_key.serialize_pem(),
+            server_cert_der: server_cert.der().to_vec(),
+            server_key_der: server_key.serialize_der(),
+            signing_cert_pem: signing_cert.pem(),
+            signing_cert_der: signing_cert.der().to_vec(),
+            signing_key,
+        })
+    }
+
+    /// RSASSA-PKCS1-v1_5 with SHA-256 (JWT `RS256`) over `message`.
+    pub fn sign_rs256(&self, message: &[u8]) -> Result<Vec<u8>, LabError> {
+        self.signing_key
+            .sign(message)
+            .map_err(pki_err("signing a token"))
+    }
+
+    pub fn write_to(&self, dir: &Path) -> Result<PkiFiles, LabError> {
+        let files = PkiFiles {
+            ca: dir.join("lab-ca.pem"),
+            server_cert: dir.join("server.pem"),
+            server_key: dir.join("server.key"),
+            signing_cert: dir.join("token-signing.pem"),
+        };
+        crate::write_file(&files.ca, self.ca_pem.as_bytes())?;
+        crate::write_file(&files.server_cert, self.server_cert_pem.as_bytes())?;
+        crate::write_file(&files.server_key, self.server_key_pem.as_bytes())?;
+        crate::write_file(&files.signing_cert, self.signing_cert_pem.as_bytes())?;
+        Ok(files)
+    }
+}
