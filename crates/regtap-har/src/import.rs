@@ -1,0 +1,531 @@
+//! HAR files from other tools (and from regtap) → flows.
+//!
+//! Tools disagree on the details, so the reader walks the JSON loosely rather
+//! than through strict types: a field that is missing, `null` or of the wrong
+//! type is treated as unknown, an entry that cannot become a flow is skipped
+//! with a warning, and only a file that is not a HAR at all is an error.
+//! Known dialects: mitmproxy's `hardump` (binary request bodies as latin-1
+//! text, `"text": null` for streamed bodies, `+00:00` offsets), Chrome and
+//! Firefox DevTools (`encoding: "base64"`, HTTP/2 pseudo-headers,
+//! `[v6]` server addresses), and regtap's own `_regtap` / `_sha256` fields,
+//! which make the round trip exact.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use regtap_capture::{
+    Body, Data, ErrorStage, Flow, FlowError, Header, Headers, Request, Response, Timing, UnixNanos,
+    sha256_hex,
+};
+use serde_json::Value;
+
+/// Flows read from a HAR, and what the user should be told about the read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Imported {
+    pub flows: Vec<Flow>,
+    pub warnings: Vec<String>,
+    /// `log.creator.name` and version, e.g. `mitmproxy 11.0.2`.
+    pub creator: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ImportError {
+    #[error("not a HAR file: invalid JSON ({0})")]
+    NotJson(String),
+    #[error("not a HAR file: {0}")]
+    NotAHar(String),
+}
+
+/// True when `head` (the first bytes of a file) look like a HAR: a JSON object
+/// whose first key is `log`, as every HAR writer puts it.
+pub fn looks_like_har(head: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(strip_bom(head));
+    let rest = text.trim_start();
+    let Some(rest) = rest.strip_prefix('{') else {
+        return false;
+    };
+    rest.trim_start().starts_with("\"log\"")
+}
+
+fn strip_bom(bytes: &[u8]) -> &[u8] {
+    bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes)
+}
+
+/// Reads a whole HAR file's bytes.
+pub fn import(bytes: &[u8]) -> Result<Imported, ImportError> {
+    let root: Value = serde_json::from_slice(strip_bom(bytes))
+        .map_err(|e| ImportError::NotJson(e.to_string()))?;
+    let log = root
+        .get("log")
+        .and_then(Value::as_object)
+        .ok_or_else(|| ImportError::NotAHar("no top-level \"log\" object".to_owned()))?;
+    let entries = log
+        .get("entries")
+        .and_then(Value::as_array)
+        .ok_or_else(|| ImportError::NotAHar("\"log\" has no \"entries\" array".to_owned()))?;
+    let creator = log.get("creator").map(|c| {
+        format!(
+            "{} {}",
+            text_field(c, "name").unwrap_or("unknown"),
+            text_field(c, "version").unwrap_or("")
+        )
+        .trim_end()
+        .to_owned()
+    });
+
+    let mut warnings = Vec::new();
+    let mut flows: Vec<(Option<u64>, Flow)> = Vec::new();
+    for (index, entry) in entries.iter().enumerate() {
+        let number = index + 1;
+        match flow_from_entry(entry, number, &mut warnings) {
+            Ok(flow) => flows.push(flow),
+            Err(reason) => warnings.push(format!("HAR entry {number} skipped: {reason}")),
+        }
+    }
+
+    // Keep regtap's flow ids when every entry has a distinct one; otherwise
+    // number the flows in the order their requests started.
+    let mut ids: Vec<u64> = flows.iter().filter_map(|(id, _)| *id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let keep_ids = ids.len() == flows.len();
+    flows.sort_by_key(|(id, flow)| (flow.timing.request_start, *id));
+    let flows = flows
+        .into_iter()
+        .enumerate()
+        .map(|(position, (id, mut flow))| {
+            flow.id = match id {
+                Some(id) if keep_ids => id,
+                _ => position as u64 + 1,
+            };
+            flow
+        })
+        .collect();
+    Ok(Imported {
+        flows,
+        warnings,
+        creator,
+    })
+}
+
+fn text_field<'a>(value: &'a Value, key: &str) -> Option<&'a str> {
+    value.get(key).and_then(Value::as_str)
+}
+
+/// A non-negative number of milliseconds; HAR's -1 (unknown), `null` and
+/// anything else are `None`.
+fn millis(value: &Value, key: &str) -> Option<f64> {
+    value
+        .get(key)
+        .and_then(Value::as_f64)
+        .filter(|ms| ms.is_finite() && *ms >= 0.0)
+}
+
+fn ms_to_nanos(ms: f64) -> i64 {
+    (ms * 1_000_000.0).round() as i64
+}
+
+fn parse_time(text: &str) -> Option<UnixNanos> {
+    let parsed =
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
+    UnixNanos::try_from(parsed.unix_timestamp_nanos()).ok()
+}
+
+/// What regtap wrote about the flow for the round trip (`_regtap.capture`).
+struct CaptureFacts<'a>(Option<&'a Value>);
+
+impl CaptureFacts<'_> {
+    fn text(&self, key: &str) -> Option<String> {
+        self.0.and_then(|c| text_field(c, key)).map(str::to_owned)
+    }
+}
+
+fn flow_from_entry(
+    entry: &Value,
+    number: usize,
+    warnings: &mut Vec<String>,
+) -> Result<(Option<u64>, Flow), String> {
+    if !entry.is_object() {
+        return Err("not a JSON object".to_owned());
+    }
+    let request = entry
+        .get("request")
+        .filter(|r| r.is_object())
+        .ok_or("no \"request\" object")?;
+    let url = text_field(request, "url")
+        .filter(|u| !u.is_empty())
+        .ok_or("the request has no URL")?;
+    let method = text_field(request, "method")
+        .filter(|m| !m.is_empty())
+        .ok_or("the request has no method")?;
+    let facts = CaptureFacts(entry.get("_regtap").and_then(|r| r.get("capture")));
+    let id = facts
+        .0
+        .and_then(|c| c.get("flow_id"))
+        .and_then(Value::as_u64);
+    let scheme = url
+        .split_once("://")
+        .map(|(scheme, _)| scheme.to_ascii_lowercase())
+        .unwrap_or_else(|| "https".to_owned());
+
+    let request_headers = headers(request.get("headers"));
+    let request_body = request_body(request, &request_headers, number, warnings);
+
+    let response = entry
+        .get("response")
+        .filter(|r| {
+            r.get("status")
+                .and_then(Value::as_u64)
+                .is_some_and(|s| s > 0)
+        })
+        .map(|response| {
+            let response_headers = headers(response.get("headers"));
+            let body = response_body(response, number, warnings);
+            Response {
+                status: response
+                    .get("status")
+                    .and_then(Value::as_u64)
+                    .and_then(|s| u16::try_from(s).ok())
+                    .unwrap_or(0),
+                http_version: http_version(response),
+                headers: response_headers,
+                body,
+            }
+        });
+
+    let timing = match facts
+        .0
+        .and_then(|c| c.get("timing"))
+        .and_then(|t| serde_json::from_value::<Timing>(t.clone()).ok())
+    {
+        Some(timing) => timing,
+        None => timing(entry, response.is_some(), number, warnings),
+    };
+
+    let server_addr = facts.text("server_addr").or_else(|| {
+        text_field(entry, "serverIPAddress")
+            .filter(|ip| !ip.is_empty())
+            .map(|ip| {
+                let ip = ip.trim_start_matches('[').trim_end_matches(']');
+                match url_port(url, &scheme) {
+                    Some(port) if ip.contains(':') => format!("[{ip}]:{port}"),
+                    Some(port) => format!("{ip}:{port}"),
+                    None => ip.to_owned(),
+                }
+            })
+    });
+    let client_addr = facts.text("client_addr").or_else(|| {
+        // regtap writes the client's address as the connection; other tools
+        // write a connection number, which is no address.
+        text_field(entry, "connection")
+            .filter(|c| c.parse::<std::net::SocketAddr>().is_ok())
+            .map(str::to_owned)
+    });
+
+    let error = entry_error(entry, response.is_some());
+    let flow = Flow {
+        id: 0,
+        client_addr,
+        connect_authority: facts.text("connect_authority"),
+        server_addr,
+        scheme,
+        request: Request {
+            method: method.to_owned(),
+            url: url.to_owned(),
+            http_version: http_version(request),
+            headers: request_headers,
+            body: request_body,
+        },
+        response,
+        timing,
+        error,
+    };
+    Ok((id, flow))
+}
+
+fn http_version(message: &Value) -> String {
+    match text_field(message, "httpVersion").map(str::trim) {
+        Some("") | None => "HTTP/1.1".to_owned(),
+        Some(version) => version.to_owned(),
+    }
+}
+
+fn url_port(url: &str, scheme: &str) -> Option<u16> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let authority = authority.rsplit('@').next()?;
+    let port = match authority.rsplit_once(':') {
+        Some((host, port)) if !host.ends_with(':') && !port.contains(']') => port.parse().ok(),
+        _ => None,
+    };
+    port.or(match scheme {
+        "http" => Some(80),
+        "https" => Some(443),
+        _ => None,
+    })
+}
+
+fn headers(list: Option<&Value>) -> Headers {
+    let Some(list) = list.and_then(Value::as_array) else {
+        return Headers::new();
+    };
+    Headers(
+        list.iter()
+            .filter_map(|h| {
+                let name = text_field(h, "name")?;
+                let value = match h.get("value") {
+                    Some(Value::String(value)) => value.clone(),
+                    Some(Value::Number(n)) => n.to_string(),
+                    _ => String::new(),
+                };
+                Some(Header(name.to_owned(), Data::Text(value)))
+            })
+            .collect(),
+    )
+}
+
+/// Whether a media type names text; other bodies written as text by a tool
+/// were written byte-for-char (latin-1), as mitmproxy does.
+fn is_text_media_type(mime: &str) -> bool {
+    let essence = mime
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence.is_empty()
+        || essence.starts_with("text/")
+        || essence.ends_with("/json")
+        || essence.ends_with("+json")
+        || essence.ends_with("/xml")
+        || essence.ends_with("+xml")
+        || essence == "application/x-www-form-urlencoded"
+        || essence == "application/javascript"
+}
+
+fn latin1_bytes(text: &str) -> Option<Vec<u8>> {
+    text.chars()
+        .map(|c| u8::try_from(u32::from(c)).ok())
+        .collect()
+}
+
+/// The bytes a HAR `text` stands for.
+fn text_bytes(
+    text: &str,
+    encoding: Option<&str>,
+    mime: &str,
+    expected_sha256: Option<&str>,
+) -> Result<Vec<u8>, String> {
+    if encoding.is_some_and(|e| e.eq_ignore_ascii_case("base64")) {
+        let compact: String = text.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+        return BASE64
+            .decode(compact)
+            .map_err(|e| format!("its base64 body does not decode ({e})"));
+    }
+    let utf8 = text.as_bytes().to_vec();
+    let Some(latin1) = latin1_bytes(text).filter(|l| *l != utf8) else {
+        return Ok(utf8);
+    };
+    if let Some(expected) = expected_sha256 {
+        if sha256_hex(&latin1) == expected {
+            return Ok(latin1);
+        }
+        if sha256_hex(&utf8) == expected {
+            return Ok(utf8);
+        }
+    }
+    Ok(if is_text_media_type(mime) {
+        utf8
+    } else {
+        latin1
+    })
+}
+
+/// A body whose bytes are not in the HAR: its size (when known) and hash (when
+/// regtap wrote one), nothing inline. `absent`: the HAR says there was no body.
+fn summary_body(size: u64, sha256: Option<&str>, absent: bool) -> Body {
+    if absent && size == 0 && sha256.is_none() {
+        return Body::from_bytes(b"");
+    }
+    Body {
+        size,
+        sha256: sha256.unwrap_or_default().to_owned(),
+        complete: true,
+        inline: None,
+        // Nothing of it is known: an empty prefix.
+        truncated: true,
+        stored: None,
+    }
+}
+
+fn body_from_bytes(bytes: &[u8], declared_size: Option<u64>, sha256: Option<&str>) -> Body {
+    match declared_size {
+        // The tool cut the text short: what is there is a prefix.
+        Some(size) if size > bytes.len() as u64 => Body {
+            size,
+            sha256: sha256.unwrap_or_default().to_owned(),
+            complete: true,
+            inline: Some(Data::from_bytes(bytes)),
+            truncated: true,
+            stored: None,
+        },
+        _ => Body::from_bytes(bytes),
+    }
+}
+
+fn non_negative(value: &Value, key: &str) -> Option<u64> {
+    value
+        .get(key)
+        .and_then(Value::as_i64)
+        .and_then(|n| u64::try_from(n).ok())
+}
+
+fn request_body(
+    request: &Value,
+    request_headers: &Headers,
+    number: usize,
+    warnings: &mut Vec<String>,
+) -> Body {
+    let post = request.get("postData").filter(|p| p.is_object());
+    let sha256 = post.and_then(|p| text_field(p, "_sha256"));
+    let incomplete = post
+        .and_then(|p| p.get("_incomplete"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let body_size = non_negative(request, "bodySize");
+    let content_length = request_headers
+        .get("content-length")
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let text = post
+        .and_then(|p| text_field(p, "text"))
+        .filter(|t| !t.is_empty());
+    let mut body = match (post, text) {
+        (Some(post), Some(text)) => {
+            let mime = text_field(post, "mimeType").unwrap_or("");
+            match text_bytes(text, text_field(post, "encoding"), mime, sha256) {
+                Ok(bytes) => body_from_bytes(&bytes, body_size, sha256),
+                Err(reason) => {
+                    warnings.push(format!(
+                        "HAR entry {number}: request body dropped: {reason}"
+                    ));
+                    summary_body(body_size.unwrap_or(0), sha256, false)
+                }
+            }
+        }
+        _ => {
+            let size = body_size.filter(|s| *s > 0).or(content_length).unwrap_or(0);
+            // mitmproxy writes `"text": null` for a body it streamed without keeping.
+            let streamed = post.is_some_and(|p| p.get("text") == Some(&Value::Null));
+            let absent = !streamed && size == 0;
+            if sha256.is_none() && !absent {
+                warnings.push(format!(
+                    "HAR entry {number}: the request body is not in the HAR (the recording tool \
+                     streamed or dropped it); {}",
+                    if size > 0 {
+                        format!("{size} bytes by its headers")
+                    } else {
+                        "its size is unknown".to_owned()
+                    }
+                ));
+            }
+            summary_body(size, sha256, absent)
+        }
+    };
+    body.complete = !incomplete;
+    body
+}
+
+fn response_body(response: &Value, number: usize, warnings: &mut Vec<String>) -> Body {
+    let Some(content) = response.get("content").filter(|c| c.is_object()) else {
+        let size = non_negative(response, "bodySize").unwrap_or(0);
+        return summary_body(size, None, size == 0);
+    };
+    let sha256 = text_field(content, "_sha256");
+    let incomplete = content
+        .get("_incomplete")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let size = non_negative(content, "size").or_else(|| non_negative(response, "bodySize"));
+    let mut body = match text_field(content, "text").filter(|t| !t.is_empty()) {
+        Some(text) => {
+            let mime = text_field(content, "mimeType").unwrap_or("");
+            match text_bytes(text, text_field(content, "encoding"), mime, sha256) {
+                Ok(bytes) => body_from_bytes(&bytes, size, sha256),
+                Err(reason) => {
+                    warnings.push(format!(
+                        "HAR entry {number}: response body dropped: {reason}"
+                    ));
+                    summary_body(size.unwrap_or(0), sha256, false)
+                }
+            }
+        }
+        None => {
+            let size = size.unwrap_or(0);
+            summary_body(size, sha256, size == 0)
+        }
+    };
+    body.complete = !incomplete;
+    body
+}
+
+fn timing(entry: &Value, has_response: bool, number: usize, warnings: &mut Vec<String>) -> Timing {
+    let started = text_field(entry, "startedDateTime").and_then(parse_time);
+    if started.is_none() {
+        warnings.push(format!(
+            "HAR entry {number}: no valid startedDateTime; its time is taken as the Unix epoch"
+        ));
+    }
+    let empty = Value::Null;
+    let phases = entry.get("timings").unwrap_or(&empty);
+    // Connection set-up happens before the request is sent (`ssl` is part of `connect`).
+    let setup: f64 = ["blocked", "dns", "connect"]
+        .iter()
+        .filter_map(|k| millis(phases, k))
+        .sum();
+    let request_start = started.unwrap_or(0) + ms_to_nanos(setup);
+    let send = millis(phases, "send");
+    let request_end = request_start + ms_to_nanos(send.unwrap_or(0.0));
+    if !has_response {
+        return Timing {
+            request_start,
+            request_end: send.map(|_| request_end),
+            response_head: None,
+            response_end: None,
+        };
+    }
+    let response_head = request_end + ms_to_nanos(millis(phases, "wait").unwrap_or(0.0));
+    let response_end = response_head + ms_to_nanos(millis(phases, "receive").unwrap_or(0.0));
+    Timing {
+        request_start,
+        request_end: Some(request_end),
+        response_head: Some(response_head),
+        response_end: Some(response_end),
+    }
+}
+
+fn entry_error(entry: &Value, has_response: bool) -> Option<FlowError> {
+    if let Some(error) = entry.get("_error").filter(|e| e.is_object()) {
+        let stage = match text_field(error, "stage") {
+            Some("connect") => ErrorStage::Connect,
+            Some("request") => ErrorStage::Request,
+            _ => ErrorStage::Response,
+        };
+        return Some(FlowError {
+            stage,
+            message: text_field(error, "message").unwrap_or("").to_owned(),
+        });
+    }
+    // mitmproxy and Chrome put a failed request's error on the response.
+    let message = entry
+        .get("response")
+        .and_then(|r| r.get("_error"))
+        .and_then(Value::as_str)
+        .filter(|m| !m.is_empty())?;
+    Some(FlowError {
+        stage: if has_response {
+            ErrorStage::Response
+        } else {
+            ErrorStage::Connect
+        },
+        message: message.to_owned(),
+    })
+}

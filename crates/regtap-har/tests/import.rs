@@ -1,0 +1,258 @@
+//! Importing HAR files written by other tools (see tests/fixtures/README.md).
+
+use std::path::PathBuf;
+
+use regtap_capture::{Flow, sha256_hex};
+use regtap_har::{ImportError, import, looks_like_har};
+
+fn fixture(path: &str) -> Vec<u8> {
+    let full = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(path);
+    std::fs::read(&full).unwrap_or_else(|e| panic!("{}: {e}", full.display()))
+}
+
+fn query_param<'a>(url: &'a str, name: &str) -> Option<&'a str> {
+    url.split_once('?')?
+        .1
+        .split('&')
+        .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+}
+
+fn response_header<'a>(flow: &'a Flow, name: &str) -> Option<&'a str> {
+    flow.response.as_ref()?.headers.get(name)
+}
+
+#[test]
+fn mitmproxy_hardump_becomes_flows_with_exact_body_bytes() {
+    let bytes = fixture("mitmproxy/docker-push.har");
+    assert!(looks_like_har(&bytes));
+    let imported = import(&bytes).expect("mitmproxy HAR imports");
+    assert_eq!(imported.creator.as_deref(), Some("mitmproxy 11.0.2"));
+    let flows = &imported.flows;
+    let summary: Vec<String> = flows
+        .iter()
+        .map(|f| format!("{} {} {}", f.id, f.method(), f.status().unwrap_or(0)))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            "1 GET 401",
+            "2 GET 200",
+            "3 GET 200",
+            "4 HEAD 404",
+            "5 POST 202",
+            "6 PATCH 202",
+            "7 PUT 201",
+            "8 HEAD 404",
+            "9 POST 202",
+            "10 PATCH 202",
+            "11 PUT 201",
+            "12 HEAD 404",
+            "13 POST 202",
+            "14 PATCH 202",
+            "15 PUT 201",
+            "16 PUT 201",
+            "17 GET 200",
+            "18 GET 200",
+        ]
+    );
+
+    // Binary PATCH bodies were written as latin-1 text: decoded back, their
+    // hash is the digest the client then committed with PUT ?digest=.
+    for (patch, put) in [(9, 10), (13, 14)] {
+        let body = &flows[patch].request.body;
+        let digest = query_param(flows[put].url(), "digest").expect("PUT has ?digest=");
+        assert_eq!(
+            format!("sha256%3A{}", body.sha256),
+            digest,
+            "flow {}",
+            flows[patch].id
+        );
+        assert!(body.full_bytes().is_some());
+    }
+    assert_eq!(flows[9].request.body.size, 3076);
+
+    // The streamed PATCH: mitmproxy kept nothing, and the import says so.
+    let streamed = &flows[5].request.body;
+    assert!(streamed.full_bytes().is_none());
+    assert!(
+        imported
+            .warnings
+            .iter()
+            .any(|w| w.starts_with("HAR entry 6:") && w.contains("not in the HAR")),
+        "{:?}",
+        imported.warnings
+    );
+
+    // The manifest PUT body is text, and its hash is the digest the registry computed.
+    let manifest_put = &flows[15];
+    assert_eq!(
+        Some(format!("sha256:{}", manifest_put.request.body.sha256).as_str()),
+        response_header(manifest_put, "docker-content-digest")
+    );
+
+    // Response bodies: one base64-encoded, one written as latin-1 text.
+    for blob_get in &flows[16..18] {
+        let body = &blob_get.response.as_ref().unwrap().body;
+        assert_eq!(
+            Some(format!("sha256:{}", body.sha256).as_str()),
+            response_header(blob_get, "docker-content-digest"),
+            "flow {}",
+            blob_get.id
+        );
+    }
+
+    // Token response JSON and the Basic credentials the client sent, as sent.
+    let token = &flows[1];
+    let body = token.response.as_ref().unwrap().body.full_bytes().unwrap();
+    assert!(
+        String::from_utf8(body)
+            .unwrap()
+            .starts_with("{\"token\": \"eyJ")
+    );
+    assert!(
+        token
+            .request
+            .headers
+            .get("authorization")
+            .unwrap()
+            .starts_with("Basic ")
+    );
+
+    // Times: `+00:00` offsets parsed, phases in order, the server's address known.
+    for flow in flows {
+        let t = &flow.timing;
+        assert!(t.request_start > 1_700_000_000_000_000_000);
+        assert!(t.request_end.unwrap() <= t.response_head.unwrap());
+        assert!(t.response_head.unwrap() <= t.response_end.unwrap());
+        assert_eq!(flow.server_addr.as_deref(), Some("127.0.0.1:18500"));
+        assert_eq!(flow.scheme, "http");
+    }
+    assert!(
+        flows
+            .windows(2)
+            .all(|w| w[0].timing.request_start <= w[1].timing.request_start)
+    );
+}
+
+#[test]
+fn chrome_devtools_har_becomes_flows() {
+    let imported = import(&fixture("chrome/registry-ui.har")).expect("Chrome HAR imports");
+    assert_eq!(imported.creator.as_deref(), Some("WebInspector 537.36"));
+    let flows = &imported.flows;
+    assert_eq!(flows.len(), 8);
+
+    let first = &flows[0];
+    assert_eq!(first.url(), "https://registry.test:5000/v2/");
+    assert_eq!(first.request.http_version, "http/2.0");
+    // Header order kept, pseudo-headers included.
+    let names: Vec<&str> = first.request.headers.iter().map(|h| h.0.as_str()).collect();
+    assert_eq!(
+        &names[..5],
+        [":authority", ":method", ":path", ":scheme", "accept"]
+    );
+    // `[::1]` from Chrome, with the URL's port.
+    assert_eq!(first.server_addr.as_deref(), Some("[::1]:5000"));
+    // Chrome's connection ids are not addresses.
+    assert_eq!(first.client_addr, None);
+    // blocked + dns + connect come before the request: 1.317 + 0.021 + 3.805 ms.
+    let t = &first.timing;
+    assert_eq!(t.request_end.unwrap() - t.request_start, 189_000);
+    assert_eq!(t.response_head.unwrap() - t.request_end.unwrap(), 4_412_000);
+
+    // The redirect to storage and the base64 blob it served.
+    assert_eq!(flows[4].status(), Some(307));
+    assert!(
+        response_header(&flows[4], "location")
+            .unwrap()
+            .starts_with("https://storage.test/")
+    );
+    let config = &flows[5].response.as_ref().unwrap().body;
+    let bytes = config.full_bytes().expect("base64 content decoded");
+    assert_eq!(sha256_hex(&bytes), config.sha256);
+    assert!(flows[4].url().ends_with(&config.sha256));
+
+    // A refused connection: no response, the browser's error kept.
+    let refused = &flows[7];
+    assert_eq!(refused.response, None);
+    let error = refused.error.as_ref().expect("error kept");
+    assert_eq!(error.message, "net::ERR_CONNECTION_REFUSED");
+    assert_eq!(refused.server_addr, None);
+}
+
+#[test]
+fn not_a_har_is_a_clear_error_not_a_panic() {
+    assert!(matches!(
+        import(b"{\"log\": ["),
+        Err(ImportError::NotJson(_))
+    ));
+    assert_eq!(
+        import(b"[1, 2]"),
+        Err(ImportError::NotAHar(
+            "no top-level \"log\" object".to_owned()
+        ))
+    );
+    assert_eq!(
+        import(br#"{"log": {"version": "1.2"}}"#),
+        Err(ImportError::NotAHar(
+            "\"log\" has no \"entries\" array".to_owned()
+        ))
+    );
+    assert!(!looks_like_har(
+        b"{\"format\":\"regtap-capture\",\"version\":\"1.0\"}\n"
+    ));
+    assert!(looks_like_har(b"\xEF\xBB\xBF  {\n  \"log\": {"));
+}
+
+#[test]
+fn broken_entries_are_skipped_with_warnings_and_the_rest_kept() {
+    let har = br#"{"log": {"entries": [
+        "nonsense",
+        {"request": {"method": "GET"}},
+        {"startedDateTime": "yesterday", "request": {"method": "GET", "url": "https://r.test/v2/",
+         "headers": [{"name": "Accept"}, {"value": "x"}, {"name": "X-N", "value": 5}],
+         "postData": {"mimeType": "application/octet-stream", "text": "%%%", "encoding": "base64"}},
+         "response": {"status": 200, "content": {"size": 4, "text": null}},
+         "timings": {"send": null, "wait": "slow", "receive": -1}},
+        {"startedDateTime": "2024-07-22T17:06:43.5Z", "request": {"method": "GET", "url": "https://r.test/v2/"},
+         "response": {"status": 200, "content": {"size": 10, "text": "{}"}}}
+    ]}}"#;
+    let imported = import(har).expect("a HAR with broken entries still imports");
+    assert_eq!(imported.flows.len(), 2);
+    let warnings = imported.warnings.join("\n");
+    assert!(
+        warnings.contains("HAR entry 1 skipped: not a JSON object"),
+        "{warnings}"
+    );
+    assert!(
+        warnings.contains("HAR entry 2 skipped: the request has no URL"),
+        "{warnings}"
+    );
+    assert!(
+        warnings.contains("HAR entry 3: no valid startedDateTime"),
+        "{warnings}"
+    );
+    assert!(
+        warnings.contains("HAR entry 3: request body dropped"),
+        "{warnings}"
+    );
+
+    let odd = &imported.flows[0];
+    assert_eq!(odd.timing.request_start, 0);
+    let headers: Vec<(&str, Option<&str>)> = odd
+        .request
+        .headers
+        .iter()
+        .map(|h| (h.0.as_str(), h.1.as_text()))
+        .collect();
+    assert_eq!(headers, [("Accept", Some("")), ("X-N", Some("5"))]);
+    let response = odd.response.as_ref().unwrap();
+    assert_eq!(response.body.size, 4);
+    assert!(response.body.full_bytes().is_none());
+
+    // Text shorter than the declared size: a prefix, not the body.
+    let short = &imported.flows[1].response.as_ref().unwrap().body;
+    assert!(short.truncated);
+    assert_eq!(short.size, 10);
+}
