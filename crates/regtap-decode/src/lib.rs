@@ -1,1 +1,133 @@
-//! placeholder: see its issue
+//! regtap's brain: turns captured HTTP exchanges into registry meaning.
+//!
+//! Flows in, [`Analysis`] out: every flow classified and decoded (tokens,
+//! `_state`, manifests, error bodies), upload sessions rebuilt, and the
+//! flows grouped into the user-level operations (login, push, pull) that
+//! produced them, with numbered steps. Pure: no I/O, and no input makes it
+//! panic; what cannot be decoded becomes an annotation with a reason.
+
+use std::collections::HashMap;
+
+use regtap_capture::Flow;
+
+mod auth;
+mod classify;
+mod errors;
+mod http;
+mod link;
+mod local;
+mod manifest;
+mod model;
+mod operations;
+mod render;
+mod sessions;
+mod summary;
+
+pub use model::*;
+pub use render::render_text;
+
+/// Decoding of pasted JWTs.
+pub mod jwt;
+/// Decoding of pasted `_state` values.
+pub mod state;
+
+use local::Local;
+
+/// Analyses a whole capture at once.
+pub fn analyze(flows: &[Flow], options: &Options) -> Analysis {
+    let mut analyzer = Analyzer::new(options.clone());
+    for flow in flows {
+        analyzer.push(flow);
+    }
+    analyzer.analysis()
+}
+
+/// Incremental analysis for live mode: push flows as they finish, in any
+/// order; [`Analyzer::analysis`] is always what [`analyze`] would say about
+/// the flows pushed so far. What one flow says alone (the costly part:
+/// JWT, certificates, JSON bodies) is decoded once, on push.
+#[derive(Debug, Clone)]
+pub struct Analyzer {
+    options: Options,
+    decoded: Vec<Local>,
+}
+
+impl Analyzer {
+    pub fn new(options: Options) -> Self {
+        Analyzer {
+            options,
+            decoded: Vec::new(),
+        }
+    }
+
+    pub fn push(&mut self, flow: &Flow) {
+        self.decoded.push(local::decode_flow(flow, &self.options));
+    }
+
+    /// Number of flows pushed.
+    pub fn len(&self) -> usize {
+        self.decoded.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.decoded.is_empty()
+    }
+
+    pub fn analysis(&self) -> Analysis {
+        let mut items: Vec<Work> = self.decoded.iter().cloned().map(Work::new).collect();
+        // Time order, ties broken by id (then URL): the order the flows
+        // arrived in does not matter.
+        items.sort_by(|a, b| {
+            (a.local.start(), a.local.flow.id)
+                .cmp(&(b.local.start(), b.local.flow.id))
+                .then_with(|| a.local.flow.url().cmp(b.local.flow.url()))
+        });
+        let mut works = Works::new(items);
+        link::link(&mut works)
+    }
+}
+
+/// One flow while its links to the others are being made.
+#[derive(Debug, Clone)]
+pub(crate) struct Work {
+    pub local: Local,
+    pub session: Option<usize>,
+    pub operation: Option<usize>,
+    pub summary: String,
+}
+
+impl Work {
+    fn new(local: Local) -> Self {
+        Work {
+            local,
+            session: None,
+            operation: None,
+            summary: String::new(),
+        }
+    }
+}
+
+/// The flows in time order, findable by id.
+pub(crate) struct Works {
+    pub items: Vec<Work>,
+    position: HashMap<u64, usize>,
+}
+
+impl Works {
+    fn new(items: Vec<Work>) -> Self {
+        let mut position = HashMap::new();
+        for (i, w) in items.iter().enumerate() {
+            position.entry(w.local.flow.id).or_insert(i);
+        }
+        Works { items, position }
+    }
+
+    pub fn get(&self, id: u64) -> Option<&Work> {
+        self.position.get(&id).and_then(|&i| self.items.get(i))
+    }
+
+    pub fn get_mut(&mut self, id: u64) -> Option<&mut Work> {
+        let i = *self.position.get(&id)?;
+        self.items.get_mut(i)
+    }
+}

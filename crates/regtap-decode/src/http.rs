@@ -1,0 +1,181 @@
+//! Small helpers over the captured HTTP data: URLs, queries, bodies, and the
+//! short forms used in one-line summaries.
+
+use std::io::Read as _;
+
+use regtap_capture::{Body, Headers};
+use sha2::Digest as _;
+use url::Url;
+
+/// Largest decompressed body the decoder will look at: registry JSON is
+/// small, and a gzip bomb must not eat the memory.
+const MAX_DECODED_BODY: u64 = 8 * 1024 * 1024;
+
+/// `host[:port]` of an absolute URL.
+pub fn authority(url: &Url) -> String {
+    match (url.host_str(), url.port()) {
+        (Some(host), Some(port)) => format!("{host}:{port}"),
+        (Some(host), None) => host.to_owned(),
+        (None, _) => String::new(),
+    }
+}
+
+/// Every value of query parameter `name`, percent-decoded.
+pub fn query_all(url: &Url, name: &str) -> Vec<String> {
+    url.query_pairs()
+        .filter(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+        .collect()
+}
+
+pub fn query_first(url: &Url, name: &str) -> Option<String> {
+    url.query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// `Location` resolved against the request URL (registries send both
+/// relative and absolute ones).
+pub fn resolve(base: Option<&Url>, location: &str) -> Option<Url> {
+    match base {
+        Some(base) => base.join(location).ok(),
+        None => Url::parse(location).ok(),
+    }
+}
+
+/// The body's bytes as the application sees them: whole, and gunzipped when
+/// `Content-Encoding` says gzip. `None` when the capture does not hold all of it.
+pub fn decoded_body(body: &Body, headers: &Headers) -> Option<Vec<u8>> {
+    let raw = body.full_bytes()?;
+    let encoding = headers
+        .get("content-encoding")
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if encoding == "gzip" || encoding == "x-gzip" {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(raw.as_slice())
+            .take(MAX_DECODED_BODY)
+            .read_to_end(&mut out)
+            .ok()?;
+        Some(out)
+    } else {
+        Some(raw)
+    }
+}
+
+/// A short non-reversible name for a secret: 12 hex digits of its SHA-256.
+pub fn fingerprint(secret: &str) -> String {
+    let hash = sha2::Sha256::digest(secret.as_bytes());
+    hex::encode(&hash[..6])
+}
+
+/// The whole SHA-256 of a secret, to match tokens without keeping them.
+pub fn fingerprint_full(secret: &str) -> String {
+    hex::encode(sha2::Sha256::digest(secret.as_bytes()))
+}
+
+/// `sha256:0123456789ab…`: enough to tell digests apart on one line.
+pub fn short_digest(digest: &str) -> String {
+    match digest.split_once(':') {
+        Some((algorithm, hex)) if hex.len() > 12 => {
+            let cut: String = hex.chars().take(12).collect();
+            format!("{algorithm}:{cut}…")
+        }
+        _ => digest.to_owned(),
+    }
+}
+
+/// `1.5 KiB`, `256.0 KiB`, `12 B`.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+/// Text of a status code: `401 Unauthorized`.
+pub fn status_text(status: u16) -> String {
+    let reason = match status {
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        206 => "Partial Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        409 => "Conflict",
+        416 => "Range Not Satisfiable",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "",
+    };
+    if reason.is_empty() {
+        status.to_string()
+    } else {
+        format!("{status} {reason}")
+    }
+}
+
+/// RFC 3339 of a Unix time in seconds, or the number when out of range.
+pub fn unix_to_rfc3339(seconds: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(seconds)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| format!("@{seconds}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gzip_bodies_are_inflated() {
+        use std::io::Write as _;
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        encoder.write_all(br#"{"errors":[]}"#).unwrap();
+        let body = Body::from_bytes(&encoder.finish().unwrap());
+        let headers: Headers = [("Content-Encoding", "gzip")].into_iter().collect();
+        assert_eq!(decoded_body(&body, &headers).unwrap(), br#"{"errors":[]}"#);
+    }
+
+    #[test]
+    fn garbage_gzip_is_not_a_body() {
+        let body = Body::from_bytes(b"not gzip at all");
+        let headers: Headers = [("Content-Encoding", "gzip")].into_iter().collect();
+        assert_eq!(decoded_body(&body, &headers), None);
+    }
+
+    #[test]
+    fn short_forms() {
+        assert_eq!(
+            short_digest("sha256:0123456789abcdef0123"),
+            "sha256:0123456789ab…"
+        );
+        assert_eq!(short_digest("latest"), "latest");
+        assert_eq!(human_bytes(262_435), "256.3 KiB");
+        assert_eq!(human_bytes(12), "12 B");
+        assert_eq!(fingerprint("secret").len(), 12);
+    }
+}

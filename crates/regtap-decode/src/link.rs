@@ -1,0 +1,425 @@
+//! The links between flows: which flow issued the token a request carries,
+//! which GET follows a redirect, which blobs a manifest's descriptors are;
+//! then the assembly of the [`Analysis`].
+
+use std::collections::HashMap;
+
+use crate::http::{authority, short_digest};
+use crate::model::{
+    Analysis, Annotation, BlobStatus, Descriptor, Diagnostic, FlowAnalysis, FlowKind,
+    SessionOutcome, Severity, UploadSession,
+};
+use crate::{Works, operations, sessions, summary};
+
+const NANOS: i64 = 1_000_000_000;
+
+pub(crate) fn link(works: &mut Works) -> Analysis {
+    bearer_links(works);
+    redirects(works);
+    let sessions = sessions::build(works);
+    for w in works.items.iter_mut() {
+        w.summary = summary::summarize(w, &sessions);
+    }
+    let groups = operations::group(works);
+    manifest_links(works, &sessions);
+    let operations = operations::describe(works, &sessions, groups);
+    assemble(works, sessions, operations)
+}
+
+/// Every request carrying a Bearer token is linked to the flow that issued
+/// it (matched on the whole token), and checked against `exp`/`nbf` (or
+/// the issuer's `expires_in` for opaque tokens).
+fn bearer_links(works: &mut Works) {
+    let mut issuers: HashMap<String, Vec<(u64, i64, Option<i64>)>> = HashMap::new();
+    for w in &works.items {
+        let Some(hash) = &w.local.issued_hash else {
+            continue;
+        };
+        let issued_at = w
+            .local
+            .flow
+            .timing
+            .response_head
+            .unwrap_or_else(|| w.local.start());
+        let expires = w
+            .local
+            .token
+            .as_ref()
+            .and_then(|t| t.expires_in)
+            .and_then(|s| i64::try_from(s).ok())
+            .map(|s| issued_at.saturating_add(s.saturating_mul(NANOS)));
+        issuers
+            .entry(hash.clone())
+            .or_default()
+            .push((w.local.flow.id, issued_at, expires));
+    }
+    for w in works.items.iter_mut() {
+        let Some(hash) = w.local.bearer_hash.clone() else {
+            continue;
+        };
+        let start = w.local.start();
+        let issuer = issuers.get(&hash).and_then(|list| {
+            list.iter()
+                .rfind(|(_, at, _)| *at <= start)
+                .or_else(|| list.first())
+                .copied()
+        });
+        let expiry = w
+            .local
+            .bearer_exp
+            .map(|s| s.saturating_mul(NANOS))
+            .or_else(|| issuer.and_then(|(_, _, e)| e));
+        let not_before = w.local.bearer_nbf.map(|s| s.saturating_mul(NANOS));
+        let expired = expiry.is_some_and(|e| start > e);
+        let not_yet_valid = not_before.is_some_and(|n| start < n);
+        let Some(bearer) = w.local.bearer.as_mut() else {
+            continue;
+        };
+        bearer.issued_by = issuer.map(|(id, _, _)| id);
+        bearer.expired = expired;
+        bearer.not_yet_valid = not_yet_valid;
+        let fingerprint = bearer.fingerprint.clone();
+        w.local.annotations.push(match issuer {
+            Some((id, _, _)) => Annotation::info(
+                "bearer",
+                format!("token {fingerprint} was issued by flow #{id}"),
+            ),
+            None => Annotation::info(
+                "bearer",
+                format!("token {fingerprint} was not issued in this capture"),
+            ),
+        });
+        if expired {
+            w.local.annotations.push(Annotation::error(
+                "bearer",
+                format!(
+                    "token {fingerprint} used {} after it expired",
+                    seconds(start.saturating_sub(expiry.unwrap_or(start)))
+                ),
+            ));
+        }
+        if not_yet_valid {
+            w.local.annotations.push(Annotation::warning(
+                "bearer",
+                format!(
+                    "token {fingerprint} used {} before its nbf (clock skew?)",
+                    seconds(not_before.unwrap_or(start).saturating_sub(start))
+                ),
+            ));
+        }
+    }
+}
+
+fn seconds(ns: i64) -> String {
+    format!("{:.1} s", ns as f64 / NANOS as f64)
+}
+
+/// A blob GET answered with a redirect is followed by a GET of the storage
+/// URL: that flow becomes a blob GET of the same blob.
+fn redirects(works: &mut Works) {
+    let mut claimed: Vec<u64> = Vec::new();
+    for i in 0..works.items.len() {
+        let Some(w) = works.items.get(i) else { break };
+        let FlowKind::BlobGet {
+            registry,
+            repository,
+            digest,
+            redirect_to: Some(target),
+            ..
+        } = &w.local.kind
+        else {
+            continue;
+        };
+        let (registry, repository, digest, target) = (
+            registry.clone(),
+            repository.clone(),
+            digest.clone(),
+            target.clone(),
+        );
+        let from = w.local.flow.id;
+        let follow_up = works.items.iter().skip(i + 1).position(|f| {
+            f.local.kind == FlowKind::Unknown
+                && f.local.flow.method().eq_ignore_ascii_case("GET")
+                && f.local.url.as_ref().map(url::Url::as_str) == Some(target.as_str())
+                && !claimed.contains(&f.local.flow.id)
+        });
+        let host = url::Url::parse(&target)
+            .map(|u| authority(&u))
+            .unwrap_or_default();
+        let Some(next) = follow_up.map(|p| p + i + 1) else {
+            if let Some(w) = works.items.get_mut(i) {
+                w.local.annotations.push(Annotation::info(
+                    "redirect",
+                    format!(
+                        "redirected to storage host {host}; the follow-up GET is not in the capture"
+                    ),
+                ));
+            }
+            continue;
+        };
+        let Some(f) = works.items.get_mut(next) else {
+            continue;
+        };
+        let follow_id = f.local.flow.id;
+        claimed.push(follow_id);
+        f.local.kind = FlowKind::BlobGet {
+            registry,
+            repository,
+            digest: digest.clone(),
+            range: f.local.flow.request.headers.get("range").map(str::to_owned),
+            redirect_to: None,
+            redirected_from: Some(from),
+        };
+        f.local.annotations.push(Annotation::info(
+            "redirect",
+            format!(
+                "fetches blob {} from storage host {host}, as redirected by flow #{from}",
+                short_digest(&digest)
+            ),
+        ));
+        if let Some(w) = works.items.get_mut(i) {
+            w.local.annotations.push(Annotation::info(
+                "redirect",
+                format!("redirected to storage host {host}, followed by flow #{follow_id}"),
+            ));
+        }
+    }
+}
+
+/// What the capture says about one blob (or child manifest) of a repository.
+#[derive(Default)]
+struct BlobFacts {
+    status: Option<BlobStatus>,
+    flow_ids: Vec<u64>,
+}
+
+impl BlobFacts {
+    fn see(&mut self, status: BlobStatus, id: u64) {
+        self.status = Some(self.status.map_or(status, |s| s.max(status)));
+        if !self.flow_ids.contains(&id) {
+            self.flow_ids.push(id);
+        }
+    }
+}
+
+/// Links the config, layers and child manifests of each manifest to the
+/// flows of the same repository in the same operation (or, when the
+/// operation has none, anywhere in the capture).
+fn manifest_links(works: &mut Works, sessions: &[UploadSession]) {
+    let targets: Vec<usize> = works
+        .items
+        .iter()
+        .enumerate()
+        .filter(|(_, w)| w.local.manifest.is_some())
+        .map(|(i, _)| i)
+        .collect();
+    for i in targets {
+        let Some(w) = works.items.get(i) else {
+            continue;
+        };
+        let (Some(registry), Some(repository)) = (
+            w.local.kind.registry().map(str::to_owned),
+            w.local.kind.repository().map(str::to_owned),
+        ) else {
+            continue;
+        };
+        let operation = w.operation;
+        let is_put = matches!(w.local.kind, FlowKind::ManifestPut { .. });
+        let in_op = facts(works, sessions, &registry, &repository, operation);
+        let anywhere = facts(works, sessions, &registry, &repository, None);
+        let Some(w) = works.items.get_mut(i) else {
+            continue;
+        };
+        let Some(manifest) = w.local.manifest.as_mut() else {
+            continue;
+        };
+        let mut counts: HashMap<BlobStatus, usize> = HashMap::new();
+        let descriptors = manifest
+            .config
+            .iter_mut()
+            .chain(manifest.layers.iter_mut())
+            .chain(manifest.manifests.iter_mut());
+        let mut missing = Vec::new();
+        for d in descriptors {
+            apply(d, in_op.get(&d.digest).or_else(|| anywhere.get(&d.digest)));
+            *counts.entry(d.blob_status).or_default() += 1;
+            if d.blob_status == BlobStatus::Missing {
+                missing.push(short_digest(&d.digest));
+            }
+        }
+        let order = [
+            (BlobStatus::Uploaded, "uploaded"),
+            (BlobStatus::Mounted, "mounted"),
+            (BlobStatus::Present, "already present"),
+            (BlobStatus::Downloaded, "downloaded"),
+            (BlobStatus::Missing, "missing"),
+            (BlobStatus::Unknown, "not seen in this capture"),
+        ];
+        let parts: Vec<String> = order
+            .iter()
+            .filter_map(|(s, name)| counts.get(s).map(|n| format!("{n} {name}")))
+            .collect();
+        if !parts.is_empty() {
+            w.local.annotations.push(Annotation::info(
+                "blobs",
+                format!("referenced blobs: {}", parts.join(", ")),
+            ));
+        }
+        if is_put && !missing.is_empty() {
+            w.local.annotations.push(Annotation::warning(
+                "blobs",
+                format!(
+                    "the manifest refers to blobs the registry said it lacks: {}",
+                    missing.join(", ")
+                ),
+            ));
+        }
+    }
+}
+
+fn apply(d: &mut Descriptor, facts: Option<&BlobFacts>) {
+    if let Some(facts) = facts {
+        d.blob_status = facts.status.unwrap_or(BlobStatus::Unknown);
+        d.blob_flow_ids = facts.flow_ids.clone();
+    }
+}
+
+fn facts(
+    works: &Works,
+    sessions: &[UploadSession],
+    registry: &str,
+    repository: &str,
+    operation: Option<usize>,
+) -> HashMap<String, BlobFacts> {
+    let mut out: HashMap<String, BlobFacts> = HashMap::new();
+    let in_scope = |w: &crate::Work| {
+        w.local.kind.registry() == Some(registry)
+            && w.local.kind.repository() == Some(repository)
+            && (operation.is_none() || w.operation == operation)
+    };
+    for w in works.items.iter().filter(|w| in_scope(w)) {
+        let id = w.local.flow.id;
+        let status = w.local.status();
+        match &w.local.kind {
+            FlowKind::BlobHead { digest, .. } => match status {
+                Some(200) => out
+                    .entry(digest.clone())
+                    .or_default()
+                    .see(BlobStatus::Present, id),
+                Some(404) => out
+                    .entry(digest.clone())
+                    .or_default()
+                    .see(BlobStatus::Missing, id),
+                _ => {}
+            },
+            FlowKind::BlobGet { digest, .. } if matches!(status, Some(200 | 206)) => {
+                out.entry(digest.clone())
+                    .or_default()
+                    .see(BlobStatus::Downloaded, id);
+            }
+            FlowKind::BlobGet { digest, .. } => {
+                out.entry(digest.clone()).or_default().flow_ids.push(id);
+            }
+            FlowKind::ManifestPut { reference, .. }
+                if reference.is_digest() && status == Some(201) =>
+            {
+                out.entry(reference.as_str().to_owned())
+                    .or_default()
+                    .see(BlobStatus::Uploaded, id);
+            }
+            FlowKind::ManifestHead { reference, .. }
+                if reference.is_digest() && status == Some(200) =>
+            {
+                out.entry(reference.as_str().to_owned())
+                    .or_default()
+                    .see(BlobStatus::Present, id);
+            }
+            FlowKind::ManifestGet { reference, .. }
+                if reference.is_digest() && status == Some(200) =>
+            {
+                out.entry(reference.as_str().to_owned())
+                    .or_default()
+                    .see(BlobStatus::Downloaded, id);
+            }
+            _ => {}
+        }
+    }
+    for session in sessions {
+        if session.registry != registry || session.repository != repository {
+            continue;
+        }
+        let Some(digest) = &session.digest else {
+            continue;
+        };
+        let first = session.flow_ids.first().and_then(|id| works.get(*id));
+        if operation.is_some() && first.is_some_and(|w| w.operation != operation) {
+            continue;
+        }
+        let status = match session.outcome {
+            SessionOutcome::Completed => BlobStatus::Uploaded,
+            SessionOutcome::Mounted => BlobStatus::Mounted,
+            _ => continue,
+        };
+        let facts = out.entry(digest.clone()).or_default();
+        for id in &session.flow_ids {
+            facts.see(status, *id);
+        }
+    }
+    out
+}
+
+fn assemble(
+    works: &mut Works,
+    sessions: Vec<UploadSession>,
+    operations: Vec<crate::model::Operation>,
+) -> Analysis {
+    let mut diagnostics = Vec::new();
+    let mut flows = Vec::with_capacity(works.items.len());
+    let mut seen: HashMap<u64, usize> = HashMap::new();
+    for w in works.items.drain(..) {
+        let id = w.local.flow.id;
+        *seen.entry(id).or_default() += 1;
+        for a in &w.local.annotations {
+            if a.severity >= Severity::Warning {
+                diagnostics.push(Diagnostic {
+                    flow_id: Some(id),
+                    severity: a.severity,
+                    message: a.text.clone(),
+                });
+            }
+        }
+        let local = w.local;
+        let upload_state = local.request_state.or(local.response_state);
+        flows.push(FlowAnalysis {
+            flow_id: id,
+            kind: local.kind,
+            summary: w.summary,
+            annotations: local.annotations,
+            token: local.token,
+            bearer: local.bearer,
+            basic_user: local.basic_user,
+            upload_state,
+            session: w.session,
+            manifest: local.manifest,
+            registry_errors: local.registry_errors,
+            challenges: local.challenges,
+            rate_limit: local.rate_limit,
+            operation: w.operation,
+        });
+    }
+    let mut repeated: Vec<(u64, usize)> = seen.into_iter().filter(|(_, n)| *n > 1).collect();
+    repeated.sort_unstable();
+    for (id, n) in repeated {
+        diagnostics.push(Diagnostic {
+            flow_id: Some(id),
+            severity: Severity::Warning,
+            message: format!("{n} flows share id {id}; links by id use the first"),
+        });
+    }
+    Analysis {
+        flows,
+        sessions,
+        operations,
+        diagnostics,
+    }
+}

@@ -1,0 +1,655 @@
+//! What can be decoded from one flow alone: its kind, credentials, token,
+//! `_state`, manifest, error body, challenges and rate limit. Computed once
+//! per flow (the [`crate::Analyzer`] caches it); the links between flows
+//! are made afterwards.
+
+use regtap_capture::{Flow, Headers};
+use sha2::Digest as _;
+use url::Url;
+
+use crate::auth::{self, Credentials};
+use crate::classify::classify;
+use crate::http::{decoded_body, fingerprint, query_first, resolve, short_digest};
+use crate::jwt::access_scope;
+use crate::model::{
+    Access, Annotation, BearerUse, Challenge, FlowKind, HmacStatus, ManifestInfo, Options,
+    RateLimit, RegistryError, StateInfo, TokenInfo,
+};
+use crate::{errors, jwt, manifest, state};
+
+#[derive(Debug, Clone)]
+pub(crate) struct Local {
+    pub flow: Flow,
+    pub url: Option<Url>,
+    pub kind: FlowKind,
+    pub annotations: Vec<Annotation>,
+    pub token: Option<TokenInfo>,
+    /// SHA-256 of the token this flow issued: tokens are matched on it.
+    pub issued_hash: Option<String>,
+    pub bearer: Option<BearerUse>,
+    pub bearer_hash: Option<String>,
+    /// `exp` and `nbf` (Unix seconds) of the Bearer token carried, if a JWT.
+    pub bearer_exp: Option<i64>,
+    pub bearer_nbf: Option<i64>,
+    pub basic_user: Option<String>,
+    /// `_state` of the request URL.
+    pub request_state: Option<StateInfo>,
+    /// `_state` of the response `Location`.
+    pub response_state: Option<StateInfo>,
+    /// Upload id named by the response (`Location` path or `Docker-Upload-UUID`).
+    pub response_upload_id: Option<String>,
+    pub location: Option<Url>,
+    pub manifest: Option<ManifestInfo>,
+    pub registry_errors: Vec<RegistryError>,
+    pub challenges: Vec<Challenge>,
+    pub rate_limit: Option<RateLimit>,
+}
+
+impl Local {
+    pub fn status(&self) -> Option<u16> {
+        self.flow.status()
+    }
+
+    pub fn start(&self) -> i64 {
+        self.flow.timing.request_start
+    }
+
+    pub fn end(&self) -> i64 {
+        self.flow.timing.end()
+    }
+
+    pub fn response_headers(&self) -> Option<&Headers> {
+        self.flow.response.as_ref().map(|r| &r.headers)
+    }
+
+    pub fn response_header(&self, name: &str) -> Option<&str> {
+        self.response_headers().and_then(|h| h.get(name))
+    }
+
+    pub fn ok(&self) -> bool {
+        self.status().is_some_and(|s| (200..300).contains(&s))
+    }
+}
+
+pub(crate) fn decode_flow(flow: &Flow, options: &Options) -> Local {
+    let url = Url::parse(flow.url()).ok();
+    let kind = classify(flow, url.as_ref());
+    let location = flow
+        .response
+        .as_ref()
+        .and_then(|r| r.headers.get("location"))
+        .and_then(|l| resolve(url.as_ref(), l));
+    let mut local = Local {
+        flow: flow.clone(),
+        url,
+        kind,
+        annotations: Vec::new(),
+        token: None,
+        issued_hash: None,
+        bearer: None,
+        bearer_hash: None,
+        bearer_exp: None,
+        bearer_nbf: None,
+        basic_user: None,
+        request_state: None,
+        response_state: None,
+        response_upload_id: None,
+        location,
+        manifest: None,
+        registry_errors: Vec::new(),
+        challenges: Vec::new(),
+        rate_limit: None,
+    };
+    if local.url.is_none() {
+        local.annotations.push(Annotation::warning(
+            "url",
+            format!("the request URL does not parse: {}", flow.url()),
+        ));
+    }
+    exchange_problems(&mut local);
+    credentials(&mut local);
+    challenges(&mut local);
+    if matches!(local.kind, FlowKind::Token { .. }) {
+        issued_token(&mut local);
+    }
+    upload_details(&mut local, options);
+    manifest_body(&mut local);
+    error_body(&mut local);
+    if let Some(limit) = local.response_headers().and_then(errors::rate_limit) {
+        local
+            .annotations
+            .push(Annotation::info("rate-limit", rate_limit_text(&limit)));
+        local.rate_limit = Some(limit);
+    }
+    local
+}
+
+fn exchange_problems(local: &mut Local) {
+    if let Some(error) = &local.flow.error {
+        let stage = match error.stage {
+            regtap_capture::ErrorStage::Connect => "connecting to the server",
+            regtap_capture::ErrorStage::Request => "sending the request",
+            regtap_capture::ErrorStage::Response => "receiving the response",
+        };
+        local.annotations.push(Annotation::error(
+            "exchange",
+            format!("the exchange broke while {stage}: {}", error.message),
+        ));
+    } else if local.flow.response.is_none() {
+        local
+            .annotations
+            .push(Annotation::warning("exchange", "no response was received"));
+    }
+    if !local.flow.request.body.complete {
+        local.annotations.push(Annotation::warning(
+            "request-body",
+            format!(
+                "the request body was cut off after {} bytes",
+                local.flow.request.body.size
+            ),
+        ));
+    }
+}
+
+fn credentials(local: &mut Local) {
+    let Some(value) = local.flow.request.headers.get("authorization") else {
+        return;
+    };
+    match auth::parse_authorization(value) {
+        Credentials::Bearer(token) => {
+            let print = fingerprint(&token);
+            local.bearer_hash = Some(crate::http::fingerprint_full(&token));
+            let text = match jwt::decode(&token) {
+                Ok(info) => {
+                    local.bearer_exp = info.claims.exp.as_ref().map(|t| t.unix);
+                    local.bearer_nbf = info.claims.nbf.as_ref().map(|t| t.unix);
+                    let grants: Vec<String> = info.claims.access.iter().map(access_scope).collect();
+                    let expiry = info
+                        .claims
+                        .exp
+                        .as_ref()
+                        .map(|t| format!(", expires {}", t.utc))
+                        .unwrap_or_default();
+                    format!(
+                        "Bearer token {print} (JWT granting {}{expiry})",
+                        if grants.is_empty() {
+                            "no repository access".to_owned()
+                        } else {
+                            grants.join(" ")
+                        }
+                    )
+                }
+                Err(_) => format!("Bearer token {print} (opaque, not a JWT)"),
+            };
+            local.annotations.push(Annotation::info("bearer", text));
+            local.bearer = Some(BearerUse {
+                fingerprint: print,
+                issued_by: None,
+                expired: false,
+                not_yet_valid: false,
+            });
+        }
+        Credentials::Basic(user) => {
+            local.annotations.push(Annotation::info(
+                "basic",
+                format!("Basic credentials of user {user:?} (password not shown)"),
+            ));
+            local.basic_user = Some(user);
+        }
+        Credentials::BadBasic(reason) => local.annotations.push(Annotation::warning(
+            "basic",
+            format!("malformed Basic credentials: {reason}"),
+        )),
+        Credentials::Other(scheme) => local.annotations.push(Annotation::info(
+            "authorization",
+            format!("{scheme} credentials"),
+        )),
+    }
+}
+
+fn challenges(local: &mut Local) {
+    let values: Vec<String> = local
+        .response_headers()
+        .map(|h| h.get_all("www-authenticate").map(str::to_owned).collect())
+        .unwrap_or_default();
+    for value in values {
+        let (parsed, problem) = auth::parse_challenges(&value);
+        if let Some(problem) = problem {
+            local.annotations.push(Annotation::warning(
+                "challenge",
+                format!("malformed WWW-Authenticate ({problem}): {value}"),
+            ));
+        }
+        for challenge in &parsed {
+            local
+                .annotations
+                .push(Annotation::info("challenge", challenge_text(challenge)));
+        }
+        local.challenges.extend(parsed);
+    }
+}
+
+pub(crate) fn challenge_text(c: &Challenge) -> String {
+    let mut parts = vec![format!("{} challenge", c.scheme)];
+    if let Some(realm) = &c.realm {
+        parts.push(format!("realm {realm}"));
+    }
+    if let Some(service) = &c.service {
+        parts.push(format!("service {service}"));
+    }
+    if !c.scope.is_empty() {
+        parts.push(format!("scope {}", c.scope.join(" ")));
+    }
+    if let Some(error) = &c.error {
+        parts.push(format!("error {error}"));
+    }
+    parts.join(", ")
+}
+
+fn issued_token(local: &mut Local) {
+    let FlowKind::Token { scopes, .. } = &local.kind else {
+        return;
+    };
+    let requested = scopes.clone();
+    let Some(response) = &local.flow.response else {
+        return;
+    };
+    if !(200..300).contains(&response.status) {
+        return;
+    }
+    let Some(body) = decoded_body(&response.body, &response.headers) else {
+        local.annotations.push(Annotation::warning(
+            "token",
+            "the token answer is not (wholly) in the capture",
+        ));
+        return;
+    };
+    let answer = match auth::parse_token_response(&body) {
+        Ok(answer) => answer,
+        Err(reason) => {
+            local.annotations.push(Annotation::warning("token", reason));
+            return;
+        }
+    };
+    let Some(token) = answer.token else {
+        local.annotations.push(Annotation::warning(
+            "token",
+            "the answer holds no token or access_token",
+        ));
+        return;
+    };
+    if answer.conflicting {
+        local.annotations.push(Annotation::warning(
+            "token",
+            "token and access_token differ; token is used",
+        ));
+    }
+    let (jwt, opaque_reason) = match jwt::decode(&token) {
+        Ok(info) => (Some(info), None),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    let granted: Vec<Access> = jwt
+        .as_ref()
+        .map(|j| j.claims.access.clone())
+        .unwrap_or_default();
+    let missing_grants = if jwt.is_some() {
+        missing(&requested, &granted)
+    } else {
+        Vec::new()
+    };
+    let info = TokenInfo {
+        fingerprint: fingerprint(&token),
+        jwt,
+        opaque_reason,
+        requested_scopes: requested,
+        granted,
+        missing_grants,
+        expires_in: answer.expires_in,
+        issued_at: answer.issued_at,
+        refresh_token: answer.refresh_token.as_deref().map(fingerprint),
+    };
+    token_annotations(local, &info);
+    local.issued_hash = Some(crate::http::fingerprint_full(&token));
+    local.token = Some(info);
+}
+
+fn token_annotations(local: &mut Local, info: &TokenInfo) {
+    let mut text = format!("issued token {}", info.fingerprint);
+    match &info.jwt {
+        Some(jwt) => {
+            let c = &jwt.claims;
+            if let Some(iss) = &c.iss {
+                text.push_str(&format!(", iss {iss}"));
+            }
+            if !c.aud.is_empty() {
+                text.push_str(&format!(", aud {}", c.aud.join(",")));
+            }
+            if let Some(exp) = &c.exp {
+                text.push_str(&format!(", exp {}", exp.utc));
+            }
+            if let Some(cert) = &jwt.header.x5c_first {
+                text.push_str(&format!(", signed by {}", cert.subject));
+            }
+            for problem in &jwt.problems {
+                local
+                    .annotations
+                    .push(Annotation::warning("jwt", format!("token JWT: {problem}")));
+            }
+        }
+        None => text.push_str(" (opaque: not a JWT)"),
+    }
+    if let Some(seconds) = info.expires_in {
+        text.push_str(&format!(", expires_in {seconds} s"));
+    }
+    local.annotations.push(Annotation::info("token", text));
+    if !info.requested_scopes.is_empty() {
+        local.annotations.push(Annotation::info(
+            "scope",
+            format!("requested {}", info.requested_scopes.join(" ")),
+        ));
+    }
+    if info.jwt.is_some() {
+        let granted: Vec<String> = info.granted.iter().map(access_scope).collect();
+        local.annotations.push(Annotation::info(
+            "granted",
+            if granted.is_empty() {
+                "granted no repository access".to_owned()
+            } else {
+                format!("granted {}", granted.join(" "))
+            },
+        ));
+    }
+    if !info.missing_grants.is_empty() {
+        local.annotations.push(Annotation::warning(
+            "granted",
+            format!(
+                "the token server granted less than requested: missing {}",
+                info.missing_grants.join(" ")
+            ),
+        ));
+    }
+}
+
+/// Requested `type:name:action` triples that no access entry grants.
+fn missing(requested: &[String], granted: &[Access]) -> Vec<String> {
+    let mut out = Vec::new();
+    for scope in requested {
+        let Some((resource_type, rest)) = scope.split_once(':') else {
+            continue;
+        };
+        let Some((name, actions)) = rest.rsplit_once(':') else {
+            continue;
+        };
+        for action in actions.split(',').filter(|a| !a.is_empty()) {
+            let ok = granted.iter().any(|g| {
+                g.resource_type == resource_type
+                    && g.name == name
+                    && g.actions.iter().any(|a| a == action || a == "*")
+            });
+            if !ok {
+                out.push(format!("{resource_type}:{name}:{action}"));
+            }
+        }
+    }
+    out
+}
+
+fn upload_details(local: &mut Local, options: &Options) {
+    let is_upload = matches!(
+        local.kind,
+        FlowKind::UploadStart { .. }
+            | FlowKind::UploadMount { .. }
+            | FlowKind::UploadChunk { .. }
+            | FlowKind::UploadStatus { .. }
+            | FlowKind::UploadFinish { .. }
+            | FlowKind::UploadCancel { .. }
+    );
+    if !is_upload {
+        return;
+    }
+    let secret = options.registry_secret.as_deref();
+    if let Some(value) = local.url.as_ref().and_then(|u| query_first(u, "_state")) {
+        local.request_state = decode_state(local, &value, secret, "request");
+    }
+    let location_state = local
+        .location
+        .as_ref()
+        .and_then(|l| query_first(l, "_state"));
+    if let Some(value) = location_state {
+        local.response_state = decode_state(local, &value, secret, "Location");
+    }
+    local.response_upload_id = local
+        .location
+        .as_ref()
+        .and_then(|l| upload_id_in_path(l.path()))
+        .or_else(|| {
+            local
+                .response_header("docker-upload-uuid")
+                .map(str::to_owned)
+        });
+    if let Some(range) = local.response_header("range").map(str::to_owned) {
+        local.annotations.push(Annotation::info(
+            "range",
+            format!("registry holds bytes {range}"),
+        ));
+    }
+}
+
+fn decode_state(
+    local: &mut Local,
+    value: &str,
+    secret: Option<&[u8]>,
+    place: &str,
+) -> Option<StateInfo> {
+    match state::decode(value, secret) {
+        Ok(info) => {
+            let hmac = match info.hmac {
+                HmacStatus::Valid => "HMAC valid",
+                HmacStatus::Invalid => "HMAC INVALID for the given secret",
+                HmacStatus::NotChecked => "HMAC not checked",
+            };
+            let text = format!(
+                "_state ({place}): {} upload {} at offset {}, started {}; {hmac}",
+                info.name, info.uuid, info.offset, info.started_at
+            );
+            local.annotations.push(if info.hmac == HmacStatus::Invalid {
+                Annotation::error("_state", text)
+            } else {
+                Annotation::info("_state", text)
+            });
+            Some(info)
+        }
+        Err(e) => {
+            local.annotations.push(Annotation::warning(
+                "_state",
+                format!("_state ({place}): {e}"),
+            ));
+            None
+        }
+    }
+}
+
+/// The id in `…/blobs/uploads/<id>`.
+pub(crate) fn upload_id_in_path(path: &str) -> Option<String> {
+    let (_, id) = path.rsplit_once("/blobs/uploads/")?;
+    let id = id.trim_end_matches('/');
+    (!id.is_empty() && !id.contains('/')).then(|| id.to_owned())
+}
+
+fn manifest_body(local: &mut Local) {
+    let (body, headers) = match (&local.kind, &local.flow.response) {
+        (FlowKind::ManifestPut { .. }, _) => {
+            (&local.flow.request.body, &local.flow.request.headers)
+        }
+        (FlowKind::ManifestGet { .. }, Some(r)) if (200..300).contains(&r.status) => {
+            (&r.body, &r.headers)
+        }
+        _ => return,
+    };
+    let Some(bytes) = decoded_body(body, headers) else {
+        local.annotations.push(Annotation::info(
+            "manifest",
+            "the manifest body is not (wholly) in the capture",
+        ));
+        return;
+    };
+    let content_type = headers.get("content-type").map(str::to_owned);
+    match manifest::decode(&bytes, content_type.as_deref()) {
+        Ok(mut info) => {
+            info.digest = Some(format!(
+                "sha256:{}",
+                hex::encode(sha2::Sha256::digest(&bytes))
+            ));
+            let text = manifest_text(&info);
+            local.annotations.push(Annotation::info("manifest", text));
+            for problem in &info.problems {
+                local
+                    .annotations
+                    .push(Annotation::warning("manifest", problem.clone()));
+            }
+            let announced = local
+                .response_header("docker-content-digest")
+                .map(str::to_owned);
+            if let (Some(announced), Some(computed)) = (announced, &info.digest)
+                && announced.starts_with("sha256:")
+                && &announced != computed
+            {
+                local.annotations.push(Annotation::error(
+                    "digest",
+                    format!(
+                        "Docker-Content-Digest {announced} differs from the digest of the manifest bytes {computed}"
+                    ),
+                ));
+            }
+            local.manifest = Some(info);
+        }
+        Err(reason) => local
+            .annotations
+            .push(Annotation::warning("manifest", reason)),
+    }
+}
+
+pub(crate) fn manifest_text(info: &ManifestInfo) -> String {
+    let name = manifest::schema_name(info.schema);
+    if manifest::is_index(info.schema) {
+        let platforms: Vec<&str> = info
+            .manifests
+            .iter()
+            .filter_map(|m| m.platform.as_deref())
+            .collect();
+        format!(
+            "{name} of {} manifest(s){}",
+            info.manifests.len(),
+            if platforms.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", platforms.join(", "))
+            }
+        )
+    } else {
+        let total: u64 = info.layers.iter().filter_map(|l| l.size).sum();
+        let config = info
+            .config
+            .as_ref()
+            .map(|c| format!("config {}, ", short_digest(&c.digest)))
+            .unwrap_or_default();
+        format!(
+            "{name}: {config}{} layer(s), {}",
+            info.layers.len(),
+            crate::http::human_bytes(total)
+        )
+    }
+}
+
+fn error_body(local: &mut Local) {
+    let Some(response) = &local.flow.response else {
+        return;
+    };
+    if response.status < 400 {
+        return;
+    }
+    let Some(body) = decoded_body(&response.body, &response.headers) else {
+        return;
+    };
+    match errors::parse_error_body(&body) {
+        Ok(list) => {
+            for error in &list {
+                let detail = error
+                    .detail
+                    .as_deref()
+                    .map(|d| format!(" (detail: {d})"))
+                    .unwrap_or_default();
+                local.annotations.push(Annotation::error(
+                    "registry-error",
+                    format!(
+                        "{}: {}{detail}. {}",
+                        error.code, error.message, error.explanation
+                    ),
+                ));
+            }
+            local.registry_errors = list;
+        }
+        Err(reason) => local.annotations.push(Annotation::warning(
+            "registry-error",
+            format!("malformed registry error body: {reason}"),
+        )),
+    }
+}
+
+fn rate_limit_text(limit: &RateLimit) -> String {
+    let mut text = match (limit.remaining, limit.limit) {
+        (Some(remaining), Some(max)) => format!("rate limit: {remaining} of {max} requests left"),
+        (None, Some(max)) => format!("rate limit: {max} requests"),
+        (Some(remaining), None) => format!("rate limit: {remaining} requests left"),
+        (None, None) => "rate limit".to_owned(),
+    };
+    if let Some(window) = limit.window_seconds {
+        if window % 3600 == 0 {
+            text.push_str(&format!(" per {} h", window / 3600));
+        } else {
+            text.push_str(&format!(" per {window} s"));
+        }
+    }
+    if let Some(source) = &limit.source {
+        text.push_str(&format!(", counted for {source}"));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn access(name: &str, actions: &[&str]) -> Access {
+        Access {
+            resource_type: "repository".into(),
+            name: name.into(),
+            actions: actions.iter().map(|a| a.to_string()).collect(),
+            parameters: Default::default(),
+        }
+    }
+
+    #[test]
+    fn missing_grants_are_per_action() {
+        let requested = vec![
+            "repository:lab/copy:push,pull".to_owned(),
+            "repository:lab/seq:pull".to_owned(),
+        ];
+        let granted = vec![access("lab/copy", &["pull"]), access("lab/seq", &["*"])];
+        assert_eq!(
+            missing(&requested, &granted),
+            vec!["repository:lab/copy:push"]
+        );
+        assert!(missing(&["garbage".into()], &[]).is_empty());
+    }
+
+    #[test]
+    fn upload_ids_in_paths() {
+        assert_eq!(
+            upload_id_in_path("/v2/a/b/blobs/uploads/8429c964-3a56"),
+            Some("8429c964-3a56".into())
+        );
+        assert_eq!(upload_id_in_path("/v2/a/blobs/uploads/"), None);
+        assert_eq!(upload_id_in_path("/v2/a/blobs/sha256:x"), None);
+    }
+}

@@ -1,0 +1,296 @@
+//! Manifests: Docker schema 2 manifest and manifest list, OCI manifest and
+//! index (read with `oci-spec`'s types), and schema 1 for its layer list.
+
+use oci_spec::image::{ImageIndex, ImageManifest};
+use serde_json::Value;
+
+use crate::model::{BlobStatus, Descriptor, ManifestInfo, ManifestSchema};
+
+const DOCKER_V2: &str = "application/vnd.docker.distribution.manifest.v2+json";
+const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+/// Decodes a manifest document. `content_type` is the header sent with it,
+/// used when the document has no `mediaType`.
+pub fn decode(body: &[u8], content_type: Option<&str>) -> Result<ManifestInfo, String> {
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| format!("manifest is not JSON: {e}"))?;
+    let Some(obj) = value.as_object() else {
+        return Err("manifest is not a JSON object".to_owned());
+    };
+    let declared = obj.get("mediaType").and_then(Value::as_str);
+    let header_type = content_type
+        .map(|c| c.split(';').next().unwrap_or_default().trim())
+        .filter(|c| !c.is_empty() && *c != "application/json");
+    let media_type = declared.or(header_type).unwrap_or_default().to_owned();
+    let mut problems = Vec::new();
+    if let (Some(declared), Some(header)) = (declared, header_type)
+        && declared != header
+    {
+        problems.push(format!(
+            "mediaType {declared} differs from Content-Type {header}"
+        ));
+    }
+    let schema_version = obj.get("schemaVersion").and_then(Value::as_u64);
+    let mut info = ManifestInfo {
+        schema: ManifestSchema::Unknown,
+        media_type,
+        digest: None,
+        config: None,
+        layers: Vec::new(),
+        manifests: Vec::new(),
+        problems,
+    };
+    if schema_version == Some(1) || obj.contains_key("fsLayers") {
+        info.schema = ManifestSchema::DockerV1;
+        info.layers = schema1_layers(obj.get("fsLayers"));
+        return Ok(info);
+    }
+    if obj.contains_key("manifests") {
+        info.schema = if info.media_type == DOCKER_LIST {
+            ManifestSchema::DockerManifestList
+        } else {
+            ManifestSchema::OciIndex
+        };
+        unexpected_media_type(&mut info, &[DOCKER_LIST, OCI_INDEX]);
+        match serde_json::from_value::<ImageIndex>(value.clone()) {
+            Ok(index) => info.manifests = index.manifests().iter().map(typed).collect(),
+            Err(e) => {
+                info.problems.push(format!("not a valid image index: {e}"));
+                info.manifests = loose_list(obj.get("manifests"));
+            }
+        }
+        return Ok(info);
+    }
+    if obj.contains_key("layers") || obj.contains_key("config") {
+        info.schema = if info.media_type == DOCKER_V2 {
+            ManifestSchema::DockerV2
+        } else {
+            ManifestSchema::OciManifest
+        };
+        unexpected_media_type(&mut info, &[DOCKER_V2, OCI_MANIFEST]);
+        match serde_json::from_value::<ImageManifest>(value.clone()) {
+            Ok(manifest) => {
+                info.config = Some(typed(manifest.config()));
+                info.layers = manifest.layers().iter().map(typed).collect();
+            }
+            Err(e) => {
+                info.problems
+                    .push(format!("not a valid image manifest: {e}"));
+                info.config = obj.get("config").and_then(loose);
+                info.layers = loose_list(obj.get("layers"));
+            }
+        }
+        return Ok(info);
+    }
+    Err(format!(
+        "neither a manifest nor an index (no config, layers or manifests; mediaType {})",
+        if info.media_type.is_empty() {
+            "absent"
+        } else {
+            &info.media_type
+        }
+    ))
+}
+
+fn unexpected_media_type(info: &mut ManifestInfo, expected: &[&str]) {
+    if !info.media_type.is_empty() && !expected.contains(&info.media_type.as_str()) {
+        info.problems.push(format!(
+            "media type {} does not fit the document's shape (expected {})",
+            info.media_type,
+            expected.join(" or ")
+        ));
+    }
+}
+
+/// Manifest lists and indexes point at other manifests, not at blobs.
+pub fn is_index(schema: ManifestSchema) -> bool {
+    matches!(
+        schema,
+        ManifestSchema::DockerManifestList | ManifestSchema::OciIndex
+    )
+}
+
+/// Names of the known manifest media types, for summaries.
+pub fn schema_name(schema: ManifestSchema) -> &'static str {
+    match schema {
+        ManifestSchema::DockerV2 => "Docker schema 2 manifest",
+        ManifestSchema::DockerManifestList => "Docker manifest list",
+        ManifestSchema::OciManifest => "OCI manifest",
+        ManifestSchema::OciIndex => "OCI index",
+        ManifestSchema::DockerV1 => "Docker schema 1 manifest",
+        ManifestSchema::Unknown => "manifest",
+    }
+}
+
+fn typed(d: &oci_spec::image::Descriptor) -> Descriptor {
+    Descriptor {
+        media_type: d.media_type().to_string(),
+        digest: d.digest().to_string(),
+        size: Some(d.size()),
+        platform: d.platform().as_ref().map(|p| {
+            let mut text = format!("{}/{}", p.os(), p.architecture());
+            if let Some(variant) = p.variant() {
+                text.push('/');
+                text.push_str(variant);
+            }
+            text
+        }),
+        blob_status: BlobStatus::Unknown,
+        blob_flow_ids: Vec::new(),
+    }
+}
+
+fn loose(value: &Value) -> Option<Descriptor> {
+    let digest = value.get("digest")?.as_str()?.to_owned();
+    let platform = value.get("platform").map(|p| {
+        let part = |k: &str| p.get(k).and_then(Value::as_str).unwrap_or("?");
+        format!("{}/{}", part("os"), part("architecture"))
+    });
+    Some(Descriptor {
+        media_type: value
+            .get("mediaType")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+        digest,
+        size: value.get("size").and_then(Value::as_u64),
+        platform,
+        blob_status: BlobStatus::Unknown,
+        blob_flow_ids: Vec::new(),
+    })
+}
+
+fn loose_list(value: Option<&Value>) -> Vec<Descriptor> {
+    value
+        .and_then(Value::as_array)
+        .map(|items| items.iter().filter_map(loose).collect())
+        .unwrap_or_default()
+}
+
+/// Schema 1 lists layers top-first as `fsLayers[].blobSum`; they are
+/// returned base-first like schema 2, duplicates (empty layers) kept.
+fn schema1_layers(value: Option<&Value>) -> Vec<Descriptor> {
+    let mut layers: Vec<Descriptor> = value
+        .and_then(Value::as_array)
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|l| l.get("blobSum")?.as_str())
+                .map(|digest| Descriptor {
+                    media_type: "application/vnd.docker.container.image.rootfs.diff+x-gtar"
+                        .to_owned(),
+                    digest: digest.to_owned(),
+                    size: None,
+                    platform: None,
+                    blob_status: BlobStatus::Unknown,
+                    blob_flow_ids: Vec::new(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    layers.reverse();
+    layers
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) const SCHEMA2: &str = r#"{
+  "schemaVersion": 2,
+  "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+  "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 766,
+             "digest": "sha256:4444444444444444444444444444444444444444444444444444444444444444"},
+  "layers": [
+    {"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": 262435,
+     "digest": "sha256:1111111111111111111111111111111111111111111111111111111111111111"},
+    {"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": 65787,
+     "digest": "sha256:2222222222222222222222222222222222222222222222222222222222222222"}
+  ]
+}"#;
+
+    #[test]
+    fn docker_schema2() {
+        let m = decode(SCHEMA2.as_bytes(), Some(DOCKER_V2)).unwrap();
+        assert_eq!(m.schema, ManifestSchema::DockerV2);
+        assert_eq!(m.media_type, DOCKER_V2);
+        let config = m.config.unwrap();
+        assert_eq!(config.size, Some(766));
+        assert!(config.digest.starts_with("sha256:4444"));
+        assert_eq!(m.layers.len(), 2);
+        assert_eq!(m.layers[1].size, Some(65787));
+        assert!(m.problems.is_empty(), "{:?}", m.problems);
+    }
+
+    #[test]
+    fn oci_index_with_platforms() {
+        let body = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[
+          {"mediaType":"application/vnd.oci.image.manifest.v1+json","size":500,
+           "digest":"sha256:5555555555555555555555555555555555555555555555555555555555555555",
+           "platform":{"architecture":"arm64","os":"linux","variant":"v8"}}]}"#;
+        let m = decode(body.as_bytes(), None).unwrap();
+        assert_eq!(m.schema, ManifestSchema::OciIndex);
+        assert_eq!(m.manifests.len(), 1);
+        assert_eq!(m.manifests[0].platform.as_deref(), Some("linux/arm64/v8"));
+        assert!(is_index(m.schema));
+    }
+
+    #[test]
+    fn docker_list_by_content_type_and_oci_manifest_without_media_type() {
+        let list = r#"{"schemaVersion":2,"manifests":[]}"#;
+        let m = decode(
+            list.as_bytes(),
+            Some(&format!("{DOCKER_LIST}; charset=utf-8")),
+        )
+        .unwrap();
+        assert_eq!(m.schema, ManifestSchema::DockerManifestList);
+        let oci = SCHEMA2.replace(
+            r#""mediaType": "application/vnd.docker.distribution.manifest.v2+json","#,
+            "",
+        );
+        let m = decode(oci.as_bytes(), Some(OCI_MANIFEST)).unwrap();
+        assert_eq!(m.schema, ManifestSchema::OciManifest);
+        assert_eq!(m.media_type, OCI_MANIFEST);
+        let odd = decode(list.as_bytes(), Some(DOCKER_V2)).unwrap();
+        assert!(
+            odd.problems[0].contains("does not fit"),
+            "{:?}",
+            odd.problems
+        );
+    }
+
+    #[test]
+    fn schema1_layers_base_first() {
+        let body = r#"{"schemaVersion":1,"name":"lab/old","tag":"v1","fsLayers":[{"blobSum":"sha256:top"},{"blobSum":"sha256:base"}]}"#;
+        let m = decode(body.as_bytes(), None).unwrap();
+        assert_eq!(m.schema, ManifestSchema::DockerV1);
+        let digests: Vec<_> = m.layers.iter().map(|l| l.digest.as_str()).collect();
+        assert_eq!(digests, vec!["sha256:base", "sha256:top"]);
+    }
+
+    #[test]
+    fn invalid_but_readable_and_unreadable_manifests() {
+        let bad_digest = r#"{"schemaVersion":2,"config":{"digest":"md5:xyz","size":1},"layers":[{"digest":"sha256:abc"}]}"#;
+        let m = decode(bad_digest.as_bytes(), None).unwrap();
+        assert_eq!(m.config.unwrap().digest, "md5:xyz");
+        assert_eq!(m.layers.len(), 1);
+        assert!(m.problems[0].contains("not a valid image manifest"));
+        for (body, reason) in [
+            ("{", "not JSON"),
+            ("[]", "not a JSON object"),
+            (r#"{"hello":1}"#, "neither a manifest nor an index"),
+        ] {
+            let err = decode(body.as_bytes(), None).unwrap_err();
+            assert!(err.contains(reason), "{body}: {err}");
+        }
+    }
+
+    #[test]
+    fn truncated_manifests_never_panic() {
+        for cut in 0..SCHEMA2.len() {
+            let _ = decode(&SCHEMA2.as_bytes()[..cut], None);
+        }
+    }
+}

@@ -1,0 +1,701 @@
+//! The decoder's output types. Everything here is data: the TUI, the HAR
+//! export and `regtap inspect` read it, and `--json` prints it as is.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Serialize;
+
+/// What the analysis needs besides the flows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Options {
+    /// The registry's `http.secret`, to verify the HMAC of `_state` values.
+    pub registry_secret: Option<Vec<u8>>,
+}
+
+/// Everything decoded from one capture.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Analysis {
+    /// One per input flow, sorted by `(request_start, id)`.
+    pub flows: Vec<FlowAnalysis>,
+    pub sessions: Vec<UploadSession>,
+    /// Login, push, pull and other operations, in time order.
+    pub operations: Vec<Operation>,
+    /// Problems found in the capture: every warning or error annotation of a
+    /// flow, and the ones that concern no single flow.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Analysis {
+    pub fn flow(&self, id: u64) -> Option<&FlowAnalysis> {
+        self.flows.iter().find(|f| f.flow_id == id)
+    }
+}
+
+/// What one flow means to a registry client.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FlowAnalysis {
+    pub flow_id: u64,
+    pub kind: FlowKind,
+    /// One line for people.
+    pub summary: String,
+    /// Everything decoded about this flow, in display order.
+    pub annotations: Vec<Annotation>,
+    /// A token issued by this flow (token endpoint response), decoded.
+    pub token: Option<TokenInfo>,
+    /// The Bearer token this request carried.
+    pub bearer: Option<BearerUse>,
+    /// User name of the Basic credentials carried (never the password).
+    pub basic_user: Option<String>,
+    /// `_state` decoded from the request URL, else from the response `Location`.
+    pub upload_state: Option<StateInfo>,
+    /// Index into [`Analysis::sessions`].
+    pub session: Option<usize>,
+    /// Manifest sent (PUT) or received (GET).
+    pub manifest: Option<ManifestInfo>,
+    pub registry_errors: Vec<RegistryError>,
+    /// Parsed `WWW-Authenticate` challenges of the response.
+    pub challenges: Vec<Challenge>,
+    /// Docker Hub style rate-limit headers of the response.
+    pub rate_limit: Option<RateLimit>,
+    /// Index into [`Analysis::operations`].
+    pub operation: Option<usize>,
+}
+
+/// A manifest reference: a tag or a digest.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reference {
+    Tag(String),
+    Digest(String),
+}
+
+impl Reference {
+    /// A digest is `algorithm:hex`; a tag never contains `:`.
+    pub fn parse(text: &str) -> Reference {
+        if text.contains(':') {
+            Reference::Digest(text.to_owned())
+        } else {
+            Reference::Tag(text.to_owned())
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Reference::Tag(s) | Reference::Digest(s) => s,
+        }
+    }
+
+    pub fn is_digest(&self) -> bool {
+        matches!(self, Reference::Digest(_))
+    }
+}
+
+impl fmt::Display for Reference {
+    /// `:latest` or `@sha256:…`, ready to follow a repository name.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reference::Tag(tag) => write!(f, ":{tag}"),
+            Reference::Digest(digest) => write!(f, "@{digest}"),
+        }
+    }
+}
+
+/// How a token was asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenGrant {
+    /// Docker token protocol: `GET` with `service`, `scope`, `account`.
+    Get,
+    /// OAuth2 `POST` with `grant_type=password`.
+    Password,
+    /// OAuth2 `POST` with `grant_type=refresh_token`.
+    RefreshToken,
+    /// OAuth2 `POST` with another `grant_type`.
+    Other(String),
+}
+
+/// The registry meaning of a flow. `registry` is the `host[:port]` the
+/// request went to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum FlowKind {
+    ApiCheck {
+        registry: String,
+    },
+    Token {
+        /// The token server's `host[:port]`.
+        server: String,
+        grant: TokenGrant,
+        service: Option<String>,
+        scopes: Vec<String>,
+        account: Option<String>,
+        offline_token: bool,
+    },
+    BlobHead {
+        registry: String,
+        repository: String,
+        digest: String,
+    },
+    BlobGet {
+        registry: String,
+        repository: String,
+        digest: String,
+        /// The request's `Range` header.
+        range: Option<String>,
+        /// Where a 3xx answer sent the client (a storage host).
+        redirect_to: Option<String>,
+        /// Set on the follow-up GET to the storage host: the flow that redirected.
+        redirected_from: Option<u64>,
+    },
+    BlobDelete {
+        registry: String,
+        repository: String,
+        digest: String,
+    },
+    UploadStart {
+        registry: String,
+        repository: String,
+        /// `?digest=`: a monolithic upload in one POST.
+        digest: Option<String>,
+    },
+    UploadMount {
+        registry: String,
+        repository: String,
+        digest: String,
+        from: Option<String>,
+    },
+    UploadChunk {
+        registry: String,
+        repository: String,
+        upload_id: String,
+        content_range: Option<String>,
+    },
+    UploadStatus {
+        registry: String,
+        repository: String,
+        upload_id: String,
+    },
+    UploadFinish {
+        registry: String,
+        repository: String,
+        upload_id: String,
+        digest: Option<String>,
+    },
+    UploadCancel {
+        registry: String,
+        repository: String,
+        upload_id: String,
+    },
+    ManifestHead {
+        registry: String,
+        repository: String,
+        reference: Reference,
+    },
+    ManifestGet {
+        registry: String,
+        repository: String,
+        reference: Reference,
+    },
+    ManifestPut {
+        registry: String,
+        repository: String,
+        reference: Reference,
+    },
+    ManifestDelete {
+        registry: String,
+        repository: String,
+        reference: Reference,
+    },
+    TagsList {
+        registry: String,
+        repository: String,
+    },
+    Catalog {
+        registry: String,
+    },
+    Referrers {
+        registry: String,
+        repository: String,
+        digest: String,
+    },
+    Unknown,
+}
+
+impl FlowKind {
+    /// Short stable kind name.
+    pub fn label(&self) -> &'static str {
+        match self {
+            FlowKind::ApiCheck { .. } => "api-check",
+            FlowKind::Token { .. } => "token",
+            FlowKind::BlobHead { .. } => "blob-head",
+            FlowKind::BlobGet { .. } => "blob-get",
+            FlowKind::BlobDelete { .. } => "blob-delete",
+            FlowKind::UploadStart { .. } => "upload-start",
+            FlowKind::UploadMount { .. } => "upload-mount",
+            FlowKind::UploadChunk { .. } => "upload-chunk",
+            FlowKind::UploadStatus { .. } => "upload-status",
+            FlowKind::UploadFinish { .. } => "upload-finish",
+            FlowKind::UploadCancel { .. } => "upload-cancel",
+            FlowKind::ManifestHead { .. } => "manifest-head",
+            FlowKind::ManifestGet { .. } => "manifest-get",
+            FlowKind::ManifestPut { .. } => "manifest-put",
+            FlowKind::ManifestDelete { .. } => "manifest-delete",
+            FlowKind::TagsList { .. } => "tags-list",
+            FlowKind::Catalog { .. } => "catalog",
+            FlowKind::Referrers { .. } => "referrers",
+            FlowKind::Unknown => "unknown",
+        }
+    }
+
+    /// The registry `host[:port]`, for every kind that talks to one.
+    pub fn registry(&self) -> Option<&str> {
+        match self {
+            FlowKind::ApiCheck { registry }
+            | FlowKind::Catalog { registry }
+            | FlowKind::BlobHead { registry, .. }
+            | FlowKind::BlobGet { registry, .. }
+            | FlowKind::BlobDelete { registry, .. }
+            | FlowKind::UploadStart { registry, .. }
+            | FlowKind::UploadMount { registry, .. }
+            | FlowKind::UploadChunk { registry, .. }
+            | FlowKind::UploadStatus { registry, .. }
+            | FlowKind::UploadFinish { registry, .. }
+            | FlowKind::UploadCancel { registry, .. }
+            | FlowKind::ManifestHead { registry, .. }
+            | FlowKind::ManifestGet { registry, .. }
+            | FlowKind::ManifestPut { registry, .. }
+            | FlowKind::ManifestDelete { registry, .. }
+            | FlowKind::TagsList { registry, .. }
+            | FlowKind::Referrers { registry, .. } => Some(registry),
+            FlowKind::Token { .. } | FlowKind::Unknown => None,
+        }
+    }
+
+    /// The repository name, for every kind that names one.
+    pub fn repository(&self) -> Option<&str> {
+        match self {
+            FlowKind::BlobHead { repository, .. }
+            | FlowKind::BlobGet { repository, .. }
+            | FlowKind::BlobDelete { repository, .. }
+            | FlowKind::UploadStart { repository, .. }
+            | FlowKind::UploadMount { repository, .. }
+            | FlowKind::UploadChunk { repository, .. }
+            | FlowKind::UploadStatus { repository, .. }
+            | FlowKind::UploadFinish { repository, .. }
+            | FlowKind::UploadCancel { repository, .. }
+            | FlowKind::ManifestHead { repository, .. }
+            | FlowKind::ManifestGet { repository, .. }
+            | FlowKind::ManifestPut { repository, .. }
+            | FlowKind::ManifestDelete { repository, .. }
+            | FlowKind::TagsList { repository, .. }
+            | FlowKind::Referrers { repository, .. } => Some(repository),
+            FlowKind::ApiCheck { .. }
+            | FlowKind::Catalog { .. }
+            | FlowKind::Token { .. }
+            | FlowKind::Unknown => None,
+        }
+    }
+
+    /// The upload id in the path, for the kinds that address an upload.
+    pub fn upload_id(&self) -> Option<&str> {
+        match self {
+            FlowKind::UploadChunk { upload_id, .. }
+            | FlowKind::UploadStatus { upload_id, .. }
+            | FlowKind::UploadFinish { upload_id, .. }
+            | FlowKind::UploadCancel { upload_id, .. } => Some(upload_id),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Info,
+    Warning,
+    Error,
+}
+
+/// One decoded fact or problem about a flow: `label` is a short key
+/// ("bearer", "_state", "digest"), `text` the sentence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Annotation {
+    pub severity: Severity,
+    pub label: String,
+    pub text: String,
+}
+
+impl Annotation {
+    pub fn info(label: &str, text: impl Into<String>) -> Self {
+        Annotation {
+            severity: Severity::Info,
+            label: label.to_owned(),
+            text: text.into(),
+        }
+    }
+
+    pub fn warning(label: &str, text: impl Into<String>) -> Self {
+        Annotation {
+            severity: Severity::Warning,
+            label: label.to_owned(),
+            text: text.into(),
+        }
+    }
+
+    pub fn error(label: &str, text: impl Into<String>) -> Self {
+        Annotation {
+            severity: Severity::Error,
+            label: label.to_owned(),
+            text: text.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Diagnostic {
+    pub flow_id: Option<u64>,
+    pub severity: Severity,
+    pub message: String,
+}
+
+/// A user-level operation: what a `docker login/push/pull` did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Operation {
+    /// 1-based, display order.
+    pub index: usize,
+    pub kind: OperationKind,
+    /// "push lab/app:latest", "login registry.test:5000", "pull lab/app@sha256:…".
+    pub title: String,
+    pub status: OperationStatus,
+    pub start_ns: i64,
+    pub end_ns: i64,
+    pub steps: Vec<Step>,
+    /// All flows of the operation, in time order.
+    pub flow_ids: Vec<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum OperationKind {
+    Login {
+        registry: String,
+    },
+    Push {
+        registry: String,
+        repository: String,
+        /// The tag (or digest) the manifest was pushed to; `None` before the manifest PUT.
+        reference: Option<Reference>,
+    },
+    Pull {
+        registry: String,
+        repository: String,
+        reference: Option<Reference>,
+    },
+    Other,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum OperationStatus {
+    Succeeded,
+    Failed { reason: String },
+    Incomplete,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Step {
+    /// 1-based.
+    pub number: usize,
+    /// One line.
+    pub explanation: String,
+    pub flow_ids: Vec<u64>,
+    pub annotations: Vec<Annotation>,
+}
+
+/// All requests of one blob upload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UploadSession {
+    /// Position in [`Analysis::sessions`].
+    pub index: usize,
+    pub registry: String,
+    pub repository: String,
+    /// From the `Location` path, `Docker-Upload-UUID` or `_state`.
+    pub upload_id: Option<String>,
+    pub start: UploadStart,
+    /// POST, PATCHes, PUT, GET status, DELETE, in time order.
+    pub flow_ids: Vec<u64>,
+    pub chunks: Vec<Chunk>,
+    pub total_bytes: u64,
+    /// From `?digest=` (PUT, monolithic POST or mount).
+    pub digest: Option<String>,
+    pub digest_check: DigestCheck,
+    pub outcome: SessionOutcome,
+    /// Where the finished blob lives (`Location` of the final 201).
+    pub blob_location: Option<String>,
+}
+
+/// How a session began.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum UploadStart {
+    /// POST then PATCH/PUT.
+    Chunked,
+    /// POST `?digest=` with the whole blob.
+    Monolithic,
+    /// POST `?mount=&from=`: answered 201, nothing uploaded.
+    Mount { from: Option<String> },
+    /// POST `?mount=` answered 202: the registry started a normal upload.
+    MountFallback { from: Option<String> },
+    /// The capture holds no POST for this upload.
+    NotSeen,
+}
+
+/// Bytes sent in one request of an upload. Offsets are byte positions in
+/// the blob; `offset_end` is exclusive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Chunk {
+    pub flow_id: u64,
+    pub offset_start: u64,
+    pub offset_end: u64,
+    pub bytes: u64,
+    /// Lowercase hex SHA-256 of the bytes sent.
+    pub sha256: String,
+    /// The request's `Content-Range`.
+    pub content_range: Option<String>,
+    /// The response's `Range` (inclusive; distribution says `0-0` both for 0 and 1 byte).
+    pub server_range: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum DigestCheck {
+    Verified,
+    Mismatch { computed: String },
+    NotVerifiable { reason: String },
+    Pending,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionOutcome {
+    Completed,
+    Mounted,
+    Cancelled,
+    Failed,
+    Open,
+}
+
+/// A token issued by a token endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TokenInfo {
+    /// Short, non-reversible name of the token (never the token itself).
+    pub fingerprint: String,
+    pub jwt: Option<JwtInfo>,
+    /// Why the token is not a decodable JWT, when it is not one.
+    pub opaque_reason: Option<String>,
+    pub requested_scopes: Vec<String>,
+    pub granted: Vec<Access>,
+    /// Requested `type:name:action`s that the token does not grant. Only
+    /// computed when the token is a JWT (grants of opaque tokens are unknown).
+    pub missing_grants: Vec<String>,
+    pub expires_in: Option<u64>,
+    /// `issued_at` of the response body, as sent.
+    pub issued_at: Option<String>,
+    /// Fingerprint of the refresh token, when one was returned.
+    pub refresh_token: Option<String>,
+}
+
+/// A Bearer token carried by a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BearerUse {
+    pub fingerprint: String,
+    /// The flow that issued this token, when the capture holds it.
+    pub issued_by: Option<u64>,
+    /// The request started after the token's `exp` (or `expires_in`).
+    pub expired: bool,
+    /// The request started before the token's `nbf`.
+    pub not_yet_valid: bool,
+}
+
+/// One entry of a token's `access` claim.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Access {
+    #[serde(rename = "type")]
+    pub resource_type: String,
+    pub name: String,
+    pub actions: Vec<String>,
+    pub parameters: BTreeMap<String, serde_json::Value>,
+}
+
+/// A decoded JWT (not verified: the decoder holds no keys).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JwtInfo {
+    pub header: JwtHeader,
+    pub claims: JwtClaims,
+    pub signature_bytes: usize,
+    /// Parts that are present but malformed (an `x5c` that is not a
+    /// certificate, an `exp` that is not a number, …).
+    pub problems: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JwtHeader {
+    pub alg: Option<String>,
+    pub typ: Option<String>,
+    pub kid: Option<String>,
+    /// Number of certificates in `x5c`.
+    pub x5c_len: usize,
+    /// The first `x5c` certificate (the signer).
+    pub x5c_first: Option<CertInfo>,
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CertInfo {
+    pub subject: String,
+    pub issuer: String,
+    pub not_before: String,
+    pub not_after: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JwtClaims {
+    pub iss: Option<String>,
+    pub sub: Option<String>,
+    /// `aud` as a list, whether it was sent as a string or an array.
+    pub aud: Vec<String>,
+    pub exp: Option<TimeClaim>,
+    pub nbf: Option<TimeClaim>,
+    pub iat: Option<TimeClaim>,
+    pub jti: Option<String>,
+    pub access: Vec<Access>,
+    /// Every other claim (registry-specific ones such as Docker Hub's
+    /// `https://auth.docker.io`).
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// A NumericDate claim: seconds since the epoch and the same as RFC 3339.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TimeClaim {
+    pub unix: i64,
+    pub utc: String,
+}
+
+/// A decoded distribution `_state` value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StateInfo {
+    pub name: String,
+    pub uuid: String,
+    pub offset: i64,
+    pub started_at: String,
+    pub hmac: HmacStatus,
+    /// Hex of the 32-byte HMAC-SHA256 that precedes the JSON.
+    pub mac_hex: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HmacStatus {
+    Valid,
+    Invalid,
+    NotChecked,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ManifestSchema {
+    DockerV2,
+    DockerManifestList,
+    OciManifest,
+    OciIndex,
+    DockerV1,
+    Unknown,
+}
+
+/// A manifest sent or received.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ManifestInfo {
+    pub media_type: String,
+    pub schema: ManifestSchema,
+    /// Digest of the manifest bytes, when they are in the capture.
+    pub digest: Option<String>,
+    pub config: Option<Descriptor>,
+    pub layers: Vec<Descriptor>,
+    /// Entries of a manifest list or index.
+    pub manifests: Vec<Descriptor>,
+    /// Where the document strays from the OCI image spec (it was still read).
+    pub problems: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Descriptor {
+    pub media_type: String,
+    pub digest: String,
+    pub size: Option<u64>,
+    /// `os/architecture[/variant]` of an index entry.
+    pub platform: Option<String>,
+    pub blob_status: BlobStatus,
+    /// The flows that uploaded, mounted, checked or fetched this blob.
+    pub blob_flow_ids: Vec<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BlobStatus {
+    /// Not seen in the capture.
+    Unknown,
+    /// A HEAD answered 404 and nothing put it there.
+    Missing,
+    /// Fetched with a successful GET.
+    Downloaded,
+    /// A HEAD answered 200.
+    Present,
+    /// Mounted from another repository.
+    Mounted,
+    /// Uploaded in this capture.
+    Uploaded,
+}
+
+/// One entry of a registry error body `{"errors":[…]}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RegistryError {
+    pub code: String,
+    pub message: String,
+    pub detail: Option<String>,
+    /// What the code means, in one sentence.
+    pub explanation: String,
+}
+
+/// One `WWW-Authenticate` challenge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Challenge {
+    /// `Bearer`, `Basic`, …
+    pub scheme: String,
+    pub realm: Option<String>,
+    pub service: Option<String>,
+    /// Space-separated scopes of `scope=`, split.
+    pub scope: Vec<String>,
+    pub error: Option<String>,
+    /// Every parameter as sent, names lowercased.
+    pub params: Vec<(String, String)>,
+}
+
+/// Docker Hub's pull rate-limit headers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RateLimit {
+    pub limit: Option<u64>,
+    pub remaining: Option<u64>,
+    /// Window in seconds (`;w=`).
+    pub window_seconds: Option<u64>,
+    pub source: Option<String>,
+}
+
+/// Why a value could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]
+pub enum DecodeError {
+    #[error("not a JWT: {0}")]
+    Jwt(String),
+    #[error("not a distribution _state value: {0}")]
+    State(String),
+}

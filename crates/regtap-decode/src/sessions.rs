@@ -1,0 +1,493 @@
+//! Upload sessions: the POST, PATCHes, PUT, status GETs and DELETE of one
+//! blob upload, grouped by upload id (from the `Location` path,
+//! `Docker-Upload-UUID` or `_state`), whatever else runs in parallel.
+
+use std::collections::HashMap;
+
+use sha2::Digest as _;
+
+use crate::http::human_bytes;
+use crate::model::{
+    Annotation, Chunk, DigestCheck, FlowKind, SessionOutcome, UploadSession, UploadStart,
+};
+use crate::{Work, Works};
+
+/// Builds the sessions of `work` (in time order) and sets each flow's
+/// `session` index.
+pub(crate) fn build(works: &mut Works) -> Vec<UploadSession> {
+    let mut sessions: Vec<UploadSession> = Vec::new();
+    let mut by_id: HashMap<String, usize> = HashMap::new();
+    for w in works.items.iter_mut() {
+        let kind = w.local.kind.clone();
+        let index = match &kind {
+            FlowKind::UploadStart {
+                registry,
+                repository,
+                digest,
+            } => Some(start(
+                &mut sessions,
+                &mut by_id,
+                w,
+                registry,
+                repository,
+                digest.clone(),
+                None,
+            )),
+            FlowKind::UploadMount {
+                registry,
+                repository,
+                digest,
+                from,
+            } => Some(start(
+                &mut sessions,
+                &mut by_id,
+                w,
+                registry,
+                repository,
+                Some(digest.clone()),
+                Some(from.clone()),
+            )),
+            FlowKind::UploadChunk {
+                registry,
+                repository,
+                upload_id,
+                ..
+            }
+            | FlowKind::UploadStatus {
+                registry,
+                repository,
+                upload_id,
+            }
+            | FlowKind::UploadFinish {
+                registry,
+                repository,
+                upload_id,
+                ..
+            }
+            | FlowKind::UploadCancel {
+                registry,
+                repository,
+                upload_id,
+            } => {
+                let index = *by_id.entry(upload_id.clone()).or_insert_with(|| {
+                    sessions.push(new_session(
+                        sessions.len(),
+                        registry,
+                        repository,
+                        Some(upload_id.clone()),
+                        UploadStart::NotSeen,
+                    ));
+                    sessions.len() - 1
+                });
+                if let Some(session) = sessions.get_mut(index) {
+                    follow(session, w);
+                }
+                // A registry may hand out a new id in the Location.
+                if let Some(next) = w.local.response_upload_id.clone() {
+                    by_id.entry(next).or_insert(index);
+                }
+                Some(index)
+            }
+            _ => None,
+        };
+        if let Some(index) = index {
+            w.session = Some(index);
+            if let Some(session) = sessions.get_mut(index) {
+                session.flow_ids.push(w.local.flow.id);
+            }
+            state_consistency(w);
+        }
+    }
+    for session in &mut sessions {
+        finish(session, works);
+    }
+    sessions
+}
+
+fn new_session(
+    index: usize,
+    registry: &str,
+    repository: &str,
+    upload_id: Option<String>,
+    start: UploadStart,
+) -> UploadSession {
+    UploadSession {
+        index,
+        registry: registry.to_owned(),
+        repository: repository.to_owned(),
+        upload_id,
+        start,
+        flow_ids: Vec::new(),
+        chunks: Vec::new(),
+        total_bytes: 0,
+        digest: None,
+        digest_check: DigestCheck::Pending,
+        outcome: SessionOutcome::Open,
+        blob_location: None,
+    }
+}
+
+/// A POST: a new session, or (for a POST answered with an id already seen,
+/// which a capture that starts mid-upload can give) that session.
+fn start(
+    sessions: &mut Vec<UploadSession>,
+    by_id: &mut HashMap<String, usize>,
+    w: &mut Work,
+    registry: &str,
+    repository: &str,
+    digest: Option<String>,
+    mount_from: Option<Option<String>>,
+) -> usize {
+    let status = w.local.status();
+    let upload_id = w.local.response_upload_id.clone();
+    let start = match (&mount_from, status) {
+        (Some(from), Some(201)) => UploadStart::Mount { from: from.clone() },
+        (Some(from), _) => UploadStart::MountFallback { from: from.clone() },
+        (None, _) if digest.is_some() => UploadStart::Monolithic,
+        (None, _) => UploadStart::Chunked,
+    };
+    let index = match upload_id.as_ref().and_then(|id| by_id.get(id)) {
+        Some(&index) => index,
+        None => {
+            sessions.push(new_session(
+                sessions.len(),
+                registry,
+                repository,
+                upload_id.clone(),
+                start.clone(),
+            ));
+            let index = sessions.len() - 1;
+            if let Some(id) = upload_id {
+                by_id.insert(id, index);
+            }
+            index
+        }
+    };
+    let Some(session) = sessions.get_mut(index) else {
+        return index;
+    };
+    session.start = start.clone();
+    session.digest = digest;
+    match (&start, status) {
+        (UploadStart::Mount { from }, _) => {
+            session.outcome = SessionOutcome::Mounted;
+            session.blob_location = w.local.location.as_ref().map(|l| l.path().to_owned());
+            w.local.annotations.push(Annotation::info(
+                "mount",
+                format!(
+                    "mounted from {}: no bytes uploaded",
+                    from.as_deref().unwrap_or("another repository")
+                ),
+            ));
+        }
+        (UploadStart::MountFallback { from }, Some(202)) => {
+            w.local.annotations.push(Annotation::info(
+                "mount",
+                format!(
+                    "the registry did not mount the blob from {} and started a normal upload instead",
+                    from.as_deref().unwrap_or("the other repository")
+                ),
+            ));
+        }
+        (UploadStart::Monolithic, Some(201)) => {
+            add_chunk(session, w);
+            session.outcome = SessionOutcome::Completed;
+            session.blob_location = w.local.location.as_ref().map(|l| l.path().to_owned());
+        }
+        (UploadStart::Monolithic, Some(202)) => {
+            add_chunk(session, w);
+        }
+        _ => {}
+    }
+    if let Some(status) = status
+        && status >= 400
+    {
+        session.outcome = SessionOutcome::Failed;
+    }
+    if w.local.flow.response.is_none() {
+        session.outcome = SessionOutcome::Failed;
+    }
+    index
+}
+
+/// A PATCH, PUT, GET or DELETE of an existing upload.
+fn follow(session: &mut UploadSession, w: &mut Work) {
+    let status = w.local.status();
+    let kind = w.local.kind.clone();
+    match &kind {
+        FlowKind::UploadChunk { .. } => add_chunk(session, w),
+        FlowKind::UploadFinish { digest, .. } => {
+            if w.local.flow.request.body.size > 0 {
+                add_chunk(session, w);
+            }
+            if digest.is_some() {
+                session.digest = digest.clone();
+            }
+            if status == Some(201) {
+                session.outcome = SessionOutcome::Completed;
+                session.blob_location = w.local.location.as_ref().map(|l| l.path().to_owned());
+            }
+        }
+        FlowKind::UploadCancel { .. } if status.is_some_and(|s| (200..300).contains(&s)) => {
+            session.outcome = SessionOutcome::Cancelled;
+        }
+        _ => {}
+    }
+    let failed = w.local.flow.response.is_none() || status.is_some_and(|s| s >= 400);
+    if failed && session.outcome == SessionOutcome::Open {
+        session.outcome = SessionOutcome::Failed;
+    } else if !failed && session.outcome == SessionOutcome::Failed {
+        // A retry went through.
+        session.outcome = SessionOutcome::Open;
+        if status == Some(201) {
+            session.outcome = SessionOutcome::Completed;
+        }
+    }
+    if let Some(range) = w.local.response_header("range").map(str::to_owned) {
+        check_server_range(session, w, &range);
+    }
+}
+
+fn add_chunk(session: &mut UploadSession, w: &mut Work) {
+    let body = &w.local.flow.request.body;
+    let running = session.total_bytes;
+    let content_range = w
+        .local
+        .flow
+        .request
+        .headers
+        .get("content-range")
+        .map(str::to_owned);
+    let declared_start = content_range.as_deref().and_then(range_start);
+    let offset_start = declared_start.unwrap_or(running);
+    if let Some(declared) = declared_start
+        && declared != running
+    {
+        w.local.annotations.push(Annotation::warning(
+            "chunk",
+            format!(
+                "Content-Range starts at byte {declared}, but {running} bytes were sent before in this upload"
+            ),
+        ));
+    }
+    session.chunks.push(Chunk {
+        flow_id: w.local.flow.id,
+        offset_start,
+        offset_end: offset_start + body.size,
+        bytes: body.size,
+        sha256: body.sha256.clone(),
+        content_range,
+        server_range: w.local.response_header("range").map(str::to_owned),
+    });
+    session.total_bytes = offset_start + body.size;
+    w.local.annotations.push(Annotation::info(
+        "chunk",
+        format!(
+            "sent bytes {offset_start}..{} ({})",
+            offset_start + body.size,
+            human_bytes(body.size)
+        ),
+    ));
+}
+
+/// `start-end` (optionally `bytes start-end/total`) → start.
+fn range_start(value: &str) -> Option<u64> {
+    let value = value.trim();
+    let value = value
+        .strip_prefix("bytes")
+        .map(str::trim_start)
+        .unwrap_or(value);
+    let value = value.strip_prefix('=').unwrap_or(value).trim();
+    value.split('-').next()?.trim().parse().ok()
+}
+
+/// `0-N` → N.
+fn range_end(value: &str) -> Option<u64> {
+    let value = value.trim();
+    let value = value.strip_prefix("bytes=").unwrap_or(value);
+    let (_, end) = value.split_once('-')?;
+    end.split('/').next()?.trim().parse().ok()
+}
+
+/// The registry's `Range: 0-N` says it holds N+1 bytes, except that
+/// distribution answers `0-0` both for 0 and for 1 byte.
+fn check_server_range(session: &UploadSession, w: &mut Work, range: &str) {
+    let Some(end) = range_end(range) else {
+        w.local.annotations.push(Annotation::warning(
+            "range",
+            format!("Range {range:?} does not parse"),
+        ));
+        return;
+    };
+    let sent = session.total_bytes;
+    let agrees = if end == 0 { sent <= 1 } else { end + 1 == sent };
+    if !agrees && w.local.ok() {
+        w.local.annotations.push(Annotation::warning(
+            "range",
+            format!(
+                "the registry says it holds {} bytes, but {sent} were sent in this upload",
+                if end == 0 {
+                    "0 or 1".to_owned()
+                } else {
+                    (end + 1).to_string()
+                }
+            ),
+        ));
+    }
+}
+
+/// `_state` names the upload it belongs to; say when it names another.
+fn state_consistency(w: &mut Work) {
+    let path_id = w.local.kind.upload_id().map(str::to_owned);
+    let mut notes = Vec::new();
+    for (place, state) in [
+        ("request", w.local.request_state.as_ref()),
+        ("Location", w.local.response_state.as_ref()),
+    ] {
+        let Some(state) = state else { continue };
+        let expected = path_id.as_ref().or(w.local.response_upload_id.as_ref());
+        if let Some(expected) = expected
+            && &state.uuid != expected
+        {
+            notes.push(format!(
+                "the {place} _state names upload {} but the URL names {expected}",
+                state.uuid
+            ));
+        }
+        if let Some(repository) = w.local.kind.repository()
+            && state.name != repository
+        {
+            notes.push(format!(
+                "the {place} _state names repository {} but the URL names {repository}",
+                state.name
+            ));
+        }
+    }
+    for note in notes {
+        w.local
+            .annotations
+            .push(Annotation::warning("_state", note));
+    }
+}
+
+/// Digest check once all flows are in, told on the flow that gave the digest.
+fn finish(session: &mut UploadSession, works: &mut Works) {
+    session.digest_check = digest_check(session, works);
+    if session.outcome == SessionOutcome::Mounted {
+        return;
+    }
+    let annotation = match &session.digest_check {
+        DigestCheck::Verified => Annotation::info(
+            "digest",
+            format!(
+                "digest verified: the {} sent hash to {}",
+                human_bytes(session.total_bytes),
+                session.digest.as_deref().unwrap_or_default()
+            ),
+        ),
+        DigestCheck::Mismatch { computed } => Annotation::error(
+            "digest",
+            format!(
+                "digest MISMATCH: the bytes sent hash to {computed}, not {}",
+                session.digest.as_deref().unwrap_or_default()
+            ),
+        ),
+        DigestCheck::NotVerifiable { reason } => {
+            Annotation::info("digest", format!("digest not verifiable: {reason}"))
+        }
+        DigestCheck::Pending => return,
+    };
+    let carrier = session.flow_ids.iter().rev().copied().find(|id| {
+        works.get(*id).is_some_and(|w| {
+            matches!(
+                w.local.kind,
+                FlowKind::UploadFinish {
+                    digest: Some(_),
+                    ..
+                } | FlowKind::UploadStart {
+                    digest: Some(_),
+                    ..
+                } | FlowKind::UploadMount { .. }
+            )
+        })
+    });
+    if let Some(w) = carrier.and_then(|id| works.get_mut(id)) {
+        w.local.annotations.push(annotation);
+    }
+}
+
+fn digest_check(session: &UploadSession, works: &Works) -> DigestCheck {
+    if session.outcome == SessionOutcome::Mounted {
+        return DigestCheck::NotVerifiable {
+            reason: "mounted from another repository: no bytes were sent".to_owned(),
+        };
+    }
+    let Some(digest) = &session.digest else {
+        return match session.outcome {
+            SessionOutcome::Open => DigestCheck::Pending,
+            _ => DigestCheck::NotVerifiable {
+                reason: "the upload ended without a digest".to_owned(),
+            },
+        };
+    };
+    let Some(expected) = digest.strip_prefix("sha256:") else {
+        return DigestCheck::NotVerifiable {
+            reason: format!("only sha256 digests are computed, not {digest}"),
+        };
+    };
+    let bodies: Vec<&regtap_capture::Body> = session
+        .chunks
+        .iter()
+        .filter_map(|c| works.get(c.flow_id))
+        .map(|w| &w.local.flow.request.body)
+        .collect();
+    if bodies.iter().any(|b| !b.complete) {
+        return DigestCheck::NotVerifiable {
+            reason: "a chunk was cut off".to_owned(),
+        };
+    }
+    let non_empty: Vec<&&regtap_capture::Body> = bodies.iter().filter(|b| b.size > 0).collect();
+    let computed = match non_empty.as_slice() {
+        [] => hex::encode(sha2::Sha256::digest(b"")),
+        [only] => only.sha256.clone(),
+        several => {
+            let mut hasher = sha2::Sha256::new();
+            for body in several {
+                match body.full_bytes() {
+                    Some(bytes) => hasher.update(&bytes),
+                    None => {
+                        return DigestCheck::NotVerifiable {
+                            reason: format!(
+                                "{} chunks, and their bytes are not in the capture (only each chunk's hash is)",
+                                several.len()
+                            ),
+                        };
+                    }
+                }
+            }
+            hex::encode(hasher.finalize())
+        }
+    };
+    if computed.eq_ignore_ascii_case(expected) {
+        DigestCheck::Verified
+    } else {
+        DigestCheck::Mismatch {
+            computed: format!("sha256:{computed}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(range_start("0-1023"), Some(0));
+        assert_eq!(range_start("bytes 1024-2047/4096"), Some(1024));
+        assert_eq!(range_start("garbage"), None);
+        assert_eq!(range_end("0-0"), Some(0));
+        assert_eq!(range_end("bytes=0-262434"), Some(262_434));
+        assert_eq!(range_end("0-"), None);
+    }
+}
