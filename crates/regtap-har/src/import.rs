@@ -18,6 +18,8 @@ use regtap_capture::{
 };
 use serde_json::Value;
 
+use crate::media;
+
 /// Flows read from a HAR, and what the user should be told about the read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Imported {
@@ -283,25 +285,6 @@ fn headers(list: Option<&Value>) -> Headers {
     )
 }
 
-/// Whether a media type names text; other bodies written as text by a tool
-/// were written byte-for-char (latin-1), as mitmproxy does.
-fn is_text_media_type(mime: &str) -> bool {
-    let essence = mime
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    essence.is_empty()
-        || essence.starts_with("text/")
-        || essence.ends_with("/json")
-        || essence.ends_with("+json")
-        || essence.ends_with("/xml")
-        || essence.ends_with("+xml")
-        || essence == "application/x-www-form-urlencoded"
-        || essence == "application/javascript"
-}
-
 fn latin1_bytes(text: &str) -> Option<Vec<u8>> {
     text.chars()
         .map(|c| u8::try_from(u32::from(c)).ok())
@@ -333,11 +316,8 @@ fn text_bytes(
             return Ok(utf8);
         }
     }
-    Ok(if is_text_media_type(mime) {
-        utf8
-    } else {
-        latin1
-    })
+    // Tools write non-text bodies byte-for-char (latin-1), as mitmproxy does.
+    Ok(if media::is_text(mime) { utf8 } else { latin1 })
 }
 
 /// A body whose bytes are not in the HAR: its size (when known) and hash (when

@@ -1,9 +1,16 @@
-//! HAR 1.2 for regtap: HAR files written by other tools (and by regtap) →
-//! flows ([`import`]), and the redaction rules for sharing HARs ([`redact`]).
-//! No file I/O: the `regtap` binary reads and writes the files.
+//! HAR 1.2 for regtap: flows and their analysis → an annotated HAR with
+//! credentials redacted by default ([`export`]), and HAR files written by other
+//! tools → flows ([`import`]). No file I/O: the `regtap` binary reads and
+//! writes the files.
 
+mod annotate;
+mod export;
 mod import;
+mod media;
 pub mod model;
 pub mod redact;
 
+pub use export::{
+    BodySource, BodyToWrite, CREATOR_NAME, Export, ExportError, ExportOptions, export,
+};
 pub use import::{ImportError, Imported, import, looks_like_har};

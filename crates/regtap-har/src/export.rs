@@ -1,0 +1,619 @@
+//! Flows and their analysis → HAR 1.2.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+
+use regtap_capture::{Body, Flow, Headers, UnixNanos, rfc3339};
+use regtap_decode::{Analysis, Operation};
+
+use crate::model::{
+    BodyFacts, Cache, Content, Cookie, Creator, Entry, EntryError, Har, Log, NameValue, Page,
+    PageTimings, PostData, Request, Response, Timings,
+};
+use crate::redact;
+use crate::{annotate, media};
+
+/// How to export.
+#[derive(Debug, Clone, Default)]
+pub struct ExportOptions {
+    /// Keep credentials (Authorization, tokens, passwords, cookies) as they were.
+    pub include_secrets: bool,
+    /// Also drop decoded JWT claims from the `_regtap` annotations.
+    pub redact_claims: bool,
+    /// Only the flows of this operation (1-based, as numbered by the decoder).
+    pub operation: Option<usize>,
+    /// Where blob bodies are written (`<dir>/sha256/<hex>`); entries reference
+    /// them by that path. The caller writes the files listed in [`Export::bodies`].
+    pub bodies_dir: Option<String>,
+}
+
+/// A HAR, and the bodies the caller must write for `--bodies DIR`.
+#[derive(Debug, Clone)]
+pub struct Export {
+    pub har: Har,
+    pub bodies: Vec<BodyToWrite>,
+}
+
+/// A body that is referenced from the HAR but not pasted into it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BodyToWrite {
+    /// Lowercase hex SHA-256: the file goes to `<dir>/sha256/<sha256>`.
+    pub sha256: String,
+    pub source: BodySource,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodySource {
+    /// The capture holds the whole body.
+    Inline(Vec<u8>),
+    /// The body is in the proxy's body store, at this path relative to its root.
+    Stored(String),
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ExportError {
+    #[error("there is no operation {requested}: the capture has {available} (numbered from 1)")]
+    NoSuchOperation { requested: usize, available: usize },
+}
+
+pub const CREATOR_NAME: &str = "regtap";
+
+/// Builds the HAR of `flows` (with their `analysis`, from `regtap_decode::analyze`).
+pub fn export(
+    flows: &[Flow],
+    analysis: &Analysis,
+    options: &ExportOptions,
+) -> Result<Export, ExportError> {
+    let operations: Vec<&Operation> = match options.operation {
+        None => analysis.operations.iter().collect(),
+        Some(requested) => {
+            let operation = analysis
+                .operations
+                .iter()
+                .find(|op| op.index == requested)
+                .ok_or(ExportError::NoSuchOperation {
+                    requested,
+                    available: analysis.operations.len(),
+                })?;
+            vec![operation]
+        }
+    };
+
+    // Where each flow sits: its operation's page and its step.
+    let mut place: HashMap<u64, (usize, &str)> = HashMap::new();
+    for operation in &operations {
+        for step in &operation.steps {
+            for id in &step.flow_ids {
+                place.insert(*id, (operation.index, step.explanation.as_str()));
+            }
+        }
+        for id in &operation.flow_ids {
+            place.entry(*id).or_insert((operation.index, ""));
+        }
+    }
+
+    let mut selected: Vec<&Flow> = flows
+        .iter()
+        .filter(|f| options.operation.is_none() || place.contains_key(&f.id))
+        .collect();
+    selected.sort_by_key(|f| (f.timing.request_start, f.id));
+
+    let mut bodies = Vec::new();
+    let entries = selected
+        .into_iter()
+        .map(|flow| {
+            let (pageref, comment) = match place.get(&flow.id) {
+                Some((index, explanation)) => (
+                    Some(page_id(*index)),
+                    (!explanation.is_empty()).then(|| (*explanation).to_owned()),
+                ),
+                None => (None, None),
+            };
+            let kind = analysis.flow(flow.id).map(|f| f.kind.label());
+            let mut entry = entry(flow, BlobSides::of(kind), options, &mut bodies);
+            entry.pageref = pageref;
+            entry.comment = comment;
+            entry.regtap = annotate::flow(flow, analysis, options);
+            entry
+        })
+        .collect();
+    bodies.sort_by(|a: &BodyToWrite, b| a.sha256.cmp(&b.sha256));
+    bodies.dedup_by(|a, b| a.sha256 == b.sha256);
+
+    let mut entries: Vec<Entry> = entries;
+    let mut pages: Vec<Page> = operations
+        .iter()
+        .map(|operation| Page {
+            started_date_time: rfc3339(operation.start_ns),
+            id: page_id(operation.index),
+            title: operation.title.clone(),
+            page_timings: PageTimings {
+                on_content_load: -1.0,
+                on_load: -1.0,
+            },
+            comment: Some(annotate::operation_status(operation)),
+            regtap: Some(annotate::operation(operation)),
+        })
+        .collect();
+    if options.redact_claims {
+        let identifying = annotate::identifying_claims(analysis);
+        for entry in &mut entries {
+            annotate::scrub(&mut entry.regtap, &identifying);
+            if let Some(comment) = entry.comment.as_mut() {
+                annotate::scrub_text(comment, &identifying);
+            }
+        }
+        for page in &mut pages {
+            annotate::scrub_text(&mut page.title, &identifying);
+            if let Some(regtap) = page.regtap.as_mut() {
+                annotate::scrub(regtap, &identifying);
+            }
+        }
+    }
+
+    Ok(Export {
+        har: Har {
+            log: Log {
+                version: "1.2".to_owned(),
+                creator: Creator {
+                    name: CREATOR_NAME.to_owned(),
+                    version: env!("CARGO_PKG_VERSION").to_owned(),
+                },
+                pages,
+                entries,
+                comment: (!options.include_secrets).then(|| {
+                    "Credentials (Authorization, tokens, passwords, cookies) are replaced by \
+                     <redacted sha256:…> fingerprints of their values."
+                        .to_owned()
+                }),
+            },
+        },
+        bodies,
+    })
+}
+
+fn page_id(operation_index: usize) -> String {
+    format!("operation-{operation_index}")
+}
+
+/// Which bodies of a flow are blob bytes by the decoder's classification:
+/// described, never pasted, whatever their media type claims.
+#[derive(Debug, Clone, Copy)]
+struct BlobSides {
+    request: bool,
+    response: bool,
+}
+
+impl BlobSides {
+    fn of(kind_label: Option<&str>) -> Self {
+        BlobSides {
+            request: matches!(
+                kind_label,
+                Some("upload-start" | "upload-chunk" | "upload-finish")
+            ),
+            response: kind_label == Some("blob-get"),
+        }
+    }
+}
+
+fn entry(
+    flow: &Flow,
+    blobs: BlobSides,
+    options: &ExportOptions,
+    bodies: &mut Vec<BodyToWrite>,
+) -> Entry {
+    let redacting = !options.include_secrets;
+    let request_type = flow.request.headers.get("content-type");
+    let request_body = render_body(&flow.request.body, request_type, blobs.request, redacting);
+    let post_data = (flow.request.body.size > 0 || !flow.request.body.complete).then(|| {
+        let file = reference_body(&flow.request.body, &request_body, options, bodies);
+        PostData {
+            mime_type: request_type.unwrap_or("").to_owned(),
+            text: request_body.text.clone(),
+            comment: request_body.description.clone(),
+            body: BodyFacts {
+                sha256: Some(flow.request.body.sha256.clone()),
+                incomplete: !flow.request.body.complete,
+                file,
+            },
+        }
+    });
+    let url = if redacting {
+        redact::url(&flow.request.url)
+    } else {
+        flow.request.url.clone()
+    };
+    let request = Request {
+        method: flow.request.method.clone(),
+        query_string: query_string(&flow.request.url, redacting),
+        url,
+        http_version: flow.request.http_version.clone(),
+        cookies: request_cookies(&flow.request.headers, redacting),
+        headers: headers(&flow.request.headers, redacting),
+        post_data,
+        headers_size: -1,
+        body_size: size(flow.request.body.size),
+        comment: None,
+    };
+
+    let response = match &flow.response {
+        Some(response) => {
+            let content_type = response.headers.get("content-type");
+            let rendered = render_body(&response.body, content_type, blobs.response, redacting);
+            let file = reference_body(&response.body, &rendered, options, bodies);
+            let location = response.headers.get("location").unwrap_or("");
+            Response {
+                status: response.status,
+                status_text: reason_phrase(response.status).to_owned(),
+                http_version: response.http_version.clone(),
+                cookies: response_cookies(&response.headers, redacting),
+                headers: headers(&response.headers, redacting),
+                content: Content {
+                    size: size(response.body.size),
+                    mime_type: content_type.unwrap_or("x-unknown").to_owned(),
+                    text: rendered.text,
+                    encoding: None,
+                    comment: rendered.description,
+                    body: BodyFacts {
+                        sha256: Some(response.body.sha256.clone()),
+                        incomplete: !response.body.complete,
+                        file,
+                    },
+                },
+                redirect_url: if (300..400).contains(&response.status) && redacting {
+                    redact::url(location)
+                } else if (300..400).contains(&response.status) {
+                    location.to_owned()
+                } else {
+                    String::new()
+                },
+                headers_size: -1,
+                body_size: size(response.body.size),
+                comment: None,
+            }
+        }
+        // HAR has no entry without a response: status 0, as browsers write
+        // for requests that got none.
+        None => Response {
+            status: 0,
+            status_text: String::new(),
+            http_version: String::new(),
+            cookies: Vec::new(),
+            headers: Vec::new(),
+            content: Content {
+                size: 0,
+                mime_type: "x-unknown".to_owned(),
+                text: None,
+                encoding: None,
+                comment: None,
+                body: BodyFacts::default(),
+            },
+            redirect_url: String::new(),
+            headers_size: -1,
+            body_size: -1,
+            comment: Some("no response was received".to_owned()),
+        },
+    };
+
+    let timings = timings(flow);
+    Entry {
+        pageref: None,
+        started_date_time: rfc3339(flow.timing.request_start),
+        time: timings.total(),
+        request,
+        response,
+        cache: Cache {},
+        timings,
+        server_ip_address: flow.server_addr.as_deref().and_then(server_ip),
+        connection: flow.client_addr.clone(),
+        comment: None,
+        error: flow.error.as_ref().map(|e| EntryError {
+            stage: serde_json::to_value(e.stage)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            message: e.message.clone(),
+        }),
+        regtap: serde_json::Value::Null,
+    }
+}
+
+fn size(bytes: u64) -> i64 {
+    i64::try_from(bytes).unwrap_or(i64::MAX)
+}
+
+/// The IP part of `host:port`, `[v6]:port` or a bare address.
+fn server_ip(addr: &str) -> Option<String> {
+    if let Ok(socket) = addr.parse::<SocketAddr>() {
+        return Some(socket.ip().to_string());
+    }
+    addr.trim_matches(|c| c == '[' || c == ']')
+        .parse::<IpAddr>()
+        .ok()
+        .map(|ip| ip.to_string())
+}
+
+/// Milliseconds between two instants, -1 when either is unknown or time ran backwards.
+fn phase(from: Option<UnixNanos>, to: Option<UnixNanos>) -> f64 {
+    match (from, to) {
+        (Some(from), Some(to)) if to >= from => nanos_to_ms(to - from),
+        _ => -1.0,
+    }
+}
+
+pub(crate) fn nanos_to_ms(nanos: i64) -> f64 {
+    nanos as f64 / 1_000_000.0
+}
+
+/// The proxy sees a request from its first byte to its last, then the response
+/// head and body; connection set-up (DNS, TCP, TLS) happens on the proxy's own
+/// upstream connection and is not recorded per flow, so those phases are -1.
+fn timings(flow: &Flow) -> Timings {
+    let t = &flow.timing;
+    let send = phase(Some(t.request_start), t.request_end);
+    // A server may answer before the request body ends (a 401 to a PATCH): then
+    // waiting took no time and the response is received from the end of the send.
+    let wait = match (t.request_end, t.response_head) {
+        (Some(end), Some(head)) if head < end => 0.0,
+        _ => phase(t.request_end, t.response_head),
+    };
+    let receive_from = match (t.request_end, t.response_head) {
+        (Some(end), Some(head)) => Some(end.max(head)),
+        (_, head) => head,
+    };
+    let receive = phase(receive_from, t.response_end);
+    Timings {
+        blocked: -1.0,
+        dns: -1.0,
+        connect: -1.0,
+        ssl: -1.0,
+        send,
+        wait,
+        receive,
+    }
+}
+
+fn headers(headers: &Headers, redacting: bool) -> Vec<NameValue> {
+    headers
+        .iter()
+        .map(|h| {
+            let value = match h.1.to_bytes() {
+                Some(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+                None => String::new(),
+            };
+            let value = if redacting {
+                if h.0.eq_ignore_ascii_case("location") {
+                    redact::url(&value)
+                } else {
+                    redact::header_value(&h.0, &value)
+                }
+            } else {
+                value
+            };
+            NameValue {
+                name: h.0.clone(),
+                value,
+            }
+        })
+        .collect()
+}
+
+fn query_string(url: &str, redacting: bool) -> Vec<NameValue> {
+    let without_fragment = url.split('#').next().unwrap_or_default();
+    let Some((_, query)) = without_fragment.split_once('?') else {
+        return Vec::new();
+    };
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let name = redact::decode_component(name);
+            let value = redact::decode_component(value);
+            let value = if redacting && redact::is_secret_query_key(&name) {
+                redact::fingerprint(&value)
+            } else {
+                value
+            };
+            NameValue { name, value }
+        })
+        .collect()
+}
+
+fn request_cookies(headers: &Headers, redacting: bool) -> Vec<Cookie> {
+    headers
+        .get_all("cookie")
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .map(|(name, value)| Cookie {
+            name: name.to_owned(),
+            value: cookie_value(value, redacting),
+            path: None,
+            domain: None,
+            http_only: None,
+            secure: None,
+        })
+        .collect()
+}
+
+fn response_cookies(headers: &Headers, redacting: bool) -> Vec<Cookie> {
+    headers
+        .get_all("set-cookie")
+        .filter_map(|line| {
+            let mut parts = line.split(';').map(str::trim);
+            let (name, value) = parts.next()?.split_once('=')?;
+            let mut cookie = Cookie {
+                name: name.to_owned(),
+                value: cookie_value(value, redacting),
+                path: None,
+                domain: None,
+                http_only: None,
+                secure: None,
+            };
+            for attribute in parts {
+                let (key, val) = attribute.split_once('=').unwrap_or((attribute, ""));
+                match key.to_ascii_lowercase().as_str() {
+                    "path" => cookie.path = Some(val.to_owned()),
+                    "domain" => cookie.domain = Some(val.to_owned()),
+                    "httponly" => cookie.http_only = Some(true),
+                    "secure" => cookie.secure = Some(true),
+                    _ => {}
+                }
+            }
+            Some(cookie)
+        })
+        .collect()
+}
+
+fn cookie_value(value: &str, redacting: bool) -> String {
+    if redacting {
+        redact::fingerprint(value)
+    } else {
+        value.to_owned()
+    }
+}
+
+/// A body as it goes into the HAR: pasted text, or a description.
+struct RenderedBody {
+    text: Option<String>,
+    description: Option<String>,
+    /// Not pasted, but its bytes are known (for `--bodies DIR`).
+    described_bytes: Option<BodySource>,
+}
+
+fn is_form(content_type: Option<&str>) -> bool {
+    content_type.is_some_and(|t| {
+        t.split(';').next().is_some_and(|e| {
+            e.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
+    })
+}
+
+fn render_body(
+    body: &Body,
+    content_type: Option<&str>,
+    blob: bool,
+    redacting: bool,
+) -> RenderedBody {
+    let stored = body.stored.clone().map(BodySource::Stored);
+    if body.size == 0 && body.complete {
+        return RenderedBody {
+            text: None,
+            description: None,
+            described_bytes: None,
+        };
+    }
+    let full = body.full_bytes();
+    let textual = !blob && content_type.is_none_or(media::is_text);
+    let text = full
+        .as_deref()
+        .filter(|_| textual)
+        .and_then(|bytes| std::str::from_utf8(bytes).ok());
+    if let Some(text) = text
+        && body.complete
+    {
+        let text = if !redacting {
+            Some(text.to_owned())
+        } else if is_form(content_type) {
+            Some(redact::urlencoded(text, false))
+        } else if let Some(redacted) = redact::json_text(text) {
+            Some(redacted)
+        } else if redact::mentions_secret_key(text) {
+            // Not JSON, yet it names a credential: withhold it rather than guess.
+            None
+        } else {
+            Some(text.to_owned())
+        };
+        let description = text.is_none().then(|| {
+            format!(
+                "{} bytes of text not included: it names a credential field and could not be \
+                 parsed to redact it",
+                body.size
+            )
+        });
+        return RenderedBody {
+            text,
+            description,
+            described_bytes: None,
+        };
+    }
+    let what = if !body.complete {
+        "cut off (the exchange broke)"
+    } else if blob {
+        "blob"
+    } else if textual {
+        "not fully captured"
+    } else {
+        "binary"
+    };
+    let description = format!(
+        "{} bytes, sha256:{}, {what}; not included",
+        body.size, body.sha256
+    );
+    let described_bytes = match full {
+        Some(bytes) if body.complete => Some(BodySource::Inline(bytes)),
+        _ if body.complete => stored,
+        _ => None,
+    };
+    RenderedBody {
+        text: None,
+        description: Some(description),
+        described_bytes,
+    }
+}
+
+/// With `--bodies DIR`, records a described body to be written and returns the
+/// path the entry references.
+fn reference_body(
+    body: &Body,
+    rendered: &RenderedBody,
+    options: &ExportOptions,
+    bodies: &mut Vec<BodyToWrite>,
+) -> Option<String> {
+    let dir = options.bodies_dir.as_deref()?;
+    let source = rendered.described_bytes.clone()?;
+    bodies.push(BodyToWrite {
+        sha256: body.sha256.clone(),
+        source,
+    });
+    Some(format!(
+        "{}/sha256/{}",
+        dir.trim_end_matches('/'),
+        body.sha256
+    ))
+}
+
+fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        206 => "Partial Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        409 => "Conflict",
+        412 => "Precondition Failed",
+        413 => "Content Too Large",
+        415 => "Unsupported Media Type",
+        416 => "Range Not Satisfiable",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "",
+    }
+}

@@ -1,0 +1,585 @@
+//! HAR export: validity (npm har-validator), golden snapshots, redaction,
+//! bodies, timings, operations as pages, and the round trip through import.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use regtap_capture::Flow;
+use regtap_decode::{Analysis, Options, analyze};
+use regtap_har::{BodySource, ExportError, ExportOptions, export, import, redact};
+use serde_json::Value;
+
+fn har_json(flows: &[Flow], options: &ExportOptions) -> (Analysis, Value) {
+    let analysis = analyze(flows, &Options::default());
+    let exported = export(flows, &analysis, options).expect("export");
+    let value = serde_json::to_value(&exported.har).expect("HAR serializes");
+    (analysis, value)
+}
+
+fn entries(har: &Value) -> &Vec<Value> {
+    har["log"]["entries"].as_array().expect("entries")
+}
+
+// ---------------------------------------------------------------- validator
+
+fn validator_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/validator")
+}
+
+/// Installs har-validator (`npm ci`) when needed. `None` when node or npm is
+/// missing outside CI, where the test then skips loudly; under CI=true a
+/// missing tool fails the test.
+fn prepare_validator() -> Option<PathBuf> {
+    let dir = validator_dir();
+    let in_ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    let have = |tool: &str| {
+        Command::new(tool)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !have("node") || !have("npm") {
+        assert!(
+            !in_ci,
+            "node and npm are required to run har-validator under CI"
+        );
+        eprintln!("SKIPPED: node/npm not found; the HAR validator test did not run");
+        return None;
+    }
+    if !dir.join("node_modules/har-validator").is_dir() {
+        let status = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&dir)
+            .status()
+            .expect("npm ci runs");
+        assert!(status.success(), "npm ci in {} failed", dir.display());
+    }
+    Some(dir.join("validate.js"))
+}
+
+fn validate(files: &[PathBuf]) -> (bool, String) {
+    let Some(script) = prepare_validator() else {
+        return (true, String::new());
+    };
+    let output = Command::new("node")
+        .arg(script)
+        .args(files)
+        .output()
+        .expect("node runs");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    (output.status.success(), text)
+}
+
+#[test]
+fn every_capture_exports_to_a_har_that_har_validator_accepts() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut files = Vec::new();
+    let inputs = common::all_inputs();
+    eprintln!("validating the HAR of {} inputs", inputs.len());
+    for (name, flows) in &inputs {
+        for (suffix, options) in [
+            ("redacted", ExportOptions::default()),
+            (
+                "secrets",
+                ExportOptions {
+                    include_secrets: true,
+                    bodies_dir: Some("bodies".to_owned()),
+                    ..ExportOptions::default()
+                },
+            ),
+        ] {
+            let (_, har) = har_json(flows, &options);
+            assert_eq!(entries(&har).len(), flows.len(), "{name}");
+            let path = dir.path().join(format!("{name}-{suffix}.har"));
+            std::fs::write(&path, serde_json::to_vec_pretty(&har).expect("json")).expect("write");
+            files.push(path);
+        }
+    }
+    let (valid, report) = validate(&files);
+    assert!(valid, "har-validator rejected regtap's HAR:\n{report}");
+}
+
+#[test]
+fn the_validator_really_rejects_invalid_hars() {
+    let (valid, report) =
+        validate(&[PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/mitmproxy/docker-push.har")]);
+    if prepare_validator().is_some() {
+        assert!(!valid, "mitmproxy's `\"text\": null` must be rejected");
+        assert!(
+            report.contains("postData.text should be string"),
+            "{report}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------- snapshots
+
+#[test]
+fn golden_har_per_capture() {
+    for (name, flows) in common::all_inputs() {
+        let (_, har) = har_json(&flows, &ExportOptions::default());
+        insta::with_settings!({ snapshot_suffix => name.clone(), prepend_module_to_snapshot => false }, {
+            insta::assert_json_snapshot!("har", har);
+        });
+    }
+}
+
+// ---------------------------------------------------------------- redaction
+
+/// Every credential in `flows`: Authorization credentials (and the decoded
+/// Basic password), token values in JSON bodies and query strings, OAuth2
+/// passwords, cookie values.
+fn secrets_of(flows: &[Flow]) -> Vec<String> {
+    use base64::Engine as _;
+    let mut secrets = Vec::new();
+    let json_secrets = |text: &str, secrets: &mut Vec<String>| {
+        if let Ok(value) = serde_json::from_str::<Value>(text) {
+            for key in [
+                "token",
+                "access_token",
+                "refresh_token",
+                "id_token",
+                "password",
+            ] {
+                if let Some(s) = value.get(key).and_then(Value::as_str) {
+                    secrets.push(s.to_owned());
+                }
+            }
+        }
+    };
+    for flow in flows {
+        let mut header_sets = vec![&flow.request.headers];
+        if let Some(response) = &flow.response {
+            header_sets.push(&response.headers);
+            if let Some(bytes) = response.body.full_bytes() {
+                json_secrets(&String::from_utf8_lossy(&bytes), &mut secrets);
+            }
+        }
+        for headers in header_sets {
+            for value in headers.get_all("authorization") {
+                let credentials = value.split_once(' ').map_or(value, |(_, c)| c).trim();
+                secrets.push(credentials.to_owned());
+                if value.starts_with("Basic ")
+                    && let Ok(decoded) =
+                        base64::engine::general_purpose::STANDARD.decode(credentials)
+                {
+                    let decoded = String::from_utf8_lossy(&decoded).into_owned();
+                    if let Some((_, password)) = decoded.split_once(':') {
+                        secrets.push(password.to_owned());
+                    }
+                }
+            }
+            let cookie_pairs = headers
+                .get_all("cookie")
+                .flat_map(|value| value.split(';'))
+                // Set-Cookie: only the first pair is the cookie; the rest are attributes.
+                .chain(
+                    headers
+                        .get_all("set-cookie")
+                        .filter_map(|v| v.split(';').next()),
+                );
+            for pair in cookie_pairs {
+                if let Some((_, v)) = pair.split_once('=') {
+                    secrets.push(v.trim().to_owned());
+                }
+            }
+        }
+        let body = flow.request.body.full_bytes().unwrap_or_default();
+        let body = String::from_utf8_lossy(&body);
+        json_secrets(&body, &mut secrets);
+        let query = flow.url().split_once('?').map_or("", |(_, q)| q);
+        for pair in query.split('&').chain(body.split('&')) {
+            if let Some((name, value)) = pair.split_once('=')
+                && redact::is_secret_query_key(&redact::decode_component(name))
+            {
+                secrets.push(value.to_owned());
+                secrets.push(redact::decode_component(value));
+            }
+        }
+    }
+    // Cookie attributes ("Path=/") and tiny values are not secrets worth a search.
+    secrets.retain(|s| s.len() >= 6);
+    secrets.sort();
+    secrets.dedup();
+    secrets
+}
+
+#[test]
+fn the_default_har_contains_no_secret_of_the_capture() {
+    for (name, flows) in common::all_inputs() {
+        let secrets = secrets_of(&flows);
+        let (_, har) = har_json(&flows, &ExportOptions::default());
+        let text = serde_json::to_string(&har).expect("json");
+        for secret in &secrets {
+            assert!(
+                !text.contains(secret.as_str()),
+                "{name}: HAR leaks {secret:.24}…"
+            );
+        }
+        // And with --include-secrets the ones spelled out in the capture are
+        // all there: the search above can find them.
+        let capture = serde_json::to_string(&flows).expect("json");
+        let (_, kept) = har_json(
+            &flows,
+            &ExportOptions {
+                include_secrets: true,
+                ..ExportOptions::default()
+            },
+        );
+        let kept = serde_json::to_string(&kept).expect("json");
+        for secret in secrets.iter().filter(|s| capture.contains(s.as_str())) {
+            let spelled = serde_json::to_string(secret).expect("json");
+            let spelled = &spelled[1..spelled.len() - 1];
+            assert!(
+                kept.contains(spelled),
+                "{name}: --include-secrets lost {secret:.24}…"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_reference_sequences_hold_the_secrets_the_redaction_test_looks_for() {
+    let secrets = secrets_of(&common::dockerd_sequences());
+    assert!(secrets.iter().any(|s| s == common::BASIC_PASSWORD));
+    assert!(secrets.iter().any(|s| s == common::LOGIN_PASSWORD));
+    assert!(secrets.iter().any(|s| s.starts_with("eyJ")), "tokens");
+}
+
+#[test]
+fn redacted_tokens_correlate_by_fingerprint() {
+    let flows = common::dockerd_sequences();
+    let (_, har) = har_json(&flows, &ExportOptions::default());
+    let entries = entries(&har);
+    // The login's token response and the ping that carries it.
+    let token_body: Value = serde_json::from_str(
+        entries[1]["response"]["content"]["text"]
+            .as_str()
+            .expect("token response text"),
+    )
+    .expect("token JSON");
+    let fingerprint = token_body["token"].as_str().expect("token field");
+    assert!(
+        fingerprint.starts_with("<redacted sha256:"),
+        "{fingerprint}"
+    );
+    let authorization = entries[2]["request"]["headers"]
+        .as_array()
+        .expect("headers")
+        .iter()
+        .find(|h| h["name"] == "Authorization")
+        .expect("Authorization sent");
+    assert_eq!(authorization["value"], format!("Bearer {fingerprint}"));
+    // The decoded claims stay: scopes are not credentials.
+    assert_eq!(
+        entries[4]["_regtap"]["token"]["jwt"]["claims"]["access"][0]["name"],
+        "lab/seq"
+    );
+}
+
+#[test]
+fn redact_claims_drops_decoded_claims_and_identifying_values() {
+    let flows = common::dockerd_sequences();
+    let (_, har) = har_json(
+        &flows,
+        &ExportOptions {
+            redact_claims: true,
+            ..ExportOptions::default()
+        },
+    );
+    let text = serde_json::to_string(&har).expect("json");
+    assert!(!text.contains("lab-jti-0001"));
+    assert!(!text.contains("lab-user"));
+    assert_eq!(
+        entries(&har)[4]["_regtap"]["token"]["jwt"]["claims"],
+        "<redacted claim>"
+    );
+}
+
+// ---------------------------------------------------------------- contents
+
+#[test]
+fn operations_become_pages_and_steps_become_comments() {
+    let flows = common::dockerd_sequences();
+    let (analysis, har) = har_json(&flows, &ExportOptions::default());
+    let pages = har["log"]["pages"].as_array().expect("pages");
+    assert_eq!(pages.len(), analysis.operations.len());
+    let titles: Vec<&str> = pages.iter().filter_map(|p| p["title"].as_str()).collect();
+    assert!(titles.contains(&"push lab/seq:latest"), "{titles:?}");
+    for entry in entries(&har) {
+        let id = entry["_regtap"]["capture"]["flow_id"]
+            .as_u64()
+            .expect("flow id");
+        let operation = analysis
+            .operations
+            .iter()
+            .find(|o| o.flow_ids.contains(&id));
+        match operation {
+            Some(operation) => {
+                assert_eq!(entry["pageref"], format!("operation-{}", operation.index));
+                let step = operation
+                    .steps
+                    .iter()
+                    .find(|s| s.flow_ids.contains(&id))
+                    .expect("every flow of an operation is in a step");
+                assert_eq!(entry["comment"], step.explanation.as_str());
+            }
+            None => assert!(entry.get("pageref").is_none()),
+        }
+        let label = analysis.flow(id).expect("analysed").kind.label();
+        assert_eq!(entry["_regtap"]["kind"], label);
+    }
+}
+
+#[test]
+fn one_operation_only_and_a_missing_operation_is_an_error() {
+    let flows = common::dockerd_sequences();
+    let analysis = analyze(&flows, &Options::default());
+    let second = &analysis.operations[1];
+    let exported = export(
+        &flows,
+        &analysis,
+        &ExportOptions {
+            operation: Some(second.index),
+            ..ExportOptions::default()
+        },
+    )
+    .expect("export");
+    assert_eq!(exported.har.log.pages.len(), 1);
+    assert_eq!(exported.har.log.pages[0].title, second.title);
+    assert_eq!(exported.har.log.entries.len(), second.flow_ids.len());
+    let missing = analysis.operations.len() + 1;
+    assert_eq!(
+        export(
+            &flows,
+            &analysis,
+            &ExportOptions {
+                operation: Some(missing),
+                ..ExportOptions::default()
+            }
+        )
+        .err(),
+        Some(ExportError::NoSuchOperation {
+            requested: missing,
+            available: analysis.operations.len()
+        })
+    );
+}
+
+#[test]
+fn timings_are_real_and_time_is_their_sum() {
+    let flows = common::dockerd_sequences();
+    let (_, har) = har_json(&flows, &ExportOptions::default());
+    let mut previous = time::OffsetDateTime::UNIX_EPOCH;
+    for (entry, flow) in entries(&har).iter().zip(&flows) {
+        let t = &entry["timings"];
+        for unknown in ["blocked", "dns", "connect", "ssl"] {
+            assert_eq!(t[unknown], -1.0);
+        }
+        // FlowBuilder: request ends 0.1 ms in, head at 0.5 ms, end at 0.6 ms.
+        assert_eq!(t["send"], 0.1);
+        assert_eq!(t["wait"], 0.4);
+        assert_eq!(t["receive"], 0.1);
+        let sum: f64 = ["send", "wait", "receive"]
+            .iter()
+            .filter_map(|k| t[k].as_f64())
+            .sum();
+        assert!((entry["time"].as_f64().expect("time") - sum).abs() < 1e-9);
+        let started = entry["startedDateTime"].as_str().expect("started");
+        assert!(started.ends_with('Z'), "{started}");
+        let at =
+            time::OffsetDateTime::parse(started, &time::format_description::well_known::Rfc3339)
+                .expect("RFC 3339");
+        assert_eq!(
+            at.unix_timestamp_nanos(),
+            i128::from(flow.timing.request_start)
+        );
+        assert!(at >= previous, "entries in time order");
+        previous = at;
+        assert_eq!(entry["serverIPAddress"], "127.0.0.1");
+        assert_eq!(
+            entry["connection"],
+            flow.client_addr.as_deref().expect("client")
+        );
+    }
+}
+
+#[test]
+fn blob_bodies_are_described_and_written_with_bodies_dir() {
+    let flows = common::dockerd_sequences();
+    let analysis = analyze(&flows, &Options::default());
+    let options = ExportOptions {
+        bodies_dir: Some("out/bodies".to_owned()),
+        ..ExportOptions::default()
+    };
+    let exported = export(&flows, &analysis, &options).expect("export");
+    let har = serde_json::to_value(&exported.har).expect("json");
+    let patch = entries(&har)
+        .iter()
+        .find(|e| e["request"]["method"] == "PATCH")
+        .expect("a PATCH");
+    let post = &patch["request"]["postData"];
+    assert!(post.get("text").is_none(), "blob bytes are never pasted");
+    assert_eq!(post["mimeType"], "application/octet-stream");
+    let size = patch["request"]["bodySize"].as_i64().expect("size");
+    let sha = post["_sha256"].as_str().expect("sha");
+    assert!(
+        post["comment"]
+            .as_str()
+            .expect("described")
+            .starts_with(&format!("{size} bytes, sha256:{sha}"))
+    );
+    // FlowBuilder summaries hold no bytes: nothing to write, no file referenced.
+    assert!(post.get("_file").is_none());
+
+    // Inline binary bytes are written and referenced.
+    let mut flows = flows;
+    let blob = vec![0x1f_u8, 0x8b, 0x08, 0x00, 0xff, 0xfe];
+    flows[0].request.body = regtap_capture::Body::from_bytes(&blob);
+    flows[0]
+        .request
+        .headers
+        .push("Content-Type", "application/octet-stream");
+    let mut stored = regtap_capture::Body::from_bytes(b"");
+    stored.size = 262_435;
+    stored.sha256 = "ab".repeat(32);
+    stored.truncated = true;
+    stored.stored = Some(format!("sha256/{}", "ab".repeat(32)));
+    flows[1].response.as_mut().expect("response").body = stored;
+    flows[1].response.as_mut().expect("response").headers = Default::default();
+    flows[1]
+        .response
+        .as_mut()
+        .expect("response")
+        .headers
+        .push("Content-Type", "application/octet-stream");
+    let exported = export(&flows, &analyze(&flows, &Options::default()), &options).expect("export");
+    let har = serde_json::to_value(&exported.har).expect("json");
+    let sha = regtap_capture::sha256_hex(&blob);
+    assert_eq!(
+        entries(&har)[0]["request"]["postData"]["_file"],
+        format!("out/bodies/sha256/{sha}")
+    );
+    assert_eq!(
+        entries(&har)[1]["response"]["content"]["_file"],
+        format!("out/bodies/sha256/{}", "ab".repeat(32))
+    );
+    assert!(
+        exported
+            .bodies
+            .iter()
+            .any(|b| b.sha256 == sha && b.source == BodySource::Inline(blob.clone()))
+    );
+    assert!(
+        exported
+            .bodies
+            .iter()
+            .any(|b| b.source == BodySource::Stored(format!("sha256/{}", "ab".repeat(32))))
+    );
+}
+
+#[test]
+fn text_bodies_are_inline() {
+    let flows = common::dockerd_sequences();
+    let (_, har) = har_json(&flows, &ExportOptions::default());
+    let manifest_put = entries(&har)
+        .iter()
+        .find(|e| {
+            e["request"]["method"] == "PUT"
+                && e["request"]["url"]
+                    .as_str()
+                    .is_some_and(|u| u.contains("/manifests/"))
+        })
+        .expect("a manifest PUT");
+    let text = manifest_put["request"]["postData"]["text"]
+        .as_str()
+        .expect("manifest inline");
+    assert!(text.contains("\"schemaVersion\": 2"));
+    let challenge = &entries(&har)[0]["response"]["content"];
+    assert!(
+        challenge["text"]
+            .as_str()
+            .expect("error JSON inline")
+            .contains("UNAUTHORIZED")
+    );
+}
+
+// ---------------------------------------------------------------- round trip
+
+fn operations_digest(analysis: &Analysis) -> Vec<String> {
+    analysis
+        .operations
+        .iter()
+        .flat_map(|op| {
+            std::iter::once(format!("{} {:?}", op.title, op.status)).chain(
+                op.steps
+                    .iter()
+                    .map(|s| format!("  {} {} {:?}", s.number, s.explanation, s.flow_ids)),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn capture_to_har_with_secrets_and_back_gives_the_same_operations_and_steps() {
+    for (name, flows) in common::all_inputs() {
+        let analysis = analyze(&flows, &Options::default());
+        let options = ExportOptions {
+            include_secrets: true,
+            ..ExportOptions::default()
+        };
+        let exported = export(&flows, &analysis, &options).expect("export");
+        let bytes = serde_json::to_vec(&exported.har).expect("json");
+        let imported = import(&bytes).expect("regtap's own HAR imports");
+        assert_eq!(imported.flows.len(), flows.len(), "{name}");
+        for (back, original) in imported.flows.iter().zip(&flows) {
+            assert_eq!(back.id, original.id, "{name}");
+            assert_eq!(back.request.url, original.request.url, "{name}");
+            assert_eq!(back.request.headers, original.request.headers, "{name}");
+            assert_eq!(back.timing, original.timing, "{name}");
+            assert_eq!(back.status(), original.status(), "{name}");
+            assert_eq!(back.client_addr, original.client_addr, "{name}");
+            assert_eq!(back.server_addr, original.server_addr, "{name}");
+            assert_eq!(back.error, original.error, "{name}");
+            assert_eq!(back.request.body.size, original.request.body.size, "{name}");
+            assert_eq!(
+                back.request.body.sha256, original.request.body.sha256,
+                "{name}"
+            );
+        }
+        let again = analyze(&imported.flows, &Options::default());
+        assert_eq!(
+            operations_digest(&again),
+            operations_digest(&analysis),
+            "{name}"
+        );
+        assert_eq!(again.sessions, analysis.sessions, "{name}");
+    }
+}
+
+#[test]
+fn bodies_dir_paths_are_under_sha256() {
+    // The path the entry references is where the binary writes the file.
+    let dir = Path::new("x/");
+    let options = ExportOptions {
+        bodies_dir: Some(dir.display().to_string()),
+        ..ExportOptions::default()
+    };
+    let mut flows = common::dockerd_sequences();
+    flows.truncate(1);
+    flows[0].request.body = regtap_capture::Body::from_bytes(&[0xff, 0x00]);
+    let exported = export(&flows, &analyze(&flows, &Options::default()), &options).expect("export");
+    let sha = regtap_capture::sha256_hex(&[0xff, 0x00]);
+    assert_eq!(
+        exported.har.log.entries[0]
+            .request
+            .post_data
+            .as_ref()
+            .and_then(|p| p.body.file.clone()),
+        Some(format!("x/sha256/{sha}"))
+    );
+}
