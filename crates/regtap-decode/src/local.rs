@@ -69,6 +69,44 @@ impl Local {
     pub fn ok(&self) -> bool {
         self.status().is_some_and(|s| (200..300).contains(&s))
     }
+
+    /// The response body arrived whole: all of `Content-Length`, whatever
+    /// happened to the connection afterwards.
+    pub fn response_body_whole(&self) -> bool {
+        let Some(response) = &self.flow.response else {
+            return false;
+        };
+        let expected = response
+            .headers
+            .get("content-length")
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        match expected {
+            Some(length) => response.body.size >= length,
+            None => response.body.complete && self.flow.error.is_none(),
+        }
+    }
+
+    /// Answers whose body the client does not need: HEAD, pings, redirects, errors.
+    pub fn response_body_unneeded(&self) -> bool {
+        self.flow.method().eq_ignore_ascii_case("HEAD")
+            || matches!(self.kind, FlowKind::ApiCheck { .. })
+            || self
+                .status()
+                .is_some_and(|s| (300..400).contains(&s) || s == 204)
+    }
+
+    /// The exchange did not deliver what the client asked for: no answer,
+    /// or a needed body cut short.
+    pub fn broken(&self) -> bool {
+        match &self.flow.response {
+            None => true,
+            Some(_) => {
+                self.flow.error.is_some()
+                    && !self.response_body_whole()
+                    && !self.response_body_unneeded()
+            }
+        }
+    }
 }
 
 pub(crate) fn decode_flow(flow: &Flow, options: &Options) -> Local {
@@ -131,10 +169,23 @@ fn exchange_problems(local: &mut Local) {
             regtap_capture::ErrorStage::Request => "sending the request",
             regtap_capture::ErrorStage::Response => "receiving the response",
         };
-        local.annotations.push(Annotation::error(
-            "exchange",
-            format!("the exchange broke while {stage}: {}", error.message),
-        ));
+        let text = format!("the exchange broke while {stage}: {}", error.message);
+        let annotation = if local.response_body_whole() {
+            Annotation::info(
+                "exchange",
+                format!("{text} (all the bytes of Content-Length had arrived)"),
+            )
+        } else if local.flow.response.is_some() && local.response_body_unneeded() {
+            Annotation::info(
+                "exchange",
+                format!("{text} (the client needs no body from this answer)"),
+            )
+        } else if local.flow.response.is_some() {
+            Annotation::warning("exchange", text)
+        } else {
+            Annotation::error("exchange", text)
+        };
+        local.annotations.push(annotation);
     } else if local.flow.response.is_none() {
         local
             .annotations
@@ -573,19 +624,27 @@ fn error_body(local: &mut Local) {
     };
     match errors::parse_error_body(&body) {
         Ok(list) => {
+            // A 401 to a request without credentials is the usual start of
+            // the token dance, not a problem.
+            let expected =
+                response.status == 401 && local.flow.request.headers.get("authorization").is_none();
             for error in &list {
                 let detail = error
                     .detail
                     .as_deref()
                     .map(|d| format!(" (detail: {d})"))
                     .unwrap_or_default();
-                local.annotations.push(Annotation::error(
-                    "registry-error",
-                    format!(
-                        "{}: {}{detail}. {}",
-                        error.code, error.message, error.explanation
-                    ),
-                ));
+                let text = format!(
+                    "{}: {}{detail}. {}",
+                    error.code, error.message, error.explanation
+                );
+                local
+                    .annotations
+                    .push(if expected && error.code == "UNAUTHORIZED" {
+                        Annotation::info("registry-error", text)
+                    } else {
+                        Annotation::error("registry-error", text)
+                    });
             }
             local.registry_errors = list;
         }

@@ -592,9 +592,7 @@ fn status(
             None => what,
         }
     };
-    let broken = members
-        .iter()
-        .find(|w| w.local.flow.response.is_none() && w.local.flow.error.is_some());
+    let broken = members.iter().find(|w| w.local.broken());
     match kind {
         OperationKind::Login { .. } => {
             if let Some(t) = members.iter().find(|w| {
@@ -659,7 +657,7 @@ fn status(
                     FlowKind::ManifestHead { .. }
                         | FlowKind::ManifestGet { .. }
                         | FlowKind::BlobGet { .. }
-                ) && (w.local.status().is_some_and(|s| s >= 400) || w.local.flow.error.is_some())
+                ) && (w.local.status().is_some_and(|s| s >= 400) || w.local.broken())
             });
             if let Some(w) = failed {
                 return OperationStatus::Failed { reason: failure(w) };
@@ -756,11 +754,16 @@ fn steps(members: &[&crate::Work], sessions: &[UploadSession]) -> Vec<Step> {
                 .filter_map(|&m| members.get(m).copied())
                 .collect();
             let mut annotations: Vec<Annotation> = Vec::new();
+            let mut shown_state = false;
             for w in &flows {
                 for a in &w.local.annotations {
-                    let key =
-                        a.severity >= Severity::Warning || KEY_LABELS.contains(&a.label.as_str());
+                    // One `_state` per upload is enough to tell what it is.
+                    let first_state = a.label == "_state" && !shown_state;
+                    let key = a.severity >= Severity::Warning
+                        || KEY_LABELS.contains(&a.label.as_str())
+                        || first_state;
                     if key && !annotations.contains(a) {
+                        shown_state |= a.label == "_state";
                         annotations.push(a.clone());
                     }
                 }
@@ -885,7 +888,18 @@ fn session_line(
         .as_deref()
         .map(|id| format!(" {}", id.chars().take(8).collect::<String>()))
         .unwrap_or_default();
+    let last = || {
+        list.last()
+            .and_then(|&m| members.get(m))
+            .map(|w| w.summary.clone())
+            .unwrap_or_default()
+    };
     match (&s.start, s.outcome) {
+        (UploadStart::Mount { .. } | UploadStart::MountFallback { .. }, SessionOutcome::Failed)
+            if list.len() == 1 =>
+        {
+            last()
+        }
         (UploadStart::Mount { from }, _) => format!(
             "mount blob {blob} from {}: mounted, nothing uploaded",
             from.as_deref().unwrap_or("another repository")
@@ -902,12 +916,7 @@ fn session_line(
             format!("upload{id} to {} cancelled after {amount}", s.repository)
         }
         (_, SessionOutcome::Failed) => {
-            let last = list
-                .last()
-                .and_then(|&m| members.get(m))
-                .map(|w| w.summary.clone())
-                .unwrap_or_default();
-            format!("upload{id} to {} failed: {last}", s.repository)
+            format!("upload{id} to {} failed: {}", s.repository, last())
         }
         (_, SessionOutcome::Open | SessionOutcome::Mounted) => format!(
             "upload{id} to {} still open after {} request(s), {amount} sent",

@@ -16,7 +16,9 @@ use crate::{Work, Works};
 /// `session` index.
 pub(crate) fn build(works: &mut Works) -> Vec<UploadSession> {
     let mut sessions: Vec<UploadSession> = Vec::new();
-    let mut by_id: HashMap<String, usize> = HashMap::new();
+    // Keyed by (host the upload's requests go to, upload id): ids are unique
+    // per registry, and an absolute `Location` may send them to another host.
+    let mut by_id: HashMap<(String, String), usize> = HashMap::new();
     for w in works.items.iter_mut() {
         let kind = w.local.kind.clone();
         let index = match &kind {
@@ -69,7 +71,8 @@ pub(crate) fn build(works: &mut Works) -> Vec<UploadSession> {
                 repository,
                 upload_id,
             } => {
-                let index = *by_id.entry(upload_id.clone()).or_insert_with(|| {
+                let key = (registry.clone(), upload_id.clone());
+                let index = *by_id.entry(key).or_insert_with(|| {
                     sessions.push(new_session(
                         sessions.len(),
                         registry,
@@ -83,7 +86,7 @@ pub(crate) fn build(works: &mut Works) -> Vec<UploadSession> {
                     follow(session, w);
                 }
                 // A registry may hand out a new id in the Location.
-                if let Some(next) = w.local.response_upload_id.clone() {
+                if let Some(next) = next_key(w) {
                     by_id.entry(next).or_insert(index);
                 }
                 Some(index)
@@ -102,6 +105,16 @@ pub(crate) fn build(works: &mut Works) -> Vec<UploadSession> {
         finish(session, works);
     }
     sessions
+}
+
+/// Where the next request of this upload will go, and its id.
+fn next_key(w: &Work) -> Option<(String, String)> {
+    let id = w.local.response_upload_id.clone()?;
+    let host = match &w.local.location {
+        Some(location) => crate::http::authority(location),
+        None => w.local.kind.registry()?.to_owned(),
+    };
+    Some((host, id))
 }
 
 fn new_session(
@@ -131,7 +144,7 @@ fn new_session(
 /// which a capture that starts mid-upload can give) that session.
 fn start(
     sessions: &mut Vec<UploadSession>,
-    by_id: &mut HashMap<String, usize>,
+    by_id: &mut HashMap<(String, String), usize>,
     w: &mut Work,
     registry: &str,
     repository: &str,
@@ -140,13 +153,14 @@ fn start(
 ) -> usize {
     let status = w.local.status();
     let upload_id = w.local.response_upload_id.clone();
+    let key = next_key(w);
     let start = match (&mount_from, status) {
         (Some(from), Some(201)) => UploadStart::Mount { from: from.clone() },
         (Some(from), _) => UploadStart::MountFallback { from: from.clone() },
         (None, _) if digest.is_some() => UploadStart::Monolithic,
         (None, _) => UploadStart::Chunked,
     };
-    let index = match upload_id.as_ref().and_then(|id| by_id.get(id)) {
+    let index = match key.as_ref().and_then(|k| by_id.get(k)) {
         Some(&index) => index,
         None => {
             sessions.push(new_session(
@@ -157,8 +171,8 @@ fn start(
                 start.clone(),
             ));
             let index = sessions.len() - 1;
-            if let Some(id) = upload_id {
-                by_id.insert(id, index);
+            if let Some(key) = key {
+                by_id.insert(key, index);
             }
             index
         }
@@ -422,12 +436,18 @@ fn digest_check(session: &UploadSession, works: &Works) -> DigestCheck {
             reason: "mounted from another repository: no bytes were sent".to_owned(),
         };
     }
+    match session.outcome {
+        SessionOutcome::Completed => {}
+        SessionOutcome::Open => return DigestCheck::Pending,
+        SessionOutcome::Failed | SessionOutcome::Cancelled | SessionOutcome::Mounted => {
+            return DigestCheck::NotVerifiable {
+                reason: "the upload did not complete".to_owned(),
+            };
+        }
+    }
     let Some(digest) = &session.digest else {
-        return match session.outcome {
-            SessionOutcome::Open => DigestCheck::Pending,
-            _ => DigestCheck::NotVerifiable {
-                reason: "the upload ended without a digest".to_owned(),
-            },
+        return DigestCheck::NotVerifiable {
+            reason: "the upload ended without a digest".to_owned(),
         };
     };
     let Some(expected) = digest.strip_prefix("sha256:") else {

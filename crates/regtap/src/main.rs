@@ -4,17 +4,28 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod cmd_decode;
+mod cmd_inspect;
 mod input;
 
 #[derive(Parser)]
-#[command(name = "regtap", version, about = "Capture and explain container-registry traffic")]
+#[command(
+    name = "regtap",
+    version,
+    about = "Capture and explain container-registry traffic"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Explain a capture: operations (login, push, pull) and their numbered steps
+    Inspect(cmd_inspect::InspectArgs),
+    /// Decode a pasted JWT or `_state` value
+    Decode(cmd_decode::DecodeArgs),
+}
 
 fn main() -> ExitCode {
     match run(Cli::parse()) {
@@ -27,5 +38,8 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.command {}
+    match cli.command {
+        Command::Inspect(args) => cmd_inspect::run(args),
+        Command::Decode(args) => cmd_decode::run(args),
+    }
 }
