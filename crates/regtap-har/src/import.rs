@@ -329,7 +329,9 @@ fn summary_body(size: u64, sha256: Option<&str>, absent: bool) -> Body {
     Body {
         size,
         sha256: sha256.unwrap_or_default().to_owned(),
-        complete: true,
+        // Without bytes or a hash the body cannot be checked against a digest;
+        // the flow model's way to say so is an incomplete body.
+        complete: sha256.is_some(),
         inline: None,
         // Nothing of it is known: an empty prefix.
         truncated: true,
@@ -410,7 +412,7 @@ fn request_body(
             summary_body(size, sha256, absent)
         }
     };
-    body.complete = !incomplete;
+    body.complete &= !incomplete;
     body
 }
 
@@ -443,7 +445,7 @@ fn response_body(response: &Value, number: usize, warnings: &mut Vec<String>) ->
             summary_body(size, sha256, size == 0)
         }
     };
-    body.complete = !incomplete;
+    body.complete &= !incomplete;
     body
 }
 

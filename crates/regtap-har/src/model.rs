@@ -200,7 +200,7 @@ pub struct Timings {
 impl Timings {
     /// HAR's `time`: every non-negative phase but `ssl`, which `connect` already includes.
     pub fn total(&self) -> f64 {
-        [
+        let sum: f64 = [
             self.blocked,
             self.dns,
             self.connect,
@@ -210,6 +210,8 @@ impl Timings {
         ]
         .into_iter()
         .filter(|ms| *ms >= 0.0)
-        .sum()
+        .sum();
+        // Phases are whole nanoseconds; keep the sum free of float noise.
+        (sum * 1e6).round() / 1e6
     }
 }

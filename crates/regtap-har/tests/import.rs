@@ -76,6 +76,8 @@ fn mitmproxy_hardump_becomes_flows_with_exact_body_bytes() {
     // The streamed PATCH: mitmproxy kept nothing, and the import says so.
     let streamed = &flows[5].request.body;
     assert!(streamed.full_bytes().is_none());
+    // Neither bytes nor hash: no digest check may treat it as an empty body.
+    assert!(!streamed.complete);
     assert!(
         imported
             .warnings
