@@ -7,7 +7,8 @@
 //! the registries local (and skip certificate checks).
 //!
 //! Every process is stopped by pid when the [`Lab`] is dropped, also while a
-//! test unwinds from a panic, and the lab's temporary directory is removed.
+//! test unwinds from a panic, and the lab's temporary directory is removed
+//! (kept, for a post-mortem, with `REGTAP_LAB_KEEP=1`).
 
 pub mod dockerd;
 pub mod image;
@@ -16,6 +17,7 @@ pub mod process;
 pub mod proxy;
 pub mod registry;
 pub mod token;
+pub mod verify;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -113,6 +115,8 @@ pub enum Via {
         bin: PathBuf,
         /// Extra `regtap proxy` arguments, e.g. `--max-inline 8192`.
         proxy_args: Vec<String>,
+        /// Have the proxy store every body under [`Lab::bodies_dir`].
+        store_bodies: bool,
     },
     /// Through a plain CONNECT tunnel; dockerd trusts the lab CA directly.
     Tunnel,
@@ -186,7 +190,15 @@ impl Lab {
             .map_err(|e| LabError::io(Path::new(SYSTEM_CA_BUNDLE), e))?;
         bundle.push(b'\n');
         let (tunnel, regtap, regtap_ca, proxy_port, proxy_url) = match via {
-            Via::Regtap { bin, proxy_args } => {
+            Via::Regtap {
+                bin,
+                mut proxy_args,
+                store_bodies,
+            } => {
+                if store_bodies {
+                    proxy_args.push("--store-bodies".to_owned());
+                    proxy_args.push(root.join("bodies").display().to_string());
+                }
                 let regtap = Regtap {
                     bin,
                     home: root.join("regtap-home"),
@@ -241,6 +253,11 @@ impl Lab {
 
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// Where the proxy stores bodies when started with `store_bodies`.
+    pub fn bodies_dir(&self) -> PathBuf {
+        self.dir().join("bodies")
     }
 
     /// `registry.test:PORT` of the token-auth registry.
@@ -369,6 +386,13 @@ impl Drop for Lab {
         // dockerd first: it may still talk to the proxy and registries.
         self.dockerd.stop();
         self.stop_proxy();
+        if std::env::var("REGTAP_LAB_KEEP").as_deref() == Ok("1") {
+            self.dir.disable_cleanup(true);
+            eprintln!(
+                "regtap-lab: kept {} (REGTAP_LAB_KEEP=1)",
+                self.dir().display()
+            );
+        }
     }
 }
 

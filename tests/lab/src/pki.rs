@@ -117,6 +117,18 @@ impl Pki {
             .map_err(pki_err("signing a token"))
     }
 
+    /// The signing certificate as a JWT `x5c` entry (standard base64 of the DER).
+    pub fn signing_cert_x5c(&self) -> String {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(&self.signing_cert_der)
+    }
+
+    /// The token signing key's public key (SubjectPublicKeyInfo DER).
+    pub fn signing_public_key_der(&self) -> Vec<u8> {
+        use rcgen::PublicKeyData as _;
+        self.signing_key.subject_public_key_info()
+    }
+
     pub fn write_to(&self, dir: &Path) -> Result<PkiFiles, LabError> {
         let files = PkiFiles {
             ca: dir.join("lab-ca.pem"),
@@ -129,5 +141,28 @@ impl Pki {
         crate::write_file(&files.server_key, self.server_key_pem.as_bytes())?;
         crate::write_file(&files.signing_cert, self.signing_cert_pem.as_bytes())?;
         Ok(files)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    use super::*;
+
+    #[test]
+    fn rs256_signatures_verify_with_the_public_key_and_fail_when_tampered() {
+        let pki = Pki::generate().map_err(|e| e.to_string()).unwrap();
+        let input = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9";
+        let signature = pki
+            .sign_rs256(input.as_bytes())
+            .map_err(|e| e.to_string())
+            .unwrap();
+        let jwt = format!("{input}.{}", URL_SAFE_NO_PAD.encode(&signature));
+        let key = pki.signing_public_key_der();
+        crate::verify::verify_rs256(&jwt, &key).unwrap();
+        let tampered = format!("{input}x.{}", URL_SAFE_NO_PAD.encode(&signature));
+        assert!(crate::verify::verify_rs256(&tampered, &key).is_err());
     }
 }

@@ -381,7 +381,7 @@ fn issue(
     let header = json!({
         "typ": "JWT",
         "alg": "RS256",
-        "x5c": [STANDARD.encode(&state.pki.signing_cert_der)],
+        "x5c": [state.pki.signing_cert_x5c()],
     });
     let claims = json!({
         "iss": state.config.issuer,

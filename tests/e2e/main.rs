@@ -1,0 +1,155 @@
+//! End to end: the real dockerd 20.10, distribution 2.8 and skopeo, with a
+//! Docker-Hub-like token server, all going through `regtap proxy`. Each
+//! scenario is checked on regtap's capture (independently decoded here) and on
+//! regtap-decode's analysis of it, not only on exit codes.
+//!
+//! One lab (one dockerd) serves every scenario in turn; a failed scenario is
+//! reported and the others still run. `REGTAP_RECORD_CAPTURES=1` copies the
+//! captures to `captures/` (see captures/README.md).
+
+mod checks;
+mod flows;
+mod scenarios;
+
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use regtap_capture::Capture;
+use regtap_lab::image::TestImage;
+use regtap_lab::{Lab, Via, missing_prerequisites};
+
+/// Bodies up to this size are kept whole in the capture: tokens, manifests,
+/// configs and error bodies are, the test images' layers are not.
+const MAX_INLINE: usize = 12 * 1024;
+
+/// State the scenarios hand on to each other.
+pub struct World {
+    pub lab: Lab,
+    /// Pushed, mounted, re-pushed, pulled, pushed to the Basic-auth registry.
+    pub image: TestImage,
+    /// Copied with skopeo.
+    pub skopeo_image: TestImage,
+    /// Blob digests of `image` as pushed to the token registry (layers gzip'd by dockerd).
+    pub pushed_layers: Vec<String>,
+    pub pushed_manifest: Option<String>,
+    /// Where `regtap proxy --store-bodies` writes.
+    pub bodies: PathBuf,
+    record_to: Option<PathBuf>,
+}
+
+impl World {
+    /// Runs `action` with `regtap proxy` writing the capture `name`, reads it
+    /// back, and with `REGTAP_RECORD_CAPTURES=1` copies it to `captures/`.
+    pub fn captured(&mut self, name: &str, action: impl FnOnce(&Lab)) -> Capture {
+        let capture = self.unrecorded(name, action);
+        if let Some(dir) = &self.record_to {
+            let from = self
+                .lab
+                .dir()
+                .join("captures")
+                .join(format!("{name}.jsonl"));
+            let to = dir.join(format!("{name}.jsonl"));
+            std::fs::copy(&from, &to).unwrap_or_else(|e| {
+                panic!("recording {} to {}: {e}", from.display(), to.display())
+            });
+            eprintln!("recorded {}", to.display());
+        }
+        capture
+    }
+
+    /// Runs `action` through `regtap proxy` and reads the capture back; never recorded.
+    pub fn unrecorded(&mut self, name: &str, action: impl FnOnce(&Lab)) -> Capture {
+        self.lab
+            .start_capture(name)
+            .unwrap_or_else(|e| panic!("starting regtap proxy for {name}: {e}"));
+        action(&self.lab);
+        self.lab
+            .finish_capture()
+            .unwrap_or_else(|e| panic!("reading the capture of {name}: {e}"))
+    }
+
+    /// A body the proxy stored with `--store-bodies`.
+    pub fn stored_body(&self, stored: Option<&str>) -> Vec<u8> {
+        let stored = stored.unwrap_or_else(|| panic!("body not stored; is --store-bodies on?"));
+        let path = self.bodies.join(stored);
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+}
+
+fn recording_dir() -> Option<PathBuf> {
+    if std::env::var("REGTAP_RECORD_CAPTURES").as_deref() != Ok("1") {
+        return None;
+    }
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../captures");
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    Some(dir)
+}
+
+#[test]
+fn dockerd_and_skopeo_through_regtap() {
+    let missing = missing_prerequisites();
+    if !missing.is_empty() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but the end-to-end tests cannot run: missing {}",
+            missing.join(", ")
+        );
+        eprintln!(
+            "\n**********\n*** SKIPPED the end-to-end tests (dockerd, distribution, skopeo through regtap): \
+             missing {} ***\n**********\n",
+            missing.join(", ")
+        );
+        return;
+    }
+    let started = Instant::now();
+    let lab_started = Instant::now();
+    let lab = Lab::start(Via::Regtap {
+        bin: PathBuf::from(env!("CARGO_BIN_EXE_regtap")),
+        proxy_args: vec!["--max-inline".into(), MAX_INLINE.to_string()],
+        store_bodies: true,
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("lab started in {:?}", lab_started.elapsed());
+    let image_result = TestImage::new(1, &[40_000, 24_000, 16_000]);
+    let skopeo_result = TestImage::new(2, &[30_000, 20_000]);
+    let (Ok(image), Ok(skopeo_image)) = (image_result, skopeo_result) else {
+        panic!("cannot build the test images");
+    };
+    let lab_bodies = lab.bodies_dir();
+    let mut world = World {
+        lab,
+        image,
+        skopeo_image,
+        pushed_layers: Vec::new(),
+        pushed_manifest: None,
+        bodies: lab_bodies,
+        record_to: recording_dir(),
+    };
+
+    let mut failures = Vec::new();
+    for (name, scenario) in scenarios::ALL {
+        let t = Instant::now();
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| scenario(&mut world)));
+        match outcome {
+            Ok(()) => eprintln!("scenario {name}: ok ({:?})", t.elapsed()),
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                    .unwrap_or_default();
+                eprintln!("scenario {name}: FAILED ({:?})", t.elapsed());
+                failures.push(format!("{name}: {message}"));
+            }
+        }
+    }
+    eprintln!("all scenarios in {:?}", started.elapsed());
+    drop(world);
+    assert!(
+        failures.is_empty(),
+        "{} scenario(s) failed:\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
+}
