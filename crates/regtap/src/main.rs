@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 mod cmd_decode;
 mod cmd_inspect;
+mod cmd_tui;
 mod input;
 
 #[derive(Parser)]
@@ -25,6 +26,8 @@ enum Command {
     Inspect(cmd_inspect::InspectArgs),
     /// Decode a pasted JWT or `_state` value
     Decode(cmd_decode::DecodeArgs),
+    /// Browse a capture in the terminal: operations, sequence diagrams, flows
+    Tui(cmd_tui::TuiArgs),
 }
 
 fn main() -> ExitCode {
@@ -41,5 +44,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Inspect(args) => cmd_inspect::run(args),
         Command::Decode(args) => cmd_decode::run(args),
+        Command::Tui(args) => cmd_tui::run(args),
     }
 }

@@ -1,0 +1,745 @@
+//! The TUI's state and everything that changes it: keys, mouse, playback
+//! ticks and live events. Nothing here draws; `ui` reads this state.
+
+use std::cell::Cell;
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
+use std::time::Duration;
+
+use ratatui::crossterm::event::{
+    KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEvent, MouseEventKind,
+};
+use regtap_capture::{Direction, Flow, LiveEvent, UnixNanos};
+use regtap_decode::{Analysis, Analyzer, FlowAnalysis, Operation, Options, Step};
+
+use crate::format;
+
+/// The three screens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    Operations,
+    Sequence,
+    Flows,
+}
+
+/// The part of a view that receives movement keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pane {
+    Operations,
+    Steps,
+    Diagram,
+    Flows,
+    Detail,
+}
+
+/// What the event loop should do after a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Continue,
+    Quit,
+}
+
+/// A selected row and the first row on screen. Drawing moves the offset so
+/// that the selection stays visible, and records the height for paging.
+#[derive(Debug, Default)]
+pub struct Cursor {
+    selected: usize,
+    offset: Cell<usize>,
+    height: Cell<usize>,
+}
+
+impl Cursor {
+    pub fn selected(&self) -> usize {
+        self.selected
+    }
+
+    fn select(&mut self, index: usize, len: usize) {
+        self.selected = index.min(len.saturating_sub(1));
+    }
+
+    fn move_by(&mut self, delta: isize, len: usize) {
+        let target = self.selected.saturating_add_signed(delta);
+        self.select(target, len);
+    }
+
+    fn page(&self) -> isize {
+        isize::try_from(self.height.get().max(1)).unwrap_or(1)
+    }
+
+    /// The rows to draw in a viewport of `height` rows out of `len`.
+    pub fn window(&self, len: usize, height: usize) -> Range<usize> {
+        self.height.set(height);
+        if len == 0 || height == 0 {
+            return 0..0;
+        }
+        let selected = self.selected.min(len - 1);
+        let mut offset = self.offset.get().min(len.saturating_sub(height));
+        if selected < offset {
+            offset = selected;
+        } else if selected >= offset + height {
+            offset = selected + 1 - height;
+        }
+        self.offset.set(offset);
+        offset..(offset + height).min(len)
+    }
+}
+
+/// Step-by-step playback of the sequence view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Playback {
+    pub playing: bool,
+    /// Time each step stays highlighted.
+    pub interval: Duration,
+    elapsed: Duration,
+}
+
+const FASTEST_STEP: Duration = Duration::from_millis(125);
+const SLOWEST_STEP: Duration = Duration::from_secs(8);
+
+impl Default for Playback {
+    fn default() -> Self {
+        Playback {
+            playing: false,
+            interval: Duration::from_secs(1),
+            elapsed: Duration::ZERO,
+        }
+    }
+}
+
+/// Bytes seen so far of one side of an in-flight exchange.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BodyProgress {
+    pub bytes: u64,
+    pub total: Option<u64>,
+    first_bytes: u64,
+    first_at: UnixNanos,
+    last_at: UnixNanos,
+}
+
+impl BodyProgress {
+    /// Average rate since the first progress report of this body.
+    pub fn rate(&self) -> Option<String> {
+        format::rate(
+            self.bytes.saturating_sub(self.first_bytes),
+            self.last_at - self.first_at,
+        )
+    }
+}
+
+/// An exchange the proxy has started and not yet finished.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transfer {
+    pub id: u64,
+    pub method: String,
+    pub url: String,
+    pub started_at: UnixNanos,
+    pub request: Option<BodyProgress>,
+    pub response: Option<BodyProgress>,
+}
+
+impl Transfer {
+    /// The side currently moving: the response once it streams, else the request.
+    pub fn current(&self) -> Option<(Direction, &BodyProgress)> {
+        match (&self.response, &self.request) {
+            (Some(response), _) => Some((Direction::Response, response)),
+            (None, Some(request)) => Some((Direction::Request, request)),
+            (None, None) => None,
+        }
+    }
+}
+
+/// Live mode: the analyzer fed by finished flows and the exchanges in flight.
+#[derive(Debug)]
+pub struct Live {
+    analyzer: Analyzer,
+    /// Finished flows not yet merged into the shown state (see [`App::refresh`]).
+    pending: Vec<Flow>,
+    pub in_flight: BTreeMap<u64, Transfer>,
+    /// The event source has gone (the proxy stopped).
+    pub ended: bool,
+}
+
+/// The flows view: which flows pass the search and the kind filter.
+#[derive(Debug, Default)]
+pub struct FlowList {
+    /// Positions in [`App::flows`] of the rows shown, in time order.
+    pub rows: Vec<usize>,
+    pub cursor: Cursor,
+    pub search: String,
+    pub kind: Option<&'static str>,
+    /// Kind labels present in the capture, in the order `f` cycles through them.
+    pub kinds: Vec<&'static str>,
+    pub detail_open: bool,
+}
+
+pub struct App {
+    /// What is shown: a capture path, or "live".
+    pub title: String,
+    /// Sorted by `(request_start, id)`, as the analysis is.
+    pub flows: Vec<Flow>,
+    pub analysis: Analysis,
+    flow_positions: HashMap<u64, usize>,
+    analysis_positions: HashMap<u64, usize>,
+    /// Start of the first flow: times are shown relative to it.
+    pub origin_ns: UnixNanos,
+    pub view: View,
+    pub focus: Pane,
+    pub operations: Cursor,
+    pub steps: Cursor,
+    pub flow_list: FlowList,
+    pub detail_scroll: u16,
+    /// The search text being typed after `/`.
+    pub search_input: Option<String>,
+    pub help: bool,
+    pub playback: Playback,
+    pub live: Option<Live>,
+    /// A one-time message for the status line (warnings from loading).
+    pub notice: Option<String>,
+}
+
+impl App {
+    /// The state for a capture: decodes every flow once.
+    pub fn new(title: impl Into<String>, flows: Vec<Flow>, options: &Options) -> App {
+        let analysis = regtap_decode::analyze(&flows, options);
+        App::from_analysis(title, flows, analysis)
+    }
+
+    /// The state for flows already analysed (`analysis` must come from these flows).
+    pub fn from_analysis(
+        title: impl Into<String>,
+        mut flows: Vec<Flow>,
+        analysis: Analysis,
+    ) -> App {
+        flows.sort_by_key(|flow| (flow.timing.request_start, flow.id));
+        let mut app = App::empty(title.into(), flows, analysis, None);
+        app.reindex();
+        app
+    }
+
+    /// The state for live traffic: empty until [`App::apply`] brings flows.
+    pub fn live(options: Options) -> App {
+        let live = Live {
+            analyzer: Analyzer::new(options),
+            pending: Vec::new(),
+            in_flight: BTreeMap::new(),
+            ended: false,
+        };
+        App::empty(
+            "live".to_owned(),
+            Vec::new(),
+            Analysis::default(),
+            Some(live),
+        )
+    }
+
+    fn empty(title: String, flows: Vec<Flow>, analysis: Analysis, live: Option<Live>) -> App {
+        App {
+            title,
+            flows,
+            analysis,
+            flow_positions: HashMap::new(),
+            analysis_positions: HashMap::new(),
+            origin_ns: 0,
+            view: View::Operations,
+            focus: Pane::Operations,
+            operations: Cursor::default(),
+            steps: Cursor::default(),
+            flow_list: FlowList::default(),
+            detail_scroll: 0,
+            search_input: None,
+            help: false,
+            playback: Playback::default(),
+            live,
+            notice: None,
+        }
+    }
+
+    pub fn with_notice(mut self, notice: Option<String>) -> App {
+        self.notice = notice;
+        self
+    }
+
+    fn reindex(&mut self) {
+        self.flow_positions = self
+            .flows
+            .iter()
+            .enumerate()
+            .map(|(position, flow)| (flow.id, position))
+            .collect();
+        self.analysis_positions = self
+            .analysis
+            .flows
+            .iter()
+            .enumerate()
+            .map(|(position, flow)| (flow.flow_id, position))
+            .collect();
+        self.origin_ns = self
+            .flows
+            .first()
+            .map_or(0, |flow| flow.timing.request_start);
+        let mut kinds: Vec<&'static str> =
+            self.analysis.flows.iter().map(|f| f.kind.label()).collect();
+        kinds.sort_unstable();
+        kinds.dedup();
+        self.flow_list.kinds = kinds;
+        self.rebuild_rows();
+        let operations = self.analysis.operations.len();
+        self.operations.select(self.operations.selected, operations);
+        let steps = self.step_count();
+        self.steps.select(self.steps.selected, steps);
+    }
+
+    pub fn flow(&self, id: u64) -> Option<&Flow> {
+        self.flow_positions
+            .get(&id)
+            .and_then(|&p| self.flows.get(p))
+    }
+
+    pub fn flow_analysis(&self, id: u64) -> Option<&FlowAnalysis> {
+        self.analysis_positions
+            .get(&id)
+            .and_then(|&p| self.analysis.flows.get(p))
+    }
+
+    pub fn kind_label(&self, id: u64) -> &'static str {
+        self.flow_analysis(id).map_or("-", |f| f.kind.label())
+    }
+
+    pub fn selected_operation(&self) -> Option<&Operation> {
+        self.analysis.operations.get(self.operations.selected())
+    }
+
+    pub fn selected_step(&self) -> Option<&Step> {
+        self.selected_operation()
+            .and_then(|operation| operation.steps.get(self.steps.selected()))
+    }
+
+    /// The flow under the cursor of the flows view.
+    pub fn selected_flow(&self) -> Option<&Flow> {
+        self.flow_list
+            .rows
+            .get(self.flow_list.cursor.selected())
+            .and_then(|&position| self.flows.get(position))
+    }
+
+    fn step_count(&self) -> usize {
+        self.selected_operation()
+            .map_or(0, |operation| operation.steps.len())
+    }
+
+    /// Applies the search text and the kind filter, keeping the selected
+    /// flow selected when it still shows, and following the newest flow
+    /// when the last row was selected.
+    fn rebuild_rows(&mut self) {
+        let list = &self.flow_list;
+        let previous_len = list.rows.len();
+        let was_last = previous_len > 0 && list.cursor.selected() + 1 >= previous_len;
+        let selected_id = self.selected_flow().map(|flow| flow.id);
+        let search = self.search_input.as_deref().unwrap_or(&list.search);
+        let kind = list.kind;
+        let rows: Vec<usize> = self
+            .flows
+            .iter()
+            .enumerate()
+            .filter(|(_, flow)| {
+                kind.is_none_or(|kind| self.kind_label(flow.id) == kind)
+                    && (search.is_empty() || self.flow_matches(flow, search))
+            })
+            .map(|(position, _)| position)
+            .collect();
+        let target = if was_last {
+            rows.len().saturating_sub(1)
+        } else {
+            selected_id
+                .and_then(|id| rows.iter().position(|&p| self.flows[p].id == id))
+                .unwrap_or(0)
+        };
+        self.flow_list.rows = rows;
+        let len = self.flow_list.rows.len();
+        self.flow_list.cursor.select(target, len);
+    }
+
+    fn flow_matches(&self, flow: &Flow, search: &str) -> bool {
+        let status = flow.status().map(|status| status.to_string());
+        let analysis = self.flow_analysis(flow.id);
+        [
+            Some(flow.method()),
+            Some(flow.url()),
+            status.as_deref(),
+            analysis.map(|a| a.kind.label()),
+            analysis.map(|a| a.summary.as_str()),
+            flow.error.as_ref().map(|error| error.message.as_str()),
+        ]
+        .into_iter()
+        .flatten()
+        .any(|text| format::contains_ignore_case(text, search))
+    }
+
+    /// Handles one key press.
+    pub fn handle_key(&mut self, key: KeyEvent) -> Action {
+        if key.kind == KeyEventKind::Release {
+            return Action::Continue;
+        }
+        self.notice = None;
+        let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+        if ctrl && key.code == KeyCode::Char('c') {
+            return Action::Quit;
+        }
+        if self.search_input.is_some() {
+            self.handle_search_key(key);
+            return Action::Continue;
+        }
+        if self.help {
+            match key.code {
+                KeyCode::Char('q') => return Action::Quit,
+                KeyCode::Char('?') | KeyCode::Esc | KeyCode::Enter => self.help = false,
+                _ => {}
+            }
+            return Action::Continue;
+        }
+        match key.code {
+            KeyCode::Char('q') => return Action::Quit,
+            KeyCode::Char('?') => self.help = true,
+            KeyCode::Char('1') => self.show(View::Operations),
+            KeyCode::Char('2') => self.show(View::Sequence),
+            KeyCode::Char('3') => self.show(View::Flows),
+            KeyCode::Tab => self.cycle_pane(1),
+            KeyCode::BackTab => self.cycle_pane(-1),
+            KeyCode::Enter => self.drill_down(),
+            KeyCode::Esc => self.back(),
+            KeyCode::Up | KeyCode::Char('k') => self.move_selection(-1),
+            KeyCode::Down | KeyCode::Char('j') => self.move_selection(1),
+            KeyCode::Char('u') if ctrl => self.move_page(-1),
+            KeyCode::Char('d') if ctrl => self.move_page(1),
+            KeyCode::PageUp => self.move_page(-1),
+            KeyCode::PageDown => self.move_page(1),
+            KeyCode::Home | KeyCode::Char('g') => self.move_selection(isize::MIN / 2),
+            KeyCode::End | KeyCode::Char('G') => self.move_selection(isize::MAX / 2),
+            KeyCode::Left | KeyCode::Char('h') => self.left(),
+            KeyCode::Right | KeyCode::Char('l') => self.right(),
+            KeyCode::Char('n') => self.move_step(1),
+            KeyCode::Char('p') => self.move_step(-1),
+            KeyCode::Char(' ') => self.toggle_playback(),
+            KeyCode::Char('+') | KeyCode::Char('=') => self.change_speed(true),
+            KeyCode::Char('-') | KeyCode::Char('_') => self.change_speed(false),
+            KeyCode::Char('/') => {
+                self.show(View::Flows);
+                self.search_input = Some(self.flow_list.search.clone());
+            }
+            KeyCode::Char('f') => self.cycle_kind_filter(),
+            KeyCode::Char('F') => {
+                self.flow_list.kind = None;
+                self.rebuild_rows();
+            }
+            _ => {}
+        }
+        Action::Continue
+    }
+
+    fn handle_search_key(&mut self, key: KeyEvent) {
+        let Some(input) = self.search_input.as_mut() else {
+            return;
+        };
+        match key.code {
+            KeyCode::Enter => {
+                self.flow_list.search = input.clone();
+                self.search_input = None;
+            }
+            KeyCode::Esc => {
+                self.flow_list.search.clear();
+                self.search_input = None;
+            }
+            KeyCode::Backspace => {
+                input.pop();
+            }
+            KeyCode::Char(c) => input.push(c),
+            _ => return,
+        }
+        self.rebuild_rows();
+    }
+
+    /// Mouse wheel scrolls the focused pane.
+    pub fn handle_mouse(&mut self, mouse: MouseEvent) {
+        match mouse.kind {
+            MouseEventKind::ScrollUp => self.move_selection(-1),
+            MouseEventKind::ScrollDown => self.move_selection(1),
+            _ => {}
+        }
+    }
+
+    /// Advances playback by the time passed since the last tick.
+    pub fn on_tick(&mut self, elapsed: Duration) {
+        if !self.playback.playing {
+            return;
+        }
+        self.playback.elapsed += elapsed;
+        while self.playback.elapsed >= self.playback.interval {
+            self.playback.elapsed -= self.playback.interval;
+            if self.steps.selected() + 1 >= self.step_count() {
+                self.playback.playing = false;
+                self.playback.elapsed = Duration::ZERO;
+                return;
+            }
+            self.move_step(1);
+        }
+    }
+
+    fn show(&mut self, view: View) {
+        self.view = view;
+        self.focus = match view {
+            View::Operations => Pane::Operations,
+            View::Sequence => Pane::Diagram,
+            View::Flows if self.flow_list.detail_open => Pane::Detail,
+            View::Flows => Pane::Flows,
+        };
+    }
+
+    fn panes(&self) -> &'static [Pane] {
+        match self.view {
+            View::Operations => &[Pane::Operations, Pane::Steps, Pane::Detail],
+            View::Sequence => &[Pane::Diagram, Pane::Detail],
+            View::Flows => &[Pane::Flows, Pane::Detail],
+        }
+    }
+
+    fn focus_pane(&mut self, pane: Pane) {
+        self.focus = pane;
+        if self.view == View::Flows {
+            self.flow_list.detail_open = pane == Pane::Detail;
+        }
+    }
+
+    fn cycle_pane(&mut self, step: isize) {
+        let panes = self.panes();
+        let current = panes.iter().position(|&p| p == self.focus).unwrap_or(0);
+        let next = (current as isize + step).rem_euclid(panes.len() as isize) as usize;
+        self.focus_pane(panes[next]);
+    }
+
+    fn drill_down(&mut self) {
+        match self.focus {
+            Pane::Operations => self.focus_pane(Pane::Steps),
+            Pane::Steps | Pane::Diagram | Pane::Flows => {
+                self.detail_scroll = 0;
+                self.focus_pane(Pane::Detail);
+            }
+            Pane::Detail => {}
+        }
+    }
+
+    fn back(&mut self) {
+        match (self.view, self.focus) {
+            (View::Operations, Pane::Detail) => self.focus_pane(Pane::Steps),
+            (View::Operations, Pane::Steps) => self.focus_pane(Pane::Operations),
+            (View::Sequence, Pane::Detail) => self.focus_pane(Pane::Diagram),
+            (View::Sequence, _) => {
+                self.playback.playing = false;
+                self.show(View::Operations);
+                self.focus_pane(Pane::Steps);
+            }
+            (View::Flows, Pane::Detail) => self.focus_pane(Pane::Flows),
+            (View::Flows, _) => {
+                self.flow_list.search.clear();
+                self.flow_list.kind = None;
+                self.rebuild_rows();
+            }
+            (View::Operations, _) => {}
+        }
+    }
+
+    fn left(&mut self) {
+        if self.view == View::Sequence {
+            self.move_step(-1);
+        } else if self.focus != self.panes()[0] {
+            self.cycle_pane(-1);
+        }
+    }
+
+    fn right(&mut self) {
+        if self.view == View::Sequence {
+            self.move_step(1);
+        } else if self.focus != Pane::Detail {
+            self.cycle_pane(1);
+        }
+    }
+
+    fn move_page(&mut self, direction: isize) {
+        let page = match self.focus {
+            Pane::Operations => self.operations.page(),
+            Pane::Steps | Pane::Diagram => self.steps.page(),
+            Pane::Flows => self.flow_list.cursor.page(),
+            Pane::Detail => 10,
+        };
+        self.move_selection(direction * page);
+    }
+
+    fn move_selection(&mut self, delta: isize) {
+        match self.focus {
+            Pane::Operations => {
+                let before = self.operations.selected();
+                let len = self.analysis.operations.len();
+                self.operations.move_by(delta, len);
+                if self.operations.selected() != before {
+                    self.steps = Cursor::default();
+                    self.detail_scroll = 0;
+                    self.playback.playing = false;
+                }
+            }
+            Pane::Steps | Pane::Diagram => self.move_step(delta),
+            Pane::Flows => {
+                let len = self.flow_list.rows.len();
+                self.flow_list.cursor.move_by(delta, len);
+                self.detail_scroll = 0;
+            }
+            Pane::Detail => {
+                let delta = i32::try_from(delta.clamp(-10_000, 10_000)).unwrap_or(0);
+                self.detail_scroll = self.detail_scroll.saturating_add_signed(delta as i16);
+            }
+        }
+    }
+
+    fn move_step(&mut self, delta: isize) {
+        if self.view == View::Flows {
+            return;
+        }
+        let len = self.step_count();
+        self.steps.move_by(delta, len);
+        self.detail_scroll = 0;
+    }
+
+    fn toggle_playback(&mut self) {
+        if self.view != View::Sequence {
+            return;
+        }
+        let playback = &mut self.playback;
+        playback.playing = !playback.playing;
+        playback.elapsed = Duration::ZERO;
+        // Playing from the last step starts over.
+        if playback.playing && self.steps.selected() + 1 >= self.step_count() {
+            self.steps = Cursor::default();
+        }
+    }
+
+    fn change_speed(&mut self, faster: bool) {
+        let interval = self.playback.interval;
+        self.playback.interval = if faster {
+            (interval / 2).max(FASTEST_STEP)
+        } else {
+            (interval * 2).min(SLOWEST_STEP)
+        };
+    }
+
+    fn cycle_kind_filter(&mut self) {
+        let list = &mut self.flow_list;
+        list.kind = match list.kind {
+            None => list.kinds.first().copied(),
+            Some(current) => {
+                let position = list.kinds.iter().position(|&k| k == current);
+                position.and_then(|p| list.kinds.get(p + 1)).copied()
+            }
+        };
+        self.show(View::Flows);
+        self.rebuild_rows();
+    }
+
+    /// Takes in one live event. Finished flows wait in the analyzer until
+    /// [`App::refresh`], so that a burst of flows is analysed once.
+    pub fn apply(&mut self, event: LiveEvent) {
+        let Some(live) = self.live.as_mut() else {
+            return;
+        };
+        match event {
+            LiveEvent::Started {
+                id,
+                method,
+                url,
+                at,
+            } => {
+                live.in_flight.insert(
+                    id,
+                    Transfer {
+                        id,
+                        method,
+                        url,
+                        started_at: at,
+                        request: None,
+                        response: None,
+                    },
+                );
+            }
+            LiveEvent::Progress {
+                id,
+                direction,
+                bytes,
+                total,
+                at,
+            } => {
+                let Some(transfer) = live.in_flight.get_mut(&id) else {
+                    return;
+                };
+                let side = match direction {
+                    Direction::Request => &mut transfer.request,
+                    Direction::Response => &mut transfer.response,
+                };
+                match side {
+                    Some(progress) => {
+                        progress.bytes = bytes;
+                        progress.total = total.or(progress.total);
+                        progress.last_at = at;
+                    }
+                    None => {
+                        *side = Some(BodyProgress {
+                            bytes,
+                            total,
+                            first_bytes: bytes,
+                            first_at: at,
+                            last_at: at,
+                        });
+                    }
+                }
+            }
+            LiveEvent::Finished(flow) => {
+                live.in_flight.remove(&flow.id);
+                live.analyzer.push(&flow);
+                live.pending.push(*flow);
+            }
+        }
+    }
+
+    /// The source of live events has gone.
+    pub fn end_live(&mut self) {
+        if let Some(live) = self.live.as_mut() {
+            live.ended = true;
+            live.in_flight.clear();
+        }
+    }
+
+    /// Live flows are waiting to be shown.
+    pub fn needs_refresh(&self) -> bool {
+        self.live
+            .as_ref()
+            .is_some_and(|live| !live.pending.is_empty())
+    }
+
+    /// Merges finished live flows into what is shown and re-reads the analysis.
+    pub fn refresh(&mut self) {
+        let Some(live) = self.live.as_mut() else {
+            return;
+        };
+        if live.pending.is_empty() {
+            return;
+        }
+        self.analysis = live.analyzer.analysis();
+        for flow in live.pending.drain(..) {
+            let key = (flow.timing.request_start, flow.id);
+            let position = self
+                .flows
+                .partition_point(|f| (f.timing.request_start, f.id) < key);
+            self.flows.insert(position, flow);
+        }
+        self.reindex();
+    }
+}
+
+#[cfg(test)]
+mod tests;

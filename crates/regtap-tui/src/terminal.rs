@@ -1,0 +1,153 @@
+//! The real terminal: raw mode, alternate screen and mouse capture, always
+//! undone (on return, on error, on panic), and the event loop.
+
+use std::io::{self, Stdout};
+use std::sync::Once;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::time::{Duration, Instant};
+
+use ratatui::Terminal;
+use ratatui::backend::CrosstermBackend;
+use ratatui::crossterm::cursor::Show;
+use ratatui::crossterm::event::{self, DisableMouseCapture, EnableMouseCapture, Event};
+use ratatui::crossterm::execute;
+use ratatui::crossterm::terminal::{
+    EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
+};
+use regtap_capture::{Flow, LiveEvent};
+use regtap_decode::Options;
+
+use crate::app::{Action, App};
+use crate::ui;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TuiError {
+    #[error("terminal: {0}")]
+    Terminal(#[from] io::Error),
+}
+
+/// How often live flows are merged into the analysis, at most: a burst of
+/// finished flows is decoded once.
+const LIVE_REFRESH: Duration = Duration::from_millis(250);
+/// Input wait while something moves (playback, live traffic).
+const FAST_TICK: Duration = Duration::from_millis(50);
+/// Input wait while nothing moves.
+const IDLE_TICK: Duration = Duration::from_millis(500);
+
+/// Shows flows read from a capture file until the user quits. `notice` is
+/// shown once in the status line (e.g. a warning from reading the file).
+pub fn run_capture(
+    title: &str,
+    flows: Vec<Flow>,
+    options: &Options,
+    notice: Option<String>,
+) -> Result<(), TuiError> {
+    run_app(App::new(title, flows, options).with_notice(notice), None)
+}
+
+/// Shows live traffic until the user quits. Blocks: run it on a thread of
+/// its own (e.g. `tokio::task::spawn_blocking`). When every sender of
+/// `events` is dropped the TUI says the proxy stopped and stays open.
+pub fn run_live(events: Receiver<LiveEvent>, options: Options) -> Result<(), TuiError> {
+    run_app(App::live(options), Some(events))
+}
+
+/// The event loop over a prepared [`App`], optionally fed live events.
+pub fn run_app(mut app: App, mut events: Option<Receiver<LiveEvent>>) -> Result<(), TuiError> {
+    let mut session = TerminalSession::enter()?;
+    let mut last_tick = Instant::now();
+    let mut last_refresh: Option<Instant> = None;
+    loop {
+        if let Some(receiver) = &events {
+            loop {
+                match receiver.try_recv() {
+                    Ok(event) => app.apply(event),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        app.end_live();
+                        events = None;
+                        break;
+                    }
+                }
+            }
+        }
+        if app.needs_refresh() && last_refresh.is_none_or(|at| at.elapsed() >= LIVE_REFRESH) {
+            app.refresh();
+            last_refresh = Some(Instant::now());
+        }
+        session.terminal.draw(|frame| ui::draw(frame, &app))?;
+
+        let busy = app.playback.playing || events.is_some() || app.needs_refresh();
+        let wait = if busy { FAST_TICK } else { IDLE_TICK };
+        if event::poll(wait)? {
+            match event::read()? {
+                Event::Key(key) if app.handle_key(key) == Action::Quit => return Ok(()),
+                Event::Mouse(mouse) => app.handle_mouse(mouse),
+                // The next draw takes the new size.
+                _ => {}
+            }
+        }
+        let now = Instant::now();
+        app.on_tick(now - last_tick);
+        last_tick = now;
+    }
+}
+
+/// Whether the terminal is in TUI mode, so that the panic hook restores it
+/// only when needed.
+static ACTIVE: AtomicBool = AtomicBool::new(false);
+
+struct TerminalSession {
+    terminal: Terminal<CrosstermBackend<Stdout>>,
+}
+
+impl TerminalSession {
+    fn enter() -> io::Result<TerminalSession> {
+        install_panic_hook();
+        enable_raw_mode()?;
+        ACTIVE.store(true, Ordering::SeqCst);
+        let setup = execute!(io::stdout(), EnterAlternateScreen, EnableMouseCapture)
+            .and_then(|()| Terminal::new(CrosstermBackend::new(io::stdout())));
+        match setup {
+            Ok(terminal) => Ok(TerminalSession { terminal }),
+            Err(err) => {
+                restore();
+                Err(err)
+            }
+        }
+    }
+}
+
+impl Drop for TerminalSession {
+    fn drop(&mut self) {
+        restore();
+    }
+}
+
+/// Leaves TUI mode; does nothing when not in it. Errors are ignored: this
+/// runs on the way out, with nothing better to do.
+fn restore() {
+    if ACTIVE.swap(false, Ordering::SeqCst) {
+        let _ = disable_raw_mode();
+        let _ = execute!(
+            io::stdout(),
+            DisableMouseCapture,
+            LeaveAlternateScreen,
+            Show
+        );
+    }
+}
+
+/// A panic restores the terminal before the message is printed, so the
+/// message is readable and the shell usable.
+fn install_panic_hook() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            restore();
+            previous(info);
+        }));
+    });
+}

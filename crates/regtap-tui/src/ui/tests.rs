@@ -1,0 +1,211 @@
+//! Every view drawn on a `TestBackend`, over the hand-made analysis of the
+//! fixture session (so these snapshots change only when the drawing does).
+
+use insta::assert_snapshot;
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+use crate::App;
+use crate::fixtures;
+
+fn render(app: &App, width: u16, height: u16) -> String {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("test backend");
+    terminal
+        .draw(|frame| super::draw(frame, app))
+        .expect("drawing on a test backend");
+    terminal.backend().to_string()
+}
+
+fn press(app: &mut App, keys: &str) {
+    for c in keys.chars() {
+        let code = match c {
+            '\t' => KeyCode::Tab,
+            '\n' => KeyCode::Enter,
+            '\u{1b}' => KeyCode::Esc,
+            c => KeyCode::Char(c),
+        };
+        app.handle_key(KeyEvent::new(code, KeyModifiers::NONE));
+    }
+}
+
+#[test]
+fn operations_view_lists_operations_and_the_overview_of_the_first() {
+    let app = fixtures::app();
+    assert_snapshot!("operations_80x24", render(&app, 80, 24));
+}
+
+#[test]
+fn operations_view_shows_the_steps_and_the_detail_of_a_parallel_step() {
+    let mut app = fixtures::app();
+    press(&mut app, "j\njjjjj");
+    let screen = render(&app, 80, 24);
+    assert!(screen.contains("Step 6 of 18"));
+    assert_snapshot!("operations_parallel_step_80x24", screen);
+}
+
+#[test]
+fn operations_view_wide_shows_a_decoded_token() {
+    let mut app = fixtures::app();
+    press(&mut app, "j\nj");
+    let screen = render(&app, 150, 45);
+    for expected in [
+        "requested: repository:lab/seq:push,pull",
+        "JWT claims",
+        "exp: 2024-07-22T17:11:40Z",
+    ] {
+        assert!(screen.contains(expected), "{expected} missing");
+    }
+    assert_snapshot!("operations_token_150x45", screen);
+}
+
+#[test]
+fn manifest_layers_link_to_their_upload_steps() {
+    let mut app = fixtures::app();
+    press(&mut app, "j\nG\n");
+    let screen = render(&app, 150, 45);
+    assert!(screen.contains("uploaded → step 6, step 8"), "{screen}");
+    assert_snapshot!("operations_manifest_150x45", screen);
+}
+
+#[test]
+fn upload_session_shows_chunks_and_the_digest_check() {
+    let mut app = fixtures::app();
+    // Step 15: the PATCH of the config blob.
+    press(&mut app, "j\n");
+    for _ in 1..15 {
+        press(&mut app, "j");
+    }
+    let screen = render(&app, 150, 50);
+    assert!(screen.contains("chunk 1: bytes 0–766 (766 B)"), "{screen}");
+    assert!(screen.contains("digest check: verified"));
+    assert!(screen.contains("HMAC: not checked"));
+    assert_snapshot!("operations_upload_150x50", screen);
+}
+
+#[test]
+fn sequence_view_draws_one_arrow_per_step_and_brackets_parallel_steps() {
+    let mut app = fixtures::app();
+    press(&mut app, "j2nnnnn");
+    let screen = render(&app, 80, 24);
+    assert!(screen.contains("auth.test:5001"));
+    assert!(screen.contains("3× PATCH 202 upload-chunk"));
+    assert_snapshot!("sequence_80x24", screen);
+}
+
+#[test]
+fn sequence_view_wide_puts_the_detail_beside_the_diagram() {
+    let mut app = fixtures::app();
+    press(&mut app, "j2");
+    assert_snapshot!("sequence_160x40", render(&app, 160, 40));
+}
+
+#[test]
+fn flows_view_lists_every_flow_with_its_kind() {
+    let mut app = fixtures::app();
+    press(&mut app, "3");
+    assert_snapshot!("flows_80x24", render(&app, 80, 24));
+}
+
+#[test]
+fn flows_view_wide_adds_host_duration_and_size_and_scrolls_to_the_end() {
+    let mut app = fixtures::app();
+    press(&mut app, "3G");
+    let screen = render(&app, 140, 20);
+    assert!(screen.contains("example.test"), "the unknown flow shows");
+    assert_snapshot!("flows_end_140x20", screen);
+}
+
+#[test]
+fn flows_view_search_and_kind_filter_show_in_the_title() {
+    let mut app = fixtures::app();
+    press(&mut app, "/lab/seq\n");
+    while app.flow_list.kind != Some("upload-chunk") {
+        press(&mut app, "f");
+    }
+    assert_snapshot!("flows_filtered_80x24", render(&app, 80, 24));
+}
+
+#[test]
+fn flows_view_typing_a_search_shows_the_prompt() {
+    let mut app = fixtures::app();
+    press(&mut app, "/nothing-matches");
+    let screen = render(&app, 80, 24);
+    assert!(screen.contains("/nothing-matches"));
+    assert!(screen.contains("No flow matches"));
+}
+
+#[test]
+fn flow_detail_shows_request_response_and_decoded_error() {
+    let mut app = fixtures::app();
+    press(&mut app, "3\n");
+    let screen = render(&app, 80, 24);
+    assert!(screen.contains("UNAUTHORIZED"));
+    assert_snapshot!("flows_detail_80x24", screen);
+}
+
+#[test]
+fn help_overlay_lists_every_key() {
+    let mut app = fixtures::app();
+    press(&mut app, "?");
+    let screen = render(&app, 80, 24);
+    for (_, keys) in super::help::KEYS {
+        for (key, _) in *keys {
+            assert!(screen.contains(key), "{key} missing from the help");
+        }
+    }
+    assert_snapshot!("help_80x24", screen);
+}
+
+#[test]
+fn live_mode_shows_progress_bars_for_bodies_in_flight() {
+    use regtap_capture::{Direction, LiveEvent};
+    let mut app = App::live(regtap_decode::Options::default());
+    let url = "https://registry.test:5000/v2/lab/seq/blobs/uploads/0b5c1d3e-1111";
+    for (id, method, total) in [(10, "PATCH", None), (11, "GET", Some(3 * 1024 * 1024))] {
+        app.apply(LiveEvent::Started {
+            id,
+            method: method.to_owned(),
+            url: url.to_owned(),
+            at: 0,
+        });
+        let direction = if method == "GET" {
+            Direction::Response
+        } else {
+            Direction::Request
+        };
+        app.apply(LiveEvent::Progress {
+            id,
+            direction,
+            bytes: 0,
+            total,
+            at: 0,
+        });
+        app.apply(LiveEvent::Progress {
+            id,
+            direction,
+            bytes: 1024 * 1024,
+            total,
+            at: 2_000_000_000,
+        });
+    }
+    let screen = render(&app, 80, 24);
+    assert!(screen.contains("In flight: 2"));
+    assert!(
+        screen.contains("1.0 MiB / 3.0 MiB  33% 512.0 KiB/s"),
+        "{screen}"
+    );
+    assert_snapshot!("live_progress_80x24", screen);
+}
+
+#[test]
+fn every_view_draws_at_any_size_without_panicking() {
+    let mut app = fixtures::app();
+    for keys in ["", "j\n", "\n", "2", "nnnn", "3", "\n", "?"] {
+        press(&mut app, keys);
+        for (width, height) in [(1, 1), (10, 3), (20, 5), (40, 10), (80, 24), (200, 60)] {
+            let screen = render(&app, width, height);
+            assert_eq!(screen.lines().count(), usize::from(height));
+        }
+    }
+}
