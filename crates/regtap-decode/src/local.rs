@@ -230,7 +230,17 @@ fn credentials(local: &mut Local) {
                         }
                     )
                 }
-                Err(_) => format!("Bearer token {print} (opaque, not a JWT)"),
+                Err(e) => {
+                    if looks_like_jwt(&token) {
+                        local.annotations.push(Annotation::warning(
+                            "jwt",
+                            format!(
+                                "Bearer token {print} looks like a JWT but does not decode: {e}"
+                            ),
+                        ));
+                    }
+                    format!("Bearer token {print} (opaque, not a JWT)")
+                }
             };
             local.annotations.push(Annotation::info("bearer", text));
             local.bearer = Some(BearerUse {
@@ -275,8 +285,33 @@ fn challenges(local: &mut Local) {
             local
                 .annotations
                 .push(Annotation::info("challenge", challenge_text(challenge)));
+            if let Some(error) = &challenge.error {
+                local.annotations.push(Annotation::warning(
+                    "challenge",
+                    challenge_error_text(error, &challenge.scope),
+                ));
+            }
         }
         local.challenges.extend(parsed);
+    }
+}
+
+/// RFC 6750 §3.1 error codes of a Bearer challenge, explained.
+fn challenge_error_text(error: &str, scope: &[String]) -> String {
+    let needs = if scope.is_empty() {
+        String::new()
+    } else {
+        format!(" (it needs {})", scope.join(" "))
+    };
+    match error {
+        "insufficient_scope" => {
+            format!("the token does not grant the access this request needs{needs}: insufficient_scope")
+        }
+        "invalid_token" => {
+            "the registry rejected the token: expired, malformed or signed by an unknown key (invalid_token)".to_owned()
+        }
+        "invalid_request" => "the registry found the request malformed (invalid_request)".to_owned(),
+        other => format!("the registry refused the token: {other}{needs}"),
     }
 }
 
@@ -337,7 +372,15 @@ fn issued_token(local: &mut Local) {
     }
     let (jwt, opaque_reason) = match jwt::decode(&token) {
         Ok(info) => (Some(info), None),
-        Err(e) => (None, Some(e.to_string())),
+        Err(e) => {
+            if looks_like_jwt(&token) {
+                local.annotations.push(Annotation::warning(
+                    "jwt",
+                    format!("the issued token looks like a JWT but does not decode: {e}"),
+                ));
+            }
+            (None, Some(e.to_string()))
+        }
     };
     let granted: Vec<Access> = jwt
         .as_ref()
@@ -419,6 +462,11 @@ fn token_annotations(local: &mut Local, info: &TokenInfo) {
             ),
         ));
     }
+}
+
+/// JWTs start with the base64 of `{"`, and have dots between their parts.
+fn looks_like_jwt(token: &str) -> bool {
+    token.starts_with("eyJ") || token.matches('.').count() >= 2
 }
 
 /// Requested `type:name:action` triples that no access entry grants.
@@ -598,7 +646,11 @@ pub(crate) fn manifest_text(info: &ManifestInfo) -> String {
             }
         )
     } else {
-        let total: u64 = info.layers.iter().filter_map(|l| l.size).sum();
+        let total = info
+            .layers
+            .iter()
+            .filter_map(|l| l.size)
+            .fold(0u64, u64::saturating_add);
         let config = info
             .config
             .as_ref()

@@ -587,12 +587,37 @@ fn status(
 ) -> OperationStatus {
     let failure = |w: &crate::Work| -> String {
         let what = w.summary.clone();
+        let challenge = w
+            .local
+            .annotations
+            .iter()
+            .find(|a| a.label == "challenge" && a.severity == Severity::Warning)
+            .map(|a| format!("; {}", a.text))
+            .unwrap_or_default();
         match w.local.registry_errors.first() {
-            Some(e) => format!("{what}: {} {}", e.code, e.explanation),
-            None => what,
+            Some(e) => format!("{what}: {} {}{challenge}", e.code, e.explanation),
+            None => format!("{what}{challenge}"),
         }
     };
-    let broken = members.iter().find(|w| w.local.broken());
+    // A failure that a later request for the same thing got past is not the
+    // operation's failure (a client retrying with a fresh token).
+    let recovered = |w: &crate::Work| {
+        members.iter().any(|later| {
+            later.local.start() > w.local.start()
+                && later.local.ok()
+                && later.local.flow.method() == w.local.flow.method()
+                && later.local.url.as_ref().map(url::Url::path)
+                    == w.local.url.as_ref().map(url::Url::path)
+        })
+    };
+    // Among the failed flows, the one the registry explained says most.
+    let first_failed = |failed: &dyn Fn(&crate::Work) -> bool| {
+        members
+            .iter()
+            .copied()
+            .filter(|w| failed(w) && !recovered(w))
+            .min_by_key(|w| w.local.registry_errors.is_empty())
+    };
     match kind {
         OperationKind::Login { .. } => {
             if let Some(t) = members.iter().find(|w| {
@@ -629,7 +654,7 @@ fn status(
                     }
                 };
             }
-            if let Some(denied) = members.iter().find(|w| {
+            if let Some(denied) = first_failed(&|w| {
                 !matches!(w.local.kind, FlowKind::ApiCheck { .. })
                     && w.local.status().is_some_and(|s| s == 401 || s == 403)
             }) {
@@ -651,7 +676,7 @@ fn status(
             OperationStatus::Incomplete
         }
         OperationKind::Pull { .. } => {
-            let failed = members.iter().find(|w| {
+            let failed = first_failed(&|w| {
                 matches!(
                     w.local.kind,
                     FlowKind::ManifestHead { .. }
@@ -675,13 +700,11 @@ fn status(
             }
         }
         OperationKind::Other => {
-            if let Some(w) = broken {
-                return OperationStatus::Failed { reason: failure(w) };
-            }
-            let failed = members.iter().find(|w| {
-                w.local.status().is_some_and(|s| s >= 400)
-                    && !(matches!(w.local.kind, FlowKind::ApiCheck { .. })
-                        && w.local.status() == Some(401))
+            let failed = first_failed(&|w| {
+                w.local.broken()
+                    || (w.local.status().is_some_and(|s| s >= 400)
+                        && !(matches!(w.local.kind, FlowKind::ApiCheck { .. })
+                            && w.local.status() == Some(401)))
             });
             match failed {
                 Some(w) => OperationStatus::Failed { reason: failure(w) },
@@ -840,7 +863,7 @@ fn flows_line(members: &[&crate::Work], list: &[usize]) -> String {
             let total: u64 = flows
                 .iter()
                 .map(|w| w.local.flow.response.as_ref().map_or(0, |r| r.body.size))
-                .sum();
+                .fold(0, u64::saturating_add);
             let outcome = first
                 .local
                 .status()

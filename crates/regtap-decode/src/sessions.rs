@@ -287,18 +287,18 @@ fn add_chunk(session: &mut UploadSession, w: &mut Work) {
     session.chunks.push(Chunk {
         flow_id: w.local.flow.id,
         offset_start,
-        offset_end: offset_start + body.size,
+        offset_end: offset_start.saturating_add(body.size),
         bytes: body.size,
         sha256: body.sha256.clone(),
         content_range,
         server_range: w.local.response_header("range").map(str::to_owned),
     });
-    session.total_bytes = offset_start + body.size;
+    session.total_bytes = offset_start.saturating_add(body.size);
     w.local.annotations.push(Annotation::info(
         "chunk",
         format!(
             "sent bytes {offset_start}..{} ({})",
-            offset_start + body.size,
+            offset_start.saturating_add(body.size),
             human_bytes(body.size)
         ),
     ));
@@ -334,7 +334,11 @@ fn check_server_range(session: &UploadSession, w: &mut Work, range: &str) {
         return;
     };
     let sent = session.total_bytes;
-    let agrees = if end == 0 { sent <= 1 } else { end + 1 == sent };
+    let agrees = if end == 0 {
+        sent <= 1
+    } else {
+        end.checked_add(1) == Some(sent)
+    };
     if !agrees && w.local.ok() {
         w.local.annotations.push(Annotation::warning(
             "range",
@@ -343,7 +347,7 @@ fn check_server_range(session: &UploadSession, w: &mut Work, range: &str) {
                 if end == 0 {
                     "0 or 1".to_owned()
                 } else {
-                    (end + 1).to_string()
+                    end.saturating_add(1).to_string()
                 }
             ),
         ));

@@ -27,7 +27,9 @@ enum DecodeWhat {
     },
 }
 
+/// Exits 1 when `--secret` was given and the HMAC does not verify.
 pub fn run(args: DecodeArgs) -> anyhow::Result<ExitCode> {
+    let mut code = ExitCode::SUCCESS;
     let json = match args.what {
         DecodeWhat::Jwt { token } => {
             let token = token.trim();
@@ -38,11 +40,15 @@ pub fn run(args: DecodeArgs) -> anyhow::Result<ExitCode> {
         DecodeWhat::State { value, secret } => {
             let value = state_value(&value);
             let info = regtap_decode::state::decode(value, secret.as_deref().map(str::as_bytes))?;
+            if info.hmac == regtap_decode::HmacStatus::Invalid {
+                eprintln!("regtap: the HMAC does not verify with the given secret");
+                code = ExitCode::from(1);
+            }
             serde_json::to_string_pretty(&info)?
         }
     };
     crate::cmd_inspect::print_all(&format!("{json}\n"))?;
-    Ok(ExitCode::SUCCESS)
+    Ok(code)
 }
 
 fn strip_prefix_ignore_case<'a>(text: &'a str, prefix: &str) -> &'a str {
