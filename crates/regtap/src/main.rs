@@ -4,8 +4,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod cmd_ca;
 mod cmd_decode;
 mod cmd_inspect;
+mod cmd_proxy;
+mod cmd_setup;
 mod cmd_tui;
 mod input;
 
@@ -22,6 +25,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the recording proxy (HTTPS_PROXY for dockerd and other clients)
+    Proxy(cmd_proxy::ProxyArgs),
+    /// Manage the certificate authority the proxy signs its certificates with
+    Ca(cmd_ca::CaArgs),
+    /// Show how to point container tools at the proxy
+    Setup(cmd_setup::SetupArgs),
     /// Explain a capture: operations (login, push, pull) and their numbered steps
     Inspect(cmd_inspect::InspectArgs),
     /// Decode a pasted JWT or `_state` value
@@ -42,6 +51,9 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Proxy(args) => cmd_proxy::run(args),
+        Command::Ca(args) => cmd_ca::run(args),
+        Command::Setup(args) => cmd_setup::run(args),
         Command::Inspect(args) => cmd_inspect::run(args),
         Command::Decode(args) => cmd_decode::run(args),
         Command::Tui(args) => cmd_tui::run(args),

@@ -1,0 +1,337 @@
+//! One exchange while it is in flight. The handler, the request body and the
+//! response body each hold the same [`FlowRecorder`]; the flow is written once
+//! both bodies have ended (or failed), or when the last holder lets go.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak, mpsc};
+
+use regtap_capture::{
+    Direction, ErrorStage, Flow, FlowError, LiveEvent, Request, Response, Timing, now_ns,
+};
+use tokio::sync::broadcast;
+
+use crate::tap::{BodyStore, BodyTap};
+use crate::writer::Record;
+
+/// What every flow of one proxy shares.
+pub(crate) struct Shared {
+    next_id: AtomicU64,
+    records: mpsc::Sender<Record>,
+    pub(crate) live: broadcast::Sender<LiveEvent>,
+    in_flight: Mutex<HashMap<u64, Weak<FlowRecorder>>>,
+    max_inline: usize,
+    store: Option<BodyStore>,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        records: mpsc::Sender<Record>,
+        live: broadcast::Sender<LiveEvent>,
+        max_inline: usize,
+        store: Option<BodyStore>,
+    ) -> Self {
+        Shared {
+            next_id: AtomicU64::new(1),
+            records,
+            live,
+            in_flight: Mutex::new(HashMap::new()),
+            max_inline,
+            store,
+        }
+    }
+
+    /// Finishes every exchange still in flight with `reason` (the proxy stops).
+    pub(crate) fn abandon_in_flight(&self, reason: &str) {
+        let in_flight: Vec<_> = match self.in_flight.lock() {
+            Ok(map) => map.values().filter_map(Weak::upgrade).collect(),
+            Err(_) => return,
+        };
+        for recorder in in_flight {
+            recorder.abandon(reason);
+        }
+    }
+
+    fn send(&self, flow: Flow) {
+        // After shutdown the writer is gone; nothing is left to record into.
+        let _ = self.records.send(Record::Flow(Box::new(flow)));
+    }
+}
+
+/// The request as it arrived, before its body.
+pub(crate) struct RequestHead {
+    pub client_addr: Option<String>,
+    pub connect_authority: Option<String>,
+    pub server_addr: Option<String>,
+    pub scheme: String,
+    pub request: Request,
+}
+
+#[derive(Default)]
+struct Side {
+    tap: Option<BodyTap>,
+    ended: bool,
+    complete: bool,
+}
+
+struct State {
+    /// `None` once written.
+    flow: Option<Flow>,
+    request: Side,
+    response: Side,
+    /// False once it is known no response will come (upstream failure).
+    response_expected: bool,
+    /// An error reported by a body stream or the upstream client; the first wins.
+    error: Option<FlowError>,
+    /// An error inferred from a body that was dropped before its end; used when
+    /// nothing more precise was reported.
+    inferred_error: Option<FlowError>,
+}
+
+pub(crate) struct FlowRecorder {
+    id: u64,
+    shared: Arc<Shared>,
+    state: Mutex<State>,
+}
+
+/// How one side's body stream ended.
+pub(crate) enum SideEnd {
+    /// The stream reached its end.
+    Complete,
+    /// The stream yielded an error.
+    Failed(String),
+    /// The body was dropped; `at_end` tells whether everything had been read.
+    Dropped { at_end: bool },
+}
+
+impl FlowRecorder {
+    /// Registers a new exchange and announces it to live subscribers.
+    pub(crate) fn start(shared: &Arc<Shared>, head: RequestHead) -> Arc<FlowRecorder> {
+        let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let at = now_ns();
+        let _ = shared.live.send(LiveEvent::Started {
+            id,
+            method: head.request.method.clone(),
+            url: head.request.url.clone(),
+            at,
+        });
+        let tap = |side: &str| {
+            BodyTap::new(
+                shared.max_inline,
+                shared.store.clone(),
+                format!("{}-{id}-{side}", std::process::id()),
+            )
+        };
+        let flow = Flow {
+            id,
+            client_addr: head.client_addr,
+            connect_authority: head.connect_authority,
+            server_addr: head.server_addr,
+            scheme: head.scheme,
+            request: head.request,
+            response: None,
+            timing: Timing {
+                request_start: at,
+                ..Timing::default()
+            },
+            error: None,
+        };
+        let recorder = Arc::new(FlowRecorder {
+            id,
+            shared: Arc::clone(shared),
+            state: Mutex::new(State {
+                flow: Some(flow),
+                request: Side {
+                    tap: Some(tap("request")),
+                    ..Side::default()
+                },
+                response: Side {
+                    tap: Some(tap("response")),
+                    ..Side::default()
+                },
+                response_expected: true,
+                error: None,
+                inferred_error: None,
+            }),
+        });
+        if let Ok(mut in_flight) = shared.in_flight.lock() {
+            in_flight.insert(id, Arc::downgrade(&recorder));
+        }
+        recorder
+    }
+
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub(crate) fn live(&self) -> &broadcast::Sender<LiveEvent> {
+        &self.shared.live
+    }
+
+    /// Counts, hashes and keeps `data`; returns the bytes seen so far on that side.
+    pub(crate) fn data(&self, direction: Direction, data: &[u8]) -> u64 {
+        let Ok(mut state) = self.state.lock() else {
+            return 0;
+        };
+        match side_mut(&mut state, direction).tap.as_mut() {
+            Some(tap) => {
+                tap.push(data);
+                tap.size()
+            }
+            None => 0,
+        }
+    }
+
+    /// The response head arrived from upstream.
+    pub(crate) fn response_head(&self, response: Response, server_addr: Option<String>) {
+        let Ok(mut state) = self.state.lock() else {
+            return;
+        };
+        if let Some(flow) = state.flow.as_mut() {
+            flow.timing.response_head = Some(now_ns());
+            flow.response = Some(response);
+            if server_addr.is_some() {
+                flow.server_addr = server_addr;
+            }
+        }
+    }
+
+    /// No response will come from upstream: `error` says why.
+    pub(crate) fn upstream_failed(&self, error: FlowError) {
+        let Ok(mut state) = self.state.lock() else {
+            return;
+        };
+        state.error.get_or_insert(error);
+        state.response_expected = false;
+        self.finish_if_done(&mut state);
+    }
+
+    /// One side's body stream ended.
+    pub(crate) fn end(&self, direction: Direction, end: SideEnd) {
+        let Ok(mut state) = self.state.lock() else {
+            return;
+        };
+        let now = now_ns();
+        let side = side_mut(&mut state, direction);
+        if side.ended {
+            return;
+        }
+        side.ended = true;
+        let seen = side.tap.as_ref().map_or(0, BodyTap::size);
+        let (stage, what) = match direction {
+            Direction::Request => (ErrorStage::Request, "request"),
+            Direction::Response => (ErrorStage::Response, "response"),
+        };
+        match end {
+            SideEnd::Complete | SideEnd::Dropped { at_end: true } => side.complete = true,
+            SideEnd::Failed(reason) => {
+                state.error.get_or_insert(FlowError {
+                    stage,
+                    message: format!("{what} body failed after {seen} bytes: {reason}"),
+                });
+            }
+            SideEnd::Dropped { at_end: false } => {
+                let message = match direction {
+                    Direction::Request => {
+                        format!("request body cut off after {seen} bytes")
+                    }
+                    Direction::Response => format!(
+                        "response body cut off after {seen} bytes (the client stopped reading)"
+                    ),
+                };
+                state
+                    .inferred_error
+                    .get_or_insert(FlowError { stage, message });
+            }
+        }
+        if let Some(flow) = state.flow.as_mut() {
+            match direction {
+                Direction::Request => flow.timing.request_end = Some(now),
+                Direction::Response => flow.timing.response_end = Some(now),
+            }
+        }
+        self.finish_if_done(&mut state);
+    }
+
+    /// The proxy is stopping while this exchange is in flight.
+    fn abandon(&self, reason: &str) {
+        let Ok(mut state) = self.state.lock() else {
+            return;
+        };
+        let stage = if state.request.ended {
+            ErrorStage::Response
+        } else {
+            ErrorStage::Request
+        };
+        state.error.get_or_insert(FlowError {
+            stage,
+            message: reason.to_owned(),
+        });
+        self.finish(&mut state);
+    }
+
+    fn finish_if_done(&self, state: &mut State) {
+        let response_done = state.response.ended || !state.response_expected;
+        if state.request.ended && response_done {
+            self.finish(state);
+        }
+    }
+
+    /// Writes the flow with whatever is known; sides that have not ended are
+    /// recorded as cut off.
+    fn finish(&self, state: &mut State) {
+        let Some(mut flow) = state.flow.take() else {
+            return;
+        };
+        if let Some(tap) = state.request.tap.take() {
+            flow.request.body = tap.finish(state.request.complete);
+        }
+        let response_tap = state.response.tap.take();
+        if let (Some(response), Some(tap)) = (flow.response.as_mut(), response_tap) {
+            response.body = tap.finish(state.response.complete);
+        }
+        if flow.response.is_none() && state.error.is_none() && state.inferred_error.is_none() {
+            state.error = Some(FlowError {
+                stage: ErrorStage::Response,
+                message: "no response: the exchange ended before the upstream answered".to_owned(),
+            });
+        }
+        flow.error = state.error.take().or_else(|| state.inferred_error.take());
+        if let Ok(mut in_flight) = self.shared.in_flight.lock() {
+            in_flight.remove(&self.id);
+        }
+        self.shared.send(flow);
+    }
+}
+
+fn side_mut(state: &mut State, direction: Direction) -> &mut Side {
+    match direction {
+        Direction::Request => &mut state.request,
+        Direction::Response => &mut state.response,
+    }
+}
+
+impl Drop for FlowRecorder {
+    /// The last holder let go before the exchange finished (for instance the
+    /// client hung up while the proxy waited for the upstream): record what we have.
+    fn drop(&mut self) {
+        let Ok(state) = self.state.get_mut() else {
+            return;
+        };
+        if state.flow.is_none() {
+            return;
+        }
+        let mut state = std::mem::replace(
+            state,
+            State {
+                flow: None,
+                request: Side::default(),
+                response: Side::default(),
+                response_expected: false,
+                error: None,
+                inferred_error: None,
+            },
+        );
+        self.finish(&mut state);
+    }
+}

@@ -1,0 +1,268 @@
+//! What is kept of one body while it streams: its size, its SHA-256, its first
+//! bytes, and optionally a copy in the body store.
+
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Write as _};
+use std::path::{Path, PathBuf};
+
+use regtap_capture::{Body, Data};
+use sha2::{Digest as _, Sha256};
+
+/// How many bytes of a body larger than `--max-inline` are kept: enough to
+/// recognise a format (gzip, tar, JSON) without copying layers into the capture.
+pub(crate) const TRUNCATED_PREFIX: usize = 4096;
+
+/// The content-addressed body store of `--store-bodies DIR`: finished bodies
+/// live at `DIR/sha256/<hex>`; bodies being written at `DIR/tmp/…`.
+#[derive(Debug, Clone)]
+pub(crate) struct BodyStore {
+    root: PathBuf,
+}
+
+impl BodyStore {
+    pub(crate) fn open(root: &Path) -> io::Result<Self> {
+        fs::create_dir_all(root.join("sha256"))?;
+        fs::create_dir_all(root.join("tmp"))?;
+        Ok(BodyStore {
+            root: root.to_owned(),
+        })
+    }
+}
+
+/// A body on its way into the store.
+struct StoreFile {
+    tmp_path: PathBuf,
+    out: BufWriter<File>,
+}
+
+/// Everything learnt about one body so far.
+pub(crate) struct BodyTap {
+    size: u64,
+    hasher: Sha256,
+    max_inline: usize,
+    kept: Vec<u8>,
+    truncated: bool,
+    store: Option<BodyStore>,
+    /// Unique temporary name in the store.
+    store_name: String,
+    file: Option<StoreFile>,
+}
+
+impl BodyTap {
+    pub(crate) fn new(max_inline: usize, store: Option<BodyStore>, store_name: String) -> Self {
+        BodyTap {
+            size: 0,
+            hasher: Sha256::new(),
+            max_inline,
+            kept: Vec::new(),
+            truncated: false,
+            store,
+            store_name,
+            file: None,
+        }
+    }
+
+    pub(crate) fn size(&self) -> u64 {
+        self.size
+    }
+
+    pub(crate) fn push(&mut self, data: &[u8]) {
+        self.size += data.len() as u64;
+        self.hasher.update(data);
+        self.keep(data);
+        self.store(data);
+    }
+
+    fn keep(&mut self, data: &[u8]) {
+        let prefix_len = self.max_inline.min(TRUNCATED_PREFIX);
+        if !self.truncated {
+            if self.kept.len() + data.len() <= self.max_inline {
+                self.kept.extend_from_slice(data);
+                return;
+            }
+            self.truncated = true;
+            self.kept.truncate(prefix_len);
+            self.kept.shrink_to_fit();
+        }
+        if self.kept.len() < prefix_len {
+            let take = (prefix_len - self.kept.len()).min(data.len());
+            self.kept.extend_from_slice(&data[..take]);
+        }
+    }
+
+    fn store(&mut self, data: &[u8]) {
+        if self.file.is_none() {
+            let Some(store) = self.store.take() else {
+                return;
+            };
+            let tmp_path = store.root.join("tmp").join(&self.store_name);
+            match File::create(&tmp_path) {
+                Ok(file) => {
+                    self.file = Some(StoreFile {
+                        tmp_path,
+                        out: BufWriter::with_capacity(256 * 1024, file),
+                    });
+                    self.store = Some(store);
+                }
+                Err(e) => {
+                    tracing::warn!("body store: cannot create {}: {e}", tmp_path.display());
+                    return;
+                }
+            }
+        }
+        if let Some(file) = &mut self.file
+            && let Err(e) = file.out.write_all(data)
+        {
+            tracing::warn!("body store: cannot write {}: {e}", file.tmp_path.display());
+            let _ = fs::remove_file(&file.tmp_path);
+            self.file = None;
+            self.store = None;
+        }
+    }
+
+    /// The body as recorded. `complete` is false when it was cut off; a cut-off
+    /// body is not kept in the store (it would sit under a hash nobody asked for).
+    pub(crate) fn finish(self, complete: bool) -> Body {
+        let sha256 = hex::encode(self.hasher.finalize());
+        let stored = match (self.file, self.store) {
+            (Some(file), Some(store)) => finish_store_file(file, &store, &sha256, complete),
+            _ => None,
+        };
+        let inline = if self.kept.is_empty() {
+            None
+        } else if self.truncated {
+            Some(prefix_data(&self.kept))
+        } else {
+            Some(Data::from_bytes(&self.kept))
+        };
+        Body {
+            size: self.size,
+            sha256,
+            complete,
+            inline,
+            truncated: self.truncated,
+            stored,
+        }
+    }
+}
+
+fn finish_store_file(
+    file: StoreFile,
+    store: &BodyStore,
+    sha256: &str,
+    complete: bool,
+) -> Option<String> {
+    let StoreFile { tmp_path, out } = file;
+    let flushed = out.into_inner().map_err(|e| e.into_error());
+    let result = match flushed {
+        Ok(_) if !complete => Err(None),
+        Ok(_) => {
+            let relative = format!("sha256/{sha256}");
+            fs::rename(&tmp_path, store.root.join(&relative))
+                .map(|()| relative)
+                .map_err(Some)
+        }
+        Err(e) => Err(Some(e)),
+    };
+    match result {
+        Ok(relative) => Some(relative),
+        Err(error) => {
+            if let Some(e) = error {
+                tracing::warn!("body store: cannot keep {}: {e}", tmp_path.display());
+            }
+            let _ = fs::remove_file(&tmp_path);
+            None
+        }
+    }
+}
+
+/// A prefix as text when it is UTF-8 up to a character cut in half at its end.
+fn prefix_data(prefix: &[u8]) -> Data {
+    match std::str::from_utf8(prefix) {
+        Err(e) if e.error_len().is_none() => Data::from_bytes(&prefix[..e.valid_up_to()]),
+        _ => Data::from_bytes(prefix),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tap(max_inline: usize) -> BodyTap {
+        BodyTap::new(max_inline, None, "t".to_owned())
+    }
+
+    #[test]
+    fn small_body_is_kept_whole() {
+        let mut t = tap(16);
+        t.push(b"{\"a\":");
+        t.push(b"1}");
+        let body = t.finish(true);
+        assert_eq!(body, Body::from_bytes(b"{\"a\":1}"));
+    }
+
+    #[test]
+    fn large_body_keeps_a_prefix_and_the_hash_of_everything() {
+        let data: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
+        let mut t = tap(10_000);
+        for chunk in data.chunks(3000) {
+            t.push(chunk);
+        }
+        let body = t.finish(true);
+        assert_eq!(body.size, 20_000);
+        assert_eq!(body.sha256, regtap_capture::sha256_hex(&data));
+        assert!(body.truncated);
+        let prefix = body.inline.and_then(|d| d.to_bytes()).unwrap();
+        assert_eq!(prefix, data[..TRUNCATED_PREFIX]);
+    }
+
+    #[test]
+    fn body_exactly_at_the_limit_is_inline() {
+        let mut t = tap(4);
+        t.push(b"abcd");
+        let body = t.finish(true);
+        assert!(!body.truncated);
+        assert_eq!(body.full_bytes(), Some(b"abcd".to_vec()));
+    }
+
+    #[test]
+    fn zero_max_inline_keeps_nothing() {
+        let mut t = tap(0);
+        t.push(b"abc");
+        let body = t.finish(false);
+        assert_eq!(body.inline, None);
+        assert!(body.truncated);
+        assert!(!body.complete);
+        assert_eq!(body.size, 3);
+    }
+
+    #[test]
+    fn text_prefix_is_not_cut_inside_a_character() {
+        assert_eq!(
+            prefix_data("aé".as_bytes()[..2].as_ref()),
+            Data::Text("a".to_owned())
+        );
+    }
+
+    #[test]
+    fn store_keeps_complete_bodies_under_their_hash_and_drops_cut_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BodyStore::open(dir.path()).unwrap();
+        let mut t = BodyTap::new(2, Some(store.clone()), "1-req".to_owned());
+        t.push(b"hello ");
+        t.push(b"world");
+        let body = t.finish(true);
+        let stored = body.stored.unwrap();
+        assert_eq!(
+            stored,
+            format!("sha256/{}", regtap_capture::sha256_hex(b"hello world"))
+        );
+        assert_eq!(fs::read(dir.path().join(&stored)).unwrap(), b"hello world");
+
+        let mut cut = BodyTap::new(2, Some(store), "2-req".to_owned());
+        cut.push(b"partial");
+        let body = cut.finish(false);
+        assert_eq!(body.stored, None);
+        assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+    }
+}

@@ -1,0 +1,128 @@
+//! `regtap proxy`: run the recording proxy until Ctrl-C (or SIGTERM).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Args;
+use regtap_proxy::{Ca, LiveEvent, ProxyConfig, ResolveRule, data_dir_from_env, summary_line};
+use tokio::sync::broadcast::error::RecvError;
+
+#[derive(Args)]
+pub struct ProxyArgs {
+    /// Address to listen on (port 0: any free port; the chosen one is printed)
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Capture file to write (default: ./regtap-<UTC time>.jsonl)
+    #[arg(long, value_name = "FILE")]
+    capture: Option<PathBuf>,
+    /// PEM file of CA certificates to trust for upstream servers, besides the
+    /// public web roots (repeatable)
+    #[arg(long = "upstream-ca", value_name = "PEM")]
+    upstream_ca: Vec<PathBuf>,
+    /// Accept any upstream certificate (recorded in the capture)
+    #[arg(long)]
+    upstream_insecure: bool,
+    /// Connect to ADDR for HOST:PORT, keeping HOST for TLS and Host, as curl's
+    /// --resolve (repeatable); ADDR is an IP or IP:PORT
+    #[arg(long = "resolve", value_name = "HOST:PORT=ADDR")]
+    resolve: Vec<ResolveRule>,
+    /// Bodies up to this many bytes are kept whole in the capture
+    #[arg(long, value_name = "BYTES", default_value_t = regtap_proxy::DEFAULT_MAX_INLINE)]
+    max_inline: usize,
+    /// Also write every complete body to DIR/sha256/<hex> as it streams
+    #[arg(long, value_name = "DIR")]
+    store_bodies: Option<PathBuf>,
+    /// Do not print a line per exchange
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
+    init_logging(args.quiet);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(args))
+}
+
+fn init_logging(quiet: bool) {
+    let default = if quiet { "error" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn serve(args: ProxyArgs) -> anyhow::Result<ExitCode> {
+    let dir = data_dir_from_env()?;
+    let (ca, created) = Ca::load_or_init(&dir)?;
+    if created {
+        eprintln!(
+            "regtap: created a CA in {}; clients must trust {} (see `regtap setup docker`)",
+            dir.display(),
+            ca.cert_path().display()
+        );
+    }
+    if args.upstream_insecure {
+        eprintln!("regtap: --upstream-insecure: upstream certificates are NOT checked");
+    }
+    let capture = args.capture.unwrap_or_else(default_capture_path);
+    let config = ProxyConfig {
+        upstream_ca: args.upstream_ca,
+        upstream_insecure: args.upstream_insecure,
+        resolve: args.resolve,
+        max_inline: args.max_inline,
+        store_bodies: args.store_bodies,
+        ..ProxyConfig::new(args.listen, capture)
+    };
+    let proxy = regtap_proxy::start(config, &ca).await?;
+    let mut live = proxy.subscribe();
+    eprintln!("regtap: capturing to {}", proxy.capture_path().display());
+    // Scripts wait for this line; it comes last, once everything is ready.
+    eprintln!("regtap: listening on {}", proxy.local_addr());
+
+    let mut terminate = terminate_signal()?;
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = terminate.recv() => break,
+            event = live.recv() => match event {
+                Ok(LiveEvent::Finished(flow)) if !args.quiet => eprintln!("{}", summary_line(&flow)),
+                Ok(_) => {}
+                Err(RecvError::Lagged(missed)) if !args.quiet => {
+                    eprintln!("regtap: ({missed} live events skipped; the capture has every flow)");
+                }
+                Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => break,
+            },
+        }
+    }
+    eprintln!("regtap: stopping");
+    let summary = proxy.shutdown().await?;
+    eprintln!(
+        "regtap: {} flows written to {}",
+        summary.flows_written,
+        summary.capture_path.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn terminate_signal() -> anyhow::Result<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot listen for SIGTERM")
+}
+
+/// `./regtap-20240722T170643Z.jsonl`
+fn default_capture_path() -> PathBuf {
+    let stamp: String = regtap_capture::rfc3339(regtap_capture::now_ns())
+        .chars()
+        .take(19)
+        .filter(|c| *c != '-' && *c != ':')
+        .collect();
+    PathBuf::from(format!("./regtap-{stamp}Z.jsonl"))
+}

@@ -1,0 +1,99 @@
+//! `regtap setup docker`: how to point dockerd (and other container tools) at
+//! the proxy, and make them trust regtap's CA.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+use regtap_proxy::{Ca, data_dir_from_env};
+
+/// Where systemd looks for dockerd's drop-ins.
+const DOCKER_DROP_IN: &str = "/etc/systemd/system/docker.service.d/http-proxy.conf";
+
+#[derive(Args)]
+pub struct SetupArgs {
+    #[command(subcommand)]
+    command: SetupCommand,
+}
+
+#[derive(Subcommand)]
+enum SetupCommand {
+    /// Print (with --write: install) the systemd drop-in that makes dockerd use
+    /// the proxy, and how to make it trust regtap's CA
+    Docker {
+        /// Install the drop-in (needs root); dockerd still has to be restarted
+        #[arg(long)]
+        write: bool,
+        /// The proxy's URL, as dockerd reaches it
+        #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:8080")]
+        proxy: String,
+    },
+}
+
+pub fn run(args: SetupArgs) -> anyhow::Result<ExitCode> {
+    let SetupCommand::Docker { write, proxy } = args.command;
+    let drop_in = drop_in(&proxy);
+    let ca_path = data_dir_from_env()
+        .map(|dir| Ca::cert_path_in(&dir).display().to_string())
+        .unwrap_or_else(|_| "$REGTAP_HOME/ca.pem".to_owned());
+
+    if write {
+        let path = Path::new(DOCKER_DROP_IN);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {} (run as root?)", dir.display()))?;
+        }
+        std::fs::write(path, &drop_in)
+            .with_context(|| format!("cannot write {DOCKER_DROP_IN} (run as root?)"))?;
+        println!("Wrote {DOCKER_DROP_IN}:\n\n{drop_in}");
+    } else {
+        println!("# {DOCKER_DROP_IN} (install it with `regtap setup docker --write`)\n{drop_in}");
+    }
+    print!("{}", instructions(&proxy, &ca_path));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn drop_in(proxy: &str) -> String {
+    format!(
+        "[Service]\n\
+         Environment=\"HTTP_PROXY={proxy}\"\n\
+         Environment=\"HTTPS_PROXY={proxy}\"\n\
+         Environment=\"NO_PROXY=localhost,127.0.0.0/8,::1\"\n"
+    )
+}
+
+fn instructions(proxy: &str, ca_path: &str) -> String {
+    format!(
+        r#"
+Then reload systemd and restart dockerd (this stops running containers):
+  sudo systemctl daemon-reload && sudo systemctl restart docker
+  docker info | grep -i proxy        # shows the proxy in use
+
+Trust regtap's CA (created by `regtap ca init` or the first `regtap proxy`: {ca_path}):
+  System store (needed when blob downloads redirect to a storage host, which
+  dockerd checks against the system store, not certs.d), Debian/Ubuntu:
+    regtap ca export --format pem -o /usr/local/share/ca-certificates/regtap.crt
+    sudo update-ca-certificates && sudo systemctl restart docker
+  Or per registry, for dockerd only:
+    sudo mkdir -p /etc/docker/certs.d/<registry-host>
+    regtap ca export --format pem -o /etc/docker/certs.d/<registry-host>/ca.crt
+
+Go clients (dockerd, containerd, skopeo, podman) never send requests for
+localhost or loopback IPs through a proxy, whatever NO_PROXY says: a registry
+on 127.0.0.1 is not captured. Give it a name instead, e.g. `registry.test` in
+/etc/hosts pointing at a non-loopback address, or run the proxy with
+`--resolve registry.test:443=127.0.0.1` and use registry.test in image names.
+
+skopeo and podman read the proxy from the environment:
+  export HTTPS_PROXY={proxy} HTTP_PROXY={proxy} NO_PROXY=localhost,127.0.0.0/8,::1
+  and trust the CA through the system store or
+  /etc/containers/certs.d/<registry-host>/ca.crt (skopeo also: --cert-dir DIR).
+
+containerd: the same drop-in as above, as
+  /etc/systemd/system/containerd.service.d/http-proxy.conf, then
+  sudo systemctl daemon-reload && sudo systemctl restart containerd;
+  it trusts the system store, or /etc/containerd/certs.d/<registry-host>/ca.crt.
+"#
+    )
+}
