@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use regtap_capture::Capture;
 use regtap_lab::image::TestImage;
-use regtap_lab::{Lab, Via, missing_prerequisites};
+use regtap_lab::{Lab, Via, skip_without_prerequisites};
 
 /// Bodies up to this size are kept whole in the capture: tokens, manifests,
 /// configs and error bodies are, the test images' layers are not.
@@ -88,18 +88,9 @@ fn recording_dir() -> Option<PathBuf> {
 
 #[test]
 fn dockerd_and_skopeo_through_regtap() {
-    let missing = missing_prerequisites();
-    if !missing.is_empty() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true but the end-to-end tests cannot run: missing {}",
-            missing.join(", ")
-        );
-        eprintln!(
-            "\n**********\n*** SKIPPED the end-to-end tests (dockerd, distribution, skopeo through regtap): \
-             missing {} ***\n**********\n",
-            missing.join(", ")
-        );
+    if skip_without_prerequisites(
+        "the end-to-end tests (dockerd, distribution, skopeo through regtap)",
+    ) {
         return;
     }
     let started = Instant::now();

@@ -97,6 +97,28 @@ pub fn missing_prerequisites() -> Vec<String> {
     missing
 }
 
+/// For a test that needs the lab: `true` when it must be skipped because
+/// something is missing, after saying so loudly on the real stderr (past the
+/// test harness's output capture). Under `CI=true` a missing piece is a
+/// failure instead: CI installs everything.
+pub fn skip_without_prerequisites(test: &str) -> bool {
+    let missing = missing_prerequisites();
+    if missing.is_empty() {
+        return false;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "CI=true but {test} cannot run: missing {}",
+        missing.join(", ")
+    );
+    let message = format!(
+        "\n**********\n*** SKIPPED {test}: missing {} ***\n**********\n",
+        missing.join(", ")
+    );
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), message.as_bytes());
+    true
+}
+
 fn on_path(program: &str) -> bool {
     std::env::var_os("PATH").is_some_and(|path| {
         std::env::split_paths(&path).any(|dir| {

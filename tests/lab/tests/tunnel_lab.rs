@@ -3,21 +3,11 @@
 //! end-to-end tests fail, the fault is regtap's, not the lab's.
 
 use regtap_lab::image::TestImage;
-use regtap_lab::{LAB_PASSWORD, LAB_USER, Lab, Via, missing_prerequisites};
+use regtap_lab::{LAB_PASSWORD, LAB_USER, Lab, Via, skip_without_prerequisites};
 
 #[test]
 fn dockerd_logs_in_pushes_and_pulls_through_a_plain_tunnel() {
-    let missing = missing_prerequisites();
-    if !missing.is_empty() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true but the lab cannot run: missing {}",
-            missing.join(", ")
-        );
-        eprintln!(
-            "\n*** SKIPPED the lab test: missing {} ***\n",
-            missing.join(", ")
-        );
+    if skip_without_prerequisites("the lab self-test (dockerd through a plain tunnel)") {
         return;
     }
     let lab = Lab::start(Via::Tunnel).unwrap_or_else(|e| panic!("{e}"));
