@@ -139,6 +139,34 @@ pub fn analysis(capture: &Capture) -> Analysis {
         },
     );
     assert_eq!(analysis.flows.len(), capture.flows.len());
+    // Every flow belongs to exactly one operation, and is explained by its steps.
+    let mut in_operations = std::collections::BTreeSet::new();
+    for op in &analysis.operations {
+        assert!(!op.steps.is_empty(), "decoder: {} has no steps", op.title);
+        let in_steps: std::collections::BTreeSet<u64> = op
+            .steps
+            .iter()
+            .flat_map(|s| s.flow_ids.iter().copied())
+            .collect();
+        let own: std::collections::BTreeSet<u64> = op.flow_ids.iter().copied().collect();
+        assert_eq!(
+            in_steps, own,
+            "decoder: steps of {} do not cover its flows",
+            op.title
+        );
+        for id in &op.flow_ids {
+            assert!(
+                in_operations.insert(*id),
+                "decoder: flow {id} in two operations"
+            );
+        }
+    }
+    assert_eq!(
+        in_operations.len(),
+        capture.flows.len(),
+        "decoder: flows outside every operation:\n{}",
+        operations_listing(&analysis)
+    );
     for flow in &analysis.flows {
         if let Some(state) = &flow.upload_state {
             assert_eq!(
