@@ -141,7 +141,7 @@ pub fn step_lines(app: &App, operation: &Operation, step: &Step) -> Lines {
     for &id in &step.flow_ids {
         lines.push(Line::default());
         match app.flow(id) {
-            Some(flow) => lines.extend(flow_lines(app, flow, Some(operation))),
+            Some(flow) => lines.extend(flow_lines(app, flow, Some((operation, step)))),
             None => lines.push(Line::raw(format!("flow #{id} is not in the capture"))),
         }
     }
@@ -149,9 +149,11 @@ pub fn step_lines(app: &App, operation: &Operation, step: &Step) -> Lines {
 }
 
 /// One flow: request and response with headers, then what the decoder found.
-pub fn flow_lines(app: &App, flow: &Flow, operation: Option<&Operation>) -> Lines {
-    let steps = operation.map(step_numbers);
+/// Inside a step, what the step already says is not repeated.
+pub fn flow_lines(app: &App, flow: &Flow, within: Option<(&Operation, &Step)>) -> Lines {
+    let steps = within.map(|(operation, _)| step_numbers(operation));
     let steps = steps.as_ref();
+    let step = within.map(|(_, step)| step);
     let analysis = app.flow_analysis(flow.id);
     let mut lines = vec![heading(format!(
         "── flow #{} · {} · {} at {} s",
@@ -161,8 +163,18 @@ pub fn flow_lines(app: &App, flow: &Flow, operation: Option<&Operation>) -> Line
         format::offset(flow.timing.request_start, app.origin_ns),
     ))];
     if let Some(analysis) = analysis {
-        lines.push(Line::raw(analysis.summary.clone()));
-        lines.extend(analysis.annotations.iter().map(annotation_line));
+        if step.is_none_or(|step| step.explanation != analysis.summary) {
+            lines.push(Line::raw(analysis.summary.clone()));
+        }
+        // Registry errors get their own section below.
+        lines.extend(
+            analysis
+                .annotations
+                .iter()
+                .filter(|a| a.label != "registry-error")
+                .filter(|a| step.is_none_or(|step| !step.annotations.contains(a)))
+                .map(annotation_line),
+        );
     }
     lines.push(Line::from(vec![
         Span::styled("▶ ", Style::new().fg(Color::Blue)),
@@ -252,16 +264,6 @@ fn decoded_lines(
     analysis: &FlowAnalysis,
     steps: Option<&HashMap<u64, usize>>,
 ) {
-    for challenge in &analysis.challenges {
-        let params: Vec<String> = challenge
-            .params
-            .iter()
-            .map(|(name, value)| format!("{name}={value}"))
-            .collect();
-        lines.push(Line::default());
-        lines.push(heading(format!("Challenge: {}", challenge.scheme)));
-        lines.push(Line::raw(format!("  {}", params.join(" "))));
-    }
     if let Some(user) = &analysis.basic_user {
         lines.push(field("Basic credentials of user", user.clone()));
     }

@@ -7,7 +7,7 @@ use ratatui::text::Span;
 use ratatui::widgets::{Cell, Row, Table, TableState};
 use regtap_capture::Flow;
 
-use super::{WIDE, detail, draw_detail, pane, placeholder, selected_style};
+use super::{WIDE, detail, draw_detail, pane, placeholder, selected_style, status_text};
 use crate::app::{App, Pane};
 use crate::format;
 
@@ -95,18 +95,13 @@ fn draw_list(frame: &mut Frame, area: Rect, app: &App) {
 }
 
 fn row<'a>(app: &App, flow: &'a Flow, wide: bool) -> Row<'a> {
-    let status = match (&flow.response, &flow.error) {
-        (_, Some(_)) => Span::styled("ERR", Style::new().fg(Color::Red)),
-        (Some(response), None) => {
-            let style = match response.status {
-                200..=299 => Style::new().fg(Color::Green),
-                300..=399 => Style::new().fg(Color::Cyan),
-                _ => Style::new().fg(Color::Yellow),
-            };
-            Span::styled(response.status.to_string(), style)
-        }
-        (None, None) => Span::raw("…"),
+    let style = match (flow.status(), &flow.error) {
+        (_, Some(_)) => Style::new().fg(Color::Red),
+        (Some(200..=299), None) => Style::new().fg(Color::Green),
+        (Some(300..=399), None) => Style::new().fg(Color::Cyan),
+        _ => Style::new().fg(Color::Yellow),
     };
+    let status = Span::styled(status_text(flow), style);
     let kind = app.kind_label(flow.id);
     let kind_style = if kind == "unknown" {
         Style::new().fg(Color::Magenta)

@@ -131,6 +131,17 @@ fn selected_style() -> Style {
     Style::new().add_modifier(Modifier::REVERSED)
 }
 
+/// The answer of a flow in a few characters: `404`, `401!` when the
+/// exchange then broke (see the detail), `ERR` with no answer, `…` pending.
+fn status_text(flow: &regtap_capture::Flow) -> String {
+    match (&flow.response, &flow.error) {
+        (Some(response), Some(_)) => format!("{}!", response.status),
+        (Some(response), None) => response.status.to_string(),
+        (None, Some(_)) => "ERR".to_owned(),
+        (None, None) => "…".to_owned(),
+    }
+}
+
 fn status_symbol(status: &OperationStatus) -> Span<'static> {
     match status {
         OperationStatus::Succeeded => Span::styled("✓", Style::new().fg(Color::Green)),

@@ -7,9 +7,10 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
+use regtap_capture::Flow;
 use regtap_decode::{Operation, OperationKind, Step};
 
-use super::{detail, draw_detail, pane, placeholder, selected_style};
+use super::{detail, draw_detail, pane, placeholder, selected_style, status_text};
 use crate::app::{App, Pane};
 use crate::format;
 
@@ -251,23 +252,7 @@ fn step_line(
     row[end.saturating_sub(1).max(1)] = '▶';
 
     let label = match first {
-        Some(flow) => {
-            let status = match (&flow.response, &flow.error) {
-                (_, Some(_)) => "ERR".to_owned(),
-                (Some(response), None) => response.status.to_string(),
-                (None, None) => "…".to_owned(),
-            };
-            let count = if flows.len() > 1 {
-                format!("{}× ", flows.len())
-            } else {
-                String::new()
-            };
-            format!(
-                " {count}{} {status} {} ",
-                flow.method(),
-                app.kind_label(flow.id)
-            )
-        }
+        Some(flow) => format!(" {} ", arrow_label(app, &flows, flow)),
         None => " ? ".to_owned(),
     };
     // The label rides on the arrow; a short arrow lets it run past the head.
@@ -278,8 +263,10 @@ fn step_line(
         }
     }
 
-    let failed =
-        first.is_some_and(|flow| flow.error.is_some() || flow.status().is_some_and(|s| s >= 400));
+    // The step's outcome is its last answer.
+    let failed = flows
+        .last()
+        .is_some_and(|flow| flow.error.is_some() || flow.status().is_some_and(|s| s >= 400));
     let arrow_style = if failed {
         Style::new().fg(Color::Yellow)
     } else {
@@ -305,6 +292,32 @@ fn step_line(
     } else {
         line
     }
+}
+
+/// `GET 401 api-check`, `3× HEAD 200 blob-head` for a step of alike
+/// requests, `POST+PATCH+PUT 201` for an upload (its last answer).
+fn arrow_label(app: &App, flows: &[&Flow], first: &Flow) -> String {
+    if flows.iter().all(|flow| flow.method() == first.method()) {
+        let count = if flows.len() > 1 {
+            format!("{}× ", flows.len())
+        } else {
+            String::new()
+        };
+        return format!(
+            "{count}{} {} {}",
+            first.method(),
+            status_text(first),
+            app.kind_label(first.id)
+        );
+    }
+    let mut methods: Vec<&str> = Vec::new();
+    for flow in flows {
+        if methods.last() != Some(&flow.method()) {
+            methods.push(flow.method());
+        }
+    }
+    let last = flows.last().copied().unwrap_or(first);
+    format!("{} {}", methods.join("+"), status_text(last))
 }
 
 /// Where in the operation's time a step ran: `··███·······`.

@@ -1,0 +1,199 @@
+//! `regtap tui` in a real terminal: the built binary runs inside tmux, keys
+//! are typed with `send-keys` and the screen is read with `capture-pane`,
+//! checking what a user sees. Needs tmux: under CI=true a missing tmux
+//! fails the test, elsewhere the test says loudly that it skipped.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_regtap");
+
+/// A tmux server of our own (its own socket), killed when dropped.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn start(name: &str, width: u16, height: u16, command: &str) -> Tmux {
+        let tmux = Tmux {
+            socket: format!("regtap-smoke-{}-{name}", std::process::id()),
+        };
+        let output = tmux.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            "smoke",
+            "-x",
+            &width.to_string(),
+            "-y",
+            &height.to_string(),
+            command,
+        ]);
+        assert!(
+            output.status.success(),
+            "tmux new-session failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        tmux
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new("tmux")
+            .args(["-L", &self.socket, "-f", "/dev/null"])
+            .args(args)
+            .output()
+            .expect("running tmux")
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", "smoke"];
+        args.extend_from_slice(keys);
+        assert!(self.run(&args).status.success(), "send-keys {keys:?}");
+    }
+
+    fn screen(&self) -> String {
+        let output = self.run(&["capture-pane", "-p", "-t", "smoke"]);
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Waits until the screen shows `text`, and returns that screen.
+    fn wait_for(&self, text: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let screen = self.screen();
+            if screen.contains(text) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the screen never showed {text:?}; it shows:\n{screen}"
+            );
+            sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until the screen no longer shows `text`.
+    fn wait_until_gone(&self, text: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let screen = self.screen();
+            if !screen.contains(text) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the screen still shows {text:?}:\n{screen}"
+            );
+            sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn resize(&self, width: u16, height: u16) {
+        let output = self.run(&[
+            "resize-window",
+            "-t",
+            "smoke",
+            "-x",
+            &width.to_string(),
+            "-y",
+            &height.to_string(),
+        ]);
+        assert!(output.status.success(), "resize-window");
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.run(&["kill-server"]);
+    }
+}
+
+fn tmux_available() -> bool {
+    let found = Command::new("tmux")
+        .arg("-V")
+        .output()
+        .is_ok_and(|output| output.status.success());
+    if !found {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "tmux is not installed: CI must install it (see .ci/run)"
+        );
+        eprintln!("SKIPPED: tmux is not installed, the TUI smoke test did not run");
+    }
+    found
+}
+
+fn capture(name: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../captures")
+        .join(name);
+    assert!(path.is_file(), "{} is missing", path.display());
+    path
+}
+
+/// Runs `regtap tui` on `capture`, then reports how it exited on the
+/// terminal it leaves behind.
+fn tui_command(capture: &Path) -> String {
+    format!(
+        "'{BINARY}' tui '{}'; echo REGTAP_EXIT=$?; sleep 60",
+        capture.display()
+    )
+}
+
+#[test]
+fn a_user_browses_a_push_and_quits_with_q() {
+    if !tmux_available() {
+        return;
+    }
+    let tmux = Tmux::start("q", 100, 30, &tui_command(&capture("push.jsonl")));
+
+    let screen = tmux.wait_for("push lab/app:latest");
+    assert!(screen.contains("[1 Operations]"), "{screen}");
+    assert!(screen.contains("Steps"), "{screen}");
+
+    // Drill down into the steps: the detail pane shows the first step.
+    tmux.keys(&["Enter"]);
+    let screen = tmux.wait_for("Step 1 of");
+    assert!(screen.contains("api-check"), "the step's flow: {screen}");
+
+    // The sequence diagram of the push, with its lanes.
+    tmux.keys(&["2"]);
+    let screen = tmux.wait_for("Sequence · push lab/app:latest");
+    assert!(screen.contains("client"), "{screen}");
+    assert!(screen.contains("token"), "{screen}");
+
+    tmux.keys(&["?"]);
+    let screen = tmux.wait_for("Keys · Esc or ? closes");
+    assert!(screen.contains("play / pause"), "{screen}");
+    tmux.keys(&["Escape"]);
+    tmux.wait_until_gone("Keys · Esc or ? closes");
+
+    // The flows view, then a resize to 80x24: still drawn whole.
+    tmux.keys(&["3"]);
+    tmux.wait_for("[3 Flows]");
+    tmux.resize(80, 24);
+    let screen = tmux.wait_for("Flows ");
+    assert!(screen.contains("q quit"), "the status line fits: {screen}");
+
+    tmux.keys(&["q"]);
+    let screen = tmux.wait_for("REGTAP_EXIT=");
+    assert!(screen.contains("REGTAP_EXIT=0"), "{screen}");
+    assert!(
+        !screen.contains("[3 Flows]"),
+        "the alternate screen is left: {screen}"
+    );
+}
+
+#[test]
+fn ctrl_c_quits_cleanly() {
+    if !tmux_available() {
+        return;
+    }
+    let tmux = Tmux::start("ctrl-c", 80, 24, &tui_command(&capture("login.jsonl")));
+    tmux.wait_for("[1 Operations]");
+    tmux.keys(&["C-c"]);
+    let screen = tmux.wait_for("REGTAP_EXIT=");
+    assert!(screen.contains("REGTAP_EXIT=0"), "{screen}");
+}
