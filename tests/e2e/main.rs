@@ -144,3 +144,82 @@ fn dockerd_and_skopeo_through_regtap() {
         failures.join("\n\n")
     );
 }
+
+/// `regtap lab` as a user runs it: it says how to reach its dockerd, a push of
+/// the demo image it preloaded goes through, and SIGTERM (as Ctrl-C) stops it
+/// and leaves the capture behind.
+#[test]
+fn regtap_lab_command_serves_a_push_and_writes_its_capture() {
+    use regtap_lab::process::{ChildGuard, run_output};
+    if skip_without_prerequisites("the `regtap lab` test") {
+        return;
+    }
+    let scratch = std::env::temp_dir().join(format!("regtap-lab-command-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).unwrap_or_else(|e| panic!("{e}"));
+    let capture_path = scratch.join("lab.jsonl");
+    let log = scratch.join("regtap-lab.log");
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_regtap"));
+    command.arg("lab").arg("--capture").arg(&capture_path);
+    let mut lab = ChildGuard::spawn("regtap lab", command, &log)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .grace(std::time::Duration::from_secs(60));
+    lab.wait_until(
+        "its instructions",
+        std::time::Duration::from_secs(120),
+        || std::fs::read_to_string(&log).is_ok_and(|l| l.contains("regtap lab is ready")),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let said = std::fs::read_to_string(&log).unwrap_or_default();
+    let line_after = |prefix: &str| -> String {
+        said.lines()
+            .find_map(|l| l.trim().strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("no line {prefix:?} in:\n{said}"))
+            .to_owned()
+    };
+    let env_line = line_after("export ");
+    let env: Vec<(String, String)> = env_line
+        .split_whitespace()
+        .filter_map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        })
+        .collect();
+    let login: Vec<String> = line_after("docker login ")
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    let demo = line_after("docker push ");
+    let docker = |args: &[&str]| {
+        let mut command = std::process::Command::new("docker");
+        command.args(args).envs(env.iter().map(|(k, v)| (k, v)));
+        run_output(command).unwrap_or_else(|e| panic!("{e}"))
+    };
+    let mut login_args = vec!["login"];
+    login_args.extend(login.iter().map(String::as_str));
+    docker(&login_args).assert_success();
+    docker(&["push", &demo]).assert_success();
+    lab.stop();
+
+    let capture = Capture::read(&capture_path).unwrap_or_else(|e| panic!("{e}"));
+    let (registry, repository_tag) = demo
+        .split_once('/')
+        .unwrap_or_else(|| panic!("odd demo reference {demo}"));
+    let manifest_path = format!("/v2/{}", repository_tag.replace(':', "/manifests/"));
+    let manifest_put = capture.flows.iter().find(|f| {
+        f.request.method == "PUT" && f.request.url == format!("https://{registry}{manifest_path}")
+    });
+    assert_eq!(
+        manifest_put.and_then(|f| f.status()),
+        Some(201),
+        "no manifest PUT of {demo} among {} flows",
+        capture.flows.len()
+    );
+    assert!(
+        capture
+            .flows
+            .iter()
+            .any(|f| f.request.url.contains("/token?")),
+        "the login and push went through the token server"
+    );
+    std::fs::remove_dir_all(&scratch).unwrap_or_else(|e| panic!("{e}"));
+}

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 mod cmd_ca;
 mod cmd_decode;
 mod cmd_inspect;
+mod cmd_lab;
 mod cmd_proxy;
 mod cmd_setup;
 mod cmd_tui;
@@ -37,6 +38,8 @@ enum Command {
     Decode(cmd_decode::DecodeArgs),
     /// Browse a capture in the terminal: operations, sequence diagrams, flows
     Tui(cmd_tui::TuiArgs),
+    /// Run a local Docker-Hub-like lab (token server, registries, dockerd) through regtap
+    Lab(cmd_lab::LabArgs),
 }
 
 fn main() -> ExitCode {
@@ -57,5 +60,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Inspect(args) => cmd_inspect::run(args),
         Command::Decode(args) => cmd_decode::run(args),
         Command::Tui(args) => cmd_tui::run(args),
+        Command::Lab(args) => cmd_lab::run(args),
     }
 }

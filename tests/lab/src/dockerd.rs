@@ -87,6 +87,16 @@ impl Dockerd {
         &self.dir
     }
 
+    /// The API socket, for `docker -H unix://…` or `DOCKER_HOST`.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// The docker CLI's `DOCKER_CONFIG` directory for this daemon.
+    pub fn cli_config(&self) -> &Path {
+        &self.cli_config
+    }
+
     pub fn log_tail(&self, max: usize) -> String {
         self.process.log_tail(max)
     }

@@ -18,8 +18,9 @@ pub struct ChildGuard {
 }
 
 impl ChildGuard {
-    /// Starts `command` with stdout and stderr appended to `log`. The child
-    /// gets SIGTERM if the thread that started it dies without dropping the guard.
+    /// Starts `command` with stdout and stderr appended to `log`, in its own
+    /// process group. The child gets SIGTERM if the thread that started it
+    /// dies without dropping the guard.
     pub fn spawn(name: &str, mut command: Command, log: &Path) -> Result<Self, LabError> {
         let log_file = File::options()
             .create(true)
@@ -31,10 +32,15 @@ impl ChildGuard {
             .stdin(Stdio::null())
             .stdout(log_file)
             .stderr(log_err);
-        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+        // Its own process group, so a Ctrl-C at the terminal reaches only us
+        // (we stop children in order); SIGTERM if we die without stopping it.
+        // SAFETY: setpgid and prctl are async-signal-safe and touch no memory
+        // of the parent.
         unsafe {
             command.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                if libc::setpgid(0, 0) != 0
+                    || libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0
+                {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
