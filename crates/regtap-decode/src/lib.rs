@@ -122,6 +122,11 @@ impl Works {
         Works { items, position }
     }
 
+    /// Position in `items` of the (first) flow with this id.
+    pub fn index_of(&self, id: u64) -> Option<usize> {
+        self.position.get(&id).copied()
+    }
+
     pub fn get(&self, id: u64) -> Option<&Work> {
         self.position.get(&id).and_then(|&i| self.items.get(i))
     }

@@ -2,7 +2,7 @@
 //! which GET follows a redirect, which blobs a manifest's descriptors are;
 //! then the assembly of the [`Analysis`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use crate::http::{authority, short_digest};
 use crate::model::{
@@ -53,14 +53,20 @@ fn bearer_links(works: &mut Works) {
             .or_default()
             .push((w.local.flow.id, issued_at, expires));
     }
+    for list in issuers.values_mut() {
+        list.sort_by_key(|(id, at, _)| (*at, *id));
+    }
     for w in works.items.iter_mut() {
         let Some(hash) = w.local.bearer_hash.clone() else {
             continue;
         };
         let start = w.local.start();
+        // The latest issue of this token before the request, else the first.
         let issuer = issuers.get(&hash).and_then(|list| {
-            list.iter()
-                .rfind(|(_, at, _)| *at <= start)
+            let before = list.partition_point(|(_, at, _)| *at <= start);
+            before
+                .checked_sub(1)
+                .and_then(|k| list.get(k))
                 .or_else(|| list.first())
                 .copied()
         });
@@ -190,15 +196,13 @@ fn redirects(works: &mut Works) {
 #[derive(Default)]
 struct BlobFacts {
     status: Option<BlobStatus>,
-    flow_ids: Vec<u64>,
+    flow_ids: BTreeSet<u64>,
 }
 
 impl BlobFacts {
     fn see(&mut self, status: BlobStatus, id: u64) {
         self.status = Some(self.status.map_or(status, |s| s.max(status)));
-        if !self.flow_ids.contains(&id) {
-            self.flow_ids.push(id);
-        }
+        self.flow_ids.insert(id);
     }
 }
 
@@ -206,6 +210,7 @@ impl BlobFacts {
 /// flows of the same repository in the same operation (or, when the
 /// operation has none, anywhere in the capture).
 fn manifest_links(works: &mut Works, sessions: &[UploadSession]) {
+    let index = blob_facts(works, sessions);
     let targets: Vec<usize> = works
         .items
         .iter()
@@ -225,8 +230,14 @@ fn manifest_links(works: &mut Works, sessions: &[UploadSession]) {
         };
         let operation = w.operation;
         let is_put = matches!(w.local.kind, FlowKind::ManifestPut { .. });
-        let in_op = facts(works, sessions, &registry, &repository, operation);
-        let anywhere = facts(works, sessions, &registry, &repository, None);
+        let empty = HashMap::new();
+        let in_op = index
+            .get(&(registry.clone(), repository.clone(), operation))
+            .filter(|_| operation.is_some())
+            .unwrap_or(&empty);
+        let anywhere = index
+            .get(&(registry.clone(), repository.clone(), None))
+            .unwrap_or(&empty);
         let Some(w) = works.items.get_mut(i) else {
             continue;
         };
@@ -280,92 +291,102 @@ fn manifest_links(works: &mut Works, sessions: &[UploadSession]) {
 fn apply(d: &mut Descriptor, facts: Option<&BlobFacts>) {
     if let Some(facts) = facts {
         d.blob_status = facts.status.unwrap_or(BlobStatus::Unknown);
-        d.blob_flow_ids = facts.flow_ids.clone();
+        d.blob_flow_ids = facts.flow_ids.iter().copied().collect();
     }
 }
 
-fn facts(
-    works: &Works,
-    sessions: &[UploadSession],
-    registry: &str,
-    repository: &str,
-    operation: Option<usize>,
-) -> HashMap<String, BlobFacts> {
-    let mut out: HashMap<String, BlobFacts> = HashMap::new();
-    let in_scope = |w: &crate::Work| {
-        w.local.kind.registry() == Some(registry)
-            && w.local.kind.repository() == Some(repository)
-            && (operation.is_none() || w.operation == operation)
+/// Blob facts per (registry, repository, operation), and per (registry,
+/// repository, `None`) for the whole capture, in one pass.
+type FactsIndex = HashMap<(String, String, Option<usize>), HashMap<String, BlobFacts>>;
+
+fn blob_facts(works: &Works, sessions: &[UploadSession]) -> FactsIndex {
+    let mut index: FactsIndex = HashMap::new();
+    let mut record = |registry: &str,
+                      repository: &str,
+                      operation: Option<usize>,
+                      digest: &str,
+                      status: Option<BlobStatus>,
+                      id: u64| {
+        let scopes = if operation.is_some() { 2 } else { 1 };
+        for scope in [operation, None].into_iter().skip(2 - scopes) {
+            let facts = index
+                .entry((registry.to_owned(), repository.to_owned(), scope))
+                .or_default()
+                .entry(digest.to_owned())
+                .or_default();
+            match status {
+                Some(status) => facts.see(status, id),
+                None => {
+                    facts.flow_ids.insert(id);
+                }
+            }
+        }
     };
-    for w in works.items.iter().filter(|w| in_scope(w)) {
+    for w in &works.items {
+        let (Some(registry), Some(repository)) =
+            (w.local.kind.registry(), w.local.kind.repository())
+        else {
+            continue;
+        };
         let id = w.local.flow.id;
         let status = w.local.status();
+        let mut note = |digest: &str, blob: Option<BlobStatus>| {
+            record(registry, repository, w.operation, digest, blob, id);
+        };
         match &w.local.kind {
             FlowKind::BlobHead { digest, .. } => match status {
-                Some(200) => out
-                    .entry(digest.clone())
-                    .or_default()
-                    .see(BlobStatus::Present, id),
-                Some(404) => out
-                    .entry(digest.clone())
-                    .or_default()
-                    .see(BlobStatus::Missing, id),
+                Some(200) => note(digest, Some(BlobStatus::Present)),
+                Some(404) => note(digest, Some(BlobStatus::Missing)),
                 _ => {}
             },
             FlowKind::BlobGet { digest, .. } if matches!(status, Some(200 | 206)) => {
-                out.entry(digest.clone())
-                    .or_default()
-                    .see(BlobStatus::Downloaded, id);
+                note(digest, Some(BlobStatus::Downloaded));
             }
-            FlowKind::BlobGet { digest, .. } => {
-                out.entry(digest.clone()).or_default().flow_ids.push(id);
-            }
+            FlowKind::BlobGet { digest, .. } => note(digest, None),
             FlowKind::ManifestPut { reference, .. }
                 if reference.is_digest() && status == Some(201) =>
             {
-                out.entry(reference.as_str().to_owned())
-                    .or_default()
-                    .see(BlobStatus::Uploaded, id);
+                note(reference.as_str(), Some(BlobStatus::Uploaded));
             }
             FlowKind::ManifestHead { reference, .. }
                 if reference.is_digest() && status == Some(200) =>
             {
-                out.entry(reference.as_str().to_owned())
-                    .or_default()
-                    .see(BlobStatus::Present, id);
+                note(reference.as_str(), Some(BlobStatus::Present));
             }
             FlowKind::ManifestGet { reference, .. }
                 if reference.is_digest() && status == Some(200) =>
             {
-                out.entry(reference.as_str().to_owned())
-                    .or_default()
-                    .see(BlobStatus::Downloaded, id);
+                note(reference.as_str(), Some(BlobStatus::Downloaded));
             }
             _ => {}
         }
     }
     for session in sessions {
-        if session.registry != registry || session.repository != repository {
-            continue;
-        }
         let Some(digest) = &session.digest else {
             continue;
         };
-        let first = session.flow_ids.first().and_then(|id| works.get(*id));
-        if operation.is_some() && first.is_some_and(|w| w.operation != operation) {
-            continue;
-        }
         let status = match session.outcome {
             SessionOutcome::Completed => BlobStatus::Uploaded,
             SessionOutcome::Mounted => BlobStatus::Mounted,
             _ => continue,
         };
-        let facts = out.entry(digest.clone()).or_default();
+        let operation = session
+            .flow_ids
+            .first()
+            .and_then(|id| works.get(*id))
+            .and_then(|w| w.operation);
         for id in &session.flow_ids {
-            facts.see(status, *id);
+            record(
+                &session.registry,
+                &session.repository,
+                operation,
+                digest,
+                Some(status),
+                *id,
+            );
         }
     }
-    out
+    index
 }
 
 fn assemble(

@@ -3,6 +3,8 @@
 //! per flow (the [`crate::Analyzer`] caches it); the links between flows
 //! are made afterwards.
 
+use std::sync::Arc;
+
 use regtap_capture::{Flow, Headers};
 use sha2::Digest as _;
 use url::Url;
@@ -19,7 +21,8 @@ use crate::{errors, jwt, manifest, state};
 
 #[derive(Debug, Clone)]
 pub(crate) struct Local {
-    pub flow: Flow,
+    /// Shared: every analysis clones the decoded flows, not their bodies.
+    pub flow: Arc<Flow>,
     pub url: Option<Url>,
     pub kind: FlowKind,
     pub annotations: Vec<Annotation>,
@@ -118,7 +121,7 @@ pub(crate) fn decode_flow(flow: &Flow, options: &Options) -> Local {
         .and_then(|r| r.headers.get("location"))
         .and_then(|l| resolve(url.as_ref(), l));
     let mut local = Local {
-        flow: flow.clone(),
+        flow: Arc::new(flow.clone()),
         url,
         kind,
         annotations: Vec::new(),

@@ -36,7 +36,6 @@ struct Window {
     registry: String,
     start: i64,
     base: usize,
-    groups: Vec<usize>,
     has_repository_flows: bool,
 }
 
@@ -65,6 +64,7 @@ pub(crate) fn group(works: &mut Works) -> Vec<Group> {
     let mut groups: Vec<Group> = Vec::new();
     let mut windows: Vec<Window> = Vec::new();
     let mut open: HashMap<String, usize> = HashMap::new();
+    let mut by_repository: HashMap<(String, String), Vec<usize>> = HashMap::new();
     let mut deferred: Vec<usize> = Vec::new();
     let mut group_of: Vec<Option<usize>> = vec![None; works.items.len()];
 
@@ -124,8 +124,9 @@ pub(crate) fn group(works: &mut Works) -> Vec<Group> {
         let target = match &repository {
             None => windows.get(x).map(|win| win.base),
             Some(repo) => Some(repository_group(
-                &mut windows,
+                &windows,
                 &mut groups,
+                &mut by_repository,
                 x,
                 &registry,
                 repo,
@@ -142,6 +143,21 @@ pub(crate) fn group(works: &mut Works) -> Vec<Group> {
         }
     }
 
+    // The first request that used each issued token, and the flows whose
+    // challenges named each realm.
+    let mut first_user: HashMap<u64, usize> = HashMap::new();
+    let mut challenged: HashMap<String, Vec<usize>> = HashMap::new();
+    for (p, w) in works.items.iter().enumerate() {
+        if let Some(issuer) = w.local.bearer.as_ref().and_then(|b| b.issued_by) {
+            first_user.entry(issuer).or_insert(p);
+        }
+        for realm in w.local.challenges.iter().filter_map(|c| c.realm.as_deref()) {
+            let list = challenged.entry(realm_key(realm)).or_default();
+            if list.last() != Some(&p) {
+                list.push(p);
+            }
+        }
+    }
     for i in deferred {
         let Some(w) = works.items.get(i) else {
             continue;
@@ -152,11 +168,17 @@ pub(crate) fn group(works: &mut Works) -> Vec<Group> {
                 redirected_from: Some(from),
                 ..
             } => works
-                .items
-                .iter()
-                .position(|f| f.local.flow.id == *from)
+                .index_of(*from)
                 .and_then(|p| group_of.get(p).copied().flatten()),
-            FlowKind::Token { scopes, .. } => token_group(works, &group_of, &groups, i, scopes),
+            FlowKind::Token { scopes, .. } => token_group(
+                works,
+                &group_of,
+                &groups,
+                &first_user,
+                &challenged,
+                i,
+                scopes,
+            ),
             _ => unknown_group(&windows, w),
         };
         let g = match target {
@@ -217,7 +239,6 @@ fn open_window(
         registry: registry.to_owned(),
         start,
         base: groups.len() - 1,
-        groups: vec![groups.len() - 1],
         has_repository_flows: false,
     });
     open.insert(registry.to_owned(), windows.len() - 1);
@@ -225,12 +246,14 @@ fn open_window(
 
 /// The group of `repository` for a flow in window `x`.
 fn repository_group(
-    windows: &mut [Window],
+    windows: &[Window],
     groups: &mut Vec<Group>,
+    by_repository: &mut HashMap<(String, String), Vec<usize>>,
     x: usize,
     registry: &str,
     repository: &str,
 ) -> usize {
+    let key = (registry.to_owned(), repository.to_owned());
     let Some(window) = windows.get(x) else {
         groups.push(Group::new(
             Some(registry.to_owned()),
@@ -239,43 +262,45 @@ fn repository_group(
         ));
         return groups.len() - 1;
     };
+    let known = by_repository
+        .get(&key)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
     // 1. This window already has the repository.
-    if let Some(&g) = window.groups.iter().find(|&&g| {
-        groups
-            .get(g)
-            .is_some_and(|x| x.repository.as_deref() == Some(repository))
-    }) {
+    if let Some(&g) = known
+        .iter()
+        .rev()
+        .find(|&&g| groups.get(g).is_some_and(|group| group.window == Some(x)))
+    {
         return g;
     }
     // 2. An operation on it from an earlier window is still running.
     let window_start = window.start;
-    if let Some(g) = groups.iter().rposition(|group| {
-        group.window != Some(x)
-            && group.window.is_some()
-            && group.registry.as_deref() == Some(registry)
-            && group.repository.as_deref() == Some(repository)
-            && group.last_end >= window_start
+    if let Some(&g) = known.iter().rev().find(|&&g| {
+        groups
+            .get(g)
+            .is_some_and(|group| group.window != Some(x) && group.last_end >= window_start)
     }) {
         return g;
     }
     // 3. The window's first repository takes the ping and tokens along.
     let base = window.base;
-    if let Some(group) = groups.get_mut(base)
-        && group.repository.is_none()
-    {
-        group.repository = Some(repository.to_owned());
-        return base;
-    }
-    // 4. Another repository in the same window.
-    groups.push(Group::new(
-        Some(registry.to_owned()),
-        Some(repository.to_owned()),
-        Some(x),
-    ));
-    let g = groups.len() - 1;
-    if let Some(window) = windows.get_mut(x) {
-        window.groups.push(g);
-    }
+    let g = match groups.get_mut(base) {
+        Some(group) if group.repository.is_none() => {
+            group.repository = Some(repository.to_owned());
+            base
+        }
+        // 4. Another repository in the same window.
+        _ => {
+            groups.push(Group::new(
+                Some(registry.to_owned()),
+                Some(repository.to_owned()),
+                Some(x),
+            ));
+            groups.len() - 1
+        }
+    };
+    by_repository.entry(key).or_default().push(g);
     g
 }
 
@@ -285,45 +310,26 @@ fn token_group(
     works: &Works,
     group_of: &[Option<usize>],
     groups: &[Group],
+    first_user: &HashMap<u64, usize>,
+    challenged: &HashMap<String, Vec<usize>>,
     i: usize,
     scopes: &[String],
 ) -> Option<usize> {
     let w = works.items.get(i)?;
     let id = w.local.flow.id;
     let start = w.local.start();
-    let used_by = works.items.iter().position(|f| {
-        f.local
-            .bearer
-            .as_ref()
-            .is_some_and(|b| b.issued_by == Some(id))
-    });
+    let used_by = first_user.get(&id).copied();
     if let Some(g) = used_by.and_then(|p| group_of.get(p).copied().flatten()) {
         return Some(g);
     }
-    let realm = w.local.url.as_ref().map(|u| {
-        let mut base = u.clone();
-        base.set_query(None);
-        base.set_fragment(None);
-        String::from(base)
-    });
-    let pinged = works
-        .items
-        .iter()
-        .enumerate()
-        .take(i)
-        .rev()
-        .find_map(|(p, f)| {
-            let challenged = f.local.challenges.iter().any(|c| {
-                c.realm
-                    .as_deref()
-                    .and_then(|r| url::Url::parse(r).ok())
-                    .map(String::from)
-                    == realm
-            });
-            challenged
-                .then(|| group_of.get(p).copied().flatten())
-                .flatten()
-        });
+    let realm = w.local.url.as_ref().map(|u| realm_key(u.as_str()));
+    let pinged = realm
+        .and_then(|r| challenged.get(&r))
+        .and_then(|positions| {
+            let before = positions.partition_point(|&p| p < i);
+            before.checked_sub(1).and_then(|k| positions.get(k))
+        })
+        .and_then(|&p| group_of.get(p).copied().flatten());
     if pinged.is_some() {
         return pinged;
     }
@@ -351,6 +357,18 @@ fn token_group(
         .map(|(g, _)| g)
 }
 
+/// A realm or token URL without query and fragment, normalised.
+fn realm_key(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            u.set_query(None);
+            u.set_fragment(None);
+            u.into()
+        }
+        Err(_) => url.to_owned(),
+    }
+}
+
 /// An unknown request to a registry host joins that registry's latest window.
 fn unknown_group(windows: &[Window], w: &crate::Work) -> Option<usize> {
     let host = w.local.url.as_ref().map(authority)?;
@@ -369,13 +387,11 @@ fn loose_group(groups: &mut Vec<Group>, w: &crate::Work) -> usize {
         .as_ref()
         .map(authority)
         .unwrap_or_else(|| w.local.flow.url().to_owned());
-    if let Some(last) = groups
-        .iter()
-        .rposition(|g| g.window.is_none() && g.host.is_some())
-        && groups.get(last).and_then(|g| g.host.as_deref()) == Some(host.as_str())
-        && groups.len() == last + 1
+    if let Some(last) = groups.last()
+        && last.window.is_none()
+        && last.host.as_deref() == Some(host.as_str())
     {
-        return last;
+        return groups.len() - 1;
     }
     let mut group = Group::new(None, None, None);
     group.host = Some(host);
