@@ -683,6 +683,13 @@ fn error_body(local: &mut Local) {
             // the token dance, not a problem.
             let expected =
                 response.status == 401 && local.flow.request.headers.get("authorization").is_none();
+            let with_credentials = local.flow.request.headers.get("authorization").is_some();
+            let mut list = list;
+            for error in &mut list {
+                if error.code == "UNAUTHORIZED" && with_credentials {
+                    error.explanation = "The registry did not accept the credentials sent for this action: the token lacks the scope, has expired, or was issued for another service.".to_owned();
+                }
+            }
             for error in &list {
                 let detail = error
                     .detail

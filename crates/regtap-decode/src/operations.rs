@@ -602,18 +602,19 @@ fn status(
     sessions: &[UploadSession],
 ) -> OperationStatus {
     let failure = |w: &crate::Work| -> String {
-        let what = w.summary.clone();
-        let challenge = w
+        let mut parts = vec![w.summary.clone()];
+        if let Some(e) = w.local.registry_errors.first() {
+            parts.push(format!("{}: {}", e.code, e.explanation));
+        }
+        if let Some(a) = w
             .local
             .annotations
             .iter()
             .find(|a| a.label == "challenge" && a.severity == Severity::Warning)
-            .map(|a| format!("; {}", a.text))
-            .unwrap_or_default();
-        match w.local.registry_errors.first() {
-            Some(e) => format!("{what}: {} {}{challenge}", e.code, e.explanation),
-            None => format!("{what}{challenge}"),
+        {
+            parts.push(a.text.clone());
         }
+        parts.join(" — ")
     };
     // A failure that a later request for the same thing got past is not the
     // operation's failure (a client retrying with a fresh token).
@@ -740,14 +741,13 @@ enum Unit {
 }
 
 /// Info annotations worth showing next to a step; warnings and errors always are.
-const KEY_LABELS: [&str; 7] = [
+const KEY_LABELS: [&str; 6] = [
     "challenge",
     "token",
     "granted",
     "digest",
     "blobs",
     "rate-limit",
-    "basic",
 ];
 
 fn steps(members: &[&crate::Work], sessions: &[UploadSession]) -> Vec<Step> {
@@ -798,9 +798,16 @@ fn steps(members: &[&crate::Work], sessions: &[UploadSession]) -> Vec<Step> {
                 for a in &w.local.annotations {
                     // One `_state` per upload is enough to tell what it is.
                     let first_state = a.label == "_state" && !shown_state;
+                    // Credentials matter where authentication happens.
+                    let authenticating = a.label == "basic"
+                        && matches!(
+                            w.local.kind,
+                            FlowKind::ApiCheck { .. } | FlowKind::Token { .. }
+                        );
                     let key = a.severity >= Severity::Warning
                         || KEY_LABELS.contains(&a.label.as_str())
-                        || first_state;
+                        || first_state
+                        || authenticating;
                     if key && !annotations.contains(a) {
                         shown_state |= a.label == "_state";
                         annotations.push(a.clone());

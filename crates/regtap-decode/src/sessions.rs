@@ -391,7 +391,7 @@ fn state_consistency(w: &mut Work) {
 /// Digest check once all flows are in, told on the flow that gave the digest.
 fn finish(session: &mut UploadSession, works: &mut Works) {
     session.digest_check = digest_check(session, works);
-    if session.outcome == SessionOutcome::Mounted {
+    if session.outcome != SessionOutcome::Completed {
         return;
     }
     let annotation = match &session.digest_check {
