@@ -480,11 +480,19 @@ fn digest_check(session: &UploadSession, works: &Works) -> DigestCheck {
                 match body.full_bytes() {
                     Some(bytes) => hasher.update(&bytes),
                     None => {
+                        let stored = several.iter().all(|b| b.stored.is_some());
                         return DigestCheck::NotVerifiable {
-                            reason: format!(
-                                "{} chunks, and their bytes are not in the capture (only each chunk's hash is)",
-                                several.len()
-                            ),
+                            reason: if stored {
+                                format!(
+                                    "{} chunks; their bytes are in the body store, which the analysis does not read (only each chunk's hash is in the capture)",
+                                    several.len()
+                                )
+                            } else {
+                                format!(
+                                    "{} chunks, and their bytes are not in the capture (only each chunk's hash is)",
+                                    several.len()
+                                )
+                            },
                         };
                     }
                 }

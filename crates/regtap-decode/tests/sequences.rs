@@ -913,3 +913,163 @@ fn colour_only_when_asked() {
     assert!(coloured.contains("\x1b[32msucceeded\x1b[0m"));
     assert!(plain.contains("1. login registry.test:5000 — succeeded"));
 }
+
+#[test]
+fn multi_arch_pull_follows_the_index_to_one_platform() {
+    let image = Image::new();
+    let manifest = image.manifest();
+    let index = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[
+          {{"mediaType":"application/vnd.docker.distribution.manifest.v2+json","size":{},"digest":"{}","platform":{{"architecture":"amd64","os":"linux"}}}},
+          {{"mediaType":"application/vnd.docker.distribution.manifest.v2+json","size":10,"digest":"sha256:{}","platform":{{"architecture":"arm64","os":"linux","variant":"v8"}}}}]}}"#,
+        manifest.len(),
+        digest(&manifest),
+        "a".repeat(64)
+    );
+    let (t, token) = token(
+        2,
+        10,
+        &["repository:library/app:pull"],
+        &[("library/app", &["pull"])],
+    );
+    let a = bearer(&token);
+    let get = |id: u64, ms: i64, reference: &str, body: &[u8], media: &str| {
+        FlowBuilder::new(
+            id,
+            "GET",
+            &format!("{REGISTRY}/v2/library/app/manifests/{reference}"),
+        )
+        .start_ns(at(ms))
+        .request_header("Authorization", &a)
+        .status(200)
+        .response_header("Content-Type", media)
+        .response_header("Docker-Content-Digest", &digest(body))
+        .response_body(body)
+        .build()
+    };
+    let mut flows = vec![
+        ping(1, 0, REGISTRY),
+        t,
+        get(
+            3,
+            20,
+            "v1",
+            index.as_bytes(),
+            "application/vnd.oci.image.index.v1+json",
+        ),
+        get(
+            4,
+            30,
+            &digest(&manifest),
+            &manifest,
+            "application/vnd.docker.distribution.manifest.v2+json",
+        ),
+    ];
+    flows.push(blob_get(5, 40, REGISTRY, "library/app", &image.config, &a));
+    let analysis = run(&flows);
+    assert_eq!(titles(&analysis), vec!["pull library/app:v1"]);
+    assert_eq!(analysis.operations[0].status, OperationStatus::Succeeded);
+    let index = analysis.flow(3).unwrap().manifest.as_ref().unwrap();
+    assert_eq!(index.manifests.len(), 2);
+    assert_eq!(index.manifests[0].platform.as_deref(), Some("linux/amd64"));
+    assert_eq!(index.manifests[0].blob_status, BlobStatus::Downloaded);
+    assert_eq!(index.manifests[0].blob_flow_ids, vec![4]);
+    assert_eq!(index.manifests[1].blob_status, BlobStatus::Unknown);
+    let platform = analysis.flow(4).unwrap().manifest.as_ref().unwrap();
+    assert_eq!(
+        platform.config.as_ref().unwrap().blob_status,
+        BlobStatus::Downloaded
+    );
+    assert!(
+        analysis
+            .flow(3)
+            .unwrap()
+            .summary
+            .contains("OCI index of 2 manifest(s): linux/amd64, linux/arm64/v8")
+    );
+}
+
+#[test]
+fn upload_status_and_cancel_belong_to_the_session() {
+    let a = "Bearer t";
+    let status = FlowBuilder::new(
+        3,
+        "GET",
+        &format!("{REGISTRY}/v2/lab/seq/blobs/uploads/u-7"),
+    )
+    .start_ns(at(30))
+    .request_header("Authorization", a)
+    .status(204)
+    .response_header("Range", "0-2")
+    .response_header("Docker-Upload-UUID", "u-7")
+    .build();
+    let cancel = FlowBuilder::new(
+        4,
+        "DELETE",
+        &format!("{REGISTRY}/v2/lab/seq/blobs/uploads/u-7"),
+    )
+    .start_ns(at(40))
+    .request_header("Authorization", a)
+    .status(204)
+    .build();
+    let flows = vec![
+        upload_start(1, 0, REGISTRY, "lab/seq", "u-7", a),
+        upload_chunk(2, 10, REGISTRY, "lab/seq", "u-7", a, b"abc"),
+        status,
+        cancel,
+    ];
+    let analysis = run(&flows);
+    assert_eq!(analysis.sessions.len(), 1);
+    let s = &analysis.sessions[0];
+    assert_eq!(s.flow_ids, vec![1, 2, 3, 4]);
+    assert_eq!(s.outcome, SessionOutcome::Cancelled);
+    assert_eq!(s.total_bytes, 3);
+    assert!(matches!(s.digest_check, DigestCheck::NotVerifiable { .. }));
+    assert_eq!(analysis.flow(3).unwrap().kind.label(), "upload-status");
+    assert_eq!(analysis.flow(4).unwrap().kind.label(), "upload-cancel");
+    assert!(
+        analysis.operations[0]
+            .steps
+            .iter()
+            .any(|s| s.explanation.contains("cancelled after 3 B"))
+    );
+    assert!(
+        analysis.diagnostics.is_empty(),
+        "{:#?}",
+        analysis.diagnostics
+    );
+}
+
+#[test]
+fn bytes_in_the_body_store_are_named_in_the_reason() {
+    let mut flows = vec![upload_start(1, 0, REGISTRY, "lab/seq", "u-8", "Bearer t")];
+    for (id, range) in [(2u64, "0-9"), (3, "10-19")] {
+        let mut chunk = FlowBuilder::new(
+            id,
+            "PATCH",
+            &format!("{REGISTRY}/v2/lab/seq/blobs/uploads/u-8"),
+        )
+        .start_ns(at(id as i64 * 10))
+        .request_header("Content-Range", range)
+        .request_body_summary(10, &sha256(b"0123456789"))
+        .status(202)
+        .build();
+        chunk.request.body.stored = Some(format!("sha256/{}", sha256(b"0123456789")));
+        flows.push(chunk);
+    }
+    flows.push(upload_finish(
+        4,
+        40,
+        REGISTRY,
+        "lab/seq",
+        "u-8",
+        "Bearer t",
+        20,
+        &digest(b"01234567890123456789"),
+    ));
+    let analysis = run(&flows);
+    match &analysis.sessions[0].digest_check {
+        DigestCheck::NotVerifiable { reason } => assert!(reason.contains("body store"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+}
