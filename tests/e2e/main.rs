@@ -130,7 +130,11 @@ fn dockerd_and_skopeo_through_regtap() {
                     .cloned()
                     .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
                     .unwrap_or_default();
-                eprintln!("scenario {name}: FAILED ({:?})", t.elapsed());
+                eprintln!(
+                    "scenario {name}: FAILED ({:?})\n{}",
+                    t.elapsed(),
+                    world.lab.log_tails()
+                );
                 failures.push(format!("{name}: {message}"));
             }
         }

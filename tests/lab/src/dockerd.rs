@@ -9,7 +9,6 @@ use crate::LabError;
 use crate::process::{ChildGuard, CommandOutput, run_output};
 
 pub struct Dockerd {
-    dir: PathBuf,
     socket: PathBuf,
     /// The CLI's `DOCKER_CONFIG` (credentials of `docker login`).
     cli_config: PathBuf,
@@ -64,7 +63,6 @@ impl Dockerd {
             probe_socket.exists() && answers(&probe)
         })?;
         Ok(Dockerd {
-            dir: dir.to_owned(),
             socket,
             cli_config,
             process,
@@ -81,10 +79,6 @@ impl Dockerd {
                 stderr: e.to_string(),
             }
         })
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     /// The API socket, for `docker -H unix://…` or `DOCKER_HOST`.

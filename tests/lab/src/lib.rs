@@ -148,15 +148,14 @@ pub struct Lab {
     // Fields drop in this order: dockerd first, the temporary directory last.
     pub dockerd: Dockerd,
     proxy: Option<RegtapProxy>,
-    tunnel: Option<Tunnel>,
+    /// Held for its lifetime: the tunnel serves until dropped.
+    _tunnel: Option<Tunnel>,
     pub basic_registry: Registry,
     pub registry: Registry,
     pub token_server: TokenServer,
     pub pki: Arc<Pki>,
     pub pki_files: PkiFiles,
     regtap: Option<(Regtap, Vec<String>)>,
-    /// regtap's CA certificate (PEM), when going through regtap.
-    pub regtap_ca: Option<PathBuf>,
     /// The `SSL_CERT_FILE` of dockerd and skopeo.
     pub ca_bundle: PathBuf,
     proxy_url: String,
@@ -211,7 +210,7 @@ impl Lab {
         let mut bundle = std::fs::read(SYSTEM_CA_BUNDLE)
             .map_err(|e| LabError::io(Path::new(SYSTEM_CA_BUNDLE), e))?;
         bundle.push(b'\n');
-        let (tunnel, regtap, regtap_ca, proxy_port, proxy_url) = match via {
+        let (tunnel, regtap, proxy_port, proxy_url) = match via {
             Via::Regtap {
                 bin,
                 mut proxy_args,
@@ -232,7 +231,6 @@ impl Lab {
                 (
                     None,
                     Some((regtap, proxy_args)),
-                    Some(ca),
                     port,
                     format!("http://127.0.0.1:{port}"),
                 )
@@ -248,7 +246,7 @@ impl Lab {
                     (format!("{AUTH_HOST}:{auth_port}"), auth_port),
                 ])?;
                 let url = tunnel.url();
-                (Some(tunnel), None, None, 0, url)
+                (Some(tunnel), None, 0, url)
             }
         };
         write_file(&ca_bundle, &bundle)?;
@@ -258,14 +256,13 @@ impl Lab {
         Ok(Lab {
             dockerd,
             proxy: None,
-            tunnel,
+            _tunnel: tunnel,
             basic_registry,
             registry,
             token_server,
             pki,
             pki_files,
             regtap,
-            regtap_ca,
             ca_bundle,
             proxy_url,
             proxy_port,
@@ -357,12 +354,20 @@ impl Lab {
         Ok(Capture::read(&capture)?)
     }
 
-    /// The log of the running regtap proxy (for failure messages).
-    pub fn proxy_log_tail(&self) -> String {
-        self.proxy
+    /// The ends of the logs of dockerd, the running regtap proxy and the
+    /// registries, for failure messages.
+    pub fn log_tails(&self) -> String {
+        let proxy = self
+            .proxy
             .as_ref()
-            .map(|p| p.log_tail(4000))
-            .unwrap_or_default()
+            .map(|p| p.log_tail(2000))
+            .unwrap_or_else(|| "(not running)".to_owned());
+        format!(
+            "--- dockerd:\n{}\n--- regtap proxy:\n{proxy}\n--- token-auth registry:\n{}\n--- Basic-auth registry:\n{}",
+            self.dockerd.log_tail(2000),
+            self.registry.log_tail(1500),
+            self.basic_registry.log_tail(1500),
+        )
     }
 
     fn stop_proxy(&mut self) {
@@ -395,11 +400,6 @@ impl Lab {
             stdout: String::new(),
             stderr: e.to_string(),
         })
-    }
-
-    /// Whether this lab routes through the plain tunnel instead of regtap.
-    pub fn is_tunnel(&self) -> bool {
-        self.tunnel.is_some()
     }
 }
 

@@ -62,14 +62,6 @@ impl ChildGuard {
         self
     }
 
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
-    }
-
-    pub fn log_path(&self) -> &Path {
-        &self.log
-    }
-
     /// The last `max` bytes of the log, for error messages.
     pub fn log_tail(&self, max: usize) -> String {
         let text = std::fs::read(&self.log).unwrap_or_default();

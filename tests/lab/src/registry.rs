@@ -1,7 +1,7 @@
 //! distribution (`docker-registry serve`) with TLS, either with token auth
 //! pointing at the lab token server or with htpasswd Basic auth.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -25,7 +25,6 @@ pub enum RegistryAuth {
 
 pub struct Registry {
     pub port: u16,
-    pub storage: PathBuf,
     process: ChildGuard,
 }
 
@@ -80,11 +79,7 @@ impl Registry {
         let mut process = ChildGuard::spawn("docker-registry", command, &dir.join("registry.log"))?
             .grace(Duration::from_secs(5));
         process.wait_until("its port", Duration::from_secs(20), || port_open(port))?;
-        Ok(Registry {
-            port,
-            storage,
-            process,
-        })
+        Ok(Registry { port, process })
     }
 
     pub fn log_tail(&self, max: usize) -> String {
