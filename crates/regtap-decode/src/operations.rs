@@ -30,6 +30,8 @@ pub(crate) struct Group {
     host: Option<String>,
     members: Vec<usize>,
     last_end: i64,
+    /// A push whose tag manifest PUT was answered: nothing more comes.
+    finished: bool,
 }
 
 struct Window {
@@ -48,6 +50,7 @@ impl Group {
             host: None,
             members: Vec::new(),
             last_end: i64::MIN,
+            finished: false,
         }
     }
 }
@@ -121,17 +124,35 @@ pub(crate) fn group(works: &mut Works) -> Vec<Group> {
             continue;
         };
         let repository = kind.repository().map(str::to_owned);
+        // When the token this request carries was issued, if the capture says.
+        let token_issued_at = w
+            .local
+            .bearer
+            .as_ref()
+            .and_then(|b| b.issued_by)
+            .and_then(|id| works.get(id))
+            .map(|t| t.local.start());
         let target = match &repository {
             None => windows.get(x).map(|win| win.base),
             Some(repo) => Some(repository_group(
                 &windows,
                 &mut groups,
                 &mut by_repository,
-                x,
-                &registry,
-                repo,
+                Placement {
+                    window: x,
+                    registry: &registry,
+                    repository: repo,
+                    token_issued_at,
+                },
             )),
         };
+        let ends_push = matches!(
+            kind,
+            FlowKind::ManifestPut {
+                reference: Reference::Tag(_),
+                ..
+            }
+        ) && w.local.flow.response.is_some();
         if let Some(window) = windows.get_mut(x)
             && repository.is_some()
         {
@@ -140,6 +161,9 @@ pub(crate) fn group(works: &mut Works) -> Vec<Group> {
         if let Some(g) = target {
             add(&mut groups, g, i, end);
             group_of[i] = Some(g);
+            if let Some(group) = groups.get_mut(g) {
+                group.finished |= ends_push;
+            }
         }
     }
 
@@ -244,15 +268,27 @@ fn open_window(
     open.insert(registry.to_owned(), windows.len() - 1);
 }
 
-/// The group of `repository` for a flow in window `x`.
+/// Where a repository flow arrived: the open window of its registry.
+struct Placement<'a> {
+    window: usize,
+    registry: &'a str,
+    repository: &'a str,
+    token_issued_at: Option<i64>,
+}
+
+/// The group of a repository flow.
 fn repository_group(
     windows: &[Window],
     groups: &mut Vec<Group>,
     by_repository: &mut HashMap<(String, String), Vec<usize>>,
-    x: usize,
-    registry: &str,
-    repository: &str,
+    at: Placement<'_>,
 ) -> usize {
+    let Placement {
+        window: x,
+        registry,
+        repository,
+        token_issued_at,
+    } = at;
     let key = (registry.to_owned(), repository.to_owned());
     let Some(window) = windows.get(x) else {
         groups.push(Group::new(
@@ -274,12 +310,21 @@ fn repository_group(
     {
         return g;
     }
-    // 2. An operation on it from an earlier window is still running.
+    // 2. An operation on it from an earlier window is still running: the
+    // request carries a token from before this window, or the earlier
+    // operation was busy when the window opened, or this window is
+    // another repository's.
     let window_start = window.start;
+    let old_token = token_issued_at.is_some_and(|t| t < window_start);
+    let window_taken = groups
+        .get(window.base)
+        .is_some_and(|b| b.repository.as_deref().is_some_and(|r| r != repository));
     if let Some(&g) = known.iter().rev().find(|&&g| {
-        groups
-            .get(g)
-            .is_some_and(|group| group.window != Some(x) && group.last_end >= window_start)
+        groups.get(g).is_some_and(|group| {
+            group.window != Some(x)
+                && !group.finished
+                && (old_token || window_taken || group.last_end >= window_start)
+        })
     }) {
         return g;
     }

@@ -1073,3 +1073,69 @@ fn bytes_in_the_body_store_are_named_in_the_reason() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn a_pull_started_during_a_push_is_its_own_operation() {
+    let image = Image::new();
+    // The push of lab/seq runs from 0 to 251 ms; a pull of lab/other starts at 100 ms.
+    let mut flows = first_push(&image, 1, 0, REGISTRY);
+    let (t, token) = token(
+        102,
+        110,
+        &["repository:lab/other:pull"],
+        &[("lab/other", &["pull"])],
+    );
+    let a = bearer(&token);
+    flows.push(ping(101, 100, REGISTRY));
+    flows.push(t);
+    flows.push(
+        FlowBuilder::new(103, "GET", &format!("{REGISTRY}/v2/lab/other/manifests/v2"))
+            .start_ns(at(120))
+            .request_header("Authorization", &a)
+            .status(200)
+            .response_header(
+                "Content-Type",
+                "application/vnd.docker.distribution.manifest.v2+json",
+            )
+            .response_body(&image.manifest())
+            .build(),
+    );
+    flows.push(blob_get(104, 130, REGISTRY, "lab/other", &image.config, &a));
+    let analysis = run(&flows);
+    assert_eq!(
+        titles(&analysis),
+        vec!["push lab/seq:latest", "pull lab/other:v2"]
+    );
+    assert_eq!(analysis.operations[0].flow_ids.len(), 20);
+    assert_eq!(analysis.operations[1].flow_ids, vec![101, 102, 103, 104]);
+    assert!(
+        analysis
+            .operations
+            .iter()
+            .all(|o| o.status == OperationStatus::Succeeded)
+    );
+}
+
+#[test]
+fn a_push_run_again_after_an_abort_is_a_second_operation() {
+    let image = Image::new();
+    // The first attempt stops after its PATCHes (Ctrl-C): no PUT, no manifest.
+    let aborted: Vec<Flow> = first_push(&image, 1, 0, REGISTRY)
+        .into_iter()
+        .filter(|f| f.id <= 8)
+        .collect();
+    let mut flows = aborted;
+    flows.extend(first_push(&image, 101, 5_000, REGISTRY));
+    let analysis = run(&flows);
+    assert_eq!(
+        titles(&analysis),
+        vec!["push lab/seq", "push lab/seq:latest"]
+    );
+    assert_eq!(analysis.operations[0].status, OperationStatus::Incomplete);
+    assert_eq!(
+        analysis.operations[0].flow_ids,
+        (1..=8).collect::<Vec<u64>>()
+    );
+    assert_eq!(analysis.operations[1].status, OperationStatus::Succeeded);
+    assert_eq!(analysis.operations[1].flow_ids.len(), 20);
+}
