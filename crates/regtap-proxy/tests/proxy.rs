@@ -369,3 +369,28 @@ async fn store_bodies_keeps_complete_bodies_under_their_hash() {
     assert_eq!(stored, &format!("sha256/{}", repeated_sha256(&chunk, 1)));
     assert_eq!(std::fs::read(store.join(stored)).unwrap(), chunk);
 }
+
+#[tokio::test]
+async fn ip_literal_hosts_get_an_ip_certificate_and_h2_is_negotiated() {
+    let pki_dir = tempfile::tempdir().unwrap();
+    let pki = upstream_pki(pki_dir.path());
+    let upstream = start_upstream(Some(Arc::clone(&pki.server_config))).await;
+    let mut harness = start_proxy(|c| c.upstream_ca.push(pki.ca_pem.clone())).await;
+    let mut tls = harness.client_tls();
+    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let client = reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .proxy(reqwest::Proxy::all(format!("http://{}", harness.proxy.local_addr())).unwrap())
+        .build()
+        .unwrap();
+    let url = format!("https://127.0.0.1:{}/v2/", upstream.addr.port());
+    let response = client.get(&url).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.version(), reqwest::Version::HTTP_2);
+    harness.finished(1).await;
+    let (capture, _dir) = harness.stop().await;
+    let flow = &capture.flows[0];
+    assert_eq!(flow.request.url, url);
+    assert_eq!(flow.request.http_version, "HTTP/2");
+    assert_eq!(flow.response.as_ref().unwrap().status, 200);
+}
