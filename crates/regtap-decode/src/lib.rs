@@ -5,6 +5,34 @@
 //! flows grouped into the user-level operations (login, push, pull) that
 //! produced them, with numbered steps. Pure: no I/O, and no input makes it
 //! panic; what cannot be decoded becomes an annotation with a reason.
+//!
+//! ```
+//! use regtap_capture::factory::FlowBuilder;
+//! use regtap_decode::{Analyzer, OperationStatus, Options, analyze, render_text};
+//!
+//! let challenge = r#"Bearer realm="https://auth.test/token",service="registry.test""#;
+//! let flows = vec![
+//!     FlowBuilder::new(1, "GET", "https://registry.test/v2/")
+//!         .status(401)
+//!         .response_header("WWW-Authenticate", challenge)
+//!         .build(),
+//!     FlowBuilder::new(2, "GET", "https://registry.test/v2/")
+//!         .request_header("Authorization", "Basic YWxpY2U6czNjcmV0")
+//!         .status(200)
+//!         .build(),
+//! ];
+//! let analysis = analyze(&flows, &Options::default());
+//! assert_eq!(analysis.operations[0].title, "login registry.test");
+//! assert_eq!(analysis.operations[0].status, OperationStatus::Succeeded);
+//! assert_eq!(analysis.flow(2).unwrap().basic_user.as_deref(), Some("alice"));
+//! assert!(render_text(&analysis, &flows, false).contains("1. login registry.test"));
+//!
+//! // Live mode: the same answer, whatever order the flows finish in.
+//! let mut live = Analyzer::new(Options::default());
+//! live.push(&flows[1]);
+//! live.push(&flows[0]);
+//! assert_eq!(live.analysis(), analysis);
+//! ```
 
 use std::collections::HashMap;
 

@@ -107,7 +107,9 @@ pub(crate) fn group(works: &mut Works) -> Vec<Group> {
                 .map(|x| x.base)
             {
                 add(&mut groups, base, i, end);
-                group_of[i] = Some(base);
+                if let Some(slot) = group_of.get_mut(i) {
+                    *slot = Some(base);
+                }
             }
             continue;
         }
@@ -160,7 +162,9 @@ pub(crate) fn group(works: &mut Works) -> Vec<Group> {
         }
         if let Some(g) = target {
             add(&mut groups, g, i, end);
-            group_of[i] = Some(g);
+            if let Some(slot) = group_of.get_mut(i) {
+                *slot = Some(g);
+            }
             if let Some(group) = groups.get_mut(g) {
                 group.finished |= ends_push;
             }
@@ -210,7 +214,9 @@ pub(crate) fn group(works: &mut Works) -> Vec<Group> {
             None => loose_group(&mut groups, w),
         };
         add(&mut groups, g, i, end);
-        group_of[i] = Some(g);
+        if let Some(slot) = group_of.get_mut(i) {
+            *slot = Some(g);
+        }
     }
 
     // Groups in time order become operations; their members too.
