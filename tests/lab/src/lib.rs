@@ -173,7 +173,6 @@ impl Lab {
         let pki = Arc::new(Pki::generate()?);
         let pki_files = pki.write_to(&root)?;
 
-        let auth_port = free_port()?;
         let token_server = TokenServer::start(
             TokenConfig {
                 service: TOKEN_SERVICE.to_owned(),
@@ -181,8 +180,9 @@ impl Lab {
                 users: HashMap::from([(LAB_USER.to_owned(), LAB_PASSWORD.to_owned())]),
             },
             Arc::clone(&pki),
-            auth_port,
+            0,
         )?;
+        let auth_port = token_server.port();
         let registry_dir = root.join("registry");
         std::fs::create_dir_all(&registry_dir).map_err(|e| LabError::io(&registry_dir, e))?;
         let registry = Registry::start(

@@ -68,7 +68,8 @@ pub struct TokenServer {
 }
 
 impl TokenServer {
-    /// Listens with TLS (the lab server certificate) on 127.0.0.1:`port`.
+    /// Listens with TLS (the lab server certificate) on 127.0.0.1:`port`
+    /// (0: any free port, see [`TokenServer::port`]).
     pub fn start(config: TokenConfig, pki: Arc<Pki>, port: u16) -> Result<Self, LabError> {
         let tls = tls_acceptor(&pki)?;
         let listener = std::net::TcpListener::bind(("127.0.0.1", port))
