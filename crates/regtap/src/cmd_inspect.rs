@@ -35,26 +35,34 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
     for warning in &loaded.warnings {
         eprintln!("regtap: warning: {warning}");
     }
-    let options = Options {
-        registry_secret: args.registry_secret.map(String::into_bytes),
+    let color = match args.color {
+        ColorMode::Always => true,
+        ColorMode::Never => false,
+        ColorMode::Auto => {
+            std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+        }
     };
-    let analysis = analyze(&loaded.flows, &options);
-    let text = if args.json {
+    print_all(&output(&args, &loaded.flows, color)?)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What `inspect` prints for these flows.
+fn output(
+    args: &InspectArgs,
+    flows: &[regtap_capture::Flow],
+    color: bool,
+) -> anyhow::Result<String> {
+    let options = Options {
+        registry_secret: args.registry_secret.clone().map(String::into_bytes),
+    };
+    let analysis = analyze(flows, &options);
+    Ok(if args.json {
         let mut json = serde_json::to_string_pretty(&analysis)?;
         json.push('\n');
         json
     } else {
-        let color = match args.color {
-            ColorMode::Always => true,
-            ColorMode::Never => false,
-            ColorMode::Auto => {
-                std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
-            }
-        };
-        render_text(&analysis, &loaded.flows, color)
-    };
-    print_all(&text)?;
-    Ok(ExitCode::SUCCESS)
+        render_text(&analysis, flows, color)
+    })
 }
 
 /// Writes to standard output; a reader that went away (`| head`) is not an error.
@@ -63,5 +71,55 @@ pub fn print_all(text: &str) -> anyhow::Result<()> {
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         other => Ok(other?),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: InspectArgs,
+    }
+
+    /// The capture transcribed from the seed document, as `inspect` prints it.
+    fn inspect(extra: &[&str]) -> String {
+        let capture = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../captures/dockerhub-push.jsonl"
+        );
+        let mut argv = vec!["inspect", capture];
+        argv.extend_from_slice(extra);
+        let args = Cli::parse_from(argv).args;
+        let loaded = crate::input::load(&args.capture).unwrap();
+        let color = args.color == ColorMode::Always;
+        output(&args, &loaded.flows, color).unwrap()
+    }
+
+    #[test]
+    fn text_json_and_colour() {
+        let text = inspect(&["--color", "never"]);
+        assert!(
+            text.contains("1. push jockerdragon/test — incomplete"),
+            "{text}"
+        );
+        assert!(
+            text.contains("granted repository:jockerdragon/test:pull,push"),
+            "{text}"
+        );
+        assert!(!text.contains('\x1b'));
+        assert!(inspect(&["--color", "always"]).contains('\x1b'));
+        let json: serde_json::Value = serde_json::from_str(&inspect(&["--json"])).unwrap();
+        assert_eq!(json["flows"].as_array().map(Vec::len), Some(4));
+        assert_eq!(json["operations"][0]["title"], "push jockerdragon/test");
+    }
+
+    #[test]
+    fn a_wrong_registry_secret_is_reported() {
+        let text = inspect(&["--registry-secret", "not-docker-hubs", "--color", "never"]);
+        assert!(text.contains("HMAC INVALID"), "{text}");
     }
 }
