@@ -28,10 +28,15 @@ fn validator_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/validator")
 }
 
-/// Installs har-validator (`npm ci`) when needed. `None` when node or npm is
-/// missing outside CI, where the test then skips loudly; under CI=true a
-/// missing tool fails the test.
+/// Installs har-validator (`npm ci`) when needed, once for all tests. `None`
+/// when node or npm is missing outside CI, where the test then skips loudly;
+/// under CI=true a missing tool fails the test.
 fn prepare_validator() -> Option<PathBuf> {
+    static SCRIPT: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    SCRIPT.get_or_init(install_validator).clone()
+}
+
+fn install_validator() -> Option<PathBuf> {
     let dir = validator_dir();
     let in_ci = std::env::var("CI").is_ok_and(|v| v == "true");
     let have = |tool: &str| {

@@ -1,20 +1,53 @@
-//! Opening what the user points regtap at: a capture file (or, with the HAR
-//! importer, a HAR file) becomes a list of flows plus warnings to show.
+//! Opening what the user points regtap at: a capture file or a HAR file (from
+//! regtap, mitmproxy, browser DevTools, HTTP Toolkit, …) becomes a list of
+//! flows plus warnings to show.
 
-use std::path::Path;
+use std::fs::File;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
 
-use anyhow::Context as _;
-use regtap_capture::{Capture, Flow};
+use anyhow::{Context as _, bail};
+use regtap_capture::{Capture, CaptureError, Flow};
 
 /// Flows read from a file, and what the user should be told about the read.
 pub struct Loaded {
     pub flows: Vec<Flow>,
     pub warnings: Vec<String>,
+    /// The proxy's body store (`--store-bodies DIR`) named by a capture's
+    /// header, resolved; `None` for HAR files and captures without one.
+    pub body_store: Option<PathBuf>,
 }
 
-/// Reads a capture file.
+/// How many bytes are read to tell a capture from a HAR.
+const SNIFF_LEN: u64 = 4096;
+
+/// Reads a capture file or a HAR file, whichever `path` holds.
 pub fn load(path: &Path) -> anyhow::Result<Loaded> {
-    let capture = Capture::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut head = Vec::new();
+    File::open(path)
+        .and_then(|file| file.take(SNIFF_LEN).read_to_end(&mut head))
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    if !Capture::sniff(&head) && regtap_har::looks_like_har(&head) {
+        return load_har(path);
+    }
+    match Capture::read(path) {
+        Ok(capture) => Ok(from_capture(path, capture)),
+        // A HAR whose first key is not `log` still gets its chance.
+        Err(CaptureError::NotACapture { reason, .. })
+            if head.trim_ascii_start().starts_with(b"{") =>
+        {
+            load_har(path).map_err(|har_error| {
+                anyhow::anyhow!(
+                    "{} is neither a regtap capture ({reason}) nor a HAR file ({har_error:#})",
+                    path.display()
+                )
+            })
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+fn from_capture(path: &Path, capture: Capture) -> Loaded {
     let mut warnings = Vec::new();
     if capture.truncated_tail {
         warnings.push(format!(
@@ -23,8 +56,63 @@ pub fn load(path: &Path) -> anyhow::Result<Loaded> {
             capture.flows.len()
         ));
     }
-    Ok(Loaded {
+    let body_store = capture
+        .header
+        .settings
+        .get("store_bodies")
+        .and_then(|v| v.as_str())
+        .map(|dir| resolve_beside(path, Path::new(dir)));
+    Loaded {
         flows: capture.flows,
         warnings,
+        body_store,
+    }
+}
+
+/// A directory the proxy named relative to its working directory: taken as
+/// given when it exists from here, else relative to the capture's directory.
+fn resolve_beside(capture: &Path, dir: &Path) -> PathBuf {
+    if dir.is_absolute() || dir.is_dir() {
+        return dir.to_owned();
+    }
+    match capture.parent() {
+        Some(parent) if parent.join(dir).is_dir() => parent.join(dir),
+        _ => dir.to_owned(),
+    }
+}
+
+fn load_har(path: &Path) -> anyhow::Result<Loaded> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let imported =
+        regtap_har::import(&bytes).with_context(|| format!("cannot import {}", path.display()))?;
+    if imported.flows.is_empty() && !imported.warnings.is_empty() {
+        bail!(
+            "{}: no HAR entry could be read:\n  {}",
+            path.display(),
+            imported.warnings.join("\n  ")
+        );
+    }
+    let mut warnings: Vec<String> = imported
+        .warnings
+        .into_iter()
+        .map(|w| format!("{}: {w}", path.display()))
+        .collect();
+    if imported
+        .creator
+        .as_deref()
+        .is_none_or(|c| !c.starts_with(regtap_har::CREATOR_NAME))
+    {
+        warnings.push(format!(
+            "{}: read as a HAR written by {}: {} entries; timings and bodies are only as \
+             complete as that tool recorded them",
+            path.display(),
+            imported.creator.as_deref().unwrap_or("an unnamed tool"),
+            imported.flows.len()
+        ));
+    }
+    Ok(Loaded {
+        flows: imported.flows,
+        warnings,
+        body_store: None,
     })
 }

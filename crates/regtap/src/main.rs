@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 mod cmd_ca;
 mod cmd_decode;
+mod cmd_har;
 mod cmd_inspect;
 mod cmd_lab;
 mod cmd_proxy;
@@ -36,6 +37,8 @@ enum Command {
     Inspect(cmd_inspect::InspectArgs),
     /// Decode a pasted JWT or `_state` value
     Decode(cmd_decode::DecodeArgs),
+    /// Export a capture as an annotated HAR 1.2 (credentials redacted by default)
+    Har(cmd_har::HarArgs),
     /// Browse a capture in the terminal: operations, sequence diagrams, flows
     Tui(cmd_tui::TuiArgs),
     /// Run a local Docker-Hub-like lab (token server, registries, dockerd) through regtap
@@ -59,6 +62,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Setup(args) => cmd_setup::run(args),
         Command::Inspect(args) => cmd_inspect::run(args),
         Command::Decode(args) => cmd_decode::run(args),
+        Command::Har(args) => cmd_har::run(args),
         Command::Tui(args) => cmd_tui::run(args),
         Command::Lab(args) => cmd_lab::run(args),
     }
