@@ -336,7 +336,7 @@ fn server_ip(addr: &str) -> Option<String> {
 /// Milliseconds between two instants, -1 when either is unknown or time ran backwards.
 fn phase(from: Option<UnixNanos>, to: Option<UnixNanos>) -> f64 {
     match (from, to) {
-        (Some(from), Some(to)) if to >= from => nanos_to_ms(to - from),
+        (Some(from), Some(to)) if to >= from => nanos_to_ms(to.saturating_sub(from)),
         _ => -1.0,
     }
 }

@@ -122,6 +122,7 @@ fn millis(value: &Value, key: &str) -> Option<f64> {
         .filter(|ms| ms.is_finite() && *ms >= 0.0)
 }
 
+/// `as` saturates absurd values rather than wrapping.
 fn ms_to_nanos(ms: f64) -> i64 {
     (ms * 1_000_000.0).round() as i64
 }
@@ -172,27 +173,20 @@ fn flow_from_entry(
     let request_headers = headers(request.get("headers"));
     let request_body = request_body(request, &request_headers, number, warnings);
 
-    let response = entry
-        .get("response")
-        .filter(|r| {
-            r.get("status")
-                .and_then(Value::as_u64)
-                .is_some_and(|s| s > 0)
+    // Status 0 (or none, or out of range) is how tools write "no response".
+    let response = entry.get("response").and_then(|response| {
+        let status = response
+            .get("status")
+            .and_then(Value::as_u64)
+            .and_then(|s| u16::try_from(s).ok())
+            .filter(|s| *s > 0)?;
+        Some(Response {
+            status,
+            http_version: http_version(response),
+            headers: headers(response.get("headers")),
+            body: response_body(response, number, warnings),
         })
-        .map(|response| {
-            let response_headers = headers(response.get("headers"));
-            let body = response_body(response, number, warnings);
-            Response {
-                status: response
-                    .get("status")
-                    .and_then(Value::as_u64)
-                    .and_then(|s| u16::try_from(s).ok())
-                    .unwrap_or(0),
-                http_version: http_version(response),
-                headers: response_headers,
-                body,
-            }
-        });
+    });
 
     let timing = match facts
         .0
@@ -463,9 +457,9 @@ fn timing(entry: &Value, has_response: bool, number: usize, warnings: &mut Vec<S
         .iter()
         .filter_map(|k| millis(phases, k))
         .sum();
-    let request_start = started.unwrap_or(0) + ms_to_nanos(setup);
+    let request_start = started.unwrap_or(0).saturating_add(ms_to_nanos(setup));
     let send = millis(phases, "send");
-    let request_end = request_start + ms_to_nanos(send.unwrap_or(0.0));
+    let request_end = request_start.saturating_add(ms_to_nanos(send.unwrap_or(0.0)));
     if !has_response {
         return Timing {
             request_start,
@@ -474,8 +468,10 @@ fn timing(entry: &Value, has_response: bool, number: usize, warnings: &mut Vec<S
             response_end: None,
         };
     }
-    let response_head = request_end + ms_to_nanos(millis(phases, "wait").unwrap_or(0.0));
-    let response_end = response_head + ms_to_nanos(millis(phases, "receive").unwrap_or(0.0));
+    let response_head =
+        request_end.saturating_add(ms_to_nanos(millis(phases, "wait").unwrap_or(0.0)));
+    let response_end =
+        response_head.saturating_add(ms_to_nanos(millis(phases, "receive").unwrap_or(0.0)));
     Timing {
         request_start,
         request_end: Some(request_end),

@@ -632,3 +632,20 @@ fn bodies_dir_paths_are_under_sha256() {
         Some(format!("x/sha256/{sha}"))
     );
 }
+
+#[test]
+fn extreme_times_do_not_panic_and_stay_valid_numbers() {
+    let mut flows = common::dockerd_sequences();
+    flows.truncate(2);
+    flows[0].timing.request_start = i64::MIN;
+    flows[0].timing.request_end = Some(i64::MAX);
+    flows[1].timing.response_head = Some(i64::MIN);
+    let (_, har) = har_json(&flows, &ExportOptions::default());
+    for entry in entries(&har) {
+        assert!(
+            entry["time"].as_f64().is_some_and(f64::is_finite),
+            "{}",
+            entry["time"]
+        );
+    }
+}

@@ -258,3 +258,32 @@ fn broken_entries_are_skipped_with_warnings_and_the_rest_kept() {
     assert!(short.truncated);
     assert_eq!(short.size, 10);
 }
+
+#[test]
+fn absurd_values_do_not_panic() {
+    let har = br#"{"log": {"entries": [
+        {"startedDateTime": "9999-12-31T23:59:59.999999999Z",
+         "request": {"method": "GET", "url": "https://r.test/v2/", "bodySize": -5,
+                     "headers": "not a list", "postData": {"text": 7}},
+         "response": {"status": 70000, "content": {"size": 1e300}},
+         "timings": {"blocked": 1e300, "send": 1e300, "wait": 1e300, "receive": 1e300}},
+        {"startedDateTime": "2262-04-11T23:47:16.854775807Z",
+         "request": {"method": "PUT", "url": "r.test", "postData": {"text": "\u00ff\u0100"}},
+         "response": {"status": 201, "content": {"size": -1, "text": "x", "encoding": "base64"}},
+         "timings": {"send": 1e18, "wait": 1e18, "receive": 1e18}}
+    ]}}"#;
+    let imported = import(har).expect("imports");
+    assert_eq!(imported.flows.len(), 2);
+    // Status 70000 is no HTTP status: no response.
+    assert!(imported.flows.iter().any(|f| f.response.is_none()));
+    // Text that is neither latin-1 nor base64 stays as UTF-8 bytes.
+    let put = imported
+        .flows
+        .iter()
+        .find(|f| f.method() == "PUT")
+        .expect("PUT");
+    assert_eq!(
+        put.request.body.full_bytes(),
+        Some("\u{ff}\u{100}".as_bytes().to_vec())
+    );
+}
