@@ -10,6 +10,8 @@
 //! `[v6]` server addresses), and regtap's own `_regtap` / `_sha256` fields,
 //! which make the round trip exact.
 
+use std::io::Read as _;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use regtap_capture::{
@@ -38,8 +40,21 @@ pub enum ImportError {
 }
 
 /// True when `head` (the first bytes of a file) look like a HAR: a JSON object
-/// whose first key is `log`, as every HAR writer puts it.
+/// whose first key is `log`, as every HAR writer puts it, possibly
+/// zlib-compressed as mitmproxy's `.zhar`.
 pub fn looks_like_har(head: &[u8]) -> bool {
+    let inflated;
+    let head = if is_zlib(head) {
+        // A cut-off stream still yields its first bytes.
+        let mut start = Vec::new();
+        let _ = flate2::read::ZlibDecoder::new(head)
+            .take(64)
+            .read_to_end(&mut start);
+        inflated = start;
+        &inflated[..]
+    } else {
+        head
+    };
     let text = String::from_utf8_lossy(strip_bom(head));
     let rest = text.trim_start();
     let Some(rest) = rest.strip_prefix('{') else {
@@ -52,8 +67,37 @@ fn strip_bom(bytes: &[u8]) -> &[u8] {
     bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes)
 }
 
+/// A zlib stream header: deflate, 32 KiB window, valid check bits.
+fn is_zlib(bytes: &[u8]) -> bool {
+    matches!(bytes, [0x78, flags, ..] if (0x7800_u16 | u16::from(*flags)).is_multiple_of(31))
+}
+
+/// Decompressed HARs larger than this are refused rather than exhausting memory.
+const MAX_INFLATED: u64 = 1 << 30;
+
+fn inflate(bytes: &[u8]) -> Result<Vec<u8>, ImportError> {
+    let mut out = Vec::new();
+    flate2::read::ZlibDecoder::new(bytes)
+        .take(MAX_INFLATED + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| ImportError::NotJson(format!("zlib-compressed HAR does not inflate: {e}")))?;
+    if out.len() as u64 > MAX_INFLATED {
+        return Err(ImportError::NotAHar(
+            "the compressed HAR inflates to more than 1 GiB".to_owned(),
+        ));
+    }
+    Ok(out)
+}
+
 /// Reads a whole HAR file's bytes.
 pub fn import(bytes: &[u8]) -> Result<Imported, ImportError> {
+    let inflated;
+    let bytes = if is_zlib(bytes) {
+        inflated = inflate(bytes)?;
+        &inflated[..]
+    } else {
+        bytes
+    };
     let root: Value = serde_json::from_slice(strip_bom(bytes))
         .map_err(|e| ImportError::NotJson(e.to_string()))?;
     let log = root

@@ -287,3 +287,20 @@ fn absurd_values_do_not_panic() {
         Some("\u{ff}\u{100}".as_bytes().to_vec())
     );
 }
+
+#[test]
+fn mitmproxy_zhar_is_inflated() {
+    use std::io::Write as _;
+    let har = fixture("mitmproxy/docker-push.har");
+    let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(&har).expect("compress");
+    let zhar = encoder.finish().expect("compress");
+    assert!(looks_like_har(&zhar[..zhar.len().min(4096)]));
+    let imported = import(&zhar).expect("a .zhar imports");
+    assert_eq!(imported.flows, import(&har).expect("plain").flows);
+    // A damaged stream is an error, not a panic.
+    assert!(matches!(
+        import(&zhar[..zhar.len() / 2]),
+        Err(ImportError::NotJson(_))
+    ));
+}
