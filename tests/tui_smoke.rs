@@ -58,17 +58,18 @@ impl Tmux {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
-    /// Waits until the screen shows `text`, and returns that screen.
-    fn wait_for(&self, text: &str) -> String {
+    /// Waits until the screen shows every one of `texts` (a screen can be
+    /// read halfway through a redraw), and returns that screen.
+    fn wait_for(&self, texts: &[&str]) -> String {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let screen = self.screen();
-            if screen.contains(text) {
+            if texts.iter().all(|text| screen.contains(text)) {
                 return screen;
             }
             assert!(
                 Instant::now() < deadline,
-                "the screen never showed {text:?}; it shows:\n{screen}"
+                "the screen never showed all of {texts:?}; it shows:\n{screen}"
             );
             sleep(Duration::from_millis(100));
         }
@@ -149,37 +150,34 @@ fn a_user_browses_a_push_and_quits_with_q() {
     }
     let tmux = Tmux::start("q", 100, 30, &tui_command(&capture("push.jsonl")));
 
-    let screen = tmux.wait_for("push lab/app:latest");
-    assert!(screen.contains("[1 Operations]"), "{screen}");
-    assert!(screen.contains("Steps"), "{screen}");
+    tmux.wait_for(&["push lab/app:latest", "[1 Operations]", "Steps"]);
 
     // Drill down into the steps: the detail pane shows the first step.
     tmux.keys(&["Enter"]);
-    let screen = tmux.wait_for("Step 1 of");
-    assert!(screen.contains("api-check"), "the step's flow: {screen}");
+    tmux.wait_for(&["Step 1 of", "api-check"]);
 
     // The sequence diagram of the push, with its lanes.
     tmux.keys(&["2"]);
-    let screen = tmux.wait_for("Sequence · push lab/app:latest");
-    assert!(screen.contains("client"), "{screen}");
-    assert!(screen.contains("token"), "{screen}");
+    tmux.wait_for(&["Sequence · push lab/app:latest", "client", "token"]);
 
     tmux.keys(&["?"]);
-    let screen = tmux.wait_for("Keys · Esc or ? closes");
-    assert!(screen.contains("play / pause"), "{screen}");
+    tmux.wait_for(&["Keys · Esc or ? closes", "play / pause", "no filter"]);
     tmux.keys(&["Escape"]);
     tmux.wait_until_gone("Keys · Esc or ? closes");
 
     // The flows view, then a resize to 80x24: still drawn whole.
     tmux.keys(&["3"]);
-    tmux.wait_for("[3 Flows]");
+    tmux.wait_for(&["[3 Flows]"]);
     tmux.resize(80, 24);
-    let screen = tmux.wait_for("Flows ");
-    assert!(screen.contains("q quit"), "the status line fits: {screen}");
+    let screen = tmux.wait_for(&["Flows ", "q quit"]);
+    assert!(
+        screen.lines().all(|line| line.chars().count() <= 80),
+        "{screen}"
+    );
 
     tmux.keys(&["q"]);
-    let screen = tmux.wait_for("REGTAP_EXIT=");
-    assert!(screen.contains("REGTAP_EXIT=0"), "{screen}");
+    // The exit status, printed on the screen the TUI leaves behind.
+    let screen = tmux.wait_for(&["REGTAP_EXIT=0"]);
     assert!(
         !screen.contains("[3 Flows]"),
         "the alternate screen is left: {screen}"
@@ -192,8 +190,7 @@ fn ctrl_c_quits_cleanly() {
         return;
     }
     let tmux = Tmux::start("ctrl-c", 80, 24, &tui_command(&capture("login.jsonl")));
-    tmux.wait_for("[1 Operations]");
+    tmux.wait_for(&["[1 Operations]"]);
     tmux.keys(&["C-c"]);
-    let screen = tmux.wait_for("REGTAP_EXIT=");
-    assert!(screen.contains("REGTAP_EXIT=0"), "{screen}");
+    tmux.wait_for(&["REGTAP_EXIT=0"]);
 }

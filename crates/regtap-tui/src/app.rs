@@ -4,6 +4,7 @@
 use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ratatui::crossterm::event::{
@@ -157,6 +158,8 @@ pub struct Live {
     pub in_flight: BTreeMap<u64, Transfer>,
     /// The event source has gone (the proxy stopped).
     pub ended: bool,
+    /// Events the source dropped because the TUI fell behind.
+    pub missed: u64,
 }
 
 /// The flows view: which flows pass the search and the kind filter.
@@ -175,11 +178,16 @@ pub struct FlowList {
 pub struct App {
     /// What is shown: a capture path, or "live".
     pub title: String,
-    /// Sorted by `(request_start, id)`, as the analysis is.
-    pub flows: Vec<Flow>,
+    /// Sorted by `(request_start, id)`, as the analysis is. Shared with the
+    /// thread that decodes them (see [`App::decoding`]).
+    pub flows: Arc<Vec<Flow>>,
     pub analysis: Analysis,
-    flow_positions: HashMap<u64, usize>,
-    analysis_positions: HashMap<u64, usize>,
+    /// The analysis is still being computed: kinds and operations are not known yet.
+    pub decoding: bool,
+    /// Lowercased searchable text of each flow, built at the first search.
+    search_text: Option<Vec<String>>,
+    flow_positions: IdIndex,
+    analysis_positions: IdIndex,
     /// Start of the first flow: times are shown relative to it.
     pub origin_ns: UnixNanos,
     pub view: View,
@@ -188,6 +196,8 @@ pub struct App {
     pub steps: Cursor,
     pub flow_list: FlowList,
     pub detail_scroll: u16,
+    /// The largest useful detail scroll, as last drawn.
+    pub detail_scroll_limit: Cell<u16>,
     /// The search text being typed after `/`.
     pub search_input: Option<String>,
     pub help: bool,
@@ -198,22 +208,36 @@ pub struct App {
 }
 
 impl App {
-    /// The state for a capture: decodes every flow once.
+    /// The state for a capture: decodes every flow once, before returning.
     pub fn new(title: impl Into<String>, flows: Vec<Flow>, options: &Options) -> App {
-        let analysis = regtap_decode::analyze(&flows, options);
-        App::from_analysis(title, flows, analysis)
+        let mut app = App::decoding(title, flows);
+        let analysis = regtap_decode::analyze(&app.flows, options);
+        app.set_analysis(analysis);
+        app
     }
 
     /// The state for flows already analysed (`analysis` must come from these flows).
-    pub fn from_analysis(
-        title: impl Into<String>,
-        mut flows: Vec<Flow>,
-        analysis: Analysis,
-    ) -> App {
-        flows.sort_by_key(|flow| (flow.timing.request_start, flow.id));
-        let mut app = App::empty(title.into(), flows, analysis, None);
+    pub fn from_analysis(title: impl Into<String>, flows: Vec<Flow>, analysis: Analysis) -> App {
+        let mut app = App::decoding(title, flows);
+        app.set_analysis(analysis);
+        app
+    }
+
+    /// The state for flows whose analysis is still to come: the flows show
+    /// at once, kinds and operations once [`App::set_analysis`] brings them.
+    /// Decode [`App::flows`] (shared, not copied) on another thread.
+    pub fn decoding(title: impl Into<String>, flows: Vec<Flow>) -> App {
+        let mut app = App::empty(title.into(), time_ordered(flows), Analysis::default(), None);
+        app.decoding = true;
         app.reindex();
         app
+    }
+
+    /// Takes in the analysis of [`App::flows`].
+    pub fn set_analysis(&mut self, analysis: Analysis) {
+        self.analysis = analysis;
+        self.decoding = false;
+        self.reindex();
     }
 
     /// The state for live traffic: empty until [`App::apply`] brings flows.
@@ -223,6 +247,7 @@ impl App {
             pending: Vec::new(),
             in_flight: BTreeMap::new(),
             ended: false,
+            missed: 0,
         };
         App::empty(
             "live".to_owned(),
@@ -235,10 +260,12 @@ impl App {
     fn empty(title: String, flows: Vec<Flow>, analysis: Analysis, live: Option<Live>) -> App {
         App {
             title,
-            flows,
+            flows: Arc::new(flows),
             analysis,
-            flow_positions: HashMap::new(),
-            analysis_positions: HashMap::new(),
+            decoding: false,
+            search_text: None,
+            flow_positions: IdIndex::Ascending,
+            analysis_positions: IdIndex::Ascending,
             origin_ns: 0,
             view: View::Operations,
             focus: Pane::Operations,
@@ -246,6 +273,7 @@ impl App {
             steps: Cursor::default(),
             flow_list: FlowList::default(),
             detail_scroll: 0,
+            detail_scroll_limit: Cell::new(u16::MAX),
             search_input: None,
             help: false,
             playback: Playback::default(),
@@ -260,27 +288,22 @@ impl App {
     }
 
     fn reindex(&mut self) {
-        self.flow_positions = self
-            .flows
-            .iter()
-            .enumerate()
-            .map(|(position, flow)| (flow.id, position))
-            .collect();
-        self.analysis_positions = self
-            .analysis
-            .flows
-            .iter()
-            .enumerate()
-            .map(|(position, flow)| (flow.flow_id, position))
-            .collect();
+        self.search_text = None;
+        self.flow_positions = IdIndex::of(self.flows.iter().map(|flow| flow.id));
+        self.analysis_positions = IdIndex::of(self.analysis.flows.iter().map(|flow| flow.flow_id));
         self.origin_ns = self
             .flows
             .first()
             .map_or(0, |flow| flow.timing.request_start);
-        let mut kinds: Vec<&'static str> =
-            self.analysis.flows.iter().map(|f| f.kind.label()).collect();
+        // A handful of distinct kinds among many flows: dedupe as they come.
+        let mut kinds: Vec<&'static str> = Vec::new();
+        for flow in &self.analysis.flows {
+            let label = flow.kind.label();
+            if !kinds.contains(&label) {
+                kinds.push(label);
+            }
+        }
         kinds.sort_unstable();
-        kinds.dedup();
         self.flow_list.kinds = kinds;
         self.rebuild_rows();
         let operations = self.analysis.operations.len();
@@ -290,19 +313,25 @@ impl App {
     }
 
     pub fn flow(&self, id: u64) -> Option<&Flow> {
-        self.flow_positions
-            .get(&id)
-            .and_then(|&p| self.flows.get(p))
+        let position = self.flow_positions.find(id, &self.flows, |flow| flow.id)?;
+        self.flows.get(position)
     }
 
     pub fn flow_analysis(&self, id: u64) -> Option<&FlowAnalysis> {
-        self.analysis_positions
-            .get(&id)
-            .and_then(|&p| self.analysis.flows.get(p))
+        let flows = &self.analysis.flows;
+        let position = self
+            .analysis_positions
+            .find(id, flows, |flow| flow.flow_id)?;
+        flows.get(position)
     }
 
+    /// The decoder's kind name of a flow; `…` while decoding.
     pub fn kind_label(&self, id: u64) -> &'static str {
-        self.flow_analysis(id).map_or("-", |f| f.kind.label())
+        match self.flow_analysis(id) {
+            Some(analysis) => analysis.kind.label(),
+            None if self.decoding => "…",
+            None => "-",
+        }
     }
 
     pub fn selected_operation(&self) -> Option<&Operation> {
@@ -328,22 +357,39 @@ impl App {
     }
 
     /// Applies the search text and the kind filter, keeping the selected
-    /// flow selected when it still shows, and following the newest flow
-    /// when the last row was selected.
+    /// flow selected when it still shows; live, a selection on the last
+    /// row follows the newest flow.
     fn rebuild_rows(&mut self) {
+        let search = self
+            .search_input
+            .as_deref()
+            .unwrap_or(&self.flow_list.search)
+            .to_lowercase();
+        if !search.is_empty() && self.search_text.is_none() {
+            let texts = self
+                .flows
+                .iter()
+                .map(|flow| self.search_text_of(flow))
+                .collect();
+            self.search_text = Some(texts);
+        }
         let list = &self.flow_list;
         let previous_len = list.rows.len();
-        let was_last = previous_len > 0 && list.cursor.selected() + 1 >= previous_len;
+        let was_last =
+            self.live.is_some() && previous_len > 0 && list.cursor.selected() + 1 >= previous_len;
         let selected_id = self.selected_flow().map(|flow| flow.id);
-        let search = self.search_input.as_deref().unwrap_or(&list.search);
         let kind = list.kind;
+        let texts = self.search_text.as_deref().unwrap_or_default();
         let rows: Vec<usize> = self
             .flows
             .iter()
             .enumerate()
-            .filter(|(_, flow)| {
+            .filter(|(position, flow)| {
                 kind.is_none_or(|kind| self.kind_label(flow.id) == kind)
-                    && (search.is_empty() || self.flow_matches(flow, search))
+                    && (search.is_empty()
+                        || texts
+                            .get(*position)
+                            .is_some_and(|text| text.contains(&search)))
             })
             .map(|(position, _)| position)
             .collect();
@@ -359,20 +405,25 @@ impl App {
         self.flow_list.cursor.select(target, len);
     }
 
-    fn flow_matches(&self, flow: &Flow, search: &str) -> bool {
-        let status = flow.status().map(|status| status.to_string());
+    /// What a search looks at in a flow, lowercased: method, URL, status,
+    /// kind, the decoder's summary and the error.
+    fn search_text_of(&self, flow: &Flow) -> String {
         let analysis = self.flow_analysis(flow.id);
-        [
-            Some(flow.method()),
-            Some(flow.url()),
-            status.as_deref(),
-            analysis.map(|a| a.kind.label()),
-            analysis.map(|a| a.summary.as_str()),
-            flow.error.as_ref().map(|error| error.message.as_str()),
-        ]
-        .into_iter()
-        .flatten()
-        .any(|text| format::contains_ignore_case(text, search))
+        let mut text = format!("{} {}", flow.method(), flow.url());
+        if let Some(status) = flow.status() {
+            text.push_str(&format!(" {status}"));
+        }
+        if let Some(analysis) = analysis {
+            text.push(' ');
+            text.push_str(analysis.kind.label());
+            text.push(' ');
+            text.push_str(&analysis.summary);
+        }
+        if let Some(error) = &flow.error {
+            text.push(' ');
+            text.push_str(&error.message);
+        }
+        text.to_lowercase()
     }
 
     /// Handles one key press.
@@ -593,7 +644,9 @@ impl App {
             }
             Pane::Detail => {
                 let delta = i32::try_from(delta.clamp(-10_000, 10_000)).unwrap_or(0);
-                self.detail_scroll = self.detail_scroll.saturating_add_signed(delta as i16);
+                let limit = self.detail_scroll_limit.get();
+                let scroll = self.detail_scroll.min(limit);
+                self.detail_scroll = scroll.saturating_add_signed(delta as i16).min(limit);
             }
         }
     }
@@ -706,6 +759,14 @@ impl App {
         }
     }
 
+    /// The source dropped `count` events: said on screen, since flows may
+    /// be missing (the capture file has them all).
+    pub fn missed_live_events(&mut self, count: u64) {
+        if let Some(live) = self.live.as_mut() {
+            live.missed = live.missed.saturating_add(count);
+        }
+    }
+
     /// The source of live events has gone.
     pub fn end_live(&mut self) {
         if let Some(live) = self.live.as_mut() {
@@ -735,10 +796,61 @@ impl App {
             let position = self
                 .flows
                 .partition_point(|f| (f.timing.request_start, f.id) < key);
-            self.flows.insert(position, flow);
+            Arc::make_mut(&mut self.flows).insert(position, flow);
         }
         self.reindex();
     }
+}
+
+/// Where a flow id sits in a list. Ids grow in the order requests start, so
+/// a list in start order is nearly always in id order too and needs no map
+/// (building one for 100,000 flows costs more than searching).
+#[derive(Debug)]
+enum IdIndex {
+    Ascending,
+    Map(HashMap<u64, usize>),
+}
+
+impl IdIndex {
+    fn of(ids: impl Iterator<Item = u64> + Clone) -> IdIndex {
+        if ids.clone().is_sorted() {
+            IdIndex::Ascending
+        } else {
+            IdIndex::Map(
+                ids.enumerate()
+                    .map(|(position, id)| (id, position))
+                    .collect(),
+            )
+        }
+    }
+
+    fn find<T>(&self, id: u64, items: &[T], id_of: impl Fn(&T) -> u64) -> Option<usize> {
+        match self {
+            IdIndex::Ascending => items.binary_search_by_key(&id, id_of).ok(),
+            IdIndex::Map(positions) => positions.get(&id).copied(),
+        }
+    }
+}
+
+/// Flows by `(request_start, id)`. Captures are written as flows finish,
+/// so they are nearly in start order; the keys are sorted rather than the
+/// (large) flows, which then move once.
+fn time_ordered(flows: Vec<Flow>) -> Vec<Flow> {
+    let key = |flow: &Flow| (flow.timing.request_start, flow.id);
+    if flows.is_sorted_by_key(key) {
+        return flows;
+    }
+    let mut order: Vec<(i64, u64, usize)> = flows
+        .iter()
+        .enumerate()
+        .map(|(position, flow)| (flow.timing.request_start, flow.id, position))
+        .collect();
+    order.sort_unstable();
+    let mut slots: Vec<Option<Flow>> = flows.into_iter().map(Some).collect();
+    order
+        .into_iter()
+        .filter_map(|(_, _, position)| slots.get_mut(position).and_then(Option::take))
+        .collect()
 }
 
 #[cfg(test)]

@@ -85,16 +85,6 @@ pub fn clip(text: &str, width: usize) -> String {
     format!("{kept}…")
 }
 
-/// Case-insensitive (ASCII) substring test that allocates nothing: search
-/// runs over every flow on each key press.
-pub fn contains_ignore_case(haystack: &str, needle: &str) -> bool {
-    let (haystack, needle) = (haystack.as_bytes(), needle.as_bytes());
-    needle.is_empty()
-        || haystack
-            .windows(needle.len())
-            .any(|window| window.eq_ignore_ascii_case(needle))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,12 +137,5 @@ mod tests {
         assert_eq!(short_digest("sha256:01"), "sha256:01");
         assert_eq!(clip("registry", 5), "regi…");
         assert_eq!(clip("µs", 2), "µs");
-    }
-
-    #[test]
-    fn search_ignores_ascii_case() {
-        assert!(contains_ignore_case("PATCH /v2/Lab/App", "lab/app"));
-        assert!(contains_ignore_case("anything", ""));
-        assert!(!contains_ignore_case("GET", "gets"));
     }
 }

@@ -7,11 +7,12 @@
 //! decoder's [`regtap_decode::Analysis`]: this crate parses no HTTP.
 //!
 //! Entry points: [`run_capture`] shows flows read from a file; [`run_live`]
-//! shows traffic as the proxy sees it, from a channel of
-//! [`regtap_capture::LiveEvent`]s.
+//! shows traffic as the proxy sees it, from the proxy's broadcast channel
+//! of [`regtap_capture::LiveEvent`]s (or any [`LiveSource`]).
 
 mod app;
 mod format;
+mod live;
 mod terminal;
 mod ui;
 
@@ -19,5 +20,6 @@ mod ui;
 mod fixtures;
 
 pub use app::{Action, App, BodyProgress, Cursor, Pane, Playback, Transfer, View};
-pub use terminal::{TuiError, run_app, run_capture, run_live};
+pub use live::{LivePoll, LiveSource};
+pub use terminal::{TuiError, run_capture, run_live};
 pub use ui::draw;

@@ -2,9 +2,8 @@
 //! undone (on return, on error, on panic), and the event loop.
 
 use std::io::{self, Stdout};
-use std::sync::Once;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::{Arc, Once, mpsc};
 use std::time::{Duration, Instant};
 
 use ratatui::Terminal;
@@ -15,10 +14,11 @@ use ratatui::crossterm::execute;
 use ratatui::crossterm::terminal::{
     EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
 };
-use regtap_capture::{Flow, LiveEvent};
-use regtap_decode::Options;
+use regtap_capture::Flow;
+use regtap_decode::{Analysis, Options};
 
 use crate::app::{Action, App};
+use crate::live::{LivePoll, LiveSource};
 use crate::ui;
 
 #[derive(Debug, thiserror::Error)]
@@ -37,34 +37,66 @@ const IDLE_TICK: Duration = Duration::from_millis(500);
 
 /// Shows flows read from a capture file until the user quits. `notice` is
 /// shown once in the status line (e.g. a warning from reading the file).
+/// The flows show at once; the decoder runs on another thread and its
+/// analysis (kinds, operations, steps) appears when ready, so a large
+/// capture opens without waiting for it.
 pub fn run_capture(
     title: &str,
     flows: Vec<Flow>,
     options: &Options,
     notice: Option<String>,
 ) -> Result<(), TuiError> {
-    run_app(App::new(title, flows, options).with_notice(notice), None)
+    let app = App::decoding(title, flows).with_notice(notice);
+    let (sender, analysis) = mpsc::channel();
+    let flows = Arc::clone(&app.flows);
+    let options = options.clone();
+    std::thread::spawn(move || {
+        // The receiver is gone when the user quit first: nothing to do.
+        let _ = sender.send(regtap_decode::analyze(&flows, &options));
+    });
+    run_app(app, Some(analysis), None)
 }
 
 /// Shows live traffic until the user quits. Blocks: run it on a thread of
-/// its own (e.g. `tokio::task::spawn_blocking`). When every sender of
-/// `events` is dropped the TUI says the proxy stopped and stays open.
-pub fn run_live(events: Receiver<LiveEvent>, options: Options) -> Result<(), TuiError> {
-    run_app(App::live(options), Some(events))
+/// its own (e.g. `tokio::task::spawn_blocking`). `events` is the proxy's
+/// `broadcast::Receiver<LiveEvent>` or a std `mpsc::Receiver<LiveEvent>`;
+/// when the producer goes away the TUI says the proxy stopped and stays
+/// open until the user quits.
+pub fn run_live(mut events: impl LiveSource, options: Options) -> Result<(), TuiError> {
+    run_app(App::live(options), None, Some(&mut events))
 }
 
-/// The event loop over a prepared [`App`], optionally fed live events.
-pub fn run_app(mut app: App, mut events: Option<Receiver<LiveEvent>>) -> Result<(), TuiError> {
+fn run_app(
+    mut app: App,
+    mut analysis: Option<mpsc::Receiver<Analysis>>,
+    mut events: Option<&mut dyn LiveSource>,
+) -> Result<(), TuiError> {
     let mut session = TerminalSession::enter()?;
     let mut last_tick = Instant::now();
     let mut last_refresh: Option<Instant> = None;
     loop {
-        if let Some(receiver) = &events {
+        if let Some(receiver) = &analysis {
+            match receiver.try_recv() {
+                Ok(done) => {
+                    app.set_analysis(done);
+                    analysis = None;
+                }
+                Err(mpsc::TryRecvError::Empty) => {}
+                // The decoder thread died: say so rather than wait forever.
+                Err(mpsc::TryRecvError::Disconnected) => {
+                    app.decoding = false;
+                    app.notice = Some("the decoder failed: only the flows are shown".to_owned());
+                    analysis = None;
+                }
+            }
+        }
+        if let Some(source) = events.as_deref_mut() {
             loop {
-                match receiver.try_recv() {
-                    Ok(event) => app.apply(event),
-                    Err(TryRecvError::Empty) => break,
-                    Err(TryRecvError::Disconnected) => {
+                match source.poll_event() {
+                    LivePoll::Event(event) => app.apply(event),
+                    LivePoll::Missed(count) => app.missed_live_events(count),
+                    LivePoll::Empty => break,
+                    LivePoll::Closed => {
                         app.end_live();
                         events = None;
                         break;
@@ -78,7 +110,8 @@ pub fn run_app(mut app: App, mut events: Option<Receiver<LiveEvent>>) -> Result<
         }
         session.terminal.draw(|frame| ui::draw(frame, &app))?;
 
-        let busy = app.playback.playing || events.is_some() || app.needs_refresh();
+        let busy =
+            app.playback.playing || events.is_some() || analysis.is_some() || app.needs_refresh();
         let wait = if busy { FAST_TICK } else { IDLE_TICK };
         if event::poll(wait)? {
             match event::read()? {

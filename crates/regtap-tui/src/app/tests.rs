@@ -500,3 +500,43 @@ fn live_events_are_ignored_outside_live_mode() {
     assert!(!app.needs_refresh());
     assert_eq!(app.flows.len(), 32);
 }
+
+#[test]
+fn flows_show_while_decoding_and_gain_kinds_with_the_analysis() {
+    let flows = fixtures::session();
+    let analysis = fixtures::analysis::of(&flows);
+    let mut app = App::decoding("session.jsonl", flows);
+    assert!(app.decoding);
+    assert_eq!(app.flow_list.rows.len(), 31, "every flow shows at once");
+    assert_eq!(app.kind_label(1), "…");
+    assert!(app.analysis.operations.is_empty());
+    press(&mut app, "f");
+    assert_eq!(app.flow_list.kind, None, "no kinds to filter by yet");
+    app.set_analysis(analysis);
+    assert!(!app.decoding);
+    assert_eq!(app.kind_label(1), "api-check");
+    assert_eq!(app.analysis.operations.len(), 3);
+}
+
+#[test]
+fn flows_are_put_in_start_order_whatever_the_file_order() {
+    let mut flows = fixtures::session();
+    flows.reverse();
+    flows.swap(3, 17);
+    let app = App::decoding("shuffled", flows);
+    let ids: Vec<u64> = app.flows.iter().map(|flow| flow.id).collect();
+    assert_eq!(ids, (1..=31).collect::<Vec<u64>>());
+}
+
+#[test]
+fn search_ignores_case_beyond_ascii() {
+    let mut app = fixtures::app();
+    let mut flow = fixtures::unknown(33);
+    flow.request.url = "https://example.test/Ärger".to_owned();
+    let mut flows: Vec<_> = app.flows.iter().cloned().collect();
+    flows.push(flow);
+    let analysis = fixtures::analysis::of(&flows);
+    app = App::from_analysis("unicode", flows, analysis);
+    press(&mut app, "/äRGER\n");
+    assert_eq!(shown_ids(&app), vec![33]);
+}

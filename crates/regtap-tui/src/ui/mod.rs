@@ -59,18 +59,26 @@ fn draw_tabs(frame: &mut Frame, area: Rect, app: &App) {
             spans.push(Span::raw(format!("  {name}  ")));
         }
     }
-    let mut facts = format!(
-        " · {} flows · {} ops",
-        app.flows.len(),
-        app.analysis.operations.len()
-    );
+    // Most urgent first: the line is cut at the terminal's edge.
+    let mut facts = String::new();
     if let Some(live) = &app.live {
+        if live.missed > 0 {
+            facts.push_str(&format!(" · ⚠ {} events missed", live.missed));
+        }
         if live.ended {
             facts.push_str(" · proxy stopped");
         } else {
             facts.push_str(&format!(" · {} in flight", live.in_flight.len()));
         }
     }
+    if app.decoding {
+        facts.push_str(" · decoding…");
+    }
+    facts.push_str(&format!(
+        " · {} flows · {} ops",
+        app.flows.len(),
+        app.analysis.operations.len()
+    ));
     let used: usize = spans.iter().map(Span::width).sum();
     let room = usize::from(area.width).saturating_sub(used + facts.chars().count() + 1);
     let facts = format!(" {}{facts}", format::clip(&app.title, room.max(8)));
@@ -161,10 +169,19 @@ fn severity_style(severity: Severity) -> Style {
 /// The detail pane: `lines`, scrolled by the app's detail scroll.
 fn draw_detail(frame: &mut Frame, area: Rect, app: &App, title: String, lines: Vec<Line<'static>>) {
     let focused = app.focus == Pane::Detail;
+    // Rows the wrapped text takes, so that scrolling stops at its end.
+    let width = usize::from(area.width.saturating_sub(2)).max(1);
+    let rows: usize = lines
+        .iter()
+        .map(|line| line.width().max(1).div_ceil(width))
+        .sum();
+    let visible = usize::from(area.height.saturating_sub(2));
+    let limit = u16::try_from(rows.saturating_sub(visible)).unwrap_or(u16::MAX);
+    app.detail_scroll_limit.set(limit);
     let paragraph = Paragraph::new(lines)
         .block(pane(title, focused))
         .wrap(Wrap { trim: false })
-        .scroll((app.detail_scroll, 0));
+        .scroll((app.detail_scroll.min(limit), 0));
     frame.render_widget(paragraph, area);
 }
 

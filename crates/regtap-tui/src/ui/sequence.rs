@@ -33,7 +33,11 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
             frame,
             diagram,
             pane(" Sequence ".to_owned(), focused),
-            "No operation to draw: see the flows view (3).",
+            if app.decoding {
+                "Decoding the flows…"
+            } else {
+                "No operation to draw: see the flows view (3)."
+            },
         );
         return;
     };

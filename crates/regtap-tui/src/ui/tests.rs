@@ -209,3 +209,27 @@ fn every_view_draws_at_any_size_without_panicking() {
         }
     }
 }
+
+#[test]
+fn detail_scrolling_stops_at_the_end_of_the_text() {
+    let mut app = fixtures::app();
+    press(&mut app, "j\njjjjj\n");
+    render(&app, 80, 24);
+    let limit = app.detail_scroll_limit.get();
+    assert!(limit > 0, "the step detail is longer than the pane");
+    for _ in 0..200 {
+        press(&mut app, "j");
+    }
+    assert_eq!(app.detail_scroll, limit);
+    press(&mut app, "k");
+    assert_eq!(app.detail_scroll, limit - 1, "one key scrolls back at once");
+}
+
+#[test]
+fn live_mode_says_when_events_were_missed_and_when_the_proxy_stopped() {
+    let mut app = App::live(regtap_decode::Options::default());
+    app.missed_live_events(3);
+    assert!(render(&app, 100, 24).contains("⚠ 3 events missed"));
+    app.end_live();
+    assert!(render(&app, 100, 24).contains("proxy stopped"));
+}

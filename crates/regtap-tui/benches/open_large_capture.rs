@@ -1,0 +1,115 @@
+//! How long the TUI takes to open a capture of 100,000 flows and to draw a
+//! frame while scrolling it. Figures, not assertions:
+//! `cargo bench -p regtap-tui --bench open_large_capture`.
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use regtap_capture::Flow;
+use regtap_capture::factory::FlowBuilder;
+use regtap_decode::Options;
+use regtap_tui::{App, draw};
+
+const FLOWS: u64 = 100_000;
+const FRAMES: u32 = 200;
+
+/// Pulls of one image again and again: API check, token, manifest, blobs.
+fn synthetic_capture() -> Vec<Flow> {
+    let registry = "https://registry.test:5000";
+    let digest = format!("sha256:{}", "ab".repeat(32));
+    (1..=FLOWS)
+        .map(|id| {
+            let repository = format!("lab/app{}", id / 8);
+            let builder = match id % 8 {
+                0 => FlowBuilder::new(id, "GET", &format!("{registry}/v2/"))
+                    .status(401)
+                    .response_header(
+                        "WWW-Authenticate",
+                        r#"Bearer realm="https://auth.test/token",service="registry.test""#,
+                    ),
+                1 => FlowBuilder::new(
+                    id,
+                    "GET",
+                    &format!(
+                        "https://auth.test/token?scope=repository:{repository}:pull&service=registry.test"
+                    ),
+                )
+                .status(200)
+                .response_body(br#"{"token":"opaque","expires_in":300}"#),
+                2 => FlowBuilder::new(
+                    id,
+                    "HEAD",
+                    &format!("{registry}/v2/{repository}/manifests/latest"),
+                )
+                .status(200),
+                _ => FlowBuilder::new(
+                    id,
+                    "GET",
+                    &format!("{registry}/v2/{repository}/blobs/{digest}"),
+                )
+                .status(200)
+                .response_body_summary(1 << 20, &"ab".repeat(32)),
+            };
+            builder.build()
+        })
+        .collect()
+}
+
+fn main() {
+    let flows = synthetic_capture();
+    let mut terminal = match Terminal::new(TestBackend::new(200, 60)) {
+        Ok(terminal) => terminal,
+        Err(never) => match never {},
+    };
+
+    // What `regtap tui` does before its first frame: the decoder then runs
+    // on another thread.
+    let start = Instant::now();
+    let mut app = App::decoding("synthetic", flows);
+    let drawn = terminal.draw(|frame| draw(frame, &app));
+    black_box(drawn.is_ok());
+    let first_frame = start.elapsed();
+    let start = Instant::now();
+    let analysis = regtap_decode::analyze(&app.flows, &Options::default());
+    let decoded = start.elapsed();
+    let start = Instant::now();
+    app.set_analysis(analysis);
+    let taken_in = start.elapsed();
+    println!(
+        "{FLOWS} flows: first frame after {:.0} ms; the decoder takes {:.0} ms on its thread, \
+         and the TUI {:.0} ms to take its analysis in ({} operations)",
+        first_frame.as_secs_f64() * 1e3,
+        decoded.as_secs_f64() * 1e3,
+        taken_in.as_secs_f64() * 1e3,
+        app.analysis.operations.len()
+    );
+
+    for (view, keys) in [("operations", "1"), ("sequence", "2"), ("flows", "3")] {
+        for c in keys.chars() {
+            app.handle_key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE));
+        }
+        let start = Instant::now();
+        for _ in 0..FRAMES {
+            app.handle_key(KeyEvent::new(KeyCode::Char('j'), KeyModifiers::NONE));
+            let drawn = terminal.draw(|frame| draw(frame, &app));
+            black_box(drawn.is_ok());
+        }
+        let per_frame = start.elapsed() / FRAMES;
+        println!(
+            "{view} view, 200x60, scrolling: {:.2} ms per frame",
+            per_frame.as_secs_f64() * 1e3
+        );
+    }
+    let start = Instant::now();
+    for c in "/lab/app777".chars() {
+        app.handle_key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE));
+    }
+    println!(
+        "search typed over {FLOWS} flows (11 keys, the first builds the index): {:.0} ms, {} flows match",
+        start.elapsed().as_secs_f64() * 1e3,
+        app.flow_list.rows.len()
+    );
+}
