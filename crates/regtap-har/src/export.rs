@@ -143,8 +143,8 @@ pub fn export(
                 annotate::scrub_text(comment, &identifying);
             }
         }
+        // Titles name repositories, which URLs show anyway: left as they are.
         for page in &mut pages {
-            annotate::scrub_text(&mut page.title, &identifying);
             if let Some(regtap) = page.regtap.as_mut() {
                 annotate::scrub(regtap, &identifying);
             }

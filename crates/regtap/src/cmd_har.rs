@@ -92,7 +92,7 @@ pub fn run(args: HarArgs) -> anyhow::Result<ExitCode> {
     }
     let log = &exported.har.log;
     eprintln!(
-        "regtap: wrote {}: {} entries, {} operations{}{}",
+        "regtap: wrote {}: {} entries, {} operation{}{}{}",
         if args.output == Path::new("-") {
             "standard output".to_owned()
         } else {
@@ -100,6 +100,7 @@ pub fn run(args: HarArgs) -> anyhow::Result<ExitCode> {
         },
         log.entries.len(),
         log.pages.len(),
+        if log.pages.len() == 1 { "" } else { "s" },
         match &args.bodies {
             Some(dir) => format!(", {written} bodies in {}", dir.join("sha256").display()),
             None => String::new(),
