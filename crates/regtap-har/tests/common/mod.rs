@@ -3,8 +3,6 @@
 //! against distribution 2.8 with token auth on :5000 and Basic auth on :5002),
 //! and the capture files in the repository's `captures/`.
 
-#![allow(dead_code)] // each test binary uses a different part
-
 use std::path::PathBuf;
 
 use base64::Engine as _;
