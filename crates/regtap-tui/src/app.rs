@@ -574,8 +574,37 @@ impl App {
                 self.detail_scroll = 0;
                 self.focus_pane(Pane::Detail);
             }
+            Pane::Detail if self.view == View::Flows => self.show_selected_flow_in_its_step(),
             Pane::Detail => {}
         }
+    }
+
+    /// From a flow's detail to the step of the operation it belongs to.
+    fn show_selected_flow_in_its_step(&mut self) {
+        let Some(id) = self.selected_flow().map(|flow| flow.id) else {
+            return;
+        };
+        let Some(index) = self.flow_analysis(id).and_then(|a| a.operation) else {
+            self.notice = Some(format!("flow #{id} belongs to no operation"));
+            return;
+        };
+        let Some(operation) = self.analysis.operations.get(index) else {
+            return;
+        };
+        let step = operation
+            .steps
+            .iter()
+            .position(|step| step.flow_ids.contains(&id))
+            .unwrap_or(0);
+        let operations = self.analysis.operations.len();
+        self.operations.select(index, operations);
+        self.steps = Cursor::default();
+        let steps = self.step_count();
+        self.steps.select(step, steps);
+        self.detail_scroll = 0;
+        self.playback.playing = false;
+        self.show(View::Operations);
+        self.focus_pane(Pane::Steps);
     }
 
     fn back(&mut self) {

@@ -547,7 +547,12 @@ pub mod analysis {
                 registry_errors: Vec::new(),
                 challenges: Vec::new(),
                 rate_limit: None,
-                operation: None,
+                operation: match flow.id {
+                    1..=3 => Some(0),
+                    4..=23 => Some(1),
+                    24..=31 => Some(2),
+                    _ => None,
+                },
             };
             match flow.id {
                 2 => {

@@ -540,3 +540,30 @@ fn search_ignores_case_beyond_ascii() {
     press(&mut app, "/äRGER\n");
     assert_eq!(shown_ids(&app), vec![33]);
 }
+
+#[test]
+fn enter_on_a_flow_detail_goes_to_the_step_of_that_flow() {
+    let mut app = fixtures::app();
+    press(&mut app, "3jjjjjjjjj\n");
+    assert_eq!(app.selected_flow().map(|f| f.id), Some(10));
+    press(&mut app, "\n");
+    assert_eq!((app.view, app.focus), (View::Operations, Pane::Steps));
+    assert_eq!(app.selected_operation().map(|o| o.index), Some(2));
+    let step = app.selected_step().expect("a step");
+    assert!(
+        step.flow_ids.contains(&10),
+        "step {} holds flow 10",
+        step.number
+    );
+}
+
+#[test]
+fn a_flow_outside_any_operation_says_so_and_stays() {
+    let mut app = fixtures::app();
+    press(&mut app, "3G\n\n");
+    assert_eq!(app.view, View::Flows);
+    assert_eq!(
+        app.notice.as_deref(),
+        Some("flow #32 belongs to no operation")
+    );
+}

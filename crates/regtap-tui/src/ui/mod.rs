@@ -109,7 +109,9 @@ fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
                     app.playback.interval.as_secs_f64()
                 )
             }
-            (View::Flows, Pane::Detail) => "↑↓ scroll · Esc back · ? help · q quit".to_owned(),
+            (View::Flows, Pane::Detail) => {
+                "↑↓ scroll · Enter go to its step · Esc back · ? help · q quit".to_owned()
+            }
             (View::Flows, _) => {
                 "↑↓ move · Enter detail · / search · f kind filter · Esc clear · ? help · q quit"
                     .to_owned()
