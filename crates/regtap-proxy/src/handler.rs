@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
-use http::{HeaderMap, HeaderValue, Method, StatusCode, Version};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, Version};
 use hudsucker::hyper::{Request, Response};
 use hudsucker::{Body, HttpContext, HttpHandler, RequestOrResponse};
 use hyper_util::client::legacy::connect::HttpInfo;
@@ -60,7 +60,7 @@ impl HttpHandler for RecordingHandler {
             scheme: parts.uri.scheme_str().unwrap_or("http").to_owned(),
             request: regtap_capture::Request {
                 method: parts.method.to_string(),
-                url: parts.uri.to_string(),
+                url: canonical_url(&parts.uri),
                 http_version: version_name(parts.version),
                 headers: headers(&parts.headers),
                 body: regtap_capture::Body::default(),
@@ -142,6 +142,24 @@ fn headers(map: &HeaderMap) -> Headers {
         .collect()
 }
 
+/// The URL without a port that is its scheme's default: requests inside a
+/// tunnel carry the CONNECT authority (`registry.test:443`), while the client
+/// asked for `https://registry.test/…`.
+fn canonical_url(uri: &Uri) -> String {
+    let default_port = match uri.scheme_str() {
+        Some("https") => Some(443),
+        Some("http") => Some(80),
+        _ => None,
+    };
+    match (uri.port_u16(), uri.host()) {
+        (Some(port), Some(host)) if Some(port) == default_port => {
+            let path = uri.path_and_query().map_or("/", |p| p.as_str());
+            format!("{}://{host}{path}", uri.scheme_str().unwrap_or("https"))
+        }
+        _ => uri.to_string(),
+    }
+}
+
 fn content_length(map: &HeaderMap) -> Option<u64> {
     map.get(CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
 }
@@ -156,4 +174,20 @@ fn version_name(version: Version) -> String {
         _ => "HTTP/?",
     }
     .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_url_drops_only_default_ports() {
+        let url = |s: &str| canonical_url(&s.parse().unwrap());
+        assert_eq!(url("https://r.test:443/v2/?n=1"), "https://r.test/v2/?n=1");
+        assert_eq!(url("http://r.test:80/v2/"), "http://r.test/v2/");
+        assert_eq!(url("https://r.test:5000/v2/"), "https://r.test:5000/v2/");
+        assert_eq!(url("http://r.test:443/"), "http://r.test:443/");
+        assert_eq!(url("https://[::1]:443/v2/"), "https://[::1]/v2/");
+        assert_eq!(url("https://r.test/v2/"), "https://r.test/v2/");
+    }
 }

@@ -177,8 +177,11 @@ fn add_pem_roots(roots: &mut RootCertStore, path: &Path) -> Result<(), ProxyErro
     Ok(())
 }
 
-/// The connector the proxy's client uses: `--resolve`, then TLS with
-/// `tls`, ALPN h2 and http/1.1; plain `http://` passes through.
+/// The connector the proxy's client uses: `--resolve`, then TLS with `tls`;
+/// plain `http://` passes through. Upstream connections speak HTTP/1.1 only,
+/// as dockerd does to registries: large blobs then stream without HTTP/2
+/// flow-control windows, and what the upstream sees matches what dockerd
+/// would send it.
 pub(crate) fn connector(
     tls: ClientConfig,
     rules: Arc<ResolveMap>,
@@ -190,7 +193,6 @@ pub(crate) fn connector(
         .with_tls_config(tls)
         .https_or_http()
         .enable_http1()
-        .enable_http2()
         .wrap_connector(ResolvingConnector { inner: http, rules })
 }
 

@@ -392,5 +392,8 @@ async fn ip_literal_hosts_get_an_ip_certificate_and_h2_is_negotiated() {
     let flow = &capture.flows[0];
     assert_eq!(flow.request.url, url);
     assert_eq!(flow.request.http_version, "HTTP/2");
-    assert_eq!(flow.response.as_ref().unwrap().status, 200);
+    let response = flow.response.as_ref().unwrap();
+    assert_eq!(response.status, 200);
+    // Upstream connections speak HTTP/1.1, as dockerd does.
+    assert_eq!(response.http_version, "HTTP/1.1");
 }
