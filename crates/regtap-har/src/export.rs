@@ -99,7 +99,7 @@ pub fn export(
     selected.sort_by_key(|f| (f.timing.request_start, f.id));
 
     let mut bodies = Vec::new();
-    let entries = selected
+    let mut entries: Vec<Entry> = selected
         .into_iter()
         .map(|flow| {
             let (pageref, comment) = match place.get(&flow.id) {
@@ -120,7 +120,6 @@ pub fn export(
     bodies.sort_by(|a: &BodyToWrite, b| a.sha256.cmp(&b.sha256));
     bodies.dedup_by(|a, b| a.sha256 == b.sha256);
 
-    let mut entries: Vec<Entry> = entries;
     let mut pages: Vec<Page> = operations
         .iter()
         .map(|operation| Page {

@@ -4,11 +4,12 @@
 //! than through strict types: a field that is missing, `null` or of the wrong
 //! type is treated as unknown, an entry that cannot become a flow is skipped
 //! with a warning, and only a file that is not a HAR at all is an error.
-//! Known dialects: mitmproxy's `hardump` (binary request bodies as latin-1
-//! text, `"text": null` for streamed bodies, `+00:00` offsets), Chrome and
-//! Firefox DevTools (`encoding: "base64"`, HTTP/2 pseudo-headers,
-//! `[v6]` server addresses), and regtap's own `_regtap` / `_sha256` fields,
-//! which make the round trip exact.
+//! Known dialects: mitmproxy's `hardump` and `.zhar` (binary request bodies
+//! as latin-1 text, `"text": null` for streamed bodies, `+00:00` offsets,
+//! zlib compression), Chrome and Firefox DevTools (`encoding: "base64"`,
+//! HTTP/2 pseudo-headers, `[v6]` server addresses, status 0 for requests that
+//! got no response), and regtap's own `_regtap` / `_sha256` fields, which make
+//! the round trip exact.
 
 use std::io::Read as _;
 
