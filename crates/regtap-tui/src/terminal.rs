@@ -3,7 +3,8 @@
 
 use std::io::{self, Stdout};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Once, mpsc};
+use std::sync::{Arc, Mutex, Once, mpsc};
+use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
 use ratatui::Terminal;
@@ -87,6 +88,8 @@ fn run_app(
                     app.decoding = false;
                     app.notice = Some("the decoder failed: only the flows are shown".to_owned());
                     analysis = None;
+                    // Its panic message was printed over the screen.
+                    session.terminal.clear()?;
                 }
             }
         }
@@ -130,6 +133,9 @@ fn run_app(
 /// Whether the terminal is in TUI mode, so that the panic hook restores it
 /// only when needed.
 static ACTIVE: AtomicBool = AtomicBool::new(false);
+/// The thread that draws: a panic there ends the TUI; a panic on another
+/// thread (the decoder's) does not, and the TUI goes on without it.
+static TUI_THREAD: Mutex<Option<ThreadId>> = Mutex::new(None);
 
 struct TerminalSession {
     terminal: Terminal<CrosstermBackend<Stdout>>,
@@ -140,6 +146,9 @@ impl TerminalSession {
         install_panic_hook();
         enable_raw_mode()?;
         ACTIVE.store(true, Ordering::SeqCst);
+        if let Ok(mut thread) = TUI_THREAD.lock() {
+            *thread = Some(std::thread::current().id());
+        }
         let setup = execute!(io::stdout(), EnterAlternateScreen, EnableMouseCapture)
             .and_then(|()| Terminal::new(CrosstermBackend::new(io::stdout())));
         match setup {
@@ -179,7 +188,12 @@ fn install_panic_hook() {
     INSTALL.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            restore();
+            let drawing_thread = TUI_THREAD
+                .lock()
+                .is_ok_and(|thread| *thread == Some(std::thread::current().id()));
+            if drawing_thread {
+                restore();
+            }
             previous(info);
         }));
     });
