@@ -194,3 +194,36 @@ fn ctrl_c_quits_cleanly() {
     tmux.keys(&["C-c"]);
     tmux.wait_for(&["REGTAP_EXIT=0"]);
 }
+
+#[test]
+fn a_missing_capture_is_an_error_before_any_terminal_change() {
+    let output = Command::new(BINARY)
+        .args(["tui", "/nonexistent/regtap-capture.jsonl"])
+        .output()
+        .expect("running regtap");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("cannot read"), "{stderr}");
+    assert!(
+        !String::from_utf8_lossy(&output.stdout).contains("\u{1b}[?1049h"),
+        "no alternate screen was entered"
+    );
+}
+
+#[test]
+fn a_capture_cut_off_mid_record_opens_with_a_warning() {
+    if !tmux_available() {
+        return;
+    }
+    let mut bytes = std::fs::read(capture("login.jsonl")).expect("reading login.jsonl");
+    bytes.extend_from_slice(br#"{"id":99,"scheme":"https","request":{"meth"#);
+    let path = std::env::temp_dir().join(format!("regtap-smoke-{}-cut.jsonl", std::process::id()));
+    std::fs::write(&path, bytes).expect("writing the cut capture");
+
+    let tmux = Tmux::start("cut", 100, 30, &tui_command(&path));
+    tmux.wait_for(&["[1 Operations]", "warning:", "cut off"]);
+    tmux.keys(&["q"]);
+    // The warning was printed on the normal screen too, where it stays.
+    tmux.wait_for(&["REGTAP_EXIT=0", "regtap: warning:"]);
+    let _ = std::fs::remove_file(&path);
+}
