@@ -208,7 +208,7 @@ fn entry(
         let file = reference_body(&flow.request.body, &request_body, options, bodies);
         PostData {
             mime_type: request_type.unwrap_or("").to_owned(),
-            text: request_body.text.clone(),
+            text: request_body.text.clone().unwrap_or_default(),
             comment: request_body.description.clone(),
             body: BodyFacts {
                 sha256: Some(flow.request.body.sha256.clone()),

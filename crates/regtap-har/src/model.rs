@@ -143,9 +143,9 @@ pub struct Cookie {
 #[serde(rename_all = "camelCase")]
 pub struct PostData {
     pub mime_type: String,
-    /// Absent for bodies that are described rather than pasted (binary, blobs).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub text: Option<String>,
+    /// Empty for bodies that are described rather than pasted (binary, blobs):
+    /// HAR readers (mitmproxy's among them) require the field.
+    pub text: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
     #[serde(flatten)]
