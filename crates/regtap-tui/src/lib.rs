@@ -19,7 +19,7 @@ mod ui;
 #[cfg(test)]
 mod fixtures;
 
-pub use app::{Action, App, BodyProgress, Cursor, Pane, Playback, Transfer, View};
+pub use app::{Action, App, BodyProgress, Cursor, FlowList, Live, Pane, Playback, Transfer, View};
 pub use live::{LivePoll, LiveSource};
 pub use terminal::{TuiError, run_capture, run_live};
 pub use ui::draw;
