@@ -47,6 +47,7 @@ async fn main() -> Result<(), Error> {
     let direct_down = download(&direct, &base, mib).await?;
     let proxied_down = download(&proxied, &base, mib).await?;
     let peak = vm_hwm(pid)?;
+    let proxy_cpu = cpu_seconds(pid)?;
 
     let rate = |d: Duration| (mib * MIB) as f64 / 1e6 / d.as_secs_f64();
     println!(
@@ -62,6 +63,11 @@ async fn main() -> Result<(), Error> {
         direct_down.as_secs_f64() / proxied_down.as_secs_f64()
     );
     println!("proxy peak RSS (VmHWM): {:.1} MiB", peak as f64 / 1024.0);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!(
+        "proxy CPU time: {proxy_cpu:.1} s for {} MiB proxied ({cores} cores shared by client, upstream and proxy)",
+        2 * mib
+    );
 
     stop(&mut proxy)?;
     let flows = regtap_capture::Capture::read(&capture)?.flows;
@@ -182,4 +188,18 @@ fn vm_hwm(pid: u32) -> Result<u64, Error> {
         .nth(1)
         .ok_or("malformed VmHWM")?
         .parse()?)
+}
+
+/// User plus system CPU time of `pid` so far, in seconds.
+fn cpu_seconds(pid: u32) -> Result<f64, Error> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
+    let after_name = stat.rsplit_once(')').ok_or("malformed /proc/PID/stat")?.1;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = |i: usize| -> Result<u64, Error> {
+        Ok(fields.get(i).ok_or("short /proc/PID/stat")?.parse()?)
+    };
+    // Fields here start at the 3rd (state), so utime is at index 11.
+    let ticks_per_second = 100.0; // USER_HZ on Linux
+    Ok((ticks(11)? + ticks(12)?) as f64 / ticks_per_second)
 }

@@ -97,3 +97,36 @@ containerd: the same drop-in as above, as
 "#
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drop_in_sets_both_proxies_and_keeps_loopback_direct() {
+        let text = drop_in("http://10.0.0.5:8080");
+        assert!(text.starts_with("[Service]\n"));
+        assert!(text.contains("Environment=\"HTTP_PROXY=http://10.0.0.5:8080\"\n"));
+        assert!(text.contains("Environment=\"HTTPS_PROXY=http://10.0.0.5:8080\"\n"));
+        assert!(text.contains("Environment=\"NO_PROXY=localhost,127.0.0.0/8,::1\"\n"));
+    }
+
+    #[test]
+    fn instructions_cover_trust_loopback_and_other_tools() {
+        let text = instructions(
+            "http://127.0.0.1:8080",
+            "/home/u/.local/share/regtap/ca.pem",
+        );
+        for needle in [
+            "update-ca-certificates",
+            "/etc/docker/certs.d/<registry-host>/ca.crt",
+            "redirect to a storage host",
+            "never send requests for\nlocalhost or loopback IPs",
+            "export HTTPS_PROXY=http://127.0.0.1:8080",
+            "containerd.service.d",
+            "/home/u/.local/share/regtap/ca.pem",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?}");
+        }
+    }
+}
