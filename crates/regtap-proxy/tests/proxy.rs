@@ -213,41 +213,8 @@ async fn client_hanging_up_mid_upload_is_recorded_with_the_bytes_seen() {
     let pki = upstream_pki(pki_dir.path());
     let upstream = start_upstream(Some(Arc::clone(&pki.server_config))).await;
     let mut harness = start_proxy(|c| c.upstream_ca.push(pki.ca_pem.clone())).await;
-    let authority = format!("localhost:{}", upstream.addr.port());
-
-    let mut tcp = tokio::net::TcpStream::connect(harness.proxy.local_addr())
-        .await
-        .unwrap();
-    tcp.write_all(format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        head.push(tcp.read_u8().await.unwrap());
-    }
-    assert!(
-        head.starts_with(b"HTTP/1.1 200"),
-        "{}",
-        String::from_utf8_lossy(&head)
-    );
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(harness.client_tls()));
-    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let mut stream = tls.connect(name, tcp).await.unwrap();
-    let request = format!(
-        "PATCH /upload HTTP/1.1\r\nHost: {authority}\r\nContent-Length: {}\r\n\r\n",
-        10 * MIB
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
     let chunk = random_mib();
-    stream.write_all(&chunk).await.unwrap();
-    stream.flush().await.unwrap();
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while upstream.received.load(Ordering::SeqCst) < MIB as u64 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await
-    .expect("the first MiB should reach the upstream");
+    let stream = start_tunnelled_upload(&harness, &upstream, &chunk).await;
     drop(stream);
 
     let flow = harness.finished(1).await.remove(0);
@@ -396,4 +363,68 @@ async fn ip_literal_hosts_get_an_ip_certificate_and_h2_is_negotiated() {
     assert_eq!(response.status, 200);
     // Upstream connections speak HTTP/1.1, as dockerd does.
     assert_eq!(response.http_version, "HTTP/1.1");
+}
+
+/// Sends, through a CONNECT tunnel, the head of a 10 MiB PATCH and its first
+/// MiB (`chunk`), and returns once the upstream has received that MiB; the
+/// connection is left open.
+async fn start_tunnelled_upload(
+    harness: &common::Harness,
+    upstream: &common::Upstream,
+    chunk: &[u8],
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let authority = format!("localhost:{}", upstream.addr.port());
+
+    let mut tcp = tokio::net::TcpStream::connect(harness.proxy.local_addr())
+        .await
+        .unwrap();
+    tcp.write_all(format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        head.push(tcp.read_u8().await.unwrap());
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(harness.client_tls()));
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut stream = tls.connect(name, tcp).await.unwrap();
+    let request = format!(
+        "PATCH /upload HTTP/1.1\r\nHost: {authority}\r\nContent-Length: {}\r\n\r\n",
+        10 * MIB
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    stream.write_all(chunk).await.unwrap();
+    stream.flush().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while upstream.received.load(Ordering::SeqCst) < MIB as u64 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the first MiB should reach the upstream");
+    stream
+}
+
+#[tokio::test]
+async fn stopping_the_proxy_records_exchanges_in_flight() {
+    let pki_dir = tempfile::tempdir().unwrap();
+    let pki = upstream_pki(pki_dir.path());
+    let upstream = start_upstream(Some(Arc::clone(&pki.server_config))).await;
+    let harness = start_proxy(|c| c.upstream_ca.push(pki.ca_pem.clone())).await;
+    let chunk = random_mib();
+    let _open = start_tunnelled_upload(&harness, &upstream, &chunk).await;
+
+    let (capture, _dir) = harness.stop().await;
+    assert_eq!(capture.flows.len(), 1);
+    let flow = &capture.flows[0];
+    assert_eq!(flow.request.body.size, MIB as u64);
+    assert!(!flow.request.body.complete);
+    let error = flow.error.as_ref().unwrap();
+    assert_eq!(error.stage, ErrorStage::Request);
+    assert!(error.message.contains("proxy stopped"), "{}", error.message);
 }
