@@ -126,3 +126,26 @@ fn default_capture_path() -> PathBuf {
         .collect();
     PathBuf::from(format!("./regtap-{stamp}Z.jsonl"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_capture_path_is_a_utc_timestamp_in_the_current_directory() {
+        let path = default_capture_path().display().to_string();
+        let stamp = path
+            .strip_prefix("./regtap-")
+            .and_then(|rest| rest.strip_suffix("Z.jsonl"))
+            .unwrap_or_else(|| panic!("unexpected default capture path {path}"));
+        assert_eq!(stamp.len(), "20240722T170643".len(), "{path}");
+        assert_eq!(stamp.as_bytes()[8], b'T', "{path}");
+        assert!(
+            stamp
+                .chars()
+                .filter(|c| *c != 'T')
+                .all(|c| c.is_ascii_digit()),
+            "{path}"
+        );
+    }
+}
