@@ -23,6 +23,10 @@ pub(crate) struct RecordingBody {
     ended: bool,
     /// From `Content-Length`, for progress events.
     total: Option<u64>,
+    /// The exact length the inner body announced when it was wrapped. Reaching
+    /// it ends the body: peers stop polling once they have the announced bytes,
+    /// and hyper does not always report the end of stream before that.
+    exact_len: Option<u64>,
     last_progress: Instant,
 }
 
@@ -34,8 +38,10 @@ impl RecordingBody {
         direction: Direction,
         total: Option<u64>,
     ) -> hudsucker::Body {
+        let exact_len = inner.size_hint().exact();
         hudsucker::Body::from(BoxBody::new(RecordingBody {
             inner,
+            exact_len,
             recorder,
             direction,
             ended: false,
@@ -79,12 +85,13 @@ impl HttpBody for RecordingBody {
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
+                let mut seen = None;
                 if let Some(data) = frame.data_ref() {
-                    let seen = this.recorder.data(this.direction, data);
-                    this.progress(seen);
+                    let bytes = this.recorder.data(this.direction, data);
+                    this.progress(bytes);
+                    seen = Some(bytes);
                 }
-                // Peers often stop polling once the announced length is reached.
-                if this.inner.is_end_stream() {
+                if this.inner.is_end_stream() || (seen.is_some() && seen == this.exact_len) {
                     this.end(SideEnd::Complete);
                 }
             }
