@@ -37,10 +37,22 @@ pub struct ProxyArgs {
     /// Do not print a line per exchange
     #[arg(short, long)]
     quiet: bool,
+    /// Watch the traffic live in the terminal UI; quitting it stops the proxy
+    #[arg(long)]
+    tui: bool,
+    /// The registry's `http.secret`, for the live view to verify `_state` HMACs
+    #[arg(
+        long,
+        env = "REGTAP_REGISTRY_SECRET",
+        hide_env_values = true,
+        requires = "tui"
+    )]
+    registry_secret: Option<String>,
 }
 
 pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
-    init_logging(args.quiet);
+    // Log lines would be drawn over the TUI's screen.
+    init_logging(args.quiet || args.tui);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -81,35 +93,55 @@ async fn serve(args: ProxyArgs) -> anyhow::Result<ExitCode> {
         ..ProxyConfig::new(args.listen, capture)
     };
     let proxy = regtap_proxy::start(config, &ca).await?;
-    let mut live = proxy.subscribe();
+    let live = proxy.subscribe();
     eprintln!("regtap: capturing to {}", proxy.capture_path().display());
     // Scripts wait for this line; it comes last, once everything is ready.
     eprintln!("regtap: listening on {}", proxy.local_addr());
 
-    let mut terminate = terminate_signal()?;
-    loop {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
-            _ = terminate.recv() => break,
-            event = live.recv() => match event {
-                Ok(LiveEvent::Finished(flow)) if !args.quiet => eprintln!("{}", summary_line(&flow)),
-                Ok(_) => {}
-                Err(RecvError::Lagged(missed)) if !args.quiet => {
-                    eprintln!("regtap: ({missed} live events skipped; the capture has every flow)");
-                }
-                Err(RecvError::Lagged(_)) => {}
-                Err(RecvError::Closed) => break,
-            },
-        }
-    }
-    eprintln!("regtap: stopping");
+    let shown = if args.tui {
+        let options = regtap_decode::Options {
+            registry_secret: args.registry_secret.map(String::into_bytes),
+        };
+        // The TUI blocks on the terminal; quitting it stops the proxy.
+        Some(tokio::task::spawn_blocking(move || regtap_tui::run_live(live, options)).await)
+    } else {
+        print_until_stopped(live, args.quiet).await?;
+        eprintln!("regtap: stopping");
+        None
+    };
     let summary = proxy.shutdown().await?;
+    if let Some(shown) = shown {
+        shown.context("the terminal UI stopped unexpectedly")??;
+    }
     eprintln!(
         "regtap: {} flows written to {}",
         summary.flows_written,
         summary.capture_path.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints a line per finished exchange until Ctrl-C or SIGTERM.
+async fn print_until_stopped(
+    mut live: tokio::sync::broadcast::Receiver<LiveEvent>,
+    quiet: bool,
+) -> anyhow::Result<()> {
+    let mut terminate = terminate_signal()?;
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = terminate.recv() => return Ok(()),
+            event = live.recv() => match event {
+                Ok(LiveEvent::Finished(flow)) if !quiet => eprintln!("{}", summary_line(&flow)),
+                Ok(_) => {}
+                Err(RecvError::Lagged(missed)) if !quiet => {
+                    eprintln!("regtap: ({missed} live events skipped; the capture has every flow)");
+                }
+                Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => return Ok(()),
+            },
+        }
+    }
 }
 
 fn terminate_signal() -> anyhow::Result<tokio::signal::unix::Signal> {
