@@ -1,9 +1,10 @@
 //! Throughput benchmark: 1 GiB upload and 1 GiB download against a local TLS
-//! upstream, direct and through a `regtap proxy` process, in one run. Prints
-//! MB/s for each, the proxied/direct ratio, and the proxy's peak RSS
-//! (`VmHWM`). Run it with `bench/proxy-throughput.sh`.
+//! upstream, direct, through a `regtap proxy` process and (when given a
+//! `mitmdump`) through mitmproxy, in one run. Prints MB/s for each, the
+//! proxied/direct ratio, and each proxy's peak RSS (`VmHWM`) and CPU time.
+//! Run it with `bench/proxy-throughput.sh`.
 //!
-//! Usage: throughput REGTAP_BINARY [MIB]
+//! Usage: throughput REGTAP_BINARY [MIB] [MITMDUMP_BINARY MITM_DEFAULT_MIB]
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -19,57 +20,87 @@ use common::{MIB, random_mib, repeated_sha256, start_upstream, upstream_pki};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
+const USAGE: &str = "usage: throughput REGTAP_BINARY [MIB] [MITMDUMP_BINARY MITM_DEFAULT_MIB]";
+
+/// One row of the result table.
+struct Measured {
+    route: String,
+    mib: usize,
+    upload: Duration,
+    download: Duration,
+    /// Peak RSS (KiB) and CPU seconds of the proxy process, if any.
+    proxy: Option<(u64, f64)>,
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let mut args = std::env::args().skip(1);
-    let regtap = args.next().ok_or("usage: throughput REGTAP_BINARY [MIB]")?;
+    let regtap = args.next().ok_or(USAGE)?;
     let mib: usize = args.next().map_or(Ok(1024), |m| m.parse())?;
+    let mitmdump = match (args.next(), args.next()) {
+        (Some(binary), Some(default_mib)) => Some((binary, default_mib.parse::<usize>()?)),
+        (None, None) => None,
+        _ => return Err(USAGE.into()),
+    };
 
     let dir = tempfile::tempdir()?;
     let pki = upstream_pki(dir.path());
     let upstream = start_upstream(Some(Arc::clone(&pki.server_config))).await;
     let base = format!("https://localhost:{}", upstream.addr.port());
     let capture = dir.path().join("bench.jsonl");
-    let (mut proxy, proxy_addr) = spawn_proxy(&regtap, dir.path(), &pki.ca_pem, &capture)?;
-    let pid = proxy.id();
+    let (proxy, proxy_addr) = spawn_proxy(&regtap, dir.path(), &pki.ca_pem, &capture)?;
+    let mut proxy = KillOnDrop(proxy);
+    let pid = proxy.0.id();
 
     let chunk = random_mib();
-    let expected = repeated_sha256(&chunk, mib);
     let direct = client(&pki.ca_pem, None)?;
     let proxied = client(&dir.path().join("home/ca.pem"), Some(&proxy_addr))?;
 
     println!(
-        "{mib} MiB each way, TLS upstream on {}, proxy pid {pid}",
+        "{mib} MiB each way, TLS upstream on {}, regtap proxy pid {pid}",
         upstream.addr
     );
-    let direct_up = upload(&direct, &base, &chunk, mib).await?;
-    let proxied_up = upload(&proxied, &base, &chunk, mib).await?;
-    let direct_down = download(&direct, &base, mib).await?;
-    let proxied_down = download(&proxied, &base, mib).await?;
-    let peak = vm_hwm(pid)?;
-    let proxy_cpu = cpu_seconds(pid)?;
+    let mut rows = Vec::new();
+    rows.push(measure("direct", &direct, &base, &chunk, mib, None).await?);
+    rows.push(measure("regtap proxy", &proxied, &base, &chunk, mib, Some(pid)).await?);
+    stop(&mut proxy.0)?;
 
-    let rate = |d: Duration| (mib * MIB) as f64 / 1e6 / d.as_secs_f64();
-    println!(
-        "upload:   direct {:7.0} MB/s   proxied {:7.0} MB/s   ratio {:.2}",
-        rate(direct_up),
-        rate(proxied_up),
-        direct_up.as_secs_f64() / proxied_up.as_secs_f64()
-    );
-    println!(
-        "download: direct {:7.0} MB/s   proxied {:7.0} MB/s   ratio {:.2}",
-        rate(direct_down),
-        rate(proxied_down),
-        direct_down.as_secs_f64() / proxied_down.as_secs_f64()
-    );
-    println!("proxy peak RSS (VmHWM): {:.1} MiB", peak as f64 / 1024.0);
+    if let Some((mitmdump, default_mib)) = mitmdump {
+        let confdir = dir.path().join("mitmproxy");
+        let modes: [(&str, &[&str], usize); 2] = [
+            (
+                "mitmdump stream_large_bodies=1m",
+                &["--set", "stream_large_bodies=1m"],
+                mib,
+            ),
+            ("mitmdump default (buffers bodies)", &[], default_mib),
+        ];
+        for (route, options, route_mib) in modes {
+            if route_mib != mib
+                && !rows
+                    .iter()
+                    .any(|r| r.route == "direct" && r.mib == route_mib)
+            {
+                rows.push(measure("direct", &direct, &base, &chunk, route_mib, None).await?);
+            }
+            let (mut child, addr) = spawn_mitmdump(&mitmdump, &confdir, &pki.ca_pem, options)?;
+            let client = client(&confdir.join("mitmproxy-ca-cert.pem"), Some(&addr))?;
+            let pid = child.0.id();
+            rows.push(measure(route, &client, &base, &chunk, route_mib, Some(pid)).await?);
+            // Close the pooled connection first: mitmdump prints a traceback for
+            // each connection still open when it is told to stop.
+            drop(client);
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            stop(&mut child.0)?;
+        }
+    }
+    print_table(&rows);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
-        "proxy CPU time: {proxy_cpu:.1} s for {} MiB proxied ({cores} cores shared by client, upstream and proxy)",
-        2 * mib
+        "{cores} cores shared by client, upstream and proxy; ratio = proxied / direct at the same size"
     );
 
-    stop(&mut proxy)?;
+    let expected = repeated_sha256(&chunk, mib);
     let flows = regtap_capture::Capture::read(&capture)?.flows;
     let recorded: Vec<_> = flows
         .iter()
@@ -81,8 +112,86 @@ async fn main() -> Result<(), Error> {
     if recorded != [expected.clone(), expected] {
         return Err(format!("the capture does not hold the expected hashes: {recorded:?}").into());
     }
-    println!("capture: 2 flows, SHA-256 of both bodies as sent");
+    println!("regtap capture: 2 flows, SHA-256 of both bodies as sent");
     Ok(())
+}
+
+/// Uploads then downloads `mib` MiB through `client`; reads the proxy's peak
+/// RSS and CPU time right after.
+async fn measure(
+    route: &str,
+    client: &reqwest::Client,
+    base: &str,
+    chunk: &Bytes,
+    mib: usize,
+    proxy_pid: Option<u32>,
+) -> Result<Measured, Error> {
+    let upload = upload(client, base, chunk, mib)
+        .await
+        .map_err(|e| format!("{route}: upload: {e}"))?;
+    let download = download(client, base, mib)
+        .await
+        .map_err(|e| format!("{route}: download: {e}"))?;
+    let proxy = match proxy_pid {
+        Some(pid) => Some((vm_hwm(pid)?, cpu_seconds(pid)?)),
+        None => None,
+    };
+    Ok(Measured {
+        route: route.to_owned(),
+        mib,
+        upload,
+        download,
+        proxy,
+    })
+}
+
+fn print_table(rows: &[Measured]) {
+    println!(
+        "{:<34} {:>5} {:>10} {:>6} {:>10} {:>6} {:>10} {:>7}",
+        "route", "MiB", "up MB/s", "ratio", "down MB/s", "ratio", "peak RSS", "CPU s"
+    );
+    let rate = |mib: usize, d: Duration| (mib * MIB) as f64 / 1e6 / d.as_secs_f64();
+    for row in rows {
+        let direct = rows
+            .iter()
+            .find(|r| r.route == "direct" && r.mib == row.mib);
+        let ratio = |pick: fn(&Measured) -> Duration| match direct {
+            Some(d) if row.proxy.is_some() => {
+                format!("{:.2}", pick(d).as_secs_f64() / pick(row).as_secs_f64())
+            }
+            _ => "-".to_owned(),
+        };
+        let (rss, cpu) = match row.proxy {
+            Some((kib, cpu)) => (
+                format!("{:.1} MiB", kib as f64 / 1024.0),
+                format!("{cpu:.1}"),
+            ),
+            None => ("-".to_owned(), "-".to_owned()),
+        };
+        println!(
+            "{:<34} {:>5} {:>10.0} {:>6} {:>10.0} {:>6} {:>10} {:>7}",
+            row.route,
+            row.mib,
+            rate(row.mib, row.upload),
+            ratio(|m| m.upload),
+            rate(row.mib, row.download),
+            ratio(|m| m.download),
+            rss,
+            cpu
+        );
+    }
+}
+
+/// A child process killed when the benchmark ends early on an error.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
 }
 
 fn spawn_proxy(
@@ -109,6 +218,46 @@ fn spawn_proxy(
     };
     // Keep draining stderr so the proxy never blocks on a full pipe.
     std::thread::spawn(move || lines.for_each(drop));
+    Ok((child, addr))
+}
+
+/// Starts `mitmdump` on a free loopback port, with its CA in `confdir` and
+/// trusting the upstream's CA; returns once it listens.
+fn spawn_mitmdump(
+    mitmdump: &str,
+    confdir: &Path,
+    upstream_ca: &Path,
+    options: &[&str],
+) -> Result<(KillOnDrop, String), Error> {
+    let mut child = KillOnDrop(
+        Command::new(mitmdump)
+            .args(["--listen-host", "127.0.0.1", "--listen-port", "0"])
+            .args(["--set", "flow_detail=0"])
+            .arg("--set")
+            .arg(format!("confdir={}", confdir.display()))
+            .arg("--set")
+            .arg(format!(
+                "ssl_verify_upstream_trusted_ca={}",
+                upstream_ca.display()
+            ))
+            .args(options)
+            .stdout(Stdio::piped())
+            .spawn()?,
+    );
+    let stdout = child.0.stdout.take().ok_or("no stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let addr = loop {
+        let line = lines.next().ok_or("mitmdump exited before listening")??;
+        if let Some(addr) = line.split("listening at ").nth(1) {
+            break addr.trim().trim_end_matches('.').to_owned();
+        }
+    };
+    // Pass on what it logs (warnings, errors) and never let it block on a full pipe.
+    std::thread::spawn(move || {
+        lines
+            .map_while(Result::ok)
+            .for_each(|l| eprintln!("mitmdump: {l}"))
+    });
     Ok((child, addr))
 }
 
