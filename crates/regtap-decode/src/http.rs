@@ -86,20 +86,7 @@ pub fn short_digest(digest: &str) -> String {
     }
 }
 
-/// `1.5 KiB`, `256.0 KiB`, `12 B`.
-pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
-    if bytes < 1024 {
-        return format!("{bytes} B");
-    }
-    let mut value = bytes as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS.get(unit).unwrap_or(&"TiB"))
-}
+pub use regtap_capture::human_bytes;
 
 /// Text of a status code: `401 Unauthorized`.
 pub fn status_text(status: u16) -> String {
@@ -174,8 +161,6 @@ mod tests {
             "sha256:0123456789ab…"
         );
         assert_eq!(short_digest("latest"), "latest");
-        assert_eq!(human_bytes(262_435), "256.3 KiB");
-        assert_eq!(human_bytes(12), "12 B");
         assert_eq!(fingerprint("secret").len(), 12);
     }
 }

@@ -33,7 +33,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
-use regtap_capture::{CaptureError, CaptureHeader, CaptureWriter, Flow, now_ns};
+use regtap_capture::{CaptureError, CaptureHeader, CaptureWriter, Flow, human_bytes, now_ns};
 use rustls::crypto::CryptoProvider;
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, oneshot};
@@ -330,7 +330,7 @@ pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// The line `regtap proxy` prints for a finished exchange:
-/// `GET registry.test /v2/ 401 143B 12ms`, with `up … down …` sizes when the
+/// `GET registry.test /v2/ 401 143 B 12ms`, with `up … down …` sizes when the
 /// request had a body, and the error when there was one.
 pub fn summary_line(flow: &Flow) -> String {
     let (host, path) = split_url(&flow.request.url);
@@ -368,23 +368,6 @@ fn split_url(url: &str) -> (&str, &str) {
     }
 }
 
-fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
-    if n < 1024 {
-        return format!("{n}B");
-    }
-    let mut value = n as f64 / 1024.0;
-    let mut unit = UNITS[0];
-    for next in &UNITS[1..] {
-        if value < 1024.0 {
-            break;
-        }
-        value /= 1024.0;
-        unit = next;
-    }
-    format!("{value:.1}{unit}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -397,7 +380,7 @@ mod tests {
             .status(401)
             .response_body(&[b'x'; 143])
             .build();
-        assert_eq!(summary_line(&flow), "GET registry.test /v2/ 401 143B 0ms");
+        assert_eq!(summary_line(&flow), "GET registry.test /v2/ 401 143 B 0ms");
     }
 
     #[test]
@@ -408,7 +391,7 @@ mod tests {
             .build();
         assert_eq!(
             summary_line(&upload),
-            "PUT r.test /v2/a/blobs/uploads/u?digest=x 201 up 64.0MiB down 0B 0ms"
+            "PUT r.test /v2/a/blobs/uploads/u?digest=x 201 up 64.0 MiB down 0 B 0ms"
         );
         let failed = FlowBuilder::new(3, "GET", "https://r.test")
             .error(FlowError {
@@ -418,14 +401,7 @@ mod tests {
             .build();
         assert_eq!(
             summary_line(&failed),
-            "GET r.test / ERR 0B 0ms - cannot connect to r.test: refused"
+            "GET r.test / ERR 0 B 0ms - cannot connect to r.test: refused"
         );
-    }
-
-    #[test]
-    fn human_sizes() {
-        assert_eq!(human_bytes(1023), "1023B");
-        assert_eq!(human_bytes(1536), "1.5KiB");
-        assert_eq!(human_bytes(3 << 30), "3.0GiB");
     }
 }

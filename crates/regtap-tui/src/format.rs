@@ -2,23 +2,7 @@
 
 use regtap_capture::UnixNanos;
 
-/// `512 B`, `64.0 KiB`, `1.5 MiB`.
-pub fn bytes(count: u64) -> String {
-    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
-    if count < 1024 {
-        return format!("{count} B");
-    }
-    let mut value = count as f64 / 1024.0;
-    let mut unit = UNITS[0];
-    for next in &UNITS[1..] {
-        if value < 1024.0 {
-            break;
-        }
-        value /= 1024.0;
-        unit = next;
-    }
-    format!("{value:.1} {unit}")
-}
+pub use regtap_capture::human_bytes as bytes;
 
 /// `850 µs`, `12 ms`, `1.23 s`, `2m05s`.
 pub fn duration(nanos: i64) -> String {
@@ -88,14 +72,6 @@ pub fn clip(text: &str, width: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_use_binary_units() {
-        assert_eq!(bytes(0), "0 B");
-        assert_eq!(bytes(1023), "1023 B");
-        assert_eq!(bytes(262_435), "256.3 KiB");
-        assert_eq!(bytes(3 * 1024 * 1024), "3.0 MiB");
-    }
 
     #[test]
     fn durations_pick_a_readable_unit() {

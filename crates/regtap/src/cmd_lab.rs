@@ -25,7 +25,9 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
     if !missing.is_empty() {
         anyhow::bail!("regtap lab needs {}", missing.join(", "));
     }
-    let capture_out = args.capture.unwrap_or_else(default_capture_path);
+    let capture_out = args
+        .capture
+        .unwrap_or_else(|| crate::cmd_proxy::timestamped_capture_path("regtap-lab"));
     let bin = std::env::current_exe().context("cannot find the regtap binary")?;
     eprintln!("regtap lab: starting (a token server, two registries, dockerd)…");
     let mut lab = Lab::start(Via::Regtap {
@@ -96,13 +98,4 @@ fn wait_for_stop_signal() -> anyhow::Result<()> {
             _ = terminate.recv() => Ok(()),
         }
     })
-}
-
-fn default_capture_path() -> PathBuf {
-    let stamp: String = regtap_capture::rfc3339(regtap_capture::now_ns())
-        .chars()
-        .take(19)
-        .filter(|c| *c != '-' && *c != ':')
-        .collect();
-    PathBuf::from(format!("./regtap-lab-{stamp}Z.jsonl"))
 }

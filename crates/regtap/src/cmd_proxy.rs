@@ -83,7 +83,9 @@ async fn serve(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     if args.upstream_insecure {
         eprintln!("regtap: --upstream-insecure: upstream certificates are NOT checked");
     }
-    let capture = args.capture.unwrap_or_else(default_capture_path);
+    let capture = args
+        .capture
+        .unwrap_or_else(|| timestamped_capture_path("regtap"));
     let config = ProxyConfig {
         upstream_ca: args.upstream_ca,
         upstream_insecure: args.upstream_insecure,
@@ -149,14 +151,14 @@ fn terminate_signal() -> anyhow::Result<tokio::signal::unix::Signal> {
         .context("cannot listen for SIGTERM")
 }
 
-/// `./regtap-20240722T170643Z.jsonl`
-fn default_capture_path() -> PathBuf {
+/// `./<prefix>-20240722T170643Z.jsonl`
+pub fn timestamped_capture_path(prefix: &str) -> PathBuf {
     let stamp: String = regtap_capture::rfc3339(regtap_capture::now_ns())
         .chars()
         .take(19)
         .filter(|c| *c != '-' && *c != ':')
         .collect();
-    PathBuf::from(format!("./regtap-{stamp}Z.jsonl"))
+    PathBuf::from(format!("./{prefix}-{stamp}Z.jsonl"))
 }
 
 #[cfg(test)]
@@ -165,7 +167,7 @@ mod tests {
 
     #[test]
     fn default_capture_path_is_a_utc_timestamp_in_the_current_directory() {
-        let path = default_capture_path().display().to_string();
+        let path = timestamped_capture_path("regtap").display().to_string();
         let stamp = path
             .strip_prefix("./regtap-")
             .and_then(|rest| rest.strip_suffix("Z.jsonl"))
