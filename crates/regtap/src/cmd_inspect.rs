@@ -9,7 +9,7 @@ use regtap_decode::{Options, analyze, render_text};
 
 #[derive(Args)]
 pub struct InspectArgs {
-    /// Capture file written by `regtap proxy`
+    /// Capture file written by `regtap proxy`, or a HAR file from another tool
     capture: PathBuf,
     /// Print the whole analysis as JSON (for scripts)
     #[arg(long)]

@@ -8,7 +8,7 @@ use regtap_decode::Options;
 
 #[derive(Args)]
 pub struct TuiArgs {
-    /// Capture file written by `regtap proxy`
+    /// Capture file written by `regtap proxy`, or a HAR file from another tool
     capture: PathBuf,
     /// The registry's `http.secret`, to verify the HMAC of `_state` values
     #[arg(long, env = "REGTAP_REGISTRY_SECRET", hide_env_values = true)]
