@@ -1,4 +1,4 @@
-//! `regtap tui` in a real terminal: the built binary runs inside tmux, keys
+//! `regtap tui` and `regtap proxy --tui` in a real terminal: the built binary runs inside tmux, keys
 //! are typed with `send-keys` and the screen is read with `capture-pane`,
 //! checking what a user sees. Needs tmux: under CI=true a missing tmux
 //! fails the test, elsewhere the test says loudly that it skipped.
@@ -226,4 +226,72 @@ fn a_capture_cut_off_mid_record_opens_with_a_warning() {
     // The warning was printed on the normal screen too, where it stays.
     tmux.wait_for(&["REGTAP_EXIT=0", "regtap: warning:"]);
     let _ = std::fs::remove_file(&path);
+}
+
+/// A registry stand-in on loopback that answers every request with the
+/// `/v2/` challenge, for as long as the test runs.
+fn challenge_server() -> u16 {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding the upstream");
+    let port = listener.local_addr().expect("upstream address").port();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let _ = stream.write_all(
+                b"HTTP/1.1 401 Unauthorized\r\n\
+                  Www-Authenticate: Bearer realm=\"https://auth.test/token\",service=\"registry.test\"\r\n\
+                  Content-Length: 2\r\nConnection: close\r\n\r\n{}",
+            );
+        }
+    });
+    port
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("finding a free port")
+        .port()
+}
+
+#[test]
+fn proxy_tui_shows_traffic_live_and_quitting_stops_the_proxy() {
+    use std::io::{Read as _, Write as _};
+    if !tmux_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let capture = dir.path().join("live.jsonl");
+    let upstream = challenge_server();
+    let proxy_port = free_port();
+    let command = format!(
+        "REGTAP_HOME='{home}' '{BINARY}' proxy --tui --listen 127.0.0.1:{proxy_port} \
+         --capture '{capture}' --resolve registry.test:{upstream}=127.0.0.1; \
+         echo REGTAP_EXIT=$?; sleep 60",
+        home = dir.path().join("home").display(),
+        capture = capture.display(),
+    );
+    let tmux = Tmux::start("live", 100, 30, &command);
+    tmux.wait_for(&["live", "0 flows"]);
+
+    let mut client = std::net::TcpStream::connect(("127.0.0.1", proxy_port)).expect("connecting");
+    write!(
+        client,
+        "GET http://registry.test:{upstream}/v2/ HTTP/1.1\r\nHost: registry.test:{upstream}\r\n\r\n"
+    )
+    .expect("sending the request");
+    let mut answer = [0u8; 12];
+    client.read_exact(&mut answer).expect("reading the answer");
+    assert_eq!(&answer, b"HTTP/1.1 401");
+
+    tmux.wait_for(&["1 flows", &format!("API check registry.test:{upstream}")]);
+    tmux.keys(&["q"]);
+    tmux.wait_for(&["REGTAP_EXIT=0", "1 flows written"]);
+    let written = std::fs::read_to_string(&capture).expect("reading the capture");
+    assert_eq!(
+        written.lines().count(),
+        2,
+        "a header and one flow:\n{written}"
+    );
 }
