@@ -214,6 +214,42 @@ impl Body {
     }
 }
 
+/// The reason phrase of a status code (`Unauthorized` for 401), empty when
+/// the code is not one a registry exchange commonly uses.
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        206 => "Partial Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        409 => "Conflict",
+        412 => "Precondition Failed",
+        413 => "Content Too Large",
+        415 => "Unsupported Media Type",
+        416 => "Range Not Satisfiable",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "",
+    }
+}
+
 /// A byte count as people read it: `12 B`, `1.5 KiB`, `256.0 MiB`.
 pub fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
@@ -322,6 +358,13 @@ pub enum Direction {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reason_phrases_of_registry_statuses() {
+        assert_eq!(reason_phrase(202), "Accepted");
+        assert_eq!(reason_phrase(416), "Range Not Satisfiable");
+        assert_eq!(reason_phrase(299), "");
+    }
 
     #[test]
     fn human_bytes_picks_the_largest_unit_under_1024() {

@@ -243,7 +243,7 @@ fn entry(
             let location = response.headers.get("location").unwrap_or("");
             Response {
                 status: response.status,
-                status_text: reason_phrase(response.status).to_owned(),
+                status_text: regtap_capture::reason_phrase(response.status).to_owned(),
                 http_version: response.http_version.clone(),
                 cookies: response_cookies(&response.headers, redacting),
                 headers: headers(&response.headers, redacting),
@@ -581,38 +581,4 @@ fn reference_body(
         dir.trim_end_matches('/'),
         body.sha256
     ))
-}
-
-fn reason_phrase(status: u16) -> &'static str {
-    match status {
-        100 => "Continue",
-        200 => "OK",
-        201 => "Created",
-        202 => "Accepted",
-        204 => "No Content",
-        206 => "Partial Content",
-        301 => "Moved Permanently",
-        302 => "Found",
-        303 => "See Other",
-        304 => "Not Modified",
-        307 => "Temporary Redirect",
-        308 => "Permanent Redirect",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        409 => "Conflict",
-        412 => "Precondition Failed",
-        413 => "Content Too Large",
-        415 => "Unsupported Media Type",
-        416 => "Range Not Satisfiable",
-        429 => "Too Many Requests",
-        500 => "Internal Server Error",
-        501 => "Not Implemented",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        _ => "",
-    }
 }
