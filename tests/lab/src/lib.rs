@@ -16,6 +16,7 @@ pub mod pki;
 pub mod process;
 pub mod proxy;
 pub mod registry;
+mod server;
 pub mod token;
 pub mod verify;
 

@@ -5,13 +5,13 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 
 use crate::LabError;
 use crate::process::{ChildGuard, run_output};
+use crate::server::BackgroundServer;
 
 /// `regtap` run with `REGTAP_HOME` set to the lab's own directory.
 #[derive(Debug, Clone)]
@@ -124,8 +124,7 @@ impl RegtapProxy {
 /// copies bytes both ways, without looking at them.
 pub struct Tunnel {
     addr: SocketAddr,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    _server: BackgroundServer,
 }
 
 impl Tunnel {
@@ -137,34 +136,12 @@ impl Tunnel {
         let addr = listener
             .local_addr()
             .map_err(|e| LabError::Setup(format!("tunnel: {e}")))?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| LabError::Setup(format!("tunnel runtime: {e}")))?;
-        let (shutdown, mut stop) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("lab-tunnel".into())
-            .spawn(move || {
-                runtime.block_on(async move {
-                    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
-                        return;
-                    };
-                    loop {
-                        tokio::select! {
-                            _ = &mut stop => break,
-                            accepted = listener.accept() => {
-                                let Ok((client, _)) = accepted else { continue };
-                                tokio::spawn(tunnel_one(client, routes.clone()));
-                            }
-                        }
-                    }
-                });
-            })
-            .map_err(|e| LabError::Setup(format!("tunnel thread: {e}")))?;
+        let server = BackgroundServer::start("tunnel", listener, move |client| {
+            tunnel_one(client, routes.clone())
+        })?;
         Ok(Tunnel {
             addr,
-            shutdown: Some(shutdown),
-            thread: Some(thread),
+            _server: server,
         })
     }
 
@@ -219,15 +196,4 @@ async fn tunnel_one(client: tokio::net::TcpStream, routes: Vec<(String, u16)>) {
         return;
     }
     let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
-}
-
-impl Drop for Tunnel {
-    fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
 }

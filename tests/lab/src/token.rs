@@ -8,7 +8,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -20,6 +19,7 @@ use serde_json::json;
 
 use crate::LabError;
 use crate::pki::Pki;
+use crate::server::BackgroundServer;
 
 /// Seconds a token is valid.
 pub const TOKEN_LIFETIME_SECS: i64 = 300;
@@ -63,8 +63,7 @@ struct State {
 pub struct TokenServer {
     addr: SocketAddr,
     state: Arc<State>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    _server: BackgroundServer,
 }
 
 impl TokenServer {
@@ -87,47 +86,27 @@ impl TokenServer {
             refresh_tokens: Mutex::new(HashMap::new()),
             counter: AtomicU64::new(0),
         });
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| LabError::Setup(format!("token server runtime: {e}")))?;
-        let (shutdown, mut stop) = tokio::sync::oneshot::channel::<()>();
         let served = Arc::clone(&state);
-        let thread = std::thread::Builder::new()
-            .name("lab-token-server".into())
-            .spawn(move || {
-                runtime.block_on(async move {
-                    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
-                        return;
-                    };
-                    loop {
-                        tokio::select! {
-                            _ = &mut stop => break,
-                            accepted = listener.accept() => {
-                                let Ok((tcp, _)) = accepted else { continue };
-                                let tls = tls.clone();
-                                let state = Arc::clone(&served);
-                                tokio::spawn(async move {
-                                    let Ok(stream) = tls.accept(tcp).await else { return };
-                                    let service = hyper::service::service_fn(move |req| {
-                                        let state = Arc::clone(&state);
-                                        async move { Ok::<_, std::convert::Infallible>(handle(&state, req).await) }
-                                    });
-                                    let _ = hyper::server::conn::http1::Builder::new()
-                                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                                        .await;
-                                });
-                            }
-                        }
-                    }
+        let server = BackgroundServer::start("token-server", listener, move |tcp| {
+            let tls = tls.clone();
+            let state = Arc::clone(&served);
+            async move {
+                let Ok(stream) = tls.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(move |req| {
+                    let state = Arc::clone(&state);
+                    async move { Ok::<_, std::convert::Infallible>(handle(&state, req).await) }
                 });
-            })
-            .map_err(|e| LabError::Setup(format!("token server thread: {e}")))?;
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            }
+        })?;
         Ok(TokenServer {
             addr,
             state,
-            shutdown: Some(shutdown),
-            thread: Some(thread),
+            _server: server,
         })
     }
 
@@ -142,17 +121,6 @@ impl TokenServer {
             .lock()
             .map(|issued| issued.clone())
             .unwrap_or_default()
-    }
-}
-
-impl Drop for TokenServer {
-    fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 

@@ -5,7 +5,7 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{List, ListItem, ListState};
+use ratatui::widgets::{Block, List, ListItem, ListState};
 
 use super::{WIDE, detail, draw_detail, pane, placeholder, selected_style, status_symbol};
 use crate::app::{App, Pane};
@@ -61,12 +61,7 @@ fn draw_operations(frame: &mut Frame, area: Rect, app: &App) {
             ]))
         })
         .collect();
-    let list = List::new(items)
-        .block(block)
-        .highlight_style(selected_style())
-        .highlight_symbol("▶ ");
-    let mut state = ListState::default().with_selected(Some(selected));
-    frame.render_stateful_widget(list, area, &mut state);
+    draw_list(frame, area, block, items, selected);
 }
 
 fn draw_steps(frame: &mut Frame, area: Rect, app: &App) {
@@ -99,6 +94,11 @@ fn draw_steps(frame: &mut Frame, area: Rect, app: &App) {
             ListItem::new(Line::from(spans))
         })
         .collect();
+    draw_list(frame, area, block, items, selected);
+}
+
+/// A bordered list with the selected row highlighted.
+fn draw_list(frame: &mut Frame, area: Rect, block: Block, items: Vec<ListItem>, selected: usize) {
     let list = List::new(items)
         .block(block)
         .highlight_style(selected_style())
