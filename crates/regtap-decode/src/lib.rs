@@ -40,7 +40,10 @@ use regtap_capture::Flow;
 
 mod auth;
 mod classify;
+mod client;
+mod downloads;
 mod errors;
+mod grouping;
 mod http;
 mod link;
 mod local;
@@ -122,15 +125,26 @@ pub(crate) struct Work {
     pub session: Option<usize>,
     pub operation: Option<usize>,
     pub summary: String,
+    /// The program that sent the request (see [`client::resolve`]).
+    pub client: Option<Client>,
+    /// Index of the client (program, version and address): flows of
+    /// different actors never share an operation.
+    pub actor: usize,
+    /// The client connection (`client_addr`), when the capture names it.
+    pub connection: Option<String>,
 }
 
 impl Work {
     fn new(local: Local) -> Self {
+        let connection = local.flow.client_addr.clone();
         Work {
             local,
             session: None,
             operation: None,
             summary: String::new(),
+            client: None,
+            actor: 0,
+            connection,
         }
     }
 }

@@ -5,25 +5,67 @@
 use std::collections::{BTreeSet, HashMap};
 
 use crate::http::{authority, short_digest};
+use crate::model::Client;
 use crate::model::{
     Analysis, Annotation, BlobStatus, Descriptor, Diagnostic, FlowAnalysis, FlowKind,
     SessionOutcome, Severity, UploadSession,
 };
-use crate::{Works, operations, sessions, summary};
+use crate::{Works, client, downloads, grouping, operations, sessions, summary};
 
 const NANOS: i64 = 1_000_000_000;
 
 pub(crate) fn link(works: &mut Works) -> Analysis {
+    clients(works);
     bearer_links(works);
     redirects(works);
     let sessions = sessions::build(works);
+    downloads::check(works);
     for w in works.items.iter_mut() {
         w.summary = summary::summarize(w, &sessions);
     }
-    let groups = operations::group(works);
+    let groups = grouping::group(works);
+    downloads::ranges(works);
     manifest_links(works, &sessions);
     let operations = operations::describe(works, &sessions, groups);
     assemble(works, sessions, operations)
+}
+
+/// Each flow's client, and its actor: one per (program, version, client
+/// address without the port).
+fn clients(works: &mut Works) {
+    let own: Vec<Option<Client>> = works
+        .items
+        .iter()
+        .map(|w| {
+            w.local
+                .flow
+                .request
+                .headers
+                .get("user-agent")
+                .and_then(client::from_user_agent)
+        })
+        .collect();
+    let connections: Vec<Option<&str>> = works
+        .items
+        .iter()
+        .map(|w| w.connection.as_deref())
+        .collect();
+    let resolved = client::resolve(&own, &connections);
+    let mut actors: HashMap<(Option<Client>, Option<String>), usize> = HashMap::new();
+    for (w, client) in works.items.iter_mut().zip(resolved) {
+        let address = w.connection.as_deref().map(client_ip);
+        let next = actors.len();
+        w.actor = *actors.entry((client.clone(), address)).or_insert(next);
+        w.client = client;
+    }
+}
+
+/// `127.0.0.1:53412` → `127.0.0.1`; `[::1]:53412` → `[::1]`.
+fn client_ip(address: &str) -> String {
+    match address.rsplit_once(':') {
+        Some((ip, port)) if port.bytes().all(|b| b.is_ascii_digit()) => ip.to_owned(),
+        _ => address.to_owned(),
+    }
 }
 
 /// Every request carrying a Bearer token is linked to the flow that issued
@@ -426,6 +468,8 @@ fn assemble(
             challenges: local.challenges,
             rate_limit: local.rate_limit,
             operation: w.operation,
+            client: w.client,
+            download: local.download,
         });
     }
     let mut repeated: Vec<(u64, usize)> = seen.into_iter().filter(|(_, n)| *n > 1).collect();

@@ -14,8 +14,8 @@ use crate::classify::classify;
 use crate::http::{decoded_body, fingerprint, query_first, resolve, short_digest};
 use crate::jwt::access_scope;
 use crate::model::{
-    Access, Annotation, BearerUse, Challenge, FlowKind, HmacStatus, ManifestInfo, Options,
-    RateLimit, RegistryError, StateInfo, TokenInfo,
+    Access, Annotation, BearerUse, Challenge, DownloadCheck, FlowKind, HmacStatus, ManifestInfo,
+    Options, RateLimit, RegistryError, StateInfo, TokenInfo,
 };
 use crate::{errors, jwt, manifest, state};
 
@@ -46,6 +46,8 @@ pub(crate) struct Local {
     pub registry_errors: Vec<RegistryError>,
     pub challenges: Vec<Challenge>,
     pub rate_limit: Option<RateLimit>,
+    /// Set by [`crate::downloads::check`].
+    pub download: Option<DownloadCheck>,
 }
 
 impl Local {
@@ -140,6 +142,7 @@ pub(crate) fn decode_flow(flow: &Flow, options: &Options) -> Local {
         registry_errors: Vec::new(),
         challenges: Vec::new(),
         rate_limit: None,
+        download: None,
     };
     if local.url.is_none() {
         local.annotations.push(Annotation::warning(

@@ -60,6 +60,54 @@ pub struct FlowAnalysis {
     pub rate_limit: Option<RateLimit>,
     /// Index into [`Analysis::operations`].
     pub operation: Option<usize>,
+    /// The program that sent the request.
+    pub client: Option<Client>,
+    /// A blob or manifest fetched by digest, checked against that digest.
+    pub download: Option<DownloadCheck>,
+}
+
+/// The program that sent a request, from its `User-Agent` (and, for a
+/// request whose User-Agent names only Go's HTTP library, the program seen
+/// on the same client connection).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct Client {
+    /// Stable lower-case program name: `dockerd`, `containerd`, `skopeo`,
+    /// `podman`, `buildah`, `crane`, `go-containerregistry`, `regclient`,
+    /// `oras-go`, `python-requests`, `curl`, `go-http-client`; otherwise the
+    /// first product token of the User-Agent, lower-cased.
+    pub program: String,
+    pub version: Option<String>,
+    /// What the program says it acts for (dockerd's `UpstreamClient(…)`).
+    pub detail: Option<String>,
+}
+
+impl fmt::Display for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.version {
+            Some(version) => write!(f, "{} {version}", self.program),
+            None => f.write_str(&self.program),
+        }
+    }
+}
+
+/// A blob or manifest body fetched by digest, compared with that digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DownloadCheck {
+    /// The digest the request asked for.
+    pub digest: String,
+    pub verdict: DigestCheck,
+    /// The response's `Docker-Content-Digest`, when it sent one.
+    pub content_digest_header: Option<String>,
+    /// `[start, end)` of a `206 Partial Content` answer, and the blob's size
+    /// when `Content-Range` gave it.
+    pub range: Option<ByteRange>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ByteRange {
+    pub start: u64,
+    pub end: u64,
+    pub total: Option<u64>,
 }
 
 /// A manifest reference: a tag or a digest.
@@ -373,6 +421,8 @@ pub struct Operation {
     pub steps: Vec<Step>,
     /// All flows of the operation, in time order.
     pub flow_ids: Vec<u64>,
+    /// The program that made the operation's requests.
+    pub client: Option<Client>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -392,7 +442,30 @@ pub enum OperationKind {
         repository: String,
         reference: Option<Reference>,
     },
+    /// A manifest read from one repository and written to another (or to
+    /// another tag): `crane copy`, `skopeo copy`, `crane tag`.
+    Copy {
+        source_registry: String,
+        source_repository: String,
+        source_reference: Option<Reference>,
+        registry: String,
+        repository: String,
+        reference: Option<Reference>,
+    },
     Other,
+}
+
+impl OperationKind {
+    /// The registry the operation worked on (for a copy, the one written to).
+    pub fn registry(&self) -> Option<&str> {
+        match self {
+            OperationKind::Login { registry }
+            | OperationKind::Push { registry, .. }
+            | OperationKind::Pull { registry, .. }
+            | OperationKind::Copy { registry, .. } => Some(registry),
+            OperationKind::Other => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -465,14 +538,23 @@ pub struct Chunk {
     pub content_range: Option<String>,
     /// The response's `Range` (inclusive; distribution says `0-0` both for 0 and 1 byte).
     pub server_range: Option<String>,
+    /// The registry answered the request (2xx: refused chunks are not
+    /// recorded); without an answer, whether it kept the bytes is unknown.
+    pub acknowledged: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum DigestCheck {
     Verified,
-    Mismatch { computed: String },
-    NotVerifiable { reason: String },
+    /// regtap holds every byte and they hash to another digest.
+    Mismatch {
+        expected: String,
+        computed: String,
+    },
+    NotVerifiable {
+        reason: String,
+    },
     Pending,
 }
 

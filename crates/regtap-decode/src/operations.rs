@@ -1,454 +1,17 @@
-//! Operations: the flows grouped into what the user did (login, push,
-//! pull, other), from the flows alone.
-//!
-//! Every docker command starts with an unauthenticated `GET /v2/`, so each
-//! such ping opens a *window* on its registry; the repository flows that
-//! follow are grouped by repository inside the window. A ping that carries
-//! credentials right after a 401 belongs to the same window (login). Token
-//! requests go to an operation of the request that used their token, else
-//! of the ping whose challenge named their realm. Flows of an operation
-//! still running when a new window opens (parallel commands) stay with it.
+//! Operations described: what each group of flows (see [`crate::grouping`])
+//! did (login, push, pull, copy, other), whether it worked, and its
+//! numbered steps.
 
 use std::collections::HashMap;
 
 use crate::Works;
-use crate::http::{authority, human_bytes, short_digest};
+use crate::grouping::{Group, is_fallback_tag};
+use crate::http::{human_bytes, short_digest};
 use crate::model::{
     Annotation, DigestCheck, FlowKind, Operation, OperationKind, OperationStatus, Reference,
     SessionOutcome, Severity, Step, UploadSession, UploadStart,
 };
 use crate::summary::short_ref;
-
-/// Flows that belong together, before they are described.
-#[derive(Debug)]
-pub(crate) struct Group {
-    registry: Option<String>,
-    repository: Option<String>,
-    /// The window this group was opened in (`None` for loose flows).
-    window: Option<usize>,
-    /// Host of loose flows (unknown requests, stray tokens).
-    host: Option<String>,
-    members: Vec<usize>,
-    last_end: i64,
-    /// A push whose tag manifest PUT was answered: nothing more comes.
-    finished: bool,
-}
-
-struct Window {
-    registry: String,
-    start: i64,
-    base: usize,
-    has_repository_flows: bool,
-}
-
-impl Group {
-    fn new(registry: Option<String>, repository: Option<String>, window: Option<usize>) -> Self {
-        Group {
-            registry,
-            repository,
-            window,
-            host: None,
-            members: Vec::new(),
-            last_end: i64::MIN,
-            finished: false,
-        }
-    }
-}
-
-fn add(groups: &mut [Group], g: usize, item: usize, end: i64) {
-    if let Some(group) = groups.get_mut(g) {
-        group.members.push(item);
-        group.last_end = group.last_end.max(end);
-    }
-}
-
-/// Assigns every flow to a group, and each flow its operation index.
-pub(crate) fn group(works: &mut Works) -> Vec<Group> {
-    let mut groups: Vec<Group> = Vec::new();
-    let mut windows: Vec<Window> = Vec::new();
-    let mut open: HashMap<String, usize> = HashMap::new();
-    let mut by_repository: HashMap<(String, String), Vec<usize>> = HashMap::new();
-    let mut deferred: Vec<usize> = Vec::new();
-    let mut group_of: Vec<Option<usize>> = vec![None; works.items.len()];
-
-    for (i, w) in works.items.iter().enumerate() {
-        let kind = &w.local.kind;
-        let end = w.local.end();
-        let redirected = matches!(
-            kind,
-            FlowKind::BlobGet {
-                redirected_from: Some(_),
-                ..
-            }
-        );
-        let Some(registry) = kind.registry().filter(|_| !redirected) else {
-            deferred.push(i);
-            continue;
-        };
-        let registry = registry.to_owned();
-        if let FlowKind::ApiCheck { .. } = kind {
-            let with_credentials = w.local.flow.request.headers.get("authorization").is_some();
-            let joins = open
-                .get(&registry)
-                .and_then(|&x| windows.get(x))
-                .is_some_and(|x| with_credentials && !x.has_repository_flows);
-            if !joins {
-                open_window(
-                    &mut windows,
-                    &mut groups,
-                    &mut open,
-                    &registry,
-                    w.local.start(),
-                );
-            }
-            if let Some(base) = open
-                .get(&registry)
-                .and_then(|&x| windows.get(x))
-                .map(|x| x.base)
-            {
-                add(&mut groups, base, i, end);
-                if let Some(slot) = group_of.get_mut(i) {
-                    *slot = Some(base);
-                }
-            }
-            continue;
-        }
-        if !open.contains_key(&registry) {
-            open_window(
-                &mut windows,
-                &mut groups,
-                &mut open,
-                &registry,
-                w.local.start(),
-            );
-        }
-        let Some(&x) = open.get(&registry) else {
-            continue;
-        };
-        let repository = kind.repository().map(str::to_owned);
-        // When the token this request carries was issued, if the capture says.
-        let token_issued_at = w
-            .local
-            .bearer
-            .as_ref()
-            .and_then(|b| b.issued_by)
-            .and_then(|id| works.get(id))
-            .map(|t| t.local.start());
-        let target = match &repository {
-            None => windows.get(x).map(|win| win.base),
-            Some(repo) => Some(repository_group(
-                &windows,
-                &mut groups,
-                &mut by_repository,
-                Placement {
-                    window: x,
-                    registry: &registry,
-                    repository: repo,
-                    token_issued_at,
-                },
-            )),
-        };
-        let ends_push = matches!(
-            kind,
-            FlowKind::ManifestPut {
-                reference: Reference::Tag(_),
-                ..
-            }
-        ) && w.local.flow.response.is_some();
-        if let Some(window) = windows.get_mut(x)
-            && repository.is_some()
-        {
-            window.has_repository_flows = true;
-        }
-        if let Some(g) = target {
-            add(&mut groups, g, i, end);
-            if let Some(slot) = group_of.get_mut(i) {
-                *slot = Some(g);
-            }
-            if let Some(group) = groups.get_mut(g) {
-                group.finished |= ends_push;
-            }
-        }
-    }
-
-    // The first request that used each issued token, and the flows whose
-    // challenges named each realm.
-    let mut first_user: HashMap<u64, usize> = HashMap::new();
-    let mut challenged: HashMap<String, Vec<usize>> = HashMap::new();
-    for (p, w) in works.items.iter().enumerate() {
-        if let Some(issuer) = w.local.bearer.as_ref().and_then(|b| b.issued_by) {
-            first_user.entry(issuer).or_insert(p);
-        }
-        for realm in w.local.challenges.iter().filter_map(|c| c.realm.as_deref()) {
-            let list = challenged.entry(realm_key(realm)).or_default();
-            if list.last() != Some(&p) {
-                list.push(p);
-            }
-        }
-    }
-    for i in deferred {
-        let Some(w) = works.items.get(i) else {
-            continue;
-        };
-        let end = w.local.end();
-        let target = match &w.local.kind {
-            FlowKind::BlobGet {
-                redirected_from: Some(from),
-                ..
-            } => works
-                .index_of(*from)
-                .and_then(|p| group_of.get(p).copied().flatten()),
-            FlowKind::Token { scopes, .. } => token_group(
-                works,
-                &group_of,
-                &groups,
-                &first_user,
-                &challenged,
-                i,
-                scopes,
-            ),
-            _ => unknown_group(&windows, w),
-        };
-        let g = match target {
-            Some(g) => g,
-            None => loose_group(&mut groups, w),
-        };
-        add(&mut groups, g, i, end);
-        if let Some(slot) = group_of.get_mut(i) {
-            *slot = Some(g);
-        }
-    }
-
-    // Groups in time order become operations; their members too.
-    for group in &mut groups {
-        group.members.sort_by_key(|&i| {
-            works
-                .items
-                .get(i)
-                .map(|w| (w.local.start(), w.local.flow.id))
-        });
-    }
-    let mut order: Vec<usize> = (0..groups.len())
-        .filter(|&g| groups.get(g).is_some_and(|x| !x.members.is_empty()))
-        .collect();
-    order.sort_by_key(|&g| {
-        groups
-            .get(g)
-            .and_then(|x| x.members.first())
-            .and_then(|&i| works.items.get(i))
-            .map(|w| (w.local.start(), w.local.flow.id))
-    });
-    let mut sorted = Vec::with_capacity(order.len());
-    let mut taken: Vec<Option<Group>> = groups.into_iter().map(Some).collect();
-    for (position, g) in order.into_iter().enumerate() {
-        if let Some(group) = taken.get_mut(g).and_then(Option::take) {
-            for &i in &group.members {
-                if let Some(w) = works.items.get_mut(i) {
-                    w.operation = Some(position);
-                }
-            }
-            sorted.push(group);
-        }
-    }
-    sorted
-}
-
-fn open_window(
-    windows: &mut Vec<Window>,
-    groups: &mut Vec<Group>,
-    open: &mut HashMap<String, usize>,
-    registry: &str,
-    start: i64,
-) {
-    groups.push(Group::new(
-        Some(registry.to_owned()),
-        None,
-        Some(windows.len()),
-    ));
-    windows.push(Window {
-        registry: registry.to_owned(),
-        start,
-        base: groups.len() - 1,
-        has_repository_flows: false,
-    });
-    open.insert(registry.to_owned(), windows.len() - 1);
-}
-
-/// Where a repository flow arrived: the open window of its registry.
-struct Placement<'a> {
-    window: usize,
-    registry: &'a str,
-    repository: &'a str,
-    token_issued_at: Option<i64>,
-}
-
-/// The group of a repository flow.
-fn repository_group(
-    windows: &[Window],
-    groups: &mut Vec<Group>,
-    by_repository: &mut HashMap<(String, String), Vec<usize>>,
-    at: Placement<'_>,
-) -> usize {
-    let Placement {
-        window: x,
-        registry,
-        repository,
-        token_issued_at,
-    } = at;
-    let key = (registry.to_owned(), repository.to_owned());
-    let Some(window) = windows.get(x) else {
-        groups.push(Group::new(
-            Some(registry.to_owned()),
-            Some(repository.to_owned()),
-            None,
-        ));
-        return groups.len() - 1;
-    };
-    let known = by_repository
-        .get(&key)
-        .map(Vec::as_slice)
-        .unwrap_or_default();
-    // 1. This window already has the repository.
-    if let Some(&g) = known
-        .iter()
-        .rev()
-        .find(|&&g| groups.get(g).is_some_and(|group| group.window == Some(x)))
-    {
-        return g;
-    }
-    // 2. An operation on it from an earlier window is still running: the
-    // request carries a token from before this window, or the earlier
-    // operation was busy when the window opened, or this window is
-    // another repository's.
-    let window_start = window.start;
-    let old_token = token_issued_at.is_some_and(|t| t < window_start);
-    let window_taken = groups
-        .get(window.base)
-        .is_some_and(|b| b.repository.as_deref().is_some_and(|r| r != repository));
-    if let Some(&g) = known.iter().rev().find(|&&g| {
-        groups.get(g).is_some_and(|group| {
-            group.window != Some(x)
-                && !group.finished
-                && (old_token || window_taken || group.last_end >= window_start)
-        })
-    }) {
-        return g;
-    }
-    // 3. The window's first repository takes the ping and tokens along.
-    let base = window.base;
-    let g = match groups.get_mut(base) {
-        Some(group) if group.repository.is_none() => {
-            group.repository = Some(repository.to_owned());
-            base
-        }
-        // 4. Another repository in the same window.
-        _ => {
-            groups.push(Group::new(
-                Some(registry.to_owned()),
-                Some(repository.to_owned()),
-                Some(x),
-            ));
-            groups.len() - 1
-        }
-    };
-    by_repository.entry(key).or_default().push(g);
-    g
-}
-
-/// A token flow joins the first request that used its token, else the ping
-/// whose challenge named its realm, else a repository it asked a scope for.
-fn token_group(
-    works: &Works,
-    group_of: &[Option<usize>],
-    groups: &[Group],
-    first_user: &HashMap<u64, usize>,
-    challenged: &HashMap<String, Vec<usize>>,
-    i: usize,
-    scopes: &[String],
-) -> Option<usize> {
-    let w = works.items.get(i)?;
-    let id = w.local.flow.id;
-    let start = w.local.start();
-    let used_by = first_user.get(&id).copied();
-    if let Some(g) = used_by.and_then(|p| group_of.get(p).copied().flatten()) {
-        return Some(g);
-    }
-    let realm = w.local.url.as_ref().map(|u| realm_key(u.as_str()));
-    let pinged = realm
-        .and_then(|r| challenged.get(&r))
-        .and_then(|positions| {
-            let before = positions.partition_point(|&p| p < i);
-            before.checked_sub(1).and_then(|k| positions.get(k))
-        })
-        .and_then(|&p| group_of.get(p).copied().flatten());
-    if pinged.is_some() {
-        return pinged;
-    }
-    let repositories: Vec<&str> = scopes
-        .iter()
-        .filter_map(|s| {
-            s.split_once(':')
-                .and_then(|(_, rest)| rest.rsplit_once(':'))
-                .map(|(n, _)| n)
-        })
-        .collect();
-    groups
-        .iter()
-        .enumerate()
-        .rev()
-        .find(|(_, g)| {
-            g.repository
-                .as_deref()
-                .is_some_and(|r| repositories.contains(&r))
-                && g.members
-                    .first()
-                    .and_then(|&m| works.items.get(m))
-                    .is_some_and(|f| f.local.start() <= start)
-        })
-        .map(|(g, _)| g)
-}
-
-/// A realm or token URL without query and fragment, normalised.
-fn realm_key(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) => {
-            u.set_query(None);
-            u.set_fragment(None);
-            u.into()
-        }
-        Err(_) => url.to_owned(),
-    }
-}
-
-/// An unknown request to a registry host joins that registry's latest window.
-fn unknown_group(windows: &[Window], w: &crate::Work) -> Option<usize> {
-    let host = w.local.url.as_ref().map(authority)?;
-    windows
-        .iter()
-        .rev()
-        .find(|x| x.registry == host && x.start <= w.local.start())
-        .map(|x| x.base)
-}
-
-/// Loose flows of one host in a row form one "other" operation.
-fn loose_group(groups: &mut Vec<Group>, w: &crate::Work) -> usize {
-    let host = w
-        .local
-        .url
-        .as_ref()
-        .map(authority)
-        .unwrap_or_else(|| w.local.flow.url().to_owned());
-    if let Some(last) = groups.last()
-        && last.window.is_none()
-        && last.host.as_deref() == Some(host.as_str())
-    {
-        return groups.len() - 1;
-    }
-    let mut group = Group::new(None, None, None);
-    group.host = Some(host);
-    groups.push(group);
-    groups.len() - 1
-}
 
 /// Turns the groups into described operations with numbered steps.
 pub(crate) fn describe(
@@ -478,6 +41,16 @@ fn describe_one(
     let title = title(&kind, &group, &members);
     let status = status(&kind, &members, sessions);
     let steps = steps(&members, sessions);
+    // The program of the operation: the one most of its requests named.
+    let client = members
+        .iter()
+        .find(|w| {
+            w.client
+                .as_ref()
+                .is_some_and(|c| c.program != "go-http-client")
+        })
+        .or_else(|| members.first())
+        .and_then(|w| w.client.clone());
     Operation {
         index: position + 1,
         kind,
@@ -495,98 +68,195 @@ fn describe_one(
             .unwrap_or_default(),
         steps,
         flow_ids: members.iter().map(|w| w.local.flow.id).collect(),
+        client,
     }
+}
+
+/// Requests that write to a repository.
+fn writes(kind: &FlowKind) -> bool {
+    matches!(
+        kind,
+        FlowKind::UploadStart { .. }
+            | FlowKind::UploadMount { .. }
+            | FlowKind::UploadChunk { .. }
+            | FlowKind::UploadStatus { .. }
+            | FlowKind::UploadFinish { .. }
+            | FlowKind::UploadCancel { .. }
+            | FlowKind::ManifestPut { .. }
+    )
+}
+
+/// Requests that read from a repository.
+fn pulls(kind: &FlowKind) -> bool {
+    matches!(
+        kind,
+        FlowKind::ManifestHead { .. } | FlowKind::ManifestGet { .. } | FlowKind::BlobGet { .. }
+    )
 }
 
 fn operation_kind(group: &Group, members: &[&crate::Work]) -> OperationKind {
-    let has = |f: fn(&FlowKind) -> bool| members.iter().any(|w| f(&w.local.kind));
-    match (&group.registry, &group.repository, group.window) {
-        (Some(registry), Some(repository), _) => {
-            let pushes = has(|k| {
-                matches!(
-                    k,
-                    FlowKind::UploadStart { .. }
-                        | FlowKind::UploadMount { .. }
-                        | FlowKind::UploadChunk { .. }
-                        | FlowKind::UploadStatus { .. }
-                        | FlowKind::UploadFinish { .. }
-                        | FlowKind::UploadCancel { .. }
-                        | FlowKind::ManifestPut { .. }
-                        | FlowKind::BlobHead { .. }
-                )
+    let Some(registry) = &group.registry else {
+        return OperationKind::Other;
+    };
+    // The repository written to: where the manifest went, else where blobs
+    // went; blob HEADs alone are a push checking what the registry has
+    // (containerd re-pushing), unless something was read.
+    let reads = members.iter().any(|w| {
+        matches!(
+            w.local.kind,
+            FlowKind::ManifestGet { .. } | FlowKind::BlobGet { .. }
+        )
+    });
+    let target = members
+        .iter()
+        .rev()
+        .find(|w| {
+            matches!(&w.local.kind, FlowKind::ManifestPut { reference, .. } if !is_fallback_tag(reference))
+        })
+        .or_else(|| members.iter().find(|w| writes(&w.local.kind)))
+        .or_else(|| {
+            // containerd re-pushing: HEADs of the blobs and of the tag.
+            let tag_checked = members.iter().any(|w| {
+                matches!(&w.local.kind, FlowKind::ManifestHead { reference: Reference::Tag(_), .. })
             });
-            let pulls = has(|k| {
-                matches!(
-                    k,
-                    FlowKind::ManifestHead { .. }
-                        | FlowKind::ManifestGet { .. }
-                        | FlowKind::BlobGet { .. }
-                )
-            });
-            if pushes {
-                OperationKind::Push {
-                    registry: registry.clone(),
-                    repository: repository.clone(),
-                    reference: pushed_reference(members),
-                }
-            } else if pulls {
-                OperationKind::Pull {
-                    registry: registry.clone(),
-                    repository: repository.clone(),
-                    reference: pulled_reference(members),
-                }
-            } else {
-                OperationKind::Other
-            }
+            members.iter().find(|w| {
+                !reads && tag_checked && matches!(w.local.kind, FlowKind::BlobHead { .. })
+            })
+        })
+        .and_then(|w| Some((w.local.kind.registry()?, w.local.kind.repository()?)));
+    let writes_manifest = members
+        .iter()
+        .any(|w| matches!(w.local.kind, FlowKind::ManifestPut { .. }));
+    if let Some((registry, repository)) = target {
+        let reference = pushed_reference(members, repository);
+        if let Some(source) =
+            copy_source(members, repository, reference.as_ref()).filter(|_| writes_manifest)
+        {
+            return OperationKind::Copy {
+                source_registry: source.0.to_owned(),
+                source_repository: source.1.to_owned(),
+                source_reference: source.2,
+                registry: registry.to_owned(),
+                repository: repository.to_owned(),
+                reference,
+            };
         }
-        (Some(registry), None, Some(_)) => {
-            let authenticates = members.iter().any(|w| {
-                matches!(w.local.kind, FlowKind::Token { .. })
-                    || w.local.flow.request.headers.get("authorization").is_some()
-                    || w.local.status() == Some(401)
-            });
-            let only_auth = members.iter().all(|w| {
-                matches!(
-                    w.local.kind,
-                    FlowKind::Token { .. } | FlowKind::ApiCheck { .. }
-                )
-            });
-            if authenticates && only_auth {
-                OperationKind::Login {
-                    registry: registry.clone(),
-                }
-            } else {
-                OperationKind::Other
-            }
+        return OperationKind::Push {
+            registry: registry.to_owned(),
+            repository: repository.to_owned(),
+            reference,
+        };
+    }
+    let deletes = members.iter().any(|w| {
+        matches!(
+            w.local.kind,
+            FlowKind::ManifestDelete { .. } | FlowKind::BlobDelete { .. }
+        )
+    });
+    if let Some(repository) = members
+        .iter()
+        .find(|w| pulls(&w.local.kind) && !deletes)
+        .and_then(|w| w.local.kind.repository())
+    {
+        return OperationKind::Pull {
+            registry: registry.clone(),
+            repository: repository.to_owned(),
+            reference: pulled_reference(members, repository),
+        };
+    }
+    let authenticates = members.iter().any(|w| {
+        matches!(w.local.kind, FlowKind::Token { .. })
+            || w.local.flow.request.headers.get("authorization").is_some()
+            || w.local.status() == Some(401)
+    });
+    let only_auth = members.iter().all(|w| {
+        matches!(
+            w.local.kind,
+            FlowKind::Token { .. } | FlowKind::ApiCheck { .. }
+        )
+    });
+    if group.opened_by_ping && authenticates && only_auth {
+        OperationKind::Login {
+            registry: registry.clone(),
         }
-        _ => OperationKind::Other,
+    } else {
+        OperationKind::Other
     }
 }
 
-/// The tag the last manifest went to; else the digest of the last manifest.
-fn pushed_reference(members: &[&crate::Work]) -> Option<Reference> {
+/// The manifest read (GET) in this operation from another repository, or
+/// by another tag, than the one written: the source of a copy.
+fn copy_source<'a>(
+    members: &[&'a crate::Work],
+    repository: &str,
+    reference: Option<&Reference>,
+) -> Option<(&'a str, &'a str, Option<Reference>)> {
+    let read = members.iter().find(|w| {
+        let FlowKind::ManifestGet {
+            repository: from,
+            reference: asked,
+            ..
+        } = &w.local.kind
+        else {
+            return false;
+        };
+        w.local.ok() && (from != repository || (!asked.is_digest() && Some(asked) != reference))
+    })?;
+    let from = read.local.kind.repository()?;
+    Some((
+        read.local.kind.registry()?,
+        from,
+        pulled_reference(members, from),
+    ))
+}
+
+/// The tag the last manifest went to (not a referrers fallback tag); else
+/// the digest of the last manifest.
+fn pushed_reference(members: &[&crate::Work], repository: &str) -> Option<Reference> {
     let puts: Vec<&Reference> = members
         .iter()
         .filter_map(|w| match &w.local.kind {
-            FlowKind::ManifestPut { reference, .. } => Some(reference),
+            FlowKind::ManifestPut {
+                repository: r,
+                reference,
+                ..
+            } if r == repository => Some(reference),
             _ => None,
         })
         .collect();
     puts.iter()
         .rev()
-        .find(|r| !r.is_digest())
-        .or_else(|| puts.last())
+        .find(|r| !r.is_digest() && !is_fallback_tag(r))
+        .or_else(|| puts.iter().rev().find(|r| !is_fallback_tag(r)))
         .map(|r| (*r).clone())
+        // A push that found the manifest already there (HEAD by tag).
+        .or_else(|| {
+            members.iter().find_map(|w| match &w.local.kind {
+                FlowKind::ManifestHead {
+                    repository: r,
+                    reference: reference @ Reference::Tag(_),
+                    ..
+                } if r == repository && !is_fallback_tag(reference) => Some(reference.clone()),
+                _ => None,
+            })
+        })
 }
 
 /// The first manifest asked for by tag; else by digest.
-fn pulled_reference(members: &[&crate::Work]) -> Option<Reference> {
+fn pulled_reference(members: &[&crate::Work], repository: &str) -> Option<Reference> {
     let asked: Vec<&Reference> = members
         .iter()
         .filter_map(|w| match &w.local.kind {
-            FlowKind::ManifestHead { reference, .. } | FlowKind::ManifestGet { reference, .. } => {
-                Some(reference)
+            FlowKind::ManifestHead {
+                repository: r,
+                reference,
+                ..
             }
+            | FlowKind::ManifestGet {
+                repository: r,
+                reference,
+                ..
+            } if r == repository && !is_fallback_tag(reference) => Some(reference),
             _ => None,
         })
         .collect();
@@ -598,46 +268,98 @@ fn pulled_reference(members: &[&crate::Work]) -> Option<Reference> {
 }
 
 fn title(kind: &OperationKind, group: &Group, members: &[&crate::Work]) -> String {
+    let named = |repository: &str, reference: &Option<Reference>| match reference {
+        Some(r) => format!("{repository}{}", short_ref(r)),
+        None => repository.to_owned(),
+    };
     match kind {
         OperationKind::Login { registry } => format!("login {registry}"),
         OperationKind::Push {
             repository,
+            reference: None,
+            ..
+        } => {
+            // Blobs only: the digests the registry took say what was pushed.
+            let blobs: Vec<String> = members
+                .iter()
+                .filter(|w| w.local.status() == Some(201))
+                .filter_map(|w| match &w.local.kind {
+                    FlowKind::UploadStart {
+                        digest: Some(d), ..
+                    }
+                    | FlowKind::UploadMount { digest: d, .. }
+                    | FlowKind::UploadFinish {
+                        digest: Some(d), ..
+                    } => Some(d.clone()),
+                    _ => None,
+                })
+                .fold(Vec::new(), |mut seen, d| {
+                    if !seen.contains(&d) {
+                        seen.push(d);
+                    }
+                    seen
+                });
+            match blobs.as_slice() {
+                [] => format!("push {repository}"),
+                [one] => format!("push blob {} to {repository}", short_digest(one)),
+                many => format!("push {} blobs to {repository}", many.len()),
+            }
+        }
+        OperationKind::Push {
+            repository,
             reference,
             ..
-        } => match reference {
-            Some(r) => format!("push {repository}{}", short_ref(r)),
-            None => format!("push {repository}"),
-        },
+        } => format!("push {}", named(repository, reference)),
         OperationKind::Pull {
             repository,
             reference,
             ..
-        } => match reference {
-            Some(r) => format!("pull {repository}{}", short_ref(r)),
-            None => format!("pull {repository}"),
-        },
+        } => format!("pull {}", named(repository, reference)),
+        OperationKind::Copy {
+            source_registry,
+            source_repository,
+            source_reference,
+            registry,
+            repository,
+            reference,
+        } => {
+            let from = named(source_repository, source_reference);
+            if source_registry == registry {
+                format!("copy {from} → {}", named(repository, reference))
+            } else {
+                format!(
+                    "copy {source_registry}/{from} → {registry}/{}",
+                    named(repository, reference)
+                )
+            }
+        }
         OperationKind::Other => {
-            let labels: Vec<&str> = members.iter().map(|w| w.local.kind.label()).collect();
-            let only = |label: &str| labels.iter().all(|l| *l == label);
+            let has = |f: fn(&FlowKind) -> bool| members.iter().any(|w| f(&w.local.kind));
+            let only = |f: fn(&FlowKind) -> bool| members.iter().all(|w| f(&w.local.kind));
             if let Some(repository) = &group.repository {
-                if labels.contains(&"tags-list") {
+                if has(|k| matches!(k, FlowKind::TagsList { .. })) {
                     format!("list tags of {repository}")
-                } else if labels.contains(&"manifest-delete") || labels.contains(&"blob-delete") {
+                } else if has(|k| {
+                    matches!(
+                        k,
+                        FlowKind::ManifestDelete { .. } | FlowKind::BlobDelete { .. }
+                    )
+                }) {
                     format!("delete in {repository}")
                 } else {
                     format!("requests on {repository}")
                 }
             } else if let Some(registry) = &group.registry {
-                if labels.contains(&"catalog") {
+                if has(|k| matches!(k, FlowKind::Catalog { .. })) {
                     format!("catalog of {registry}")
-                } else if only("api-check") {
+                } else if only(|k| matches!(k, FlowKind::ApiCheck { .. })) {
                     format!("API check {registry}")
                 } else {
                     format!("requests to {registry}")
                 }
             } else {
                 let host = group.host.clone().unwrap_or_default();
-                if only("token") {
+                if only(|k| matches!(k, FlowKind::Token { .. })) {
                     format!("token request to {host}")
                 } else {
                     format!("requests to {host}")
@@ -708,11 +430,28 @@ fn status(
                 _ => OperationStatus::Incomplete,
             }
         }
-        OperationKind::Push { .. } => {
+        OperationKind::Push { .. } | OperationKind::Copy { .. } => {
+            // The referrers fallback tag written after the manifest is not
+            // what the push was for.
             let puts: Vec<&&crate::Work> = members
                 .iter()
-                .filter(|w| matches!(w.local.kind, FlowKind::ManifestPut { .. }))
+                .filter(|w| {
+                    matches!(&w.local.kind, FlowKind::ManifestPut { reference, .. } if !is_fallback_tag(reference))
+                })
                 .collect();
+            let present = members.iter().any(|w| {
+                matches!(
+                    &w.local.kind,
+                    FlowKind::ManifestHead {
+                        reference: Reference::Tag(_),
+                        ..
+                    }
+                ) && w.local.status() == Some(200)
+            });
+            if puts.is_empty() && present && !members.iter().any(|w| writes(&w.local.kind)) {
+                // Everything was there already: nothing to write.
+                return OperationStatus::Succeeded;
+            }
             if let Some(last) = puts.last() {
                 return if last.local.status() == Some(201) || last.local.ok() {
                     OperationStatus::Succeeded
@@ -730,27 +469,36 @@ fn status(
                     reason: failure(denied),
                 };
             }
-            let failed_session = sessions.iter().find(|s| {
-                s.outcome == SessionOutcome::Failed
-                    && s.flow_ids
-                        .iter()
-                        .any(|id| members.iter().any(|w| w.local.flow.id == *id))
-            });
-            if let Some(s) = failed_session {
+            let in_operation = |s: &&UploadSession| {
+                s.flow_ids
+                    .iter()
+                    .any(|id| members.iter().any(|w| w.local.flow.id == *id))
+            };
+            let mine: Vec<&UploadSession> = sessions.iter().filter(in_operation).collect();
+            if let Some(s) = mine.iter().find(|s| s.outcome == SessionOutcome::Failed) {
                 return OperationStatus::Failed {
                     reason: format!("an upload to {} failed", s.repository),
                 };
             }
-            OperationStatus::Incomplete
+            // Blobs only (no manifest written): done when every upload is.
+            let blobs_done = !mine.is_empty()
+                && mine.iter().all(|s| {
+                    matches!(
+                        s.outcome,
+                        SessionOutcome::Completed | SessionOutcome::Mounted
+                    )
+                });
+            if blobs_done {
+                OperationStatus::Succeeded
+            } else {
+                OperationStatus::Incomplete
+            }
         }
         OperationKind::Pull { .. } => {
             let failed = first_failed(&|w| {
-                matches!(
-                    w.local.kind,
-                    FlowKind::ManifestHead { .. }
-                        | FlowKind::ManifestGet { .. }
-                        | FlowKind::BlobGet { .. }
-                ) && (w.local.status().is_some_and(|s| s >= 400) || w.local.broken())
+                pulls(&w.local.kind)
+                    && !expected_miss(w, members)
+                    && (w.local.status().is_some_and(|s| s >= 400) || w.local.broken())
             });
             if let Some(w) = failed {
                 return OperationStatus::Failed { reason: failure(w) };
@@ -771,6 +519,7 @@ fn status(
             let failed = first_failed(&|w| {
                 w.local.broken()
                     || (w.local.status().is_some_and(|s| s >= 400)
+                        && !expected_miss(w, members)
                         && !(matches!(w.local.kind, FlowKind::ApiCheck { .. })
                             && w.local.status() == Some(401)))
             });
@@ -783,6 +532,57 @@ fn status(
             }
         }
     }
+}
+
+/// A 404 a client expects: the referrers API or its fallback tag before any
+/// referrer was pushed, or something the operation deleted before.
+fn expected_miss(w: &crate::Work, members: &[&crate::Work]) -> bool {
+    if w.local.status() != Some(404) {
+        return false;
+    }
+    let kind = &w.local.kind;
+    let (repository, reference) = match kind {
+        FlowKind::Referrers { .. } => return true,
+        FlowKind::ManifestHead {
+            repository,
+            reference,
+            ..
+        }
+        | FlowKind::ManifestGet {
+            repository,
+            reference,
+            ..
+        } => {
+            if is_fallback_tag(reference) {
+                return true;
+            }
+            (repository, reference.as_str())
+        }
+        FlowKind::BlobHead {
+            repository, digest, ..
+        }
+        | FlowKind::BlobGet {
+            repository, digest, ..
+        } => (repository, digest.as_str()),
+        _ => return false,
+    };
+    members.iter().any(|d| {
+        d.local.start() < w.local.start()
+            && d.local.ok()
+            && match &d.local.kind {
+                FlowKind::ManifestDelete {
+                    repository: r,
+                    reference: gone,
+                    ..
+                } => r == repository && gone.as_str() == reference,
+                FlowKind::BlobDelete {
+                    repository: r,
+                    digest: gone,
+                    ..
+                } => r == repository && gone == reference,
+                _ => false,
+            }
+    })
 }
 
 /// What a step is made of.
@@ -845,8 +645,40 @@ fn steps(members: &[&crate::Work], sessions: &[UploadSession]) -> Vec<Step> {
                 .collect();
             let mut annotations: Vec<Annotation> = Vec::new();
             let mut shown_state = false;
+            // Several verified downloads in one step are told once.
+            let verified: Vec<&&crate::Work> = flows
+                .iter()
+                .filter(|w| {
+                    w.local.download.as_ref().is_some_and(|d| {
+                        d.verdict == DigestCheck::Verified && d.range.is_none()
+                    })
+                })
+                .collect();
+            let summarise_downloads = verified.len() > 1;
+            if summarise_downloads {
+                let bytes: u64 = verified
+                    .iter()
+                    .filter_map(|w| w.local.flow.response.as_ref())
+                    .map(|r| r.body.size)
+                    .fold(0, u64::saturating_add);
+                annotations.push(Annotation::info(
+                    "digest",
+                    format!(
+                        "digests verified: the {} bodies received ({}) hash to the digests asked for",
+                        verified.len(),
+                        human_bytes(bytes)
+                    ),
+                ));
+            }
             for w in &flows {
                 for a in &w.local.annotations {
+                    if summarise_downloads
+                        && a.label == "digest"
+                        && a.severity == Severity::Info
+                        && verified.iter().any(|v| v.local.flow.id == w.local.flow.id)
+                    {
+                        continue;
+                    }
                     // One `_state` per upload is enough to tell what it is.
                     let first_state = a.label == "_state" && !shown_state;
                     // Credentials matter where authentication happens.
@@ -933,6 +765,29 @@ fn flows_line(members: &[&crate::Work], list: &[usize]) -> String {
                 digests()
             )
         }
+        FlowKind::BlobGet {
+            repository, digest, ..
+        } if flows.iter().all(
+            |w| matches!(&w.local.kind, FlowKind::BlobGet { digest: d, .. } if d == digest),
+        ) =>
+        {
+            let ranges: Vec<String> = flows
+                .iter()
+                .map(|w| match w.local.download.as_ref().and_then(|d| d.range) {
+                    Some(r) => format!("{}..{}", r.start, r.end),
+                    None => w
+                        .local
+                        .status()
+                        .map_or_else(|| "no response".to_owned(), crate::http::status_text),
+                })
+                .collect();
+            format!(
+                "GET blob {} of {repository} in {} requests ({})",
+                short_digest(digest),
+                flows.len(),
+                ranges.join(", ")
+            )
+        }
         FlowKind::BlobGet { repository, .. } => {
             let total: u64 = flows
                 .iter()
@@ -974,8 +829,8 @@ fn session_line(
     );
     let check = match &s.digest_check {
         DigestCheck::Verified => "digest verified".to_owned(),
-        DigestCheck::Mismatch { computed } => {
-            format!("DIGEST MISMATCH: the bytes sent hash to {computed}")
+        DigestCheck::Mismatch { expected, computed } => {
+            format!("DIGEST MISMATCH: the bytes sent hash to {computed}, not {expected}")
         }
         DigestCheck::NotVerifiable { reason } => format!("digest not verifiable ({reason})"),
         DigestCheck::Pending => "no digest yet".to_owned(),

@@ -63,7 +63,17 @@ pub fn render_text(analysis: &Analysis, flows: &[Flow], color: bool) -> String {
             OperationStatus::Incomplete => style.yellow("incomplete"),
         };
         let _ = writeln!(out);
-        let _ = writeln!(out, "{}. {} — {status}", op.index, style.bold(&op.title));
+        let client = op
+            .client
+            .as_ref()
+            .map(|c| format!(" · {c}"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{}. {}{client} — {status}",
+            op.index,
+            style.bold(&op.title)
+        );
         let duration_ms = op.end_ns.saturating_sub(op.start_ns) as f64 / 1e6;
         let _ = writeln!(
             out,

@@ -160,8 +160,20 @@ fn start(
         (None, _) if digest.is_some() => UploadStart::Monolithic,
         (None, _) => UploadStart::Chunked,
     };
-    let index = match key.as_ref().and_then(|k| by_id.get(k)) {
-        Some(&index) => index,
+    // An id already seen names the same upload only when that upload's
+    // POST was not seen (the capture started mid-upload); a registry that
+    // hands out an id twice started a new upload.
+    let known = key
+        .as_ref()
+        .and_then(|k| by_id.get(k))
+        .copied()
+        .filter(|&i| {
+            sessions
+                .get(i)
+                .is_some_and(|s| s.start == UploadStart::NotSeen)
+        });
+    let index = match known {
+        Some(index) => index,
         None => {
             sessions.push(new_session(
                 sessions.len(),
@@ -208,8 +220,16 @@ fn start(
             session.outcome = SessionOutcome::Completed;
             session.blob_location = w.local.location.as_ref().map(|l| l.path().to_owned());
         }
-        (UploadStart::Monolithic, Some(202)) => {
-            add_chunk(session, w);
+        (UploadStart::Monolithic, Some(202)) if w.local.flow.request.body.size > 0 => {
+            // distribution ignores the body of a `POST ?digest=` it answers
+            // 202: the client must send the blob again.
+            w.local.annotations.push(Annotation::info(
+                "chunk",
+                format!(
+                    "the registry answered 202, not 201: it did not take the {} sent with this POST, which are not part of the upload",
+                    human_bytes(w.local.flow.request.body.size)
+                ),
+            ));
         }
         _ => {}
     }
@@ -231,7 +251,7 @@ fn follow(session: &mut UploadSession, w: &mut Work) {
     match &kind {
         FlowKind::UploadChunk { .. } => add_chunk(session, w),
         FlowKind::UploadFinish { digest, .. } => {
-            if w.local.flow.request.body.size > 0 {
+            if w.local.flow.request.body.size > 0 || !w.local.flow.request.body.complete {
                 add_chunk(session, w);
             }
             if digest.is_some() {
@@ -263,6 +283,22 @@ fn follow(session: &mut UploadSession, w: &mut Work) {
 }
 
 fn add_chunk(session: &mut UploadSession, w: &mut Work) {
+    let status = w.local.status();
+    if let Some(status) = status
+        && !(200..300).contains(&status)
+    {
+        // A refused chunk is not part of the upload (the client sends it
+        // again, or gives up).
+        w.local.annotations.push(Annotation::info(
+            "chunk",
+            format!(
+                "the registry refused these {} ({}): not counted in the upload",
+                human_bytes(w.local.flow.request.body.size),
+                crate::http::status_text(status)
+            ),
+        ));
+        return;
+    }
     let body = &w.local.flow.request.body;
     let running = session.total_bytes;
     let content_range = w
@@ -292,6 +328,7 @@ fn add_chunk(session: &mut UploadSession, w: &mut Work) {
         sha256: body.sha256.clone(),
         content_range,
         server_range: w.local.response_header("range").map(str::to_owned),
+        acknowledged: status.is_some(),
     });
     session.total_bytes = offset_start.saturating_add(body.size);
     w.local.annotations.push(Annotation::info(
@@ -326,6 +363,19 @@ fn range_end(value: &str) -> Option<u64> {
 /// The registry's `Range: 0-N` says it holds N+1 bytes, except that
 /// distribution answers `0-0` both for 0 and for 1 byte.
 fn check_server_range(session: &UploadSession, w: &mut Work, range: &str) {
+    // olareg says `0--1` for an upload that holds nothing yet.
+    if range.trim() == "0--1" {
+        if session.total_bytes > 0 && w.local.ok() {
+            w.local.annotations.push(Annotation::warning(
+                "range",
+                format!(
+                    "the registry says it holds no bytes, but {} were sent in this upload",
+                    session.total_bytes
+                ),
+            ));
+        }
+        return;
+    }
     let Some(end) = range_end(range) else {
         w.local.annotations.push(Annotation::warning(
             "range",
@@ -403,11 +453,15 @@ fn finish(session: &mut UploadSession, works: &mut Works) {
                 session.digest.as_deref().unwrap_or_default()
             ),
         ),
-        DigestCheck::Mismatch { computed } => Annotation::error(
+        DigestCheck::Mismatch { expected, computed } => Annotation::error(
             "digest",
             format!(
-                "digest MISMATCH: the bytes sent hash to {computed}, not {}",
-                session.digest.as_deref().unwrap_or_default()
+                "digest MISMATCH: the capture holds every byte sent, and they hash to {computed}, not {expected}{}",
+                if session.outcome == SessionOutcome::Completed {
+                    " (the registry accepted the upload nonetheless)"
+                } else {
+                    ""
+                }
             ),
         ),
         DigestCheck::NotVerifiable { reason } => {
@@ -435,76 +489,82 @@ fn finish(session: &mut UploadSession, works: &mut Works) {
 }
 
 fn digest_check(session: &UploadSession, works: &Works) -> DigestCheck {
-    if session.outcome == SessionOutcome::Mounted {
-        return DigestCheck::NotVerifiable {
-            reason: "mounted from another repository: no bytes were sent".to_owned(),
-        };
-    }
+    let not = |reason: String| DigestCheck::NotVerifiable { reason };
     match session.outcome {
         SessionOutcome::Completed => {}
         SessionOutcome::Open => return DigestCheck::Pending,
-        SessionOutcome::Failed | SessionOutcome::Cancelled | SessionOutcome::Mounted => {
-            return DigestCheck::NotVerifiable {
-                reason: "the upload did not complete".to_owned(),
-            };
+        SessionOutcome::Mounted => {
+            return not("mounted from another repository: no bytes were sent".to_owned());
+        }
+        SessionOutcome::Failed | SessionOutcome::Cancelled => {
+            return not("the upload did not complete".to_owned());
         }
     }
     let Some(digest) = &session.digest else {
-        return DigestCheck::NotVerifiable {
-            reason: "the upload ended without a digest".to_owned(),
-        };
+        return not("the upload ended without a digest".to_owned());
     };
-    let Some(expected) = digest.strip_prefix("sha256:") else {
-        return DigestCheck::NotVerifiable {
-            reason: format!("only sha256 digests are computed, not {digest}"),
-        };
-    };
-    let bodies: Vec<&regtap_capture::Body> = session
+    if let Some(chunk) = session.chunks.iter().find(|c| !c.acknowledged) {
+        return not(format!(
+            "the request of flow #{} got no answer: whether the registry kept its bytes is unknown",
+            chunk.flow_id
+        ));
+    }
+    let bodies: Vec<(&crate::model::Chunk, &regtap_capture::Body)> = session
         .chunks
         .iter()
-        .filter_map(|c| works.get(c.flow_id))
-        .map(|w| &w.local.flow.request.body)
+        .filter_map(|c| {
+            works
+                .get(c.flow_id)
+                .map(|w| (c, &w.local.flow.request.body))
+        })
         .collect();
-    if bodies.iter().any(|b| !b.complete) {
-        return DigestCheck::NotVerifiable {
-            reason: "a chunk was cut off".to_owned(),
-        };
+    if bodies.iter().any(|(_, b)| !b.complete) {
+        return not("a chunk was cut off".to_owned());
     }
-    let non_empty: Vec<&&regtap_capture::Body> = bodies.iter().filter(|b| b.size > 0).collect();
-    let computed = match non_empty.as_slice() {
-        [] => hex::encode(sha2::Sha256::digest(b"")),
-        [only] => only.sha256.clone(),
-        several => {
-            let mut hasher = sha2::Sha256::new();
-            for body in several {
-                match body.full_bytes() {
-                    Some(bytes) => hasher.update(&bytes),
-                    None => {
-                        let stored = several.iter().all(|b| b.stored.is_some());
-                        return DigestCheck::NotVerifiable {
-                            reason: if stored {
-                                format!(
-                                    "{} chunks; their bytes are in the body store, which the analysis does not read (only each chunk's hash is in the capture)",
-                                    several.len()
-                                )
-                            } else {
-                                format!(
-                                    "{} chunks, and their bytes are not in the capture (only each chunk's hash is)",
-                                    several.len()
-                                )
-                            },
-                        };
-                    }
-                }
-            }
-            hex::encode(hasher.finalize())
+    // The chunks must tile the blob from byte 0, in order, without gaps or
+    // overlaps, for their concatenation to be the blob.
+    let mut non_empty: Vec<&(&crate::model::Chunk, &regtap_capture::Body)> =
+        bodies.iter().filter(|(c, _)| c.bytes > 0).collect();
+    non_empty.sort_by_key(|(c, _)| c.offset_start);
+    let mut next = 0u64;
+    for (chunk, _) in &non_empty {
+        if chunk.offset_start != next {
+            return not(format!(
+                "the chunks do not tile the blob: flow #{} starts at byte {} where byte {next} was expected",
+                chunk.flow_id, chunk.offset_start
+            ));
         }
+        next = chunk.offset_end;
+    }
+    let whole = || -> Option<Vec<u8>> {
+        let mut all = Vec::new();
+        for (_, body) in &non_empty {
+            all.extend_from_slice(&body.full_bytes()?);
+        }
+        Some(all)
     };
-    if computed.eq_ignore_ascii_case(expected) {
-        DigestCheck::Verified
-    } else {
-        DigestCheck::Mismatch {
-            computed: format!("sha256:{computed}"),
+    let sha256 = match non_empty.as_slice() {
+        [] => Some(hex::encode(sha2::Sha256::digest(b""))),
+        [(_, only)] => Some(only.sha256.clone()),
+        _ => whole().map(|all| hex::encode(sha2::Sha256::digest(&all))),
+    };
+    match (digest.split_once(':'), sha256) {
+        (Some(("sha256", _)), None) => {
+            let stored = non_empty.iter().all(|(_, b)| b.stored.is_some());
+            not(if stored {
+                format!(
+                    "{} chunks; their bytes are in the body store, which the analysis does not read (only each chunk's hash is in the capture)",
+                    non_empty.len()
+                )
+            } else {
+                format!(
+                    "{} chunks, and their bytes are not in the capture (only each chunk's hash is)",
+                    non_empty.len()
+                )
+            })
+        }
+        (_, sha256) => {
+            crate::downloads::verdict_of_bytes(digest, sha256.as_deref().unwrap_or_default(), whole)
         }
     }
 }

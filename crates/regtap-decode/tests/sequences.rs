@@ -783,6 +783,7 @@ fn digest_mismatch_and_server_range_disagreement() {
     assert_eq!(
         s.digest_check,
         DigestCheck::Mismatch {
+            expected: digest(b"something else"),
             computed: digest(&sent)
         }
     );

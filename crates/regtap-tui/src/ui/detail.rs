@@ -534,8 +534,8 @@ fn session_lines(
             "verified: the bytes sent hash to the digest",
             Style::new().fg(Color::Green),
         ),
-        DigestCheck::Mismatch { computed } => Span::styled(
-            format!("MISMATCH: the bytes sent hash to {computed}"),
+        DigestCheck::Mismatch { expected, computed } => Span::styled(
+            format!("MISMATCH: the bytes sent hash to {computed}, not {expected}"),
             Style::new().fg(Color::Red),
         ),
         DigestCheck::NotVerifiable { reason } => {

@@ -8,7 +8,7 @@ use ratatui::style::{Color, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 use regtap_capture::Flow;
-use regtap_decode::{Operation, OperationKind, Step};
+use regtap_decode::{Operation, Step};
 
 use super::{detail, draw_detail, pane, placeholder, selected_style, status_text};
 use crate::app::{App, Pane};
@@ -75,12 +75,7 @@ struct Lanes {
 
 impl Lanes {
     fn of(app: &App, operation: &Operation) -> Lanes {
-        let registry = match &operation.kind {
-            OperationKind::Login { registry }
-            | OperationKind::Push { registry, .. }
-            | OperationKind::Pull { registry, .. } => Some(registry.clone()),
-            OperationKind::Other => None,
-        };
+        let registry = operation.kind.registry().map(str::to_owned);
         let mut hosts: Vec<String> = registry.into_iter().collect();
         for &id in &operation.flow_ids {
             if let Some(flow) = app.flow(id) {

@@ -1,0 +1,752 @@
+//! Which flows make one operation. The rules, in the order they apply, are
+//! written down in ARCHITECTURE.md ("How flows become operations"):
+//!
+//! 1. Flows of different clients (program and version from the User-Agent,
+//!    and client address) never share an operation.
+//! 2. Hard links: every request of an upload session goes where its POST
+//!    went; a follow-up of a redirect where the redirect went; a token
+//!    request where the first request that used its token went.
+//! 3. Command boundaries the protocol shows open a new operation: a `/v2/`
+//!    ping (unless it carries the credentials of a login in progress, or
+//!    continues a command on the same connection); any request after a push
+//!    whose tag was written (but the referrers tag-schema fallback); a tag
+//!    resolved again by the same method.
+//! 4. Otherwise a request joins, in this order, the operation of the same
+//!    client that used the same Bearer token (its latest operation, or one
+//!    busy less than [`IDLE_NS`] before), the one its connection carried
+//!    last, or the
+//!    latest one on the same repository that was busy less than
+//!    [`IDLE_NS`] before (or the ping that opened the command, when the
+//!    request carries a token issued after it).
+//! 5. A pull immediately followed by, or overlapping, a push of the same
+//!    client that writes the manifest the pull read is one copy.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::Works;
+use crate::http::authority;
+use crate::model::{FlowKind, Reference};
+
+/// A client that was idle this long, and comes back on a new connection,
+/// starts a new command. Within a command, requests follow each other
+/// within milliseconds; a new process (a client that opens a connection
+/// per request, such as a Python script) takes longer than this to start.
+pub(crate) const IDLE_NS: i64 = 100_000_000;
+
+/// Flows that belong together, before they are described.
+#[derive(Debug)]
+pub(crate) struct Group {
+    pub actor: usize,
+    pub registry: Option<String>,
+    /// The first repository the group's requests named.
+    pub repository: Option<String>,
+    /// Opened by a `/v2/` ping.
+    pub opened_by_ping: bool,
+    /// Host of loose flows (unknown requests, stray tokens).
+    pub host: Option<String>,
+    pub members: Vec<usize>,
+    pub last_end: i64,
+    /// A push whose tag manifest PUT was answered: a new request starts a
+    /// new command.
+    finished: bool,
+    /// The latest ping was answered 401: credentials come next.
+    login_pending: bool,
+    /// `(method, repository, tag)` of manifests asked for by tag.
+    resolved: HashSet<(String, String, String)>,
+    /// Bearer tokens (full hashes) the group's requests carried.
+    tokens: HashSet<String>,
+    /// `(repository, reference)` of what the group deleted.
+    deleted: HashSet<(String, String)>,
+}
+
+impl Group {
+    fn new(actor: usize, registry: Option<String>) -> Self {
+        Group {
+            actor,
+            registry,
+            repository: None,
+            opened_by_ping: false,
+            host: None,
+            members: Vec::new(),
+            last_end: i64::MIN,
+            finished: false,
+            login_pending: false,
+            resolved: HashSet::new(),
+            tokens: HashSet::new(),
+            deleted: HashSet::new(),
+        }
+    }
+}
+
+/// The running state of the grouping pass.
+#[derive(Default)]
+struct State {
+    groups: Vec<Group>,
+    /// Groups of each (actor, registry), in the order they were opened.
+    by_actor: HashMap<(usize, String), Vec<usize>>,
+    /// The group a client connection carried last.
+    by_connection: HashMap<String, usize>,
+    by_session: HashMap<usize, usize>,
+    group_of: Vec<Option<usize>>,
+}
+
+impl State {
+    fn open(&mut self, actor: usize, registry: &str) -> usize {
+        self.groups
+            .push(Group::new(actor, Some(registry.to_owned())));
+        let g = self.groups.len() - 1;
+        self.by_actor
+            .entry((actor, registry.to_owned()))
+            .or_default()
+            .push(g);
+        g
+    }
+
+    fn candidates(&self, actor: usize, registry: &str) -> &[usize] {
+        self.by_actor
+            .get(&(actor, registry.to_owned()))
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    }
+
+    fn add(&mut self, g: usize, i: usize, end: i64) {
+        if let Some(group) = self.groups.get_mut(g) {
+            group.members.push(i);
+            group.last_end = group.last_end.max(end);
+        }
+        if let Some(slot) = self.group_of.get_mut(i) {
+            *slot = Some(g);
+        }
+    }
+}
+
+/// Assigns every flow to a group, and each flow its operation index.
+pub(crate) fn group(works: &mut Works) -> Vec<Group> {
+    let mut state = State {
+        group_of: vec![None; works.items.len()],
+        ..State::default()
+    };
+    let mut deferred: Vec<usize> = Vec::new();
+
+    for (i, w) in works.items.iter().enumerate() {
+        let kind = &w.local.kind;
+        let redirected = matches!(
+            kind,
+            FlowKind::BlobGet {
+                redirected_from: Some(_),
+                ..
+            }
+        );
+        let Some(registry) = kind.registry().filter(|_| !redirected) else {
+            deferred.push(i);
+            continue;
+        };
+        let g = if matches!(kind, FlowKind::ApiCheck { .. }) {
+            ping_group(&mut state, w, registry)
+        } else {
+            repository_group(&mut state, works, w, registry)
+        };
+        state.add(g, i, w.local.end());
+        note(&mut state, g, w);
+    }
+
+    let tokens = TokenIndex::new(works);
+    for i in deferred {
+        let Some(w) = works.items.get(i) else {
+            continue;
+        };
+        let target = match &w.local.kind {
+            FlowKind::BlobGet {
+                redirected_from: Some(from),
+                ..
+            } => works
+                .index_of(*from)
+                .and_then(|p| state.group_of.get(p).copied().flatten()),
+            FlowKind::Token { scopes, .. } => token_group(&state, &tokens, works, i, scopes),
+            _ => unknown_group(&state, w),
+        };
+        let g = match target {
+            Some(g) => g,
+            None => loose_group(&mut state, w),
+        };
+        state.add(g, i, w.local.end());
+    }
+
+    merge_copies(works, &mut state);
+    order(works, state.groups)
+}
+
+/// What a group learns from a flow it took.
+fn note(state: &mut State, g: usize, w: &crate::Work) {
+    if let Some(connection) = &w.connection {
+        state.by_connection.insert(connection.clone(), g);
+    }
+    if let Some(s) = w.session {
+        state.by_session.entry(s).or_insert(g);
+    }
+    let Some(group) = state.groups.get_mut(g) else {
+        return;
+    };
+    let kind = &w.local.kind;
+    if group.repository.is_none() {
+        group.repository = kind.repository().map(str::to_owned);
+    }
+    if let Some(hash) = &w.local.bearer_hash {
+        group.tokens.insert(hash.clone());
+    }
+    match kind {
+        FlowKind::ApiCheck { .. } => {
+            group.login_pending = w.local.status() == Some(401);
+        }
+        FlowKind::ManifestPut {
+            reference: Reference::Tag(_),
+            ..
+        } if w.local.ok() => group.finished = true,
+        // One-request commands: listing and deleting.
+        FlowKind::TagsList { .. } | FlowKind::Catalog { .. } if w.local.ok() => {
+            group.finished = true;
+        }
+        FlowKind::ManifestDelete {
+            repository,
+            reference,
+            ..
+        } if w.local.ok() => {
+            group.finished = true;
+            group
+                .deleted
+                .insert((repository.clone(), reference.as_str().to_owned()));
+        }
+        FlowKind::BlobDelete {
+            repository, digest, ..
+        } if w.local.ok() => {
+            group.finished = true;
+            group.deleted.insert((repository.clone(), digest.clone()));
+        }
+        FlowKind::ManifestHead {
+            repository,
+            reference: Reference::Tag(tag),
+            ..
+        }
+        | FlowKind::ManifestGet {
+            repository,
+            reference: Reference::Tag(tag),
+            ..
+        } => {
+            group.resolved.insert((
+                w.local.flow.method().to_ascii_uppercase(),
+                repository.clone(),
+                tag.clone(),
+            ));
+        }
+        _ => {}
+    }
+}
+
+/// A `/v2/` ping: the start of a command, unless it carries the
+/// credentials a login in progress asked for, or continues a command on
+/// its connection (crane pings once per registry reference of a command).
+fn ping_group(state: &mut State, w: &crate::Work, registry: &str) -> usize {
+    let with_credentials = w.local.flow.request.headers.get("authorization").is_some();
+    let start = w.local.start();
+    let login = state
+        .candidates(w.actor, registry)
+        .last()
+        .copied()
+        .filter(|&g| {
+            state.groups.get(g).is_some_and(|group| {
+                with_credentials
+                    && group.opened_by_ping
+                    && group.login_pending
+                    && group.repository.is_none()
+            })
+        });
+    let continued = w
+        .connection
+        .as_ref()
+        .and_then(|c| state.by_connection.get(c))
+        .copied()
+        .filter(|&g| {
+            state.groups.get(g).is_some_and(|group| {
+                group.actor == w.actor
+                    && group.registry.as_deref() == Some(registry)
+                    && group.repository.is_some()
+                    && !group.finished
+                    && start.saturating_sub(group.last_end) < IDLE_NS
+            })
+        });
+    if let Some(g) = login.or(continued) {
+        return g;
+    }
+    let g = state.open(w.actor, registry);
+    if let Some(group) = state.groups.get_mut(g) {
+        group.opened_by_ping = true;
+    }
+    g
+}
+
+/// The group of a request that names a repository (or a registry, for the
+/// catalog).
+fn repository_group(state: &mut State, works: &Works, w: &crate::Work, registry: &str) -> usize {
+    if let Some(&g) = w.session.and_then(|s| state.by_session.get(&s)) {
+        return g;
+    }
+    let start = w.local.start();
+    let restarts = |g: usize| state.groups.get(g).is_none_or(|group| restarts(group, w));
+    let candidates = state.candidates(w.actor, registry);
+    // The same Bearer token, in the client's latest group or one still
+    // busy (a token can outlive the command that got it: once the client
+    // started another command, an idle group's token no longer ties).
+    let latest = candidates.last().copied();
+    if let Some(hash) = &w.local.bearer_hash
+        && let Some(&g) = candidates.iter().rev().find(|&&g| {
+            state.groups.get(g).is_some_and(|group| {
+                group.tokens.contains(hash)
+                    && (Some(g) == latest || start.saturating_sub(group.last_end) < IDLE_NS)
+            })
+        })
+        && !restarts(g)
+    {
+        return g;
+    }
+    // The same connection.
+    if let Some(&g) = w
+        .connection
+        .as_ref()
+        .and_then(|c| state.by_connection.get(c))
+        && state.groups.get(g).is_some_and(|group| {
+            group.actor == w.actor && group.registry.as_deref() == Some(registry)
+        })
+        && !restarts(g)
+    {
+        return g;
+    }
+    // The latest busy group on the same repository, or the ping that
+    // opened this command.
+    let repository = w.local.kind.repository();
+    let token_issued_at = w
+        .local
+        .bearer
+        .as_ref()
+        .and_then(|b| b.issued_by)
+        .and_then(|id| works.get(id))
+        .map(|t| t.local.start());
+    let recent = candidates.iter().rev().copied().find(|&g| {
+        state.groups.get(g).is_some_and(|group| {
+            let same_repository = match (&group.repository, repository) {
+                (Some(r), Some(mine)) => r == mine,
+                (None, _) => group.opened_by_ping,
+                (Some(_), None) => true,
+            };
+            // A token issued after the ping was asked for this command.
+            let fresh_token = token_issued_at.is_some_and(|t| t >= group.last_end);
+            same_repository
+                && (start.saturating_sub(group.last_end) < IDLE_NS
+                    || (group.repository.is_none() && fresh_token))
+        })
+    });
+    if let Some(g) = recent.filter(|&g| !restarts(g)) {
+        return g;
+    }
+    state.open(w.actor, registry)
+}
+
+/// Whether `w` starts a new command instead of continuing `group`.
+fn restarts(group: &Group, w: &crate::Work) -> bool {
+    let kind = &w.local.kind;
+    if group.finished
+        && !referrers_follow_up(kind)
+        && !next_page(w)
+        && !checks_deletion(group, kind)
+    {
+        return true;
+    }
+    match kind {
+        FlowKind::ManifestHead {
+            repository,
+            reference: Reference::Tag(tag),
+            ..
+        }
+        | FlowKind::ManifestGet {
+            repository,
+            reference: Reference::Tag(tag),
+            ..
+        } => group.resolved.contains(&(
+            w.local.flow.method().to_ascii_uppercase(),
+            repository.clone(),
+            tag.clone(),
+        )),
+        _ => false,
+    }
+}
+
+/// A HEAD or GET of something the group deleted: the client checking that
+/// it is gone.
+fn checks_deletion(group: &Group, kind: &FlowKind) -> bool {
+    let target = match kind {
+        FlowKind::BlobHead {
+            repository, digest, ..
+        }
+        | FlowKind::BlobGet {
+            repository, digest, ..
+        } => (repository, digest.as_str()),
+        FlowKind::ManifestHead {
+            repository,
+            reference,
+            ..
+        }
+        | FlowKind::ManifestGet {
+            repository,
+            reference,
+            ..
+        } => (repository, reference.as_str()),
+        _ => return false,
+    };
+    group
+        .deleted
+        .contains(&(target.0.clone(), target.1.to_owned()))
+}
+
+/// A list request for a page after the first (`last=`).
+fn next_page(w: &crate::Work) -> bool {
+    matches!(
+        w.local.kind,
+        FlowKind::TagsList { .. } | FlowKind::Catalog { .. } | FlowKind::Referrers { .. }
+    ) && w
+        .local
+        .url
+        .as_ref()
+        .is_some_and(|u| u.query_pairs().any(|(k, _)| k == "last"))
+}
+
+/// The referrers API, or its tag-schema fallback (`sha256-<hex>` tags),
+/// which a client uses right after pushing a manifest with a subject.
+fn referrers_follow_up(kind: &FlowKind) -> bool {
+    match kind {
+        FlowKind::Referrers { .. } => true,
+        FlowKind::ManifestHead { reference, .. }
+        | FlowKind::ManifestGet { reference, .. }
+        | FlowKind::ManifestPut { reference, .. } => is_fallback_tag(reference),
+        _ => false,
+    }
+}
+
+/// A tag of the referrers tag schema: `<alg>-<hex>` naming a subject digest.
+pub(crate) fn is_fallback_tag(reference: &Reference) -> bool {
+    let Reference::Tag(tag) = reference else {
+        return false;
+    };
+    let Some((algorithm, hex)) = tag.split_once('-') else {
+        return false;
+    };
+    let length = match algorithm {
+        "sha256" => 64,
+        "sha512" => 128,
+        _ => return false,
+    };
+    hex.len() == length && hex.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Who used each issued token first, and which pings named each realm:
+/// computed once for every token flow.
+#[derive(Default)]
+struct TokenIndex {
+    /// Token flow id → position of the first request that carried its token.
+    first_user: HashMap<u64, usize>,
+    /// (actor, realm) → positions of the flows whose challenge named it.
+    challenged: HashMap<(usize, String), Vec<usize>>,
+}
+
+impl TokenIndex {
+    fn new(works: &Works) -> Self {
+        let mut index = TokenIndex::default();
+        for (p, w) in works.items.iter().enumerate() {
+            if let Some(issuer) = w.local.bearer.as_ref().and_then(|b| b.issued_by) {
+                index.first_user.entry(issuer).or_insert(p);
+            }
+            for realm in w.local.challenges.iter().filter_map(|c| c.realm.as_deref()) {
+                let list = index
+                    .challenged
+                    .entry((w.actor, realm_key(realm)))
+                    .or_default();
+                if list.last() != Some(&p) {
+                    list.push(p);
+                }
+            }
+        }
+        index
+    }
+}
+
+/// A token flow joins the first request that used its token, else the
+/// ping of the same client whose challenge named its realm, else a group of
+/// the same client on a repository it asked a scope for.
+fn token_group(
+    state: &State,
+    index: &TokenIndex,
+    works: &Works,
+    i: usize,
+    scopes: &[String],
+) -> Option<usize> {
+    let w = works.items.get(i)?;
+    let start = w.local.start();
+    let group_at = |p: usize| state.group_of.get(p).copied().flatten();
+    if let Some(g) = index
+        .first_user
+        .get(&w.local.flow.id)
+        .and_then(|&p| group_at(p))
+    {
+        return Some(g);
+    }
+    let realm = w.local.url.as_ref().map(|u| realm_key(u.as_str()));
+    let pinged = realm
+        .and_then(|r| index.challenged.get(&(w.actor, r)))
+        .and_then(|positions| {
+            let before = positions.partition_point(|&p| p < i);
+            before.checked_sub(1).and_then(|k| positions.get(k))
+        })
+        .and_then(|&p| group_at(p));
+    if pinged.is_some() {
+        return pinged;
+    }
+    let repositories: Vec<&str> = scopes
+        .iter()
+        .filter_map(|s| {
+            s.split_once(':')
+                .and_then(|(_, rest)| rest.rsplit_once(':'))
+                .map(|(n, _)| n)
+        })
+        .collect();
+    state
+        .groups
+        .iter()
+        .enumerate()
+        .rev()
+        .find(|(_, g)| {
+            g.actor == w.actor
+                && g.repository
+                    .as_deref()
+                    .is_some_and(|r| repositories.contains(&r))
+                && g.members
+                    .first()
+                    .and_then(|&m| works.items.get(m))
+                    .is_some_and(|f| f.local.start() <= start)
+        })
+        .map(|(g, _)| g)
+}
+
+/// A realm or token URL without query and fragment, normalised.
+fn realm_key(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            u.set_query(None);
+            u.set_fragment(None);
+            u.into()
+        }
+        Err(_) => url.to_owned(),
+    }
+}
+
+/// An unknown request to a registry host joins the latest group of the
+/// same client on that host, when it was busy less than [`IDLE_NS`] before.
+fn unknown_group(state: &State, w: &crate::Work) -> Option<usize> {
+    let host = w.local.url.as_ref().map(authority)?;
+    let start = w.local.start();
+    state
+        .candidates(w.actor, &host)
+        .iter()
+        .rev()
+        .copied()
+        .find(|&g| {
+            state
+                .groups
+                .get(g)
+                .is_some_and(|group| start.saturating_sub(group.last_end) < IDLE_NS)
+        })
+}
+
+/// Loose flows of one client and host in a row form one "other" operation.
+fn loose_group(state: &mut State, w: &crate::Work) -> usize {
+    let host = w
+        .local
+        .url
+        .as_ref()
+        .map(authority)
+        .unwrap_or_else(|| w.local.flow.url().to_owned());
+    if let Some(last) = state.groups.last()
+        && last.registry.is_none()
+        && last.actor == w.actor
+        && last.host.as_deref() == Some(host.as_str())
+    {
+        return state.groups.len() - 1;
+    }
+    let mut group = Group::new(w.actor, None);
+    group.host = Some(host);
+    state.groups.push(group);
+    state.groups.len() - 1
+}
+
+/// How many groups before a push rule 5 looks at for its pull side.
+const COPY_LOOK_BACK: usize = 16;
+
+/// Rule 5: a pull whose manifest the same client writes right after (or
+/// while it still reads) becomes the pull side of one copy operation.
+fn merge_copies(works: &Works, state: &mut State) {
+    let digest_of = |i: usize, response: bool| -> Option<String> {
+        let w = works.items.get(i)?;
+        let body = if response {
+            &w.local.flow.response.as_ref()?.body
+        } else {
+            &w.local.flow.request.body
+        };
+        (body.complete && body.size > 0).then(|| body.digest())
+    };
+    let span = |g: &Group| -> Option<(i64, i64)> {
+        let first = g
+            .members
+            .iter()
+            .filter_map(|&i| works.items.get(i))
+            .map(|w| w.local.start())
+            .min()?;
+        Some((first, g.last_end))
+    };
+    let count = state.groups.len();
+    for q in 0..count {
+        let Some(push) = state.groups.get(q) else {
+            continue;
+        };
+        let written: Vec<String> = push
+            .members
+            .iter()
+            .filter(|&&i| {
+                works
+                    .items
+                    .get(i)
+                    .is_some_and(|w| matches!(w.local.kind, FlowKind::ManifestPut { .. }))
+            })
+            .filter_map(|&i| digest_of(i, false))
+            .collect();
+        let uploads = push.members.iter().any(|&i| {
+            works.items.get(i).is_some_and(|w| {
+                matches!(
+                    w.local.kind,
+                    FlowKind::UploadStart { .. } | FlowKind::UploadMount { .. }
+                )
+            })
+        });
+        let reads_itself = push.members.iter().any(|&i| {
+            works
+                .items
+                .get(i)
+                .is_some_and(|w| matches!(w.local.kind, FlowKind::ManifestGet { .. }))
+        });
+        if (written.is_empty() && !uploads) || reads_itself {
+            continue;
+        }
+        let Some((push_start, _)) = span(push) else {
+            continue;
+        };
+        let actor = push.actor;
+        // The same client's group right before (groups are opened in time
+        // order: only the few before can be it).
+        let pull = (q.saturating_sub(COPY_LOOK_BACK)..q)
+            .rev()
+            .find(|&p| {
+                state
+                    .groups
+                    .get(p)
+                    .is_some_and(|g| g.actor == actor && !g.members.is_empty())
+            })
+            .filter(|&p| {
+                state.groups.get(p).is_some_and(|g| {
+                    let Some((start, end)) = span(g) else {
+                        return false;
+                    };
+                    let pull_only = g.members.iter().all(|&i| {
+                        works.items.get(i).is_some_and(|w| {
+                            matches!(
+                                w.local.kind,
+                                FlowKind::ApiCheck { .. }
+                                    | FlowKind::Token { .. }
+                                    | FlowKind::ManifestHead { .. }
+                                    | FlowKind::ManifestGet { .. }
+                                    | FlowKind::BlobGet { .. }
+                            )
+                        })
+                    });
+                    let read: Vec<String> = g
+                        .members
+                        .iter()
+                        .filter(|&&i| {
+                            works.items.get(i).is_some_and(|w| {
+                                matches!(w.local.kind, FlowKind::ManifestGet { .. }) && w.local.ok()
+                            })
+                        })
+                        .filter_map(|&i| digest_of(i, true))
+                        .collect();
+                    let same_manifest = read.iter().any(|d| written.contains(d));
+                    let overlapping = end > push_start;
+                    g.registry.is_some()
+                        && pull_only
+                        && !read.is_empty()
+                        && start <= push_start
+                        && push_start.saturating_sub(end) < IDLE_NS
+                        && (same_manifest || overlapping)
+                })
+            });
+        if let Some(p) = pull {
+            let moved: Vec<usize> = state
+                .groups
+                .get_mut(p)
+                .map(|g| std::mem::take(&mut g.members))
+                .unwrap_or_default();
+            let last_end = state.groups.get(p).map_or(i64::MIN, |g| g.last_end);
+            if let Some(target) = state.groups.get_mut(q) {
+                target.members.extend(moved);
+                target.last_end = target.last_end.max(last_end);
+            }
+        }
+    }
+}
+
+/// Groups in time order; each flow learns its operation index.
+fn order(works: &mut Works, mut groups: Vec<Group>) -> Vec<Group> {
+    for group in &mut groups {
+        group.members.sort_by_key(|&i| {
+            works
+                .items
+                .get(i)
+                .map(|w| (w.local.start(), w.local.flow.id))
+        });
+    }
+    groups.retain(|g| !g.members.is_empty());
+    groups.sort_by_key(|g| {
+        g.members
+            .first()
+            .and_then(|&i| works.items.get(i))
+            .map(|w| (w.local.start(), w.local.flow.id))
+    });
+    for (position, group) in groups.iter().enumerate() {
+        for &i in &group.members {
+            if let Some(w) = works.items.get_mut(i) {
+                w.operation = Some(position);
+            }
+        }
+    }
+    groups
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fallback_tags_name_a_digest() {
+        let hex = "ccdd60262efe5c4be5c55c63fe7615fd5b11fc09aa12f1e9a0b1c2d3e4f5a6b7";
+        assert!(is_fallback_tag(&Reference::Tag(format!("sha256-{hex}"))));
+        assert!(!is_fallback_tag(&Reference::Tag("sha256-short".into())));
+        assert!(!is_fallback_tag(&Reference::Tag("latest".into())));
+        assert!(!is_fallback_tag(&Reference::Digest(format!(
+            "sha256:{hex}"
+        ))));
+    }
+}
