@@ -46,6 +46,12 @@ impl FlowBuilder {
         self
     }
 
+    /// The client connection the request came on, and its `User-Agent`.
+    pub fn client(mut self, addr: &str, user_agent: &str) -> Self {
+        self.flow.client_addr = Some(addr.to_owned());
+        self.request_header("User-Agent", user_agent)
+    }
+
     pub fn request_body(mut self, bytes: &[u8]) -> Self {
         self.flow.request.body = Body::from_bytes(bytes);
         self
