@@ -172,6 +172,10 @@ pub struct FlowList {
     pub kind: Option<&'static str>,
     /// Kind labels present in the capture, in the order `f` cycles through them.
     pub kinds: Vec<&'static str>,
+    /// Only the flows of this client program.
+    pub client: Option<String>,
+    /// Client programs present in the capture, in the order `c` cycles through them.
+    pub clients: Vec<String>,
     pub detail_open: bool,
 }
 
@@ -305,6 +309,16 @@ impl App {
         }
         kinds.sort_unstable();
         self.flow_list.kinds = kinds;
+        let mut clients: Vec<String> = Vec::new();
+        for flow in &self.analysis.flows {
+            if let Some(client) = &flow.client
+                && !clients.contains(&client.program)
+            {
+                clients.push(client.program.clone());
+            }
+        }
+        clients.sort_unstable();
+        self.flow_list.clients = clients;
         self.rebuild_rows();
         let operations = self.analysis.operations.len();
         self.operations.select(self.operations.selected, operations);
@@ -323,6 +337,13 @@ impl App {
             .analysis_positions
             .find(id, flows, |flow| flow.flow_id)?;
         flows.get(position)
+    }
+
+    /// The program that sent a flow, as the decoder named it.
+    pub fn client_program(&self, id: u64) -> Option<&str> {
+        self.flow_analysis(id)
+            .and_then(|analysis| analysis.client.as_ref())
+            .map(|client| client.program.as_str())
     }
 
     /// The decoder's kind name of a flow; `…` while decoding.
@@ -379,6 +400,7 @@ impl App {
             self.live.is_some() && previous_len > 0 && list.cursor.selected() + 1 >= previous_len;
         let selected_id = self.selected_flow().map(|flow| flow.id);
         let kind = list.kind;
+        let client = list.client.as_deref();
         let texts = self.search_text.as_deref().unwrap_or_default();
         let rows: Vec<usize> = self
             .flows
@@ -386,6 +408,7 @@ impl App {
             .enumerate()
             .filter(|(position, flow)| {
                 kind.is_none_or(|kind| self.kind_label(flow.id) == kind)
+                    && client.is_none_or(|client| self.client_program(flow.id) == Some(client))
                     && (search.is_empty()
                         || texts
                             .get(*position)
@@ -480,6 +503,11 @@ impl App {
             KeyCode::Char('f') => self.cycle_kind_filter(),
             KeyCode::Char('F') => {
                 self.flow_list.kind = None;
+                self.rebuild_rows();
+            }
+            KeyCode::Char('c') => self.cycle_client_filter(),
+            KeyCode::Char('C') => {
+                self.flow_list.client = None;
                 self.rebuild_rows();
             }
             _ => {}
@@ -621,6 +649,7 @@ impl App {
             (View::Flows, _) => {
                 self.flow_list.search.clear();
                 self.flow_list.kind = None;
+                self.flow_list.client = None;
                 self.rebuild_rows();
             }
             (View::Operations, _) => {}
@@ -718,6 +747,19 @@ impl App {
             Some(current) => {
                 let position = list.kinds.iter().position(|&k| k == current);
                 position.and_then(|p| list.kinds.get(p + 1)).copied()
+            }
+        };
+        self.show(View::Flows);
+        self.rebuild_rows();
+    }
+
+    fn cycle_client_filter(&mut self) {
+        let list = &mut self.flow_list;
+        list.client = match &list.client {
+            None => list.clients.first().cloned(),
+            Some(current) => {
+                let position = list.clients.iter().position(|c| c == current);
+                position.and_then(|p| list.clients.get(p + 1)).cloned()
             }
         };
         self.show(View::Flows);

@@ -553,6 +553,8 @@ pub mod analysis {
                     24..=31 => Some(2),
                     _ => None,
                 },
+                client: None,
+                download: None,
             };
             match flow.id {
                 2 => {
@@ -640,6 +642,7 @@ pub mod analysis {
                     sha256: all[blob].hex.clone(),
                     content_range: None,
                     server_range: Some(format!("0-{}", size - 1)),
+                    acknowledged: true,
                 }],
                 total_bytes: size,
                 digest: Some(all[blob].digest.clone()),
@@ -690,6 +693,7 @@ pub mod analysis {
                 end_ns: span.iter().map(|f| f.timing.end()).max().unwrap_or(0),
                 steps,
                 flow_ids: ids.to_vec(),
+                client: None,
             }
         };
         let ids = |range: std::ops::RangeInclusive<u64>| -> Vec<u64> { range.collect() };

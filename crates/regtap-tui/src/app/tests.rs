@@ -567,3 +567,37 @@ fn a_flow_outside_any_operation_says_so_and_stays() {
         Some("flow #32 belongs to no operation")
     );
 }
+
+#[test]
+fn client_filter_shows_one_program_and_esc_drops_it() {
+    use regtap_capture::factory::FlowBuilder;
+    let url = "https://registry.test:5000/v2/lab/app/manifests/v1";
+    let flows = vec![
+        FlowBuilder::new(1, "HEAD", url)
+            .client("127.0.0.1:40001", "containerd/1.6.20~ds1")
+            .status(200)
+            .build(),
+        FlowBuilder::new(2, "GET", url)
+            .client("127.0.0.1:40002", "skopeo/1.9.3")
+            .status(200)
+            .build(),
+        FlowBuilder::new(3, "GET", url)
+            .client("127.0.0.1:40001", "containerd/1.6.20~ds1")
+            .status(200)
+            .build(),
+    ];
+    let mut app = App::new("clients.jsonl", flows, &Options::default());
+    assert_eq!(app.flow_list.clients, vec!["containerd", "skopeo"]);
+    press(&mut app, "c");
+    assert_eq!(app.view, View::Flows);
+    assert_eq!(app.flow_list.client.as_deref(), Some("containerd"));
+    assert_eq!(shown_ids(&app), vec![1, 3]);
+    press(&mut app, "c");
+    assert_eq!(shown_ids(&app), vec![2]);
+    press(&mut app, "c");
+    assert_eq!(app.flow_list.client, None);
+    assert_eq!(shown_ids(&app), vec![1, 2, 3]);
+    press(&mut app, "c\u{1b}");
+    assert_eq!(app.flow_list.client, None, "Esc drops the client filter");
+    assert_eq!(shown_ids(&app).len(), 3);
+}

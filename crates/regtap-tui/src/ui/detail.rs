@@ -82,6 +82,13 @@ pub fn operation_lines(app: &App, operation: &Operation) -> Lines {
         Span::styled("  status: ", Style::new().dim()),
         status,
     ]));
+    if let Some(client) = &operation.client {
+        let text = match &client.detail {
+            Some(detail) => format!("{client} ({detail})"),
+            None => client.to_string(),
+        };
+        lines.push(field("client", text));
+    }
     lines.push(field(
         "started",
         format!("{} s", format::offset(operation.start_ns, app.origin_ns)),

@@ -44,6 +44,9 @@ fn draw_list(frame: &mut Frame, area: Rect, app: &App) {
     if let Some(kind) = list.kind {
         title.push_str(&format!(" · kind {kind}"));
     }
+    if let Some(client) = &list.client {
+        title.push_str(&format!(" · client {client}"));
+    }
     let search = app.search_input.as_deref().unwrap_or(&list.search);
     if !search.is_empty() {
         title.push_str(&format!(" · \"{search}\""));
@@ -78,8 +81,12 @@ fn draw_list(frame: &mut Frame, area: Rect, app: &App) {
     ];
     let mut header = vec!["#", "time", "method", "st", "kind"];
     if wide {
-        widths.extend([Constraint::Length(8), Constraint::Length(10)]);
-        header.extend(["took", "size"]);
+        widths.extend([
+            Constraint::Length(8),
+            Constraint::Length(10),
+            Constraint::Length(14),
+        ]);
+        header.extend(["took", "size", "client"]);
         widths.push(Constraint::Length(22));
         header.push("host");
     }
@@ -94,7 +101,7 @@ fn draw_list(frame: &mut Frame, area: Rect, app: &App) {
     frame.render_stateful_widget(table, area, &mut state);
 }
 
-fn row<'a>(app: &App, flow: &'a Flow, wide: bool) -> Row<'a> {
+fn row<'a>(app: &'a App, flow: &'a Flow, wide: bool) -> Row<'a> {
     let style = match (flow.status(), &flow.error) {
         (_, Some(_)) => Style::new().fg(Color::Red),
         (Some(200..=299), None) => Style::new().fg(Color::Green),
@@ -126,6 +133,7 @@ fn row<'a>(app: &App, flow: &'a Flow, wide: bool) -> Row<'a> {
             });
         cells.push(Cell::from(took));
         cells.push(Cell::from(format::bytes(size)));
+        cells.push(Cell::from(app.client_program(flow.id).unwrap_or("-")));
         cells.push(Cell::from(host));
         cells.push(Cell::from(format::short_path(flow.url())));
     } else if kind == "unknown" || kind == "token" {

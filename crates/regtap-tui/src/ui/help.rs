@@ -37,6 +37,7 @@ pub const KEYS: &[(&str, &[(&str, &str)])] = &[
         &[
             ("/", "search text (Enter keeps, Esc clears)"),
             ("f F", "next kind filter / no filter"),
+            ("c C", "next client filter / no filter"),
             ("Enter (detail)", "go to the flow's step"),
         ],
     ),

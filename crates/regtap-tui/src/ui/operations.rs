@@ -53,7 +53,11 @@ fn draw_operations(frame: &mut Frame, area: Rect, app: &App) {
         .map(|operation| {
             let took = format::duration(operation.end_ns - operation.start_ns);
             let title_width = width.saturating_sub(took.chars().count() + 3);
-            let title = format::clip(&operation.title, title_width);
+            let title = match &operation.client {
+                Some(client) => format!("{} · {}", operation.title, client.program),
+                None => operation.title.clone(),
+            };
+            let title = format::clip(&title, title_width);
             ListItem::new(Line::from(vec![
                 status_symbol(&operation.status),
                 Span::raw(format!(" {title:<title_width$} ")),
