@@ -9,6 +9,7 @@ use sha2::Digest as _;
 
 use crate::Works;
 use crate::http::{human_bytes, short_digest};
+use crate::model::AnnotationKind;
 use crate::model::{Annotation, ByteRange, DigestCheck, DownloadCheck, FlowKind, Reference};
 
 /// Sets the download check of every blob and manifest GET answered 200 or 206.
@@ -43,7 +44,7 @@ pub(crate) fn check(works: &mut Works) {
             && header != &digest
         {
             local.annotations.push(Annotation::warning(
-                "digest",
+                AnnotationKind::Digest,
                 format!(
                     "the registry's Docker-Content-Digest {header} is not the digest asked for ({digest})"
                 ),
@@ -69,22 +70,25 @@ pub(crate) fn check(works: &mut Works) {
         };
         match &verdict {
             DigestCheck::Verified => local.annotations.push(Annotation::info(
-                "digest",
+                AnnotationKind::Digest,
                 format!(
                     "digest verified: the {} received hash to {digest}",
                     human_bytes(response.body.size)
                 ),
             )),
             DigestCheck::Mismatch { computed, .. } => local.annotations.push(Annotation::error(
-                "digest",
+                AnnotationKind::Digest,
                 format!(
                     "digest MISMATCH: the {} received hash to {computed}, not {digest}",
                     human_bytes(response.body.size)
                 ),
             )),
-            DigestCheck::NotVerifiable { reason } if status == 200 => local.annotations.push(
-                Annotation::info("digest", format!("digest not verifiable: {reason}")),
-            ),
+            DigestCheck::NotVerifiable { reason } if status == 200 => {
+                local.annotations.push(Annotation::info(
+                    AnnotationKind::Digest,
+                    format!("digest not verifiable: {reason}"),
+                ))
+            }
             _ => {}
         }
         local.download = Some(DownloadCheck {
@@ -293,9 +297,9 @@ pub(crate) fn ranges(works: &mut Works) {
         }
         if let Some(w) = spans.last().and_then(|(_, i)| works.items.get_mut(*i)) {
             w.local.annotations.push(if severity_error {
-                Annotation::error("digest", text)
+                Annotation::error(AnnotationKind::Digest, text)
             } else {
-                Annotation::info("digest", text)
+                Annotation::info(AnnotationKind::Digest, text)
             });
         }
     }

@@ -5,6 +5,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use crate::http::{authority, short_digest};
+use crate::model::AnnotationKind;
 use crate::model::Client;
 use crate::model::{
     Analysis, Annotation, BlobStatus, Descriptor, Diagnostic, FlowAnalysis, FlowKind,
@@ -129,17 +130,17 @@ fn bearer_links(works: &mut Works) {
         let fingerprint = bearer.fingerprint.clone();
         w.local.annotations.push(match issuer {
             Some((id, _, _)) => Annotation::info(
-                "bearer",
+                AnnotationKind::Bearer,
                 format!("token {fingerprint} was issued by flow #{id}"),
             ),
             None => Annotation::info(
-                "bearer",
+                AnnotationKind::Bearer,
                 format!("token {fingerprint} was not issued in this capture"),
             ),
         });
         if expired {
             w.local.annotations.push(Annotation::error(
-                "bearer",
+                AnnotationKind::Bearer,
                 format!(
                     "token {fingerprint} used {} after it expired",
                     seconds(start.saturating_sub(expiry.unwrap_or(start)))
@@ -148,7 +149,7 @@ fn bearer_links(works: &mut Works) {
         }
         if not_yet_valid {
             w.local.annotations.push(Annotation::warning(
-                "bearer",
+                AnnotationKind::Bearer,
                 format!(
                     "token {fingerprint} used {} before its nbf (clock skew?)",
                     seconds(not_before.unwrap_or(start).saturating_sub(start))
@@ -197,7 +198,7 @@ fn redirects(works: &mut Works) {
         let Some(next) = follow_up.map(|p| p + i + 1) else {
             if let Some(w) = works.items.get_mut(i) {
                 w.local.annotations.push(Annotation::info(
-                    "redirect",
+                    AnnotationKind::Redirect,
                     format!(
                         "redirected to storage host {host}; the follow-up GET is not in the capture"
                     ),
@@ -219,7 +220,7 @@ fn redirects(works: &mut Works) {
             redirected_from: Some(from),
         };
         f.local.annotations.push(Annotation::info(
-            "redirect",
+            AnnotationKind::Redirect,
             format!(
                 "fetches blob {} from storage host {host}, as redirected by flow #{from}",
                 short_digest(&digest)
@@ -227,7 +228,7 @@ fn redirects(works: &mut Works) {
         ));
         if let Some(w) = works.items.get_mut(i) {
             w.local.annotations.push(Annotation::info(
-                "redirect",
+                AnnotationKind::Redirect,
                 format!("redirected to storage host {host}, followed by flow #{follow_id}"),
             ));
         }
@@ -314,13 +315,13 @@ fn manifest_links(works: &mut Works, sessions: &[UploadSession]) {
             .collect();
         if !parts.is_empty() {
             w.local.annotations.push(Annotation::info(
-                "blobs",
+                AnnotationKind::Blobs,
                 format!("referenced blobs: {}", parts.join(", ")),
             ));
         }
         if is_put && !missing.is_empty() {
             w.local.annotations.push(Annotation::warning(
-                "blobs",
+                AnnotationKind::Blobs,
                 format!(
                     "the manifest refers to blobs the registry said it lacks: {}",
                     missing.join(", ")

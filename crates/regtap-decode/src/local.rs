@@ -13,6 +13,7 @@ use crate::auth::{self, Credentials};
 use crate::classify::classify;
 use crate::http::{decoded_body, fingerprint, query_first, resolve, short_digest};
 use crate::jwt::access_scope;
+use crate::model::AnnotationKind;
 use crate::model::{
     Access, Annotation, BearerUse, Challenge, DownloadCheck, FlowKind, HmacStatus, ManifestInfo,
     Options, RateLimit, RegistryError, StateInfo, TokenInfo,
@@ -146,7 +147,7 @@ pub(crate) fn decode_flow(flow: &Flow, options: &Options) -> Local {
     };
     if local.url.is_none() {
         local.annotations.push(Annotation::warning(
-            "url",
+            AnnotationKind::Url,
             format!("the request URL does not parse: {}", flow.url()),
         ));
     }
@@ -160,9 +161,10 @@ pub(crate) fn decode_flow(flow: &Flow, options: &Options) -> Local {
     manifest_body(&mut local);
     error_body(&mut local);
     if let Some(limit) = local.response_headers().and_then(errors::rate_limit) {
-        local
-            .annotations
-            .push(Annotation::info("rate-limit", rate_limit_text(&limit)));
+        local.annotations.push(Annotation::info(
+            AnnotationKind::RateLimit,
+            rate_limit_text(&limit),
+        ));
         local.rate_limit = Some(limit);
     }
     local
@@ -178,28 +180,29 @@ fn exchange_problems(local: &mut Local) {
         let text = format!("the exchange broke while {stage}: {}", error.message);
         let annotation = if local.response_body_whole() {
             Annotation::info(
-                "exchange",
+                AnnotationKind::Exchange,
                 format!("{text} (all the bytes of Content-Length had arrived)"),
             )
         } else if local.flow.response.is_some() && local.response_body_unneeded() {
             Annotation::info(
-                "exchange",
+                AnnotationKind::Exchange,
                 format!("{text} (the client needs no body from this answer)"),
             )
         } else if local.flow.response.is_some() {
-            Annotation::warning("exchange", text)
+            Annotation::warning(AnnotationKind::Exchange, text)
         } else {
-            Annotation::error("exchange", text)
+            Annotation::error(AnnotationKind::Exchange, text)
         };
         local.annotations.push(annotation);
     } else if local.flow.response.is_none() {
-        local
-            .annotations
-            .push(Annotation::warning("exchange", "no response was received"));
+        local.annotations.push(Annotation::warning(
+            AnnotationKind::Exchange,
+            "no response was received",
+        ));
     }
     if !local.flow.request.body.complete {
         local.annotations.push(Annotation::warning(
-            "request-body",
+            AnnotationKind::RequestBody,
             format!(
                 "the request body was cut off after {} bytes",
                 local.flow.request.body.size
@@ -239,7 +242,7 @@ fn credentials(local: &mut Local) {
                 Err(e) => {
                     if looks_like_jwt(&token) {
                         local.annotations.push(Annotation::warning(
-                            "jwt",
+                            AnnotationKind::Jwt,
                             format!(
                                 "Bearer token {print} looks like a JWT but does not decode: {e}"
                             ),
@@ -248,7 +251,9 @@ fn credentials(local: &mut Local) {
                     format!("Bearer token {print} (opaque, not a JWT)")
                 }
             };
-            local.annotations.push(Annotation::info("bearer", text));
+            local
+                .annotations
+                .push(Annotation::info(AnnotationKind::Bearer, text));
             local.bearer = Some(BearerUse {
                 fingerprint: print,
                 issued_by: None,
@@ -258,17 +263,17 @@ fn credentials(local: &mut Local) {
         }
         Credentials::Basic(user) => {
             local.annotations.push(Annotation::info(
-                "basic",
+                AnnotationKind::Basic,
                 format!("Basic credentials of user {user:?} (password not shown)"),
             ));
             local.basic_user = Some(user);
         }
         Credentials::BadBasic(reason) => local.annotations.push(Annotation::warning(
-            "basic",
+            AnnotationKind::Basic,
             format!("malformed Basic credentials: {reason}"),
         )),
         Credentials::Other(scheme) => local.annotations.push(Annotation::info(
-            "authorization",
+            AnnotationKind::Authorization,
             format!("{scheme} credentials"),
         )),
     }
@@ -283,17 +288,18 @@ fn challenges(local: &mut Local) {
         let (parsed, problem) = auth::parse_challenges(&value);
         if let Some(problem) = problem {
             local.annotations.push(Annotation::warning(
-                "challenge",
+                AnnotationKind::Challenge,
                 format!("malformed WWW-Authenticate ({problem}): {value}"),
             ));
         }
         for challenge in &parsed {
-            local
-                .annotations
-                .push(Annotation::info("challenge", challenge_text(challenge)));
+            local.annotations.push(Annotation::info(
+                AnnotationKind::Challenge,
+                challenge_text(challenge),
+            ));
             if let Some(error) = &challenge.error {
                 local.annotations.push(Annotation::warning(
-                    "challenge",
+                    AnnotationKind::Challenge,
                     challenge_error_text(error, &challenge.scope),
                 ));
             }
@@ -351,7 +357,7 @@ fn issued_token(local: &mut Local) {
     }
     let Some(body) = decoded_body(&response.body, &response.headers) else {
         local.annotations.push(Annotation::warning(
-            "token",
+            AnnotationKind::Token,
             "the token answer is not (wholly) in the capture",
         ));
         return;
@@ -359,20 +365,22 @@ fn issued_token(local: &mut Local) {
     let answer = match auth::parse_token_response(&body) {
         Ok(answer) => answer,
         Err(reason) => {
-            local.annotations.push(Annotation::warning("token", reason));
+            local
+                .annotations
+                .push(Annotation::warning(AnnotationKind::Token, reason));
             return;
         }
     };
     let Some(token) = answer.token else {
         local.annotations.push(Annotation::warning(
-            "token",
+            AnnotationKind::Token,
             "the answer holds no token or access_token",
         ));
         return;
     };
     if answer.conflicting {
         local.annotations.push(Annotation::warning(
-            "token",
+            AnnotationKind::Token,
             "token and access_token differ; token is used",
         ));
     }
@@ -381,7 +389,7 @@ fn issued_token(local: &mut Local) {
         Err(e) => {
             if looks_like_jwt(&token) {
                 local.annotations.push(Annotation::warning(
-                    "jwt",
+                    AnnotationKind::Jwt,
                     format!("the issued token looks like a JWT but does not decode: {e}"),
                 ));
             }
@@ -431,9 +439,10 @@ fn token_annotations(local: &mut Local, info: &TokenInfo) {
                 text.push_str(&format!(", signed by {}", cert.subject));
             }
             for problem in &jwt.problems {
-                local
-                    .annotations
-                    .push(Annotation::warning("jwt", format!("token JWT: {problem}")));
+                local.annotations.push(Annotation::warning(
+                    AnnotationKind::Jwt,
+                    format!("token JWT: {problem}"),
+                ));
             }
         }
         None => text.push_str(" (opaque: not a JWT)"),
@@ -441,17 +450,19 @@ fn token_annotations(local: &mut Local, info: &TokenInfo) {
     if let Some(seconds) = info.expires_in {
         text.push_str(&format!(", expires_in {seconds} s"));
     }
-    local.annotations.push(Annotation::info("token", text));
+    local
+        .annotations
+        .push(Annotation::info(AnnotationKind::Token, text));
     if !info.requested_scopes.is_empty() {
         local.annotations.push(Annotation::info(
-            "scope",
+            AnnotationKind::Scope,
             format!("requested {}", info.requested_scopes.join(" ")),
         ));
     }
     if info.jwt.is_some() {
         let granted: Vec<String> = info.granted.iter().map(access_scope).collect();
         local.annotations.push(Annotation::info(
-            "granted",
+            AnnotationKind::Granted,
             if granted.is_empty() {
                 "granted no repository access".to_owned()
             } else {
@@ -461,7 +472,7 @@ fn token_annotations(local: &mut Local, info: &TokenInfo) {
     }
     if !info.missing_grants.is_empty() {
         local.annotations.push(Annotation::warning(
-            "granted",
+            AnnotationKind::Granted,
             format!(
                 "the token server granted less than requested: missing {}",
                 info.missing_grants.join(" ")
@@ -534,7 +545,7 @@ fn upload_details(local: &mut Local, options: &Options) {
         });
     if let Some(range) = local.response_header("range").map(str::to_owned) {
         local.annotations.push(Annotation::info(
-            "range",
+            AnnotationKind::Range,
             format!("registry holds bytes {range}"),
         ));
     }
@@ -558,15 +569,15 @@ fn decode_state(
                 info.name, info.uuid, info.offset, info.started_at
             );
             local.annotations.push(if info.hmac == HmacStatus::Invalid {
-                Annotation::error("_state", text)
+                Annotation::error(AnnotationKind::State, text)
             } else {
-                Annotation::info("_state", text)
+                Annotation::info(AnnotationKind::State, text)
             });
             Some(info)
         }
         Err(e) => {
             local.annotations.push(Annotation::warning(
-                "_state",
+                AnnotationKind::State,
                 format!("_state ({place}): {e}"),
             ));
             None
@@ -593,7 +604,7 @@ fn manifest_body(local: &mut Local) {
     };
     let Some(bytes) = decoded_body(body, headers) else {
         local.annotations.push(Annotation::info(
-            "manifest",
+            AnnotationKind::Manifest,
             "the manifest body is not (wholly) in the capture",
         ));
         return;
@@ -606,11 +617,14 @@ fn manifest_body(local: &mut Local) {
                 hex::encode(sha2::Sha256::digest(&bytes))
             ));
             let text = manifest_text(&info);
-            local.annotations.push(Annotation::info("manifest", text));
+            local
+                .annotations
+                .push(Annotation::info(AnnotationKind::Manifest, text));
             for problem in &info.problems {
-                local
-                    .annotations
-                    .push(Annotation::warning("manifest", problem.clone()));
+                local.annotations.push(Annotation::warning(
+                    AnnotationKind::Manifest,
+                    problem.clone(),
+                ));
             }
             let announced = local
                 .response_header("docker-content-digest")
@@ -620,7 +634,7 @@ fn manifest_body(local: &mut Local) {
                 && &announced != computed
             {
                 local.annotations.push(Annotation::error(
-                    "digest",
+                    AnnotationKind::Digest,
                     format!(
                         "Docker-Content-Digest {announced} differs from the digest of the manifest bytes {computed}"
                     ),
@@ -630,7 +644,7 @@ fn manifest_body(local: &mut Local) {
         }
         Err(reason) => local
             .annotations
-            .push(Annotation::warning("manifest", reason)),
+            .push(Annotation::warning(AnnotationKind::Manifest, reason)),
     }
 }
 
@@ -706,15 +720,15 @@ fn error_body(local: &mut Local) {
                 local
                     .annotations
                     .push(if expected && error.code == "UNAUTHORIZED" {
-                        Annotation::info("registry-error", text)
+                        Annotation::info(AnnotationKind::RegistryError, text)
                     } else {
-                        Annotation::error("registry-error", text)
+                        Annotation::error(AnnotationKind::RegistryError, text)
                     });
             }
             local.registry_errors = list;
         }
         Err(reason) => local.annotations.push(Annotation::warning(
-            "registry-error",
+            AnnotationKind::RegistryError,
             format!("malformed registry error body: {reason}"),
         )),
     }

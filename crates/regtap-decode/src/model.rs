@@ -345,6 +345,21 @@ impl FlowKind {
         }
     }
 
+    /// The request body is (part of) a blob: upload POST, PATCH, PUT.
+    pub fn sends_blob_bytes(&self) -> bool {
+        matches!(
+            self,
+            FlowKind::UploadStart { .. }
+                | FlowKind::UploadChunk { .. }
+                | FlowKind::UploadFinish { .. }
+        )
+    }
+
+    /// The response body is (part of) a blob.
+    pub fn receives_blob_bytes(&self) -> bool {
+        matches!(self, FlowKind::BlobGet { .. })
+    }
+
     /// The upload id in the path, for the kinds that address an upload.
     pub fn upload_id(&self) -> Option<&str> {
         match self {
@@ -365,36 +380,99 @@ pub enum Severity {
     Error,
 }
 
-/// One decoded fact or problem about a flow: `label` is a short key
-/// ("bearer", "_state", "digest"), `text` the sentence.
+/// What an annotation is about. Serialized as the short key front ends and
+/// `inspect --json` have always shown (`"_state"`, `"rate-limit"`, …).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AnnotationKind {
+    #[serde(rename = "_state")]
+    State,
+    Authorization,
+    Basic,
+    Bearer,
+    Blobs,
+    Challenge,
+    Chunk,
+    Digest,
+    Exchange,
+    Granted,
+    Jwt,
+    Manifest,
+    Mount,
+    Range,
+    RateLimit,
+    Redirect,
+    RegistryError,
+    RequestBody,
+    Scope,
+    Token,
+    Url,
+}
+
+impl AnnotationKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AnnotationKind::State => "_state",
+            AnnotationKind::Authorization => "authorization",
+            AnnotationKind::Basic => "basic",
+            AnnotationKind::Bearer => "bearer",
+            AnnotationKind::Blobs => "blobs",
+            AnnotationKind::Challenge => "challenge",
+            AnnotationKind::Chunk => "chunk",
+            AnnotationKind::Digest => "digest",
+            AnnotationKind::Exchange => "exchange",
+            AnnotationKind::Granted => "granted",
+            AnnotationKind::Jwt => "jwt",
+            AnnotationKind::Manifest => "manifest",
+            AnnotationKind::Mount => "mount",
+            AnnotationKind::Range => "range",
+            AnnotationKind::RateLimit => "rate-limit",
+            AnnotationKind::Redirect => "redirect",
+            AnnotationKind::RegistryError => "registry-error",
+            AnnotationKind::RequestBody => "request-body",
+            AnnotationKind::Scope => "scope",
+            AnnotationKind::Token => "token",
+            AnnotationKind::Url => "url",
+        }
+    }
+}
+
+impl fmt::Display for AnnotationKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One decoded fact or problem about a flow: `label` says what it is about,
+/// `text` is the sentence.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Annotation {
     pub severity: Severity,
-    pub label: String,
+    pub label: AnnotationKind,
     pub text: String,
 }
 
 impl Annotation {
-    pub fn info(label: &str, text: impl Into<String>) -> Self {
+    pub fn info(label: AnnotationKind, text: impl Into<String>) -> Self {
         Annotation {
             severity: Severity::Info,
-            label: label.to_owned(),
+            label,
             text: text.into(),
         }
     }
 
-    pub fn warning(label: &str, text: impl Into<String>) -> Self {
+    pub fn warning(label: AnnotationKind, text: impl Into<String>) -> Self {
         Annotation {
             severity: Severity::Warning,
-            label: label.to_owned(),
+            label,
             text: text.into(),
         }
     }
 
-    pub fn error(label: &str, text: impl Into<String>) -> Self {
+    pub fn error(label: AnnotationKind, text: impl Into<String>) -> Self {
         Annotation {
             severity: Severity::Error,
-            label: label.to_owned(),
+            label,
             text: text.into(),
         }
     }

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use crate::Works;
 use crate::grouping::{Group, is_fallback_tag};
 use crate::http::{human_bytes, short_digest};
+use crate::model::AnnotationKind;
 use crate::model::{
     Annotation, DigestCheck, FlowKind, Operation, OperationKind, OperationStatus, Reference,
     SessionOutcome, Severity, Step, UploadSession, UploadStart,
@@ -383,7 +384,7 @@ fn status(
             .local
             .annotations
             .iter()
-            .find(|a| a.label == "challenge" && a.severity == Severity::Warning)
+            .find(|a| a.label == AnnotationKind::Challenge && a.severity == Severity::Warning)
         {
             parts.push(a.text.clone());
         }
@@ -592,13 +593,13 @@ enum Unit {
 }
 
 /// Info annotations worth showing next to a step; warnings and errors always are.
-const KEY_LABELS: [&str; 6] = [
-    "challenge",
-    "token",
-    "granted",
-    "digest",
-    "blobs",
-    "rate-limit",
+const KEY_LABELS: [AnnotationKind; 6] = [
+    AnnotationKind::Challenge,
+    AnnotationKind::Token,
+    AnnotationKind::Granted,
+    AnnotationKind::Digest,
+    AnnotationKind::Blobs,
+    AnnotationKind::RateLimit,
 ];
 
 fn steps(members: &[&crate::Work], sessions: &[UploadSession]) -> Vec<Step> {
@@ -662,7 +663,7 @@ fn steps(members: &[&crate::Work], sessions: &[UploadSession]) -> Vec<Step> {
                     .map(|r| r.body.size)
                     .fold(0, u64::saturating_add);
                 annotations.push(Annotation::info(
-                    "digest",
+                    AnnotationKind::Digest,
                     format!(
                         "digests verified: the {} bodies received ({}) hash to the digests asked for",
                         verified.len(),
@@ -673,26 +674,26 @@ fn steps(members: &[&crate::Work], sessions: &[UploadSession]) -> Vec<Step> {
             for w in &flows {
                 for a in &w.local.annotations {
                     if summarise_downloads
-                        && a.label == "digest"
+                        && a.label == AnnotationKind::Digest
                         && a.severity == Severity::Info
                         && verified.iter().any(|v| v.local.flow.id == w.local.flow.id)
                     {
                         continue;
                     }
                     // One `_state` per upload is enough to tell what it is.
-                    let first_state = a.label == "_state" && !shown_state;
+                    let first_state = a.label == AnnotationKind::State && !shown_state;
                     // Credentials matter where authentication happens.
-                    let authenticating = a.label == "basic"
+                    let authenticating = a.label == AnnotationKind::Basic
                         && matches!(
                             w.local.kind,
                             FlowKind::ApiCheck { .. } | FlowKind::Token { .. }
                         );
                     let key = a.severity >= Severity::Warning
-                        || KEY_LABELS.contains(&a.label.as_str())
+                        || KEY_LABELS.contains(&a.label)
                         || first_state
                         || authenticating;
                     if key && !annotations.contains(a) {
-                        shown_state |= a.label == "_state";
+                        shown_state |= a.label == AnnotationKind::State;
                         annotations.push(a.clone());
                     }
                 }

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use sha2::Digest as _;
 
 use crate::http::human_bytes;
+use crate::model::AnnotationKind;
 use crate::model::{
     Annotation, Chunk, DigestCheck, FlowKind, SessionOutcome, UploadSession, UploadStart,
 };
@@ -199,7 +200,7 @@ fn start(
             session.outcome = SessionOutcome::Mounted;
             session.blob_location = w.local.location.as_ref().map(|l| l.path().to_owned());
             w.local.annotations.push(Annotation::info(
-                "mount",
+                AnnotationKind::Mount,
                 format!(
                     "mounted from {}: no bytes uploaded",
                     from.as_deref().unwrap_or("another repository")
@@ -208,7 +209,7 @@ fn start(
         }
         (UploadStart::MountFallback { from }, Some(202)) => {
             w.local.annotations.push(Annotation::info(
-                "mount",
+                AnnotationKind::Mount,
                 format!(
                     "the registry did not mount the blob from {} and started a normal upload instead",
                     from.as_deref().unwrap_or("the other repository")
@@ -224,7 +225,7 @@ fn start(
             // distribution ignores the body of a `POST ?digest=` it answers
             // 202: the client must send the blob again.
             w.local.annotations.push(Annotation::info(
-                "chunk",
+                AnnotationKind::Chunk,
                 format!(
                     "the registry answered 202, not 201: it did not take the {} sent with this POST, which are not part of the upload",
                     human_bytes(w.local.flow.request.body.size)
@@ -290,7 +291,7 @@ fn add_chunk(session: &mut UploadSession, w: &mut Work) {
         // A refused chunk is not part of the upload (the client sends it
         // again, or gives up).
         w.local.annotations.push(Annotation::info(
-            "chunk",
+            AnnotationKind::Chunk,
             format!(
                 "the registry refused these {} ({}): not counted in the upload",
                 human_bytes(w.local.flow.request.body.size),
@@ -314,7 +315,7 @@ fn add_chunk(session: &mut UploadSession, w: &mut Work) {
         && declared != running
     {
         w.local.annotations.push(Annotation::warning(
-            "chunk",
+            AnnotationKind::Chunk,
             format!(
                 "Content-Range starts at byte {declared}, but {running} bytes were sent before in this upload"
             ),
@@ -332,7 +333,7 @@ fn add_chunk(session: &mut UploadSession, w: &mut Work) {
     });
     session.total_bytes = offset_start.saturating_add(body.size);
     w.local.annotations.push(Annotation::info(
-        "chunk",
+        AnnotationKind::Chunk,
         format!(
             "sent bytes {offset_start}..{} ({})",
             offset_start.saturating_add(body.size),
@@ -367,7 +368,7 @@ fn check_server_range(session: &UploadSession, w: &mut Work, range: &str) {
     if range.trim() == "0--1" {
         if session.total_bytes > 0 && w.local.ok() {
             w.local.annotations.push(Annotation::warning(
-                "range",
+                AnnotationKind::Range,
                 format!(
                     "the registry says it holds no bytes, but {} were sent in this upload",
                     session.total_bytes
@@ -378,7 +379,7 @@ fn check_server_range(session: &UploadSession, w: &mut Work, range: &str) {
     }
     let Some(end) = range_end(range) else {
         w.local.annotations.push(Annotation::warning(
-            "range",
+            AnnotationKind::Range,
             format!("Range {range:?} does not parse"),
         ));
         return;
@@ -391,7 +392,7 @@ fn check_server_range(session: &UploadSession, w: &mut Work, range: &str) {
     };
     if !agrees && w.local.ok() {
         w.local.annotations.push(Annotation::warning(
-            "range",
+            AnnotationKind::Range,
             format!(
                 "the registry says it holds {} bytes, but {sent} were sent in this upload",
                 if end == 0 {
@@ -434,7 +435,7 @@ fn state_consistency(w: &mut Work) {
     for note in notes {
         w.local
             .annotations
-            .push(Annotation::warning("_state", note));
+            .push(Annotation::warning(AnnotationKind::State, note));
     }
 }
 
@@ -446,7 +447,7 @@ fn finish(session: &mut UploadSession, works: &mut Works) {
     }
     let annotation = match &session.digest_check {
         DigestCheck::Verified => Annotation::info(
-            "digest",
+            AnnotationKind::Digest,
             format!(
                 "digest verified: the {} sent hash to {}",
                 human_bytes(session.total_bytes),
@@ -454,7 +455,7 @@ fn finish(session: &mut UploadSession, works: &mut Works) {
             ),
         ),
         DigestCheck::Mismatch { expected, computed } => Annotation::error(
-            "digest",
+            AnnotationKind::Digest,
             format!(
                 "digest MISMATCH: the capture holds every byte sent, and they hash to {computed}, not {expected}{}",
                 if session.outcome == SessionOutcome::Completed {
@@ -464,9 +465,10 @@ fn finish(session: &mut UploadSession, works: &mut Works) {
                 }
             ),
         ),
-        DigestCheck::NotVerifiable { reason } => {
-            Annotation::info("digest", format!("digest not verifiable: {reason}"))
-        }
+        DigestCheck::NotVerifiable { reason } => Annotation::info(
+            AnnotationKind::Digest,
+            format!("digest not verifiable: {reason}"),
+        ),
         DigestCheck::Pending => return,
     };
     let carrier = session.flow_ids.iter().rev().copied().find(|id| {

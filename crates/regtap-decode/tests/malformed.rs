@@ -6,6 +6,7 @@ mod common;
 use common::*;
 use regtap_capture::factory::FlowBuilder;
 use regtap_capture::{Body, Data, ErrorStage, Flow, FlowError, Header};
+use regtap_decode::AnnotationKind;
 use regtap_decode::{Analysis, Options, Severity, analyze, render_text};
 
 /// Properties that hold whatever the input.
@@ -178,7 +179,7 @@ fn bodies_cut_short_at_every_length() {
             .unwrap()
             .annotations
             .iter()
-            .any(|a| a.label == "manifest");
+            .any(|a| a.label == AnnotationKind::Manifest);
         assert!(
             manifest_note,
             "cut at {n}: the manifest is said to be unreadable"

@@ -7,6 +7,7 @@ mod common;
 use common::*;
 use regtap_capture::Flow;
 use regtap_capture::factory::FlowBuilder;
+use regtap_decode::AnnotationKind;
 use regtap_decode::{
     Analysis, Analyzer, BlobStatus, DigestCheck, FlowKind, HmacStatus, OperationKind,
     OperationStatus, Options, Reference, SessionOutcome, Severity, UploadStart, analyze,
@@ -828,7 +829,7 @@ fn absolute_locations_on_another_host_keep_the_session() {
             .unwrap()
             .annotations
             .iter()
-            .any(|a| a.label == "_state" && a.severity == Severity::Warning)
+            .any(|a| a.label == AnnotationKind::State && a.severity == Severity::Warning)
     );
 }
 

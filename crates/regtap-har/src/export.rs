@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
 use regtap_capture::{Body, Flow, Headers, UnixNanos, rfc3339};
-use regtap_decode::{Analysis, Operation};
+use regtap_decode::{Analysis, FlowKind, Operation};
 
 use crate::model::{
     BodyFacts, Cache, Content, Cookie, Creator, Entry, EntryError, Har, Log, NameValue, Page,
@@ -109,7 +109,7 @@ pub fn export(
                 ),
                 None => (None, None),
             };
-            let kind = analysis.flow(flow.id).map(|f| f.kind.label());
+            let kind = analysis.flow(flow.id).map(|f| &f.kind);
             let mut entry = entry(flow, BlobSides::of(kind), options, &mut bodies);
             entry.pageref = pageref;
             entry.comment = comment;
@@ -184,13 +184,10 @@ struct BlobSides {
 }
 
 impl BlobSides {
-    fn of(kind_label: Option<&str>) -> Self {
+    fn of(kind: Option<&FlowKind>) -> Self {
         BlobSides {
-            request: matches!(
-                kind_label,
-                Some("upload-start" | "upload-chunk" | "upload-finish")
-            ),
-            response: kind_label == Some("blob-get"),
+            request: kind.is_some_and(FlowKind::sends_blob_bytes),
+            response: kind.is_some_and(FlowKind::receives_blob_bytes),
         }
     }
 }

@@ -346,11 +346,11 @@ pub mod analysis {
 
     use regtap_capture::Flow;
     use regtap_decode::{
-        Access, Analysis, Annotation, BearerUse, BlobStatus, Chunk, Descriptor, DigestCheck,
-        FlowAnalysis, FlowKind, HmacStatus, JwtClaims, JwtHeader, JwtInfo, ManifestInfo,
-        ManifestSchema, Operation, OperationKind, OperationStatus, Reference, RegistryError,
-        SessionOutcome, StateInfo, Step, TimeClaim, TokenGrant, TokenInfo, UploadSession,
-        UploadStart,
+        Access, Analysis, Annotation, AnnotationKind, BearerUse, BlobStatus, Chunk, Descriptor,
+        DigestCheck, FlowAnalysis, FlowKind, HmacStatus, JwtClaims, JwtHeader, JwtInfo,
+        ManifestInfo, ManifestSchema, Operation, OperationKind, OperationStatus, Reference,
+        RegistryError, SessionOutcome, StateInfo, Step, TimeClaim, TokenGrant, TokenInfo,
+        UploadSession, UploadStart,
     };
 
     use super::blobs;
@@ -668,7 +668,7 @@ pub mod analysis {
                 let mut annotations = Vec::new();
                 if flow.status() == Some(404) {
                     annotations.push(Annotation::warning(
-                        "blob",
+                        AnnotationKind::Blobs,
                         "not in the repository yet: it will be uploaded",
                     ));
                 }

@@ -103,7 +103,7 @@ mod tests {
     fn text_json_and_colour() {
         let text = inspect(&["--color", "never"]);
         assert!(
-            text.contains("1. push jockerdragon/test — incomplete"),
+            text.contains("1. push jockerdragon/test · dockerd 20.10.25+dfsg1 — incomplete"),
             "{text}"
         );
         assert!(

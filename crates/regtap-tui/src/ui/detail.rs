@@ -15,6 +15,7 @@ use regtap_decode::{
 use super::severity_style;
 use crate::app::App;
 use crate::format;
+use regtap_decode::AnnotationKind;
 
 /// Header values longer than this are cut: a JWT fills a screen, and the
 /// decoded token is shown below the headers anyway.
@@ -178,7 +179,7 @@ pub fn flow_lines(app: &App, flow: &Flow, within: Option<(&Operation, &Step)>) -
             analysis
                 .annotations
                 .iter()
-                .filter(|a| a.label != "registry-error")
+                .filter(|a| a.label != AnnotationKind::RegistryError)
                 .filter(|a| step.is_none_or(|step| !step.annotations.contains(a)))
                 .map(annotation_line),
         );
