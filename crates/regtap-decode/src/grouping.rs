@@ -51,7 +51,8 @@ pub(crate) struct Group {
     finished: bool,
     /// The latest ping was answered 401: credentials come next.
     login_pending: bool,
-    /// `(method, repository, tag)` of manifests asked for by tag.
+    /// `(method, repository, tag)` of manifests asked for by tag (and not
+    /// answered 401).
     resolved: HashSet<(String, String, String)>,
     /// Bearer tokens (full hashes) the group's requests carried.
     tokens: HashSet<String>,
@@ -222,6 +223,7 @@ fn note(state: &mut State, g: usize, w: &crate::Work) {
             group.finished = true;
             group.deleted.insert((repository.clone(), digest.clone()));
         }
+        // Resolved: a 401 asks for credentials and the client asks again.
         FlowKind::ManifestHead {
             repository,
             reference: Reference::Tag(tag),
@@ -231,7 +233,7 @@ fn note(state: &mut State, g: usize, w: &crate::Work) {
             repository,
             reference: Reference::Tag(tag),
             ..
-        } => {
+        } if w.local.status() != Some(401) => {
             group.resolved.insert((
                 w.local.flow.method().to_ascii_uppercase(),
                 repository.clone(),

@@ -796,3 +796,112 @@ fn a_client_with_a_connection_per_request_is_split_where_it_went_idle() {
     );
     assert_eq!(analysis.operations[0].status, OperationStatus::Succeeded);
 }
+
+#[test]
+fn containerd_authenticating_on_its_first_head_is_one_pull() {
+    // No ping: the anonymous HEAD by tag gets the 401 and the challenge.
+    let (manifest, config, _) = image();
+    let md = digest(&manifest);
+    let conn = "127.0.0.1:41000";
+    let challenge = format!(
+        r#"Bearer realm="{}",service="registry.test",scope="repository:lab/app:pull""#,
+        common::REALM
+    );
+    let (token_flow, token) = common::token(
+        2,
+        3,
+        &["repository:lab/app:pull"],
+        &[("lab/app", &["pull"])],
+    );
+    let token_flow = {
+        let mut f = token_flow;
+        f.client_addr = Some("127.0.0.1:41001".to_owned());
+        f.request.headers.push("User-Agent", CTR);
+        f
+    };
+    let auth = common::bearer(&token);
+    let flows = vec![
+        FlowBuilder::new(1, "HEAD", &url("/v2/lab/app/manifests/v1"))
+            .client(conn, CTR)
+            .start_ns(at(0))
+            .status(401)
+            .response_header("WWW-Authenticate", &challenge)
+            .build(),
+        token_flow,
+        FlowBuilder::new(3, "HEAD", &url("/v2/lab/app/manifests/v1"))
+            .client(conn, CTR)
+            .request_header("Authorization", &auth)
+            .start_ns(at(10))
+            .status(200)
+            .response_header("Docker-Content-Digest", &md)
+            .build(),
+        FlowBuilder::new(4, "GET", &url(&format!("/v2/lab/app/manifests/{md}")))
+            .client(conn, CTR)
+            .request_header("Authorization", &auth)
+            .start_ns(at(12))
+            .status(200)
+            .response_body(&manifest)
+            .build(),
+        FlowBuilder::new(
+            5,
+            "GET",
+            &url(&format!("/v2/lab/app/blobs/{}", digest(&config))),
+        )
+        .client(conn, CTR)
+        .request_header("Authorization", &auth)
+        .start_ns(at(14))
+        .status(200)
+        .response_body(&config)
+        .build(),
+    ];
+    let analysis = run(&flows);
+    assert_partition(&analysis);
+    assert_eq!(
+        summary(&analysis),
+        vec![("pull lab/app:v1".to_owned(), "containerd".to_owned())]
+    );
+    assert_eq!(analysis.operations[0].status, OperationStatus::Succeeded);
+}
+
+#[test]
+fn a_probe_of_another_repository_belongs_to_the_push_that_mounts_from_it() {
+    // skopeo's blob reuse: HEAD the blob in a candidate repository, then
+    // mount it from there, with one token scoped for both.
+    let (token_flow, token) = common::token(
+        1,
+        0,
+        &["repository:lab/dest:pull,push", "repository:lab/other:pull"],
+        &[("lab/dest", &["pull", "push"]), ("lab/other", &["pull"])],
+    );
+    let auth = common::bearer(&token);
+    let skopeo = "skopeo/1.9.3";
+    let with_client = |mut f: Flow, port: u16| {
+        f.client_addr = Some(format!("127.0.0.1:{port}"));
+        f.request.headers.push("User-Agent", skopeo);
+        f
+    };
+    let blob = digest(b"shared layer");
+    let flows = vec![
+        with_client(token_flow, 42000),
+        with_client(
+            common::blob_head(2, 10, REGISTRY, "lab/dest", &blob, &auth, 404),
+            42001,
+        ),
+        with_client(
+            common::blob_head(3, 11, REGISTRY, "lab/other", &blob, &auth, 200),
+            42002,
+        ),
+        with_client(
+            common::mount(4, 12, "lab/dest", &blob, "lab/other", &auth),
+            42001,
+        ),
+    ];
+    let analysis = run(&flows);
+    assert_partition(&analysis);
+    assert_eq!(analysis.operations.len(), 1, "{:?}", summary(&analysis));
+    assert!(
+        matches!(&analysis.operations[0].kind, OperationKind::Push { repository, .. } if repository == "lab/dest"),
+        "{:?}",
+        analysis.operations[0].kind
+    );
+}
