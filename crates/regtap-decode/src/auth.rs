@@ -134,8 +134,12 @@ fn add_param(challenge: &mut Challenge, name: String, value: String) {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Credentials {
     Bearer(String),
-    /// The user name; the password is never kept.
-    Basic(String),
+    /// The user name; the password is never kept, only the non-secret
+    /// expiry an ECR password carries (Unix seconds).
+    Basic {
+        user: String,
+        ecr_expiration: Option<i64>,
+    },
     BadBasic(String),
     Other(String),
 }
@@ -155,7 +159,10 @@ pub fn parse_authorization(value: &str) -> Credentials {
             });
         match decoded {
             Ok(text) => match text.split_once(':') {
-                Some((user, _password)) => Credentials::Basic(user.to_owned()),
+                Some((user, password)) => Credentials::Basic {
+                    user: user.to_owned(),
+                    ecr_expiration: (user == "AWS").then(|| ecr_expiration(password)).flatten(),
+                },
                 None => Credentials::BadBasic(
                     "credentials have no ':' between user and password".to_owned(),
                 ),
@@ -165,6 +172,16 @@ pub fn parse_authorization(value: &str) -> Credentials {
     } else {
         Credentials::Other(scheme.to_owned())
     }
+}
+
+/// An ECR password is base64 of `{"payload","datakey","version","type","expiration"}`:
+/// the expiry is not secret.
+fn ecr_expiration(password: &str) -> Option<i64> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(password.trim())
+        .ok()?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    value.get("expiration")?.as_i64()
 }
 
 /// The useful fields of a token endpoint's JSON answer.
@@ -246,7 +263,21 @@ mod tests {
         // "alice:s3cret"
         assert_eq!(
             parse_authorization("Basic YWxpY2U6czNjcmV0"),
-            Credentials::Basic("alice".into())
+            Credentials::Basic {
+                user: "alice".into(),
+                ecr_expiration: None
+            }
+        );
+        // AWS:base64({"payload":"secret","expiration":1700000000})
+        let password = base64::engine::general_purpose::STANDARD
+            .encode(r#"{"payload":"secret","datakey":"k","version":"2","type":"DATA_KEY","expiration":1700000000}"#);
+        let value = base64::engine::general_purpose::STANDARD.encode(format!("AWS:{password}"));
+        assert_eq!(
+            parse_authorization(&format!("Basic {value}")),
+            Credentials::Basic {
+                user: "AWS".into(),
+                ecr_expiration: Some(1_700_000_000)
+            }
         );
         assert!(matches!(
             parse_authorization("Basic !!!"),

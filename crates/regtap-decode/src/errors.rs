@@ -41,9 +41,141 @@ pub fn explain(code: &str) -> String {
         "PAGINATION_NUMBER_INVALID" => "The page size requested is not valid.",
         "RANGE_INVALID" => "The Content-Range does not follow the bytes already received.",
         "UNKNOWN" => "The registry reported an error it did not classify.",
-        _ => return format!("Error code {code} is not one of the standard registry codes."),
+        _ => {
+            return match vendor_code(code) {
+                Some((vendor, meaning)) => format!("{vendor}'s own code: {meaning}"),
+                None => format!("Error code {code} is not one of the standard registry codes."),
+            };
+        }
     };
     text.to_owned()
+}
+
+/// Codes some registries add to the standard ones: (registry, meaning).
+fn vendor_code(code: &str) -> Option<(&'static str, &'static str)> {
+    Some(match code {
+        "PROJECTPOLICYVIOLATION" => (
+            "Harbor",
+            "a project policy refused the request (vulnerability severity, unsigned image, or a content trust rule).",
+        ),
+        "PRECONDITION" => (
+            "Harbor",
+            "a precondition of the project failed (for instance an immutable tag, or a quota).",
+        ),
+        "FORBIDDEN" => ("Harbor", "the user may not do this in this project."),
+        "NOT_FOUND" => ("Harbor", "the project or artifact does not exist."),
+        "BAD_CREDENTIAL" => (
+            "Artifactory",
+            "the user name or password (or API key) is wrong.",
+        ),
+        _ => return None,
+    })
+}
+
+/// What a registry's explanation of `MANIFEST_UNKNOWN` adds: distribution
+/// says so when the manifest exists but the client's `Accept` excludes its
+/// media type.
+pub fn negotiation_failure(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    message.contains("accept header") || message.contains("not acceptable")
+}
+
+/// The most a person needs of an error body that is not a registry error
+/// document: Docker Hub's `{"details":…}`, OAuth2's `error` and
+/// `error_description`, a `message`, or the text itself (HTML tags dropped,
+/// control characters escaped, trimmed to one line).
+pub fn other_error_text(body: &[u8]) -> Option<String> {
+    if let Ok(value) = serde_json::from_slice::<Value>(body) {
+        let field = |name: &str| value.get(name).and_then(Value::as_str).map(str::to_owned);
+        let text = match (field("error"), field("error_description")) {
+            (Some(error), Some(description)) => Some(format!("{error}: {description}")),
+            (Some(error), None) => Some(error),
+            (None, Some(description)) => Some(description),
+            (None, None) => field("details")
+                .or_else(|| field("message"))
+                .or_else(|| field("detail")),
+        };
+        return text.map(|t| one_line(&t)).filter(|t| !t.is_empty());
+    }
+    let text = String::from_utf8_lossy(body);
+    let text = strip_tags(&text);
+    let text = one_line(&text);
+    (!text.is_empty()).then_some(text)
+}
+
+/// HTML to its text: tags and the contents of `<script>`/`<style>` dropped.
+fn strip_tags(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(open) = rest.find('<') {
+        out.push_str(rest.get(..open).unwrap_or_default());
+        let after = rest.get(open..).unwrap_or_default();
+        let lower = after.get(..8).unwrap_or(after).to_ascii_lowercase();
+        let skip_to = if lower.starts_with("<script") {
+            "</script>"
+        } else if lower.starts_with("<style") {
+            "</style>"
+        } else {
+            ">"
+        };
+        match after.to_ascii_lowercase().find(skip_to) {
+            Some(end) => {
+                out.push(' ');
+                rest = after.get(end + skip_to.len()..).unwrap_or_default();
+            }
+            None => {
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Whitespace runs to one space, control characters escaped, at most 500 characters.
+pub fn one_line(text: &str) -> String {
+    const LIMIT: usize = 500;
+    let mut out = String::new();
+    let mut space = false;
+    for c in text.chars() {
+        if c.is_whitespace() {
+            space = !out.is_empty();
+            continue;
+        }
+        if space {
+            out.push(' ');
+            space = false;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+        if out.chars().count() >= LIMIT {
+            out.push('…');
+            break;
+        }
+    }
+    out
+}
+
+/// Why a status came without an explaining body.
+pub fn bare_status(status: u16, method: &str) -> Option<&'static str> {
+    Some(match status {
+        405 if method.eq_ignore_ascii_case("DELETE") => {
+            "405 Method Not Allowed: the registry does not allow deletes (distribution needs storage.delete.enabled)"
+        }
+        405 => {
+            "405 Method Not Allowed: the registry (or a mirror or read-only proxy in front of it) does not accept this method here"
+        }
+        413 => {
+            "413 Content Too Large: the registry or a proxy in front of it refused a body this large (for example nginx's client_max_body_size)"
+        }
+        429 => {
+            "429 Too Many Requests without a registry error body: a rate limit of the registry or of a proxy in front of it (Docker Hub's abuse limit answers so)"
+        }
+        _ => return None,
+    })
 }
 
 /// Decodes a registry error body. An empty list when the body is not an

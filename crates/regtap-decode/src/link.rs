@@ -6,17 +6,18 @@ use std::collections::{BTreeSet, HashMap};
 
 use crate::http::{authority, short_digest};
 use crate::model::AnnotationKind;
-use crate::model::Client;
 use crate::model::{
-    Analysis, Annotation, BlobStatus, Descriptor, Diagnostic, FlowAnalysis, FlowKind,
-    SessionOutcome, Severity, UploadSession,
+    Analysis, Annotation, BlobStatus, Descriptor, DescriptorRole, Diagnostic, FlowAnalysis,
+    FlowKind, SessionOutcome, Severity, UploadSession,
 };
+use crate::model::{Client, TokenGrant};
 use crate::{Works, client, downloads, grouping, operations, sessions, summary};
 
 const NANOS: i64 = 1_000_000_000;
 
 pub(crate) fn link(works: &mut Works) -> Analysis {
     clients(works);
+    token_fallbacks(works);
     bearer_links(works);
     redirects(works);
     let sessions = sessions::build(works);
@@ -58,6 +59,52 @@ fn clients(works: &mut Works) {
         let next = actors.len();
         w.actor = *actors.entry((client.clone(), address)).or_insert(next);
         w.client = client;
+    }
+}
+
+/// An OAuth2 `POST` to a token endpoint refused with 400, 401, 404 or 405,
+/// followed by the same client's `GET` to the same endpoint: the client's
+/// fallback (containerd, go-containerregistry), not a failed login.
+fn token_fallbacks(works: &mut Works) {
+    let mut notes: Vec<(usize, String)> = Vec::new();
+    for (i, w) in works.items.iter().enumerate() {
+        let FlowKind::Token { server, grant, .. } = &w.local.kind else {
+            continue;
+        };
+        let refused = w
+            .local
+            .status()
+            .filter(|s| matches!(s, 400 | 401 | 404 | 405));
+        let (Some(status), false) = (refused, *grant == TokenGrant::Get) else {
+            continue;
+        };
+        let path = w.local.url.as_ref().map(url::Url::path);
+        let fallback = works.items.iter().skip(i + 1).take(64).find(|f| {
+            f.actor == w.actor
+                && matches!(&f.local.kind, FlowKind::Token { server: s, grant: TokenGrant::Get, .. } if s == server)
+                && f.local.url.as_ref().map(url::Url::path) == path
+        });
+        if let Some(f) = fallback {
+            let worked = if f.local.ok() {
+                "which worked"
+            } else {
+                "which failed too"
+            };
+            notes.push((
+                i,
+                format!(
+                    "the token server refused the OAuth2 POST ({status}); the client fell back to GET (flow #{}), {worked}",
+                    f.local.flow.id
+                ),
+            ));
+        }
+    }
+    for (i, text) in notes {
+        if let Some(w) = works.items.get_mut(i) {
+            w.local
+                .annotations
+                .push(Annotation::info(AnnotationKind::Token, text));
+        }
     }
 }
 
@@ -144,6 +191,18 @@ fn bearer_links(works: &mut Works) {
                 format!(
                     "token {fingerprint} used {} after it expired",
                     seconds(start.saturating_sub(expiry.unwrap_or(start)))
+                ),
+            ));
+        }
+        if expired
+            && w.local
+                .status()
+                .is_some_and(|s| matches!(s, 400 | 401 | 403))
+        {
+            w.local.annotations.push(Annotation::error(
+                AnnotationKind::Bearer,
+                format!(
+                    "refused because token {fingerprint} had expired: registries answer that with 401 invalid_token, 403, or a bare 400 (ECR Public)"
                 ),
             ));
         }
@@ -294,8 +353,16 @@ fn manifest_links(works: &mut Works, sessions: &[UploadSession]) {
             .chain(manifest.layers.iter_mut())
             .chain(manifest.manifests.iter_mut());
         let mut missing = Vec::new();
+        let mut unfetched_attestations = 0usize;
         for d in descriptors {
             apply(d, in_op.get(&d.digest).or_else(|| anywhere.get(&d.digest)));
+            // Clients fetch attestations only when asked: not a gap.
+            if d.role == Some(DescriptorRole::AttestationManifest)
+                && d.blob_status == BlobStatus::Unknown
+            {
+                unfetched_attestations += 1;
+                continue;
+            }
             *counts.entry(d.blob_status).or_default() += 1;
             if d.blob_status == BlobStatus::Missing {
                 missing.push(short_digest(&d.digest));
@@ -309,10 +376,15 @@ fn manifest_links(works: &mut Works, sessions: &[UploadSession]) {
             (BlobStatus::Missing, "missing"),
             (BlobStatus::Unknown, "not seen in this capture"),
         ];
-        let parts: Vec<String> = order
+        let mut parts: Vec<String> = order
             .iter()
             .filter_map(|(s, name)| counts.get(s).map(|n| format!("{n} {name}")))
             .collect();
+        if unfetched_attestations > 0 {
+            parts.push(format!(
+                "{unfetched_attestations} attestation manifest(s) not fetched"
+            ));
+        }
         if !parts.is_empty() {
             w.local.annotations.push(Annotation::info(
                 AnnotationKind::Blobs,

@@ -13,11 +13,11 @@ use crate::auth::{self, Credentials};
 use crate::classify::classify;
 use crate::http::{decoded_body, fingerprint, query_first, resolve, short_digest};
 use crate::jwt::access_scope;
-use crate::model::AnnotationKind;
 use crate::model::{
-    Access, Annotation, BearerUse, Challenge, DownloadCheck, FlowKind, HmacStatus, ManifestInfo,
-    Options, RateLimit, RegistryError, StateInfo, TokenInfo,
+    Access, Annotation, BearerUse, Challenge, Descriptor, DescriptorRole, DownloadCheck, FlowKind,
+    HmacStatus, ManifestInfo, Options, RateLimit, RegistryError, StateInfo, TokenInfo,
 };
+use crate::model::{AnnotationKind, ManifestPurpose};
 use crate::{errors, jwt, manifest, state};
 
 #[derive(Debug, Clone)]
@@ -155,11 +155,15 @@ pub(crate) fn decode_flow(flow: &Flow, options: &Options) -> Local {
     credentials(&mut local);
     challenges(&mut local);
     if matches!(local.kind, FlowKind::Token { .. }) {
+        client_id(&mut local);
         issued_token(&mut local);
     }
     upload_details(&mut local, options);
     manifest_body(&mut local);
     error_body(&mut local);
+    warnings(&mut local);
+    crate::referrers::annotate(&mut local);
+    crate::negotiation::annotate(&mut local);
     if let Some(limit) = local.response_headers().and_then(errors::rate_limit) {
         local.annotations.push(Annotation::info(
             AnnotationKind::RateLimit,
@@ -261,11 +265,40 @@ fn credentials(local: &mut Local) {
                 not_yet_valid: false,
             });
         }
-        Credentials::Basic(user) => {
+        Credentials::Basic {
+            user,
+            ecr_expiration,
+        } => {
             local.annotations.push(Annotation::info(
                 AnnotationKind::Basic,
-                format!("Basic credentials of user {user:?} (password not shown)"),
+                format!(
+                    "Basic credentials of user {:?} (password not shown)",
+                    errors::one_line(&user)
+                ),
             ));
+            if let Some(hint) = user_hint(&user, local.url.as_ref()) {
+                local
+                    .annotations
+                    .push(Annotation::info(AnnotationKind::Basic, hint));
+            }
+            if let Some(expiration) = ecr_expiration {
+                let at = local.start().div_euclid(1_000_000_000);
+                let when = crate::http::unix_to_rfc3339(expiration);
+                local.annotations.push(if at > expiration {
+                    Annotation::error(
+                        AnnotationKind::Basic,
+                        format!(
+                            "the ECR password expired at {when}, {} s before this request: run aws ecr get-login-password again",
+                            at - expiration
+                        ),
+                    )
+                } else {
+                    Annotation::info(
+                        AnnotationKind::Basic,
+                        format!("the ECR password is valid until {when}"),
+                    )
+                });
+            }
             local.basic_user = Some(user);
         }
         Credentials::BadBasic(reason) => local.annotations.push(Annotation::warning(
@@ -277,6 +310,28 @@ fn credentials(local: &mut Local) {
             format!("{scheme} credentials"),
         )),
     }
+}
+
+/// What well-known user names say about the password they come with.
+fn user_hint(user: &str, url: Option<&Url>) -> Option<String> {
+    let host = url.and_then(Url::host_str).unwrap_or_default();
+    Some(match user {
+        "AWS" => "user AWS: the password is an ECR authorization token (valid 12 hours)".to_owned(),
+        "oauth2accesstoken" => {
+            "user oauth2accesstoken: the password is a Google OAuth2 access token (GCR / Artifact Registry, valid about 1 hour)".to_owned()
+        }
+        "_json_key" | "_json_key_base64" => format!(
+            "user {user}: the password is a Google service-account key{}",
+            if user == "_json_key_base64" { " (base64)" } else { " (JSON)" }
+        ),
+        "00000000-0000-0000-0000-000000000000" => {
+            "the null GUID user: the password is an Azure Container Registry refresh token (az acr login)".to_owned()
+        }
+        _ if user.contains('@') && host.ends_with("docker.io") => {
+            "Docker Hub expects the Docker ID as user name, not an email address".to_owned()
+        }
+        _ => return None,
+    })
 }
 
 fn challenges(local: &mut Local) {
@@ -372,10 +427,27 @@ fn issued_token(local: &mut Local) {
         }
     };
     let Some(token) = answer.token else {
-        local.annotations.push(Annotation::warning(
-            AnnotationKind::Token,
-            "the answer holds no token or access_token",
-        ));
+        match &answer.refresh_token {
+            // ACR's /oauth2/exchange answers a refresh token only.
+            Some(refresh) => {
+                let expiry = jwt::decode(refresh)
+                    .ok()
+                    .and_then(|j| j.claims.exp)
+                    .map(|exp| format!(", valid until {}", exp.utc))
+                    .unwrap_or_default();
+                local.annotations.push(Annotation::info(
+                    AnnotationKind::Token,
+                    format!(
+                        "issued refresh token {}{expiry}, no access token: the client trades it for one at the token endpoint (as with ACR's /oauth2/exchange)",
+                        fingerprint(refresh)
+                    ),
+                ));
+            }
+            None => local.annotations.push(Annotation::warning(
+                AnnotationKind::Token,
+                "the answer holds no token or access_token",
+            )),
+        }
         return;
     };
     if answer.conflicting {
@@ -417,8 +489,53 @@ fn issued_token(local: &mut Local) {
         refresh_token: answer.refresh_token.as_deref().map(fingerprint),
     };
     token_annotations(local, &info);
+    audience(local, &info);
     local.issued_hash = Some(crate::http::fingerprint_full(&token));
     local.token = Some(info);
+}
+
+/// A JWT whose `aud` is not the service asked for is refused by the registry
+/// ("token intended for another audience"), which the client only sees as
+/// `invalid_token`.
+fn audience(local: &mut Local, info: &TokenInfo) {
+    let FlowKind::Token {
+        service: Some(service),
+        ..
+    } = &local.kind
+    else {
+        return;
+    };
+    let Some(jwt) = &info.jwt else {
+        return;
+    };
+    if !jwt.claims.aud.is_empty() && !jwt.claims.aud.iter().any(|a| a == service) {
+        local.annotations.push(Annotation::warning(
+            AnnotationKind::Token,
+            format!(
+                "the token's aud ({}) is not the service asked for ({}): the registry will refuse it as meant for another audience (invalid_token)",
+                errors::one_line(&jwt.claims.aud.join(", ")),
+                errors::one_line(service)
+            ),
+        ));
+    }
+}
+
+/// `client_id` names the client asking for a token (`docker`,
+/// `containerd-client`, `containers/image`, …).
+fn client_id(local: &mut Local) {
+    let from_query = local.url.as_ref().and_then(|u| query_first(u, "client_id"));
+    let from_form =
+        decoded_body(&local.flow.request.body, &local.flow.request.headers).and_then(|body| {
+            url::form_urlencoded::parse(&body)
+                .find(|(k, _)| k == "client_id")
+                .map(|(_, v)| v.into_owned())
+        });
+    if let Some(id) = from_form.or(from_query) {
+        local.annotations.push(Annotation::info(
+            AnnotationKind::Token,
+            format!("client_id {}", errors::one_line(&id)),
+        ));
+    }
 }
 
 fn token_annotations(local: &mut Local, info: &TokenInfo) {
@@ -650,25 +767,59 @@ fn manifest_body(local: &mut Local) {
 
 pub(crate) fn manifest_text(info: &ManifestInfo) -> String {
     let name = manifest::schema_name(info.schema);
+    let subject = info
+        .subject
+        .as_ref()
+        .map(|d| format!(", refers to {} (subject)", short_digest(&d.digest)))
+        .unwrap_or_default();
+    let what = match &info.purpose {
+        ManifestPurpose::Image => String::new(),
+        ManifestPurpose::Artifact { artifact_type } => {
+            format!(" (artifact {})", errors::one_line(artifact_type))
+        }
+        ManifestPurpose::Attestation => " (BuildKit attestation: in-toto statements)".to_owned(),
+        ManifestPurpose::BuildCache => " (BuildKit build cache)".to_owned(),
+    };
     if manifest::is_index(info.schema) {
-        let platforms: Vec<&str> = info
+        let attestations = info
             .manifests
+            .iter()
+            .filter(|m| m.role == Some(DescriptorRole::AttestationManifest))
+            .count();
+        let images: Vec<&Descriptor> = info
+            .manifests
+            .iter()
+            .filter(|m| m.role != Some(DescriptorRole::AttestationManifest))
+            .collect();
+        let platforms: Vec<&str> = images
             .iter()
             .filter_map(|m| m.platform.as_deref())
             .collect();
         format!(
-            "{name} of {} manifest(s){}",
-            info.manifests.len(),
+            "{name}{what} of {} manifest(s){}{}{subject}",
+            images.len(),
             if platforms.is_empty() {
                 String::new()
             } else {
                 format!(": {}", platforms.join(", "))
+            },
+            if attestations > 0 {
+                format!(", and {attestations} attestation manifest(s)")
+            } else {
+                String::new()
             }
         )
     } else {
+        // Attestations are statements, not image bytes.
+        let statements = info
+            .layers
+            .iter()
+            .filter(|l| l.role == Some(DescriptorRole::InToto))
+            .count();
         let total = info
             .layers
             .iter()
+            .filter(|l| l.role != Some(DescriptorRole::InToto))
             .filter_map(|l| l.size)
             .fold(0u64, u64::saturating_add);
         let config = info
@@ -676,11 +827,16 @@ pub(crate) fn manifest_text(info: &ManifestInfo) -> String {
             .as_ref()
             .map(|c| format!("config {}, ", short_digest(&c.digest)))
             .unwrap_or_default();
-        format!(
-            "{name}: {config}{} layer(s), {}",
-            info.layers.len(),
-            crate::http::human_bytes(total)
-        )
+        let layers = if statements > 0 && statements == info.layers.len() {
+            format!("{statements} in-toto statement(s)")
+        } else {
+            format!(
+                "{} layer(s), {}",
+                info.layers.len() - statements,
+                crate::http::human_bytes(total)
+            )
+        };
+        format!("{name}{what}: {config}{layers}{subject}")
     }
 }
 
@@ -688,49 +844,119 @@ fn error_body(local: &mut Local) {
     let Some(response) = &local.flow.response else {
         return;
     };
-    if response.status < 400 {
+    let status = response.status;
+    if let Some(after) = response.headers.get("retry-after") {
+        local.annotations.push(Annotation::warning(
+            AnnotationKind::RateLimit,
+            format!(
+                "Retry-After: {}: the server asks the client to wait before retrying",
+                errors::one_line(after)
+            ),
+        ));
+    }
+    if status < 400 {
         return;
     }
-    let Some(body) = decoded_body(&response.body, &response.headers) else {
-        return;
-    };
-    match errors::parse_error_body(&body) {
-        Ok(list) => {
-            // A 401 to a request without credentials is the usual start of
-            // the token dance, not a problem.
-            let expected =
-                response.status == 401 && local.flow.request.headers.get("authorization").is_none();
-            let with_credentials = local.flow.request.headers.get("authorization").is_some();
-            let mut list = list;
-            for error in &mut list {
-                if error.code == "UNAUTHORIZED" && with_credentials {
-                    error.explanation = "The registry did not accept the credentials sent for this action: the token lacks the scope, has expired, or was issued for another service.".to_owned();
-                }
-            }
-            for error in &list {
-                let detail = error
-                    .detail
-                    .as_deref()
-                    .map(|d| format!(" (detail: {d})"))
-                    .unwrap_or_default();
-                let text = format!(
-                    "{}: {}{detail}. {}",
-                    error.code, error.message, error.explanation
-                );
-                local
-                    .annotations
-                    .push(if expected && error.code == "UNAUTHORIZED" {
-                        Annotation::info(AnnotationKind::RegistryError, text)
-                    } else {
-                        Annotation::error(AnnotationKind::RegistryError, text)
-                    });
-            }
-            local.registry_errors = list;
+    let with_credentials = local.flow.request.headers.get("authorization").is_some();
+    // A 401 to a request without credentials is the usual start of the
+    // token dance, not a problem.
+    let expected = status == 401 && !with_credentials;
+    let body = decoded_body(&response.body, &response.headers).unwrap_or_default();
+    let list = match errors::parse_error_body(&body) {
+        Ok(list) => list,
+        Err(reason) => {
+            local.annotations.push(Annotation::warning(
+                AnnotationKind::RegistryError,
+                format!("malformed registry error body: {reason}"),
+            ));
+            return;
         }
-        Err(reason) => local.annotations.push(Annotation::warning(
-            AnnotationKind::RegistryError,
-            format!("malformed registry error body: {reason}"),
-        )),
+    };
+    if list.is_empty() {
+        let method = local.flow.method().to_owned();
+        let text = match errors::other_error_text(&body) {
+            Some(said) => format!("{status}: the server said \"{said}\""),
+            None => match errors::bare_status(status, &method) {
+                Some(meaning) => meaning.to_owned(),
+                None => return,
+            },
+        };
+        local.annotations.push(if expected {
+            Annotation::info(AnnotationKind::RegistryError, text)
+        } else {
+            Annotation::error(AnnotationKind::RegistryError, text)
+        });
+        return;
+    }
+    let accept = Some(
+        local
+            .flow
+            .request
+            .headers
+            .get_all("accept")
+            .collect::<Vec<_>>()
+            .join(", "),
+    )
+    .filter(|a| !a.is_empty());
+    let mut list = list;
+    for error in &mut list {
+        if error.code == "UNAUTHORIZED" && with_credentials {
+            error.explanation = "The registry did not accept the credentials sent for this action: the token lacks the scope, has expired, or was issued for another service.".to_owned();
+        }
+        if error.code == "MANIFEST_UNKNOWN" && errors::negotiation_failure(&error.message) {
+            error.explanation = format!(
+                "The manifest exists, but its media type is not one the request's Accept allows ({}): the client must accept it (an OCI index or a Docker manifest list, for a multi-platform image).",
+                accept
+                    .as_deref()
+                    .map_or_else(|| "no Accept sent".to_owned(), errors::one_line)
+            );
+        }
+    }
+    for error in &list {
+        let detail = error
+            .detail
+            .as_deref()
+            .map(|d| format!(" (detail: {})", errors::one_line(d)))
+            .unwrap_or_default();
+        let text = format!(
+            "{}: {}{detail}. {}",
+            errors::one_line(&error.code),
+            errors::one_line(&error.message),
+            error.explanation
+        );
+        local
+            .annotations
+            .push(if expected && error.code == "UNAUTHORIZED" {
+                Annotation::info(AnnotationKind::RegistryError, text)
+            } else {
+                Annotation::error(AnnotationKind::RegistryError, text)
+            });
+    }
+    local.registry_errors = list;
+}
+
+/// `Warning: 299 - "…"` headers (distribution spec): shown as the registry wrote them.
+fn warnings(local: &mut Local) {
+    let texts: Vec<String> = local
+        .response_headers()
+        .map(|h| {
+            h.get_all("warning")
+                .map(|v| {
+                    let v = v.trim();
+                    let text = v
+                        .split_once('"')
+                        .and_then(|(_, rest)| rest.rsplit_once('"'))
+                        .map_or(v, |(inner, _)| inner);
+                    errors::one_line(text)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    for text in texts {
+        local.annotations.push(Annotation::warning(
+            AnnotationKind::Warning,
+            format!("the registry warns: {text}"),
+        ));
     }
 }
 

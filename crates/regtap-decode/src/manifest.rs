@@ -4,12 +4,23 @@
 use oci_spec::image::{ImageIndex, ImageManifest};
 use serde_json::Value;
 
-use crate::model::{BlobStatus, Descriptor, ManifestInfo, ManifestSchema};
+use std::collections::BTreeMap;
+
+use crate::model::{
+    BlobStatus, Descriptor, DescriptorRole, ManifestInfo, ManifestPurpose, ManifestSchema,
+};
 
 const DOCKER_V2: &str = "application/vnd.docker.distribution.manifest.v2+json";
 const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+const IN_TOTO: &str = "application/vnd.in-toto+json";
+const BUILDKIT_CACHE: &str = "application/vnd.buildkit.cacheconfig.v0";
+/// Config media types of images; any other config makes an artifact.
+const IMAGE_CONFIGS: [&str; 2] = [
+    "application/vnd.oci.image.config.v1+json",
+    "application/vnd.docker.container.image.v1+json",
+];
 
 /// Decodes a manifest document. `content_type` is the header sent with it,
 /// used when the document has no `mediaType`.
@@ -41,6 +52,13 @@ pub fn decode(body: &[u8], content_type: Option<&str>) -> Result<ManifestInfo, S
         layers: Vec::new(),
         manifests: Vec::new(),
         problems,
+        artifact_type: obj
+            .get("artifactType")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        subject: obj.get("subject").and_then(loose),
+        annotations: annotations(obj.get("annotations")),
+        purpose: ManifestPurpose::Image,
     };
     if schema_version == Some(1) || obj.contains_key("fsLayers") {
         info.schema = ManifestSchema::DockerV1;
@@ -61,6 +79,8 @@ pub fn decode(body: &[u8], content_type: Option<&str>) -> Result<ManifestInfo, S
                 info.manifests = loose_list(obj.get("manifests"));
             }
         }
+        enrich(&mut info.manifests, obj.get("manifests"));
+        info.purpose = purpose(&info);
         return Ok(info);
     }
     if obj.contains_key("layers") || obj.contains_key("config") {
@@ -82,6 +102,13 @@ pub fn decode(body: &[u8], content_type: Option<&str>) -> Result<ManifestInfo, S
                 info.layers = loose_list(obj.get("layers"));
             }
         }
+        enrich(&mut info.layers, obj.get("layers"));
+        if let Some(config) = info.config.as_mut()
+            && config.media_type == BUILDKIT_CACHE
+        {
+            config.role = Some(DescriptorRole::BuildCacheConfig);
+        }
+        info.purpose = purpose(&info);
         return Ok(info);
     }
     Err(format!(
@@ -101,6 +128,74 @@ fn unexpected_media_type(info: &mut ManifestInfo, expected: &[&str]) {
             info.media_type,
             expected.join(" or ")
         ));
+    }
+}
+
+/// `annotations` of a document or descriptor, string values only.
+fn annotations(value: Option<&Value>) -> BTreeMap<String, String> {
+    value
+        .and_then(Value::as_object)
+        .map(|map| {
+            map.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Adds what the typed reading drops (annotations, `artifactType`) from the
+/// raw entries, and labels attestation, in-toto and cache entries.
+fn enrich(descriptors: &mut [Descriptor], raw: Option<&Value>) {
+    let raw: &[Value] = raw.and_then(Value::as_array).map_or(&[], Vec::as_slice);
+    for (n, d) in descriptors.iter_mut().enumerate() {
+        if let Some(entry) = raw.get(n) {
+            d.annotations = annotations(entry.get("annotations"));
+            d.artifact_type = entry
+                .get("artifactType")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+        }
+        d.role = if d
+            .annotations
+            .get("vnd.docker.reference.type")
+            .is_some_and(|t| t == "attestation-manifest")
+        {
+            Some(DescriptorRole::AttestationManifest)
+        } else if d.media_type == IN_TOTO {
+            Some(DescriptorRole::InToto)
+        } else if d.media_type == BUILDKIT_CACHE {
+            Some(DescriptorRole::BuildCacheConfig)
+        } else {
+            None
+        };
+    }
+}
+
+fn purpose(info: &ManifestInfo) -> ManifestPurpose {
+    let cache = |d: &Descriptor| d.role == Some(DescriptorRole::BuildCacheConfig);
+    if info.config.as_ref().is_some_and(cache) || info.manifests.iter().any(cache) {
+        return ManifestPurpose::BuildCache;
+    }
+    if !info.layers.is_empty()
+        && info
+            .layers
+            .iter()
+            .all(|l| l.role == Some(DescriptorRole::InToto))
+    {
+        return ManifestPurpose::Attestation;
+    }
+    if let Some(artifact_type) = &info.artifact_type {
+        return ManifestPurpose::Artifact {
+            artifact_type: artifact_type.clone(),
+        };
+    }
+    match &info.config {
+        Some(config) if !IMAGE_CONFIGS.contains(&config.media_type.as_str()) => {
+            ManifestPurpose::Artifact {
+                artifact_type: config.media_type.clone(),
+            }
+        }
+        _ => ManifestPurpose::Image,
     }
 }
 
@@ -139,6 +234,9 @@ fn typed(d: &oci_spec::image::Descriptor) -> Descriptor {
         }),
         blob_status: BlobStatus::Unknown,
         blob_flow_ids: Vec::new(),
+        artifact_type: None,
+        annotations: BTreeMap::new(),
+        role: None,
     }
 }
 
@@ -159,6 +257,9 @@ fn loose(value: &Value) -> Option<Descriptor> {
         platform,
         blob_status: BlobStatus::Unknown,
         blob_flow_ids: Vec::new(),
+        artifact_type: None,
+        annotations: BTreeMap::new(),
+        role: None,
     })
 }
 
@@ -186,6 +287,9 @@ fn schema1_layers(value: Option<&Value>) -> Vec<Descriptor> {
                     platform: None,
                     blob_status: BlobStatus::Unknown,
                     blob_flow_ids: Vec::new(),
+                    artifact_type: None,
+                    annotations: BTreeMap::new(),
+                    role: None,
                 })
                 .collect()
         })

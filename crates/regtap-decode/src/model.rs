@@ -407,6 +407,12 @@ pub enum AnnotationKind {
     Scope,
     Token,
     Url,
+    Warning,
+    Negotiation,
+    Artifact,
+    Quota,
+    Pagination,
+    Mirror,
 }
 
 impl AnnotationKind {
@@ -433,6 +439,12 @@ impl AnnotationKind {
             AnnotationKind::Scope => "scope",
             AnnotationKind::Token => "token",
             AnnotationKind::Url => "url",
+            AnnotationKind::Warning => "warning",
+            AnnotationKind::Negotiation => "negotiation",
+            AnnotationKind::Artifact => "artifact",
+            AnnotationKind::Quota => "quota",
+            AnnotationKind::Pagination => "pagination",
+            AnnotationKind::Mirror => "mirror",
         }
     }
 }
@@ -786,6 +798,27 @@ pub struct ManifestInfo {
     pub manifests: Vec<Descriptor>,
     /// Where the document strays from the OCI image spec (it was still read).
     pub problems: Vec<String>,
+    /// OCI 1.1 `artifactType`.
+    pub artifact_type: Option<String>,
+    /// OCI 1.1 `subject`: the manifest this one refers to (a signature, an SBOM, …).
+    pub subject: Option<Descriptor>,
+    pub annotations: BTreeMap<String, String>,
+    /// What the document is for, beyond its schema.
+    pub purpose: ManifestPurpose,
+}
+
+/// What a manifest is for, as its media types and annotations say.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ManifestPurpose {
+    /// A container image, or an index of images.
+    Image,
+    /// An OCI artifact (`artifactType`, or a config that is not an image config).
+    Artifact { artifact_type: String },
+    /// BuildKit's attestation manifest (in-toto layers) for an image of an index.
+    Attestation,
+    /// BuildKit's registry cache (`application/vnd.buildkit.cacheconfig.v0`).
+    BuildCache,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -795,9 +828,26 @@ pub struct Descriptor {
     pub size: Option<u64>,
     /// `os/architecture[/variant]` of an index entry.
     pub platform: Option<String>,
+    pub artifact_type: Option<String>,
+    pub annotations: BTreeMap<String, String>,
+    /// What the descriptor points at, when it is not an ordinary image part.
+    pub role: Option<DescriptorRole>,
     pub blob_status: BlobStatus,
     /// The flows that uploaded, mounted, checked or fetched this blob.
     pub blob_flow_ids: Vec<u64>,
+}
+
+/// What a descriptor points at, when it is not an ordinary image part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DescriptorRole {
+    /// An index entry for BuildKit's attestations of another entry
+    /// (`vnd.docker.reference.type=attestation-manifest`).
+    AttestationManifest,
+    /// An in-toto statement (SBOM, provenance): not image bytes.
+    InToto,
+    /// BuildKit's cache configuration.
+    BuildCacheConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]

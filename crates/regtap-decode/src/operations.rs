@@ -411,9 +411,15 @@ fn status(
     };
     match kind {
         OperationKind::Login { .. } => {
+            // A token request refused, with no later token request that
+            // worked (containerd falls back from POST to GET).
+            let is_token = |w: &crate::Work| matches!(w.local.kind, FlowKind::Token { .. });
             if let Some(t) = members.iter().find(|w| {
-                matches!(w.local.kind, FlowKind::Token { .. })
+                is_token(w)
                     && w.local.status().is_some_and(|s| s >= 400)
+                    && !members.iter().any(|later| {
+                        is_token(later) && later.local.start() > w.local.start() && later.local.ok()
+                    })
             }) {
                 return OperationStatus::Failed {
                     reason: format!("the token server refused the credentials ({})", failure(t)),
