@@ -3,7 +3,7 @@
 use regtap_capture::{Capture, ErrorStage};
 use regtap_decode::{Analysis, DigestCheck, HmacStatus, Options, SessionOutcome, analyze};
 use regtap_lab::verify::verify_rs256;
-use regtap_lab::{HTTP_SECRET, Lab, TOKEN_ISSUER, TOKEN_SERVICE};
+use regtap_lab::{HTTP_SECRET, Lab, TOKEN_ISSUER};
 
 use crate::flows::{Flows, Token};
 
@@ -110,7 +110,7 @@ fn check_token(lab: &Lab, token: &Token, line: &str) {
         "{line}: x5c is not the signing cert"
     );
     assert_eq!(token.claims["iss"], TOKEN_ISSUER, "{line}");
-    assert_eq!(token.claims["aud"], TOKEN_SERVICE, "{line}");
+    assert_eq!(token.claims["aud"], lab.token_service(), "{line}");
     let (iat, exp) = (
         token.claims["iat"].as_i64().unwrap_or(0),
         token.claims["exp"].as_i64().unwrap_or(0),

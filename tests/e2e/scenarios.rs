@@ -76,7 +76,7 @@ fn login_failed(world: &mut World) {
         format!(
             "Bearer realm=\"https://{}/token\",service=\"{}\"",
             world.lab.auth_host(),
-            regtap_lab::TOKEN_SERVICE
+            world.lab.token_service()
         )
     );
     assert!(api.iter().all(|e| e.status() == 401), "{listing}");
@@ -134,7 +134,7 @@ fn login(world: &mut World) {
     assert_eq!(token_flow.url.param("account"), Some(LAB_USER));
     assert_eq!(
         token_flow.url.param("service"),
-        Some(regtap_lab::TOKEN_SERVICE)
+        Some(world.lab.token_service().as_str())
     );
     let token = Token::of(token_flow);
     assert_eq!(token.claims["sub"], LAB_USER);

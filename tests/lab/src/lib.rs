@@ -3,8 +3,9 @@
 //! Docker Hub's auth service, two distribution registries (token auth and
 //! htpasswd Basic auth), and a private dockerd whose `HTTPS_PROXY` is
 //! `regtap proxy` (or a plain tunnel). Nothing resolves the lab names
-//! `registry.test` and `auth.test` but the proxy, so dockerd cannot consider
-//! the registries local (and skip certificate checks).
+//! (`registry-SUFFIX.test`, `auth-SUFFIX.test`, unique per lab) but the proxy,
+//! so dockerd cannot consider the registries local (and skip certificate
+//! checks), and no `/etc/hosts` entry on the machine can interfere.
 //!
 //! Every process is stopped by pid when the [`Lab`] is dropped, also while a
 //! test unwinds from a panic, and the lab's temporary directory is removed
@@ -29,7 +30,7 @@ use std::time::{Duration, Instant};
 use regtap_capture::Capture;
 
 use crate::dockerd::Dockerd;
-use crate::pki::{AUTH_HOST, Pki, PkiFiles, REGISTRY_HOST};
+use crate::pki::{LabHosts, Pki, PkiFiles};
 use crate::process::{CommandOutput, free_port, run_output};
 use crate::proxy::{Regtap, RegtapProxy, Tunnel};
 use crate::registry::{Registry, RegistryAuth};
@@ -41,8 +42,6 @@ pub use crate::registry::HTTP_SECRET;
 pub const LAB_USER: &str = "alice";
 pub const LAB_PASSWORD: &str = "wonderland-lab-password";
 pub const TOKEN_ISSUER: &str = "regtap-lab-auth";
-/// The `service` of the token-auth registry.
-pub const TOKEN_SERVICE: &str = REGISTRY_HOST;
 /// The system CA bundle of Debian.
 pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
@@ -156,6 +155,9 @@ pub struct Lab {
     pub token_server: TokenServer,
     pub pki: Arc<Pki>,
     pub pki_files: PkiFiles,
+    pub hosts: LabHosts,
+    /// `--resolve` entries of the proxy beyond the lab's own servers.
+    extra_resolve: Vec<String>,
     regtap: Option<(Regtap, Vec<String>)>,
     /// The `SSL_CERT_FILE` of dockerd and skopeo.
     pub ca_bundle: PathBuf,
@@ -171,12 +173,13 @@ impl Lab {
             .tempdir()
             .map_err(|e| LabError::Setup(format!("temporary directory: {e}")))?;
         let root = dir.path().to_owned();
-        let pki = Arc::new(Pki::generate()?);
+        let hosts = LabHosts::unique()?;
+        let pki = Arc::new(Pki::generate(&hosts)?);
         let pki_files = pki.write_to(&root)?;
 
         let token_server = TokenServer::start(
             TokenConfig {
-                service: TOKEN_SERVICE.to_owned(),
+                service: hosts.registry(),
                 issuer: TOKEN_ISSUER.to_owned(),
                 users: HashMap::from([(LAB_USER.to_owned(), LAB_PASSWORD.to_owned())]),
             },
@@ -191,8 +194,8 @@ impl Lab {
             free_port()?,
             &pki_files,
             &RegistryAuth::Token {
-                realm: format!("https://{AUTH_HOST}:{auth_port}/token"),
-                service: TOKEN_SERVICE.to_owned(),
+                realm: format!("https://{}:{auth_port}/token", hosts.auth()),
+                service: hosts.registry(),
                 issuer: TOKEN_ISSUER.to_owned(),
             },
         )?;
@@ -239,12 +242,15 @@ impl Lab {
             Via::Tunnel => {
                 bundle.extend(pki.ca_pem.as_bytes());
                 let tunnel = Tunnel::start(vec![
-                    (format!("{REGISTRY_HOST}:{}", registry.port), registry.port),
                     (
-                        format!("{REGISTRY_HOST}:{}", basic_registry.port),
+                        format!("{}:{}", hosts.registry(), registry.port),
+                        registry.port,
+                    ),
+                    (
+                        format!("{}:{}", hosts.registry(), basic_registry.port),
                         basic_registry.port,
                     ),
-                    (format!("{AUTH_HOST}:{auth_port}"), auth_port),
+                    (format!("{}:{auth_port}", hosts.auth()), auth_port),
                 ])?;
                 let url = tunnel.url();
                 (Some(tunnel), None, 0, url)
@@ -263,6 +269,8 @@ impl Lab {
             token_server,
             pki,
             pki_files,
+            hosts,
+            extra_resolve: Vec::new(),
             regtap,
             ca_bundle,
             proxy_url,
@@ -280,19 +288,31 @@ impl Lab {
         self.dir().join("bodies")
     }
 
-    /// `registry.test:PORT` of the token-auth registry.
+    /// `registry-SUFFIX.test:PORT` of the token-auth registry.
     pub fn registry_host(&self) -> String {
-        format!("{REGISTRY_HOST}:{}", self.registry.port)
+        format!("{}:{}", self.hosts.registry(), self.registry.port)
     }
 
-    /// `registry.test:PORT` of the Basic-auth registry.
+    /// `registry-SUFFIX.test:PORT` of the Basic-auth registry.
     pub fn basic_registry_host(&self) -> String {
-        format!("{REGISTRY_HOST}:{}", self.basic_registry.port)
+        format!("{}:{}", self.hosts.registry(), self.basic_registry.port)
     }
 
-    /// `auth.test:PORT` of the token server.
+    /// `auth-SUFFIX.test:PORT` of the token server.
     pub fn auth_host(&self) -> String {
-        format!("{AUTH_HOST}:{}", self.token_server.port())
+        format!("{}:{}", self.hosts.auth(), self.token_server.port())
+    }
+
+    /// The `service` of the token-auth registry (the `aud` of its tokens).
+    pub fn token_service(&self) -> String {
+        self.hosts.registry()
+    }
+
+    /// Has the proxies started from now on resolve `HOST:PORT` to
+    /// 127.0.0.1:`port` too, for a server a test runs besides the lab's.
+    pub fn resolve_also(&mut self, host_port: &str, port: u16) {
+        self.extra_resolve
+            .push(format!("{host_port}=127.0.0.1:{port}"));
     }
 
     /// The URL dockerd and skopeo use as `HTTPS_PROXY`.
@@ -308,8 +328,13 @@ impl Lab {
             self.token_server.port(),
         ]
         .iter()
-        .zip([REGISTRY_HOST, REGISTRY_HOST, AUTH_HOST])
+        .zip([
+            self.hosts.registry(),
+            self.hosts.registry(),
+            self.hosts.auth(),
+        ])
         .map(|(port, host)| format!("{host}:{port}=127.0.0.1"))
+        .chain(self.extra_resolve.iter().cloned())
         .collect()
     }
 

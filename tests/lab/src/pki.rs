@@ -10,9 +10,40 @@ use rcgen::{
 
 use crate::LabError;
 
-/// Host names the lab's TLS servers answer to.
-pub const REGISTRY_HOST: &str = "registry.test";
-pub const AUTH_HOST: &str = "auth.test";
+/// The host names of one lab, `registry-SUFFIX.test` and `auth-SUFFIX.test`,
+/// with a suffix unique to the lab: no `/etc/hosts` entry or DNS answer on the
+/// machine can name them, so only the proxy's `--resolve` knows where they are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabHosts {
+    suffix: String,
+}
+
+impl LabHosts {
+    /// The process id and 32 random bits.
+    pub fn unique() -> Result<Self, LabError> {
+        let mut random = [0u8; 4];
+        aws_lc_rs::rand::fill(&mut random)
+            .map_err(|e| LabError::Setup(format!("random host suffix: {e}")))?;
+        Ok(LabHosts {
+            suffix: format!("{}-{}", std::process::id(), hex::encode(random)),
+        })
+    }
+
+    /// `SERVICE-SUFFIX.test`, for a server of the lab (or of a test) named SERVICE.
+    pub fn name(&self, service: &str) -> String {
+        format!("{service}-{}.test", self.suffix)
+    }
+
+    /// The registries' name (without port).
+    pub fn registry(&self) -> String {
+        self.name("registry")
+    }
+
+    /// The token server's name (without port).
+    pub fn auth(&self) -> String {
+        self.name("auth")
+    }
+}
 
 pub struct Pki {
     pub ca_pem: String,
@@ -64,7 +95,8 @@ fn rsa_key_pair() -> Result<KeyPair, LabError> {
 }
 
 impl Pki {
-    pub fn generate() -> Result<Self, LabError> {
+    /// A CA and a server certificate for the registry and auth names of `hosts`.
+    pub fn generate(hosts: &LabHosts) -> Result<Self, LabError> {
         let ca_key = KeyPair::generate().map_err(pki_err("CA key"))?;
         let mut ca_params = params_named("regtap lab CA")?;
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -73,10 +105,10 @@ impl Pki {
         let ca = Issuer::new(ca_params, &ca_key);
 
         let server_key = KeyPair::generate().map_err(pki_err("server key"))?;
-        let mut server_params = params_named(REGISTRY_HOST)?;
+        let mut server_params = params_named(&hosts.registry())?;
         server_params.subject_alt_names = vec![
-            SanType::DnsName(REGISTRY_HOST.try_into().map_err(pki_err("SAN"))?),
-            SanType::DnsName(AUTH_HOST.try_into().map_err(pki_err("SAN"))?),
+            SanType::DnsName(hosts.registry().try_into().map_err(pki_err("SAN"))?),
+            SanType::DnsName(hosts.auth().try_into().map_err(pki_err("SAN"))?),
             SanType::DnsName("localhost".try_into().map_err(pki_err("SAN"))?),
             SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()),
         ];
@@ -153,7 +185,8 @@ mod tests {
 
     #[test]
     fn rs256_signatures_verify_with_the_public_key_and_fail_when_tampered() {
-        let pki = Pki::generate().map_err(|e| e.to_string()).unwrap();
+        let hosts = LabHosts::unique().map_err(|e| e.to_string()).unwrap();
+        let pki = Pki::generate(&hosts).map_err(|e| e.to_string()).unwrap();
         let input = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9";
         let signature = pki
             .sign_rs256(input.as_bytes())

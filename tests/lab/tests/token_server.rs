@@ -5,13 +5,19 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use base64::Engine as _;
-use regtap_lab::pki::{AUTH_HOST, Pki};
+use regtap_lab::pki::{LabHosts, Pki};
 use regtap_lab::token::{TOKEN_LIFETIME_SECS, TokenConfig, TokenServer};
 use regtap_lab::verify::{jwt_parts, verify_rs256};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
+/// The lab names of this test process.
+fn hosts() -> &'static LabHosts {
+    static HOSTS: std::sync::OnceLock<LabHosts> = std::sync::OnceLock::new();
+    HOSTS.get_or_init(|| LabHosts::unique().unwrap_or_else(|e| panic!("{e}")))
+}
+
 fn start() -> (Arc<Pki>, TokenServer) {
-    let pki = Arc::new(Pki::generate().unwrap_or_else(|e| panic!("{e}")));
+    let pki = Arc::new(Pki::generate(hosts()).unwrap_or_else(|e| panic!("{e}")));
     let server = TokenServer::start(
         TokenConfig {
             service: "registry.test".into(),
@@ -25,7 +31,7 @@ fn start() -> (Arc<Pki>, TokenServer) {
     (pki, server)
 }
 
-/// One HTTP/1.1 request over TLS (SNI auth.test); returns status and body.
+/// One HTTP/1.1 request over TLS (SNI the lab's auth name); returns status and body.
 fn request(pki: &Pki, port: u16, head: &str, body: &str) -> (u16, serde_json::Value) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -48,13 +54,15 @@ fn request(pki: &Pki, port: u16, head: &str, body: &str) -> (u16, serde_json::Va
         let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
             .unwrap_or_else(|e| panic!("{e}"));
-        let name = rustls::pki_types::ServerName::try_from(AUTH_HOST).unwrap_or_else(|e| panic!("{e}"));
+        let auth_host = hosts().auth();
+        let name = rustls::pki_types::ServerName::try_from(auth_host.clone())
+            .unwrap_or_else(|e| panic!("{e}"));
         let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
             .connect(name, tcp)
             .await
             .unwrap_or_else(|e| panic!("TLS with the lab CA: {e}"));
         let message = format!(
-            "{head}\r\nHost: {AUTH_HOST}:{port}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+            "{head}\r\nHost: {auth_host}:{port}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         );
         tls.write_all(message.as_bytes()).await.unwrap_or_else(|e| panic!("{e}"));
