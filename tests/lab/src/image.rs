@@ -24,7 +24,7 @@ pub struct TestImage {
 }
 
 /// Bytes from a xorshift generator: incompressible, yet the same every run.
-fn pseudo_random(seed: u64, len: usize) -> Vec<u8> {
+pub fn pseudo_random(seed: u64, len: usize) -> Vec<u8> {
     let mut state = seed | 1;
     let mut out = Vec::with_capacity(len + 8);
     while out.len() < len {

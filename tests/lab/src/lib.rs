@@ -11,6 +11,7 @@
 //! test unwinds from a panic, and the lab's temporary directory is removed
 //! (kept, for a post-mortem, with `REGTAP_LAB_KEEP=1`).
 
+pub mod containerd;
 pub mod dockerd;
 pub mod image;
 pub mod pki;
@@ -31,7 +32,7 @@ use regtap_capture::Capture;
 
 use crate::dockerd::Dockerd;
 use crate::pki::{LabHosts, Pki, PkiFiles};
-use crate::process::{CommandOutput, free_port, run_output};
+use crate::process::{CommandOutput, free_port};
 use crate::proxy::{Regtap, RegtapProxy, Tunnel};
 use crate::registry::{Registry, RegistryAuth};
 use crate::token::{TokenConfig, TokenServer};
@@ -102,7 +103,11 @@ pub fn missing_prerequisites() -> Vec<String> {
 /// test harness's output capture). Under `CI=true` a missing piece is a
 /// failure instead: CI installs everything.
 pub fn skip_without_prerequisites(test: &str) -> bool {
-    let missing = missing_prerequisites();
+    skip_when_missing(test, &missing_prerequisites())
+}
+
+/// [`skip_without_prerequisites`] for any list of what is missing.
+pub fn skip_when_missing(test: &str, missing: &[String]) -> bool {
     if missing.is_empty() {
         return false;
     }
@@ -119,7 +124,8 @@ pub fn skip_without_prerequisites(test: &str) -> bool {
     true
 }
 
-fn on_path(program: &str) -> bool {
+/// True when `program` is an executable file in a directory of `PATH`.
+pub fn on_path(program: &str) -> bool {
     std::env::var_os("PATH").is_some_and(|path| {
         std::env::split_paths(&path).any(|dir| {
             std::fs::metadata(dir.join(program)).is_ok_and(|m| {
@@ -410,22 +416,25 @@ impl Lab {
     /// `skopeo --insecure-policy ARGS…` going through the lab's proxy and trusting its CA bundle.
     pub fn skopeo(&self, args: &[&str]) -> CommandOutput {
         let mut command = Command::new("skopeo");
+        command.arg("--insecure-policy").args(args);
+        self.client_env(&mut command, self.dir());
+        CommandOutput::of(command)
+    }
+
+    /// Gives a registry client the lab's proxy (`HTTPS_PROXY` and
+    /// `HTTP_PROXY`, no `NO_PROXY`), its CA bundle (`SSL_CERT_FILE` for Go
+    /// programs, `REQUESTS_CA_BUNDLE` for Python's requests) and `home` as
+    /// `HOME`, `TMPDIR` and `XDG_RUNTIME_DIR`.
+    pub fn client_env(&self, command: &mut Command, home: &Path) {
         command
-            .arg("--insecure-policy")
-            .args(args)
             .env("HTTPS_PROXY", &self.proxy_url)
             .env("HTTP_PROXY", &self.proxy_url)
             .env("NO_PROXY", "")
             .env("SSL_CERT_FILE", &self.ca_bundle)
-            .env("HOME", self.dir())
-            .env("TMPDIR", self.dir())
-            .env("XDG_RUNTIME_DIR", self.dir());
-        run_output(command).unwrap_or_else(|e| CommandOutput {
-            command: format!("skopeo {args:?}"),
-            success: false,
-            stdout: String::new(),
-            stderr: e.to_string(),
-        })
+            .env("REQUESTS_CA_BUNDLE", &self.ca_bundle)
+            .env("HOME", home)
+            .env("TMPDIR", home)
+            .env("XDG_RUNTIME_DIR", home);
     }
 }
 

@@ -187,6 +187,17 @@ pub struct CommandOutput {
 }
 
 impl CommandOutput {
+    /// Runs `command` to completion; a command that cannot start is a failed output.
+    pub fn of(command: Command) -> Self {
+        let shown = format!("{command:?}");
+        run_output(command).unwrap_or_else(|e| CommandOutput {
+            command: shown,
+            success: false,
+            stdout: String::new(),
+            stderr: e.to_string(),
+        })
+    }
+
     /// Panics with the command and its output unless it succeeded.
     #[track_caller]
     pub fn assert_success(&self) -> &Self {
