@@ -8,6 +8,8 @@
 //! captures to `captures/` (see captures/README.md).
 
 mod checks;
+mod clients;
+mod expect;
 mod flows;
 mod scenarios;
 
@@ -17,7 +19,7 @@ use std::time::Instant;
 
 use regtap_capture::Capture;
 use regtap_lab::image::TestImage;
-use regtap_lab::{Lab, Via, skip_without_prerequisites};
+use regtap_lab::{Lab, Via, skip_when_missing, skip_without_prerequisites};
 
 /// Bodies up to this size are kept whole in the capture: tokens, manifests,
 /// configs and error bodies are, the test images' layers are not.
@@ -42,31 +44,12 @@ impl World {
     /// Runs `action` with `regtap proxy` writing the capture `name`, reads it
     /// back, and with `REGTAP_RECORD_CAPTURES=1` copies it to `captures/`.
     pub fn captured(&mut self, name: &str, action: impl FnOnce(&Lab)) -> Capture {
-        let capture = self.unrecorded(name, action);
-        if let Some(dir) = &self.record_to {
-            let from = self
-                .lab
-                .dir()
-                .join("captures")
-                .join(format!("{name}.jsonl"));
-            let to = dir.join(format!("{name}.jsonl"));
-            std::fs::copy(&from, &to).unwrap_or_else(|e| {
-                panic!("recording {} to {}: {e}", from.display(), to.display())
-            });
-            eprintln!("recorded {}", to.display());
-        }
-        capture
+        captured(&mut self.lab, self.record_to.as_deref(), name, action)
     }
 
     /// Runs `action` through `regtap proxy` and reads the capture back; never recorded.
     pub fn unrecorded(&mut self, name: &str, action: impl FnOnce(&Lab)) -> Capture {
-        self.lab
-            .start_capture(name)
-            .unwrap_or_else(|e| panic!("starting regtap proxy for {name}: {e}"));
-        action(&self.lab);
-        self.lab
-            .finish_capture()
-            .unwrap_or_else(|e| panic!("reading the capture of {name}: {e}"))
+        captured(&mut self.lab, None, name, action)
     }
 
     /// A body the proxy stored with `--store-bodies`.
@@ -75,6 +58,72 @@ impl World {
         let path = self.bodies.join(stored);
         std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
     }
+}
+
+/// Runs `action` with `regtap proxy` writing the capture `name`, reads it
+/// back, and copies it to `record_to` when given.
+pub fn captured(
+    lab: &mut Lab,
+    record_to: Option<&Path>,
+    name: &str,
+    action: impl FnOnce(&Lab),
+) -> Capture {
+    lab.start_capture(name)
+        .unwrap_or_else(|e| panic!("starting regtap proxy for {name}: {e}"));
+    action(lab);
+    let capture = lab
+        .finish_capture()
+        .unwrap_or_else(|e| panic!("reading the capture of {name}: {e}"));
+    if let Some(dir) = record_to {
+        record(lab, dir, name);
+    }
+    capture
+}
+
+/// Copies the lab's capture `name` to `dir` (`captures/`).
+pub fn record(lab: &Lab, dir: &Path, name: &str) {
+    let from = lab.dir().join("captures").join(format!("{name}.jsonl"));
+    let to = dir.join(format!("{name}.jsonl"));
+    std::fs::copy(&from, &to)
+        .unwrap_or_else(|e| panic!("recording {} to {}: {e}", from.display(), to.display()));
+    eprintln!("recorded {}", to.display());
+}
+
+/// Named scenarios, run in order on one world.
+pub type Scenarios<W> = [(&'static str, fn(&mut W))];
+
+/// Runs each scenario, reporting a failed one with `log_tails` and going on
+/// with the next; panics at the end listing the failures.
+pub fn run_scenarios<W>(world: &mut W, scenarios: &Scenarios<W>, log_tails: fn(&W) -> String) {
+    let started = Instant::now();
+    let mut failures = Vec::new();
+    for (name, scenario) in scenarios {
+        let t = Instant::now();
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| scenario(world)));
+        match outcome {
+            Ok(()) => eprintln!("scenario {name}: ok ({:?})", t.elapsed()),
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                    .unwrap_or_default();
+                eprintln!(
+                    "scenario {name}: FAILED ({:?})\n{}",
+                    t.elapsed(),
+                    log_tails(world)
+                );
+                failures.push(format!("{name}: {message}"));
+            }
+        }
+    }
+    eprintln!("all scenarios in {:?}", started.elapsed());
+    assert!(
+        failures.is_empty(),
+        "{} scenario(s) failed:\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
 }
 
 fn recording_dir() -> Option<PathBuf> {
@@ -118,34 +167,38 @@ fn dockerd_and_skopeo_through_regtap() {
         record_to: recording_dir(),
     };
 
-    let mut failures = Vec::new();
-    for (name, scenario) in scenarios::ALL {
-        let t = Instant::now();
-        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| scenario(&mut world)));
-        match outcome {
-            Ok(()) => eprintln!("scenario {name}: ok ({:?})", t.elapsed()),
-            Err(panic) => {
-                let message = panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-                    .unwrap_or_default();
-                eprintln!(
-                    "scenario {name}: FAILED ({:?})\n{}",
-                    t.elapsed(),
-                    world.lab.log_tails()
-                );
-                failures.push(format!("{name}: {message}"));
-            }
-        }
+    run_scenarios(&mut world, scenarios::ALL, |w| w.lab.log_tails());
+    eprintln!("the lab and all scenarios in {:?}", started.elapsed());
+}
+
+/// ctr, crane, oras-py, python-dxf and several clients at once through
+/// `regtap proxy`, checked on the decoder's operations (issue #9).
+#[test]
+fn registry_clients_through_regtap() {
+    let test = "the client tests (ctr, crane, oras-py, python-dxf through regtap)";
+    if skip_without_prerequisites(test) {
+        return;
     }
-    eprintln!("all scenarios in {:?}", started.elapsed());
-    drop(world);
-    assert!(
-        failures.is_empty(),
-        "{} scenario(s) failed:\n{}",
-        failures.len(),
-        failures.join("\n\n")
+    let (tools, missing) = clients::Tools::locate();
+    if skip_when_missing(test, &missing) {
+        return;
+    }
+    let started = Instant::now();
+    let lab = Lab::start(Via::Regtap {
+        bin: PathBuf::from(env!("CARGO_BIN_EXE_regtap")),
+        proxy_args: vec!["--max-inline".into(), MAX_INLINE.to_string()],
+        store_bodies: false,
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let mut world = clients::Clients::start(lab, tools, recording_dir());
+    eprintln!(
+        "lab, containerd and crane registry started in {:?}",
+        started.elapsed()
+    );
+    run_scenarios(&mut world, clients::ALL, clients::Clients::log_tails);
+    eprintln!(
+        "the client lab and all scenarios in {:?}",
+        started.elapsed()
     );
 }
 
