@@ -96,9 +96,11 @@ struct Ggcr {
 }
 
 pub struct Clients {
-    lab: Lab,
+    // Fields drop in this order: containerd and the crane registry before
+    // the lab removes its directory.
     containerd: Containerd,
     ggcr: Ggcr,
+    lab: Lab,
     tools: Tools,
     /// Archives, homes and pulled files of the clients.
     scratch: PathBuf,
@@ -135,12 +137,12 @@ impl Clients {
         std::fs::write(docker_config.join("config.json"), config.to_string())
             .unwrap_or_else(|e| panic!("{e}"));
         Clients {
-            lab,
             containerd,
             ggcr: Ggcr {
                 host,
                 _process: process,
             },
+            lab,
             tools,
             scratch,
             record_to,
