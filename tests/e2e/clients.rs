@@ -27,6 +27,9 @@ use crate::expect::{self, Expected};
 /// Where `tests/clients/setup.sh` puts crane and the Python clients.
 const DEFAULT_TOOLS: &str = "/var/cache/regtap-ci";
 
+/// How long one client command may take (they take seconds) before it is killed.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(120);
+
 const CONTAINERD: &str = "containerd";
 const CRANE: &str = "go-containerregistry";
 const PYTHON: &str = "python-requests";
@@ -187,7 +190,7 @@ impl Clients {
         command
             .env("REGTAP_USER", LAB_USER)
             .env("REGTAP_PASSWORD", LAB_PASSWORD);
-        CommandOutput::of(command)
+        CommandOutput::within(command, CLIENT_TIMEOUT)
     }
 
     /// `ctr --namespace NAMESPACE ARGS…` on the private containerd.

@@ -178,6 +178,57 @@ pub fn run_output(mut command: Command) -> Result<CommandOutput, LabError> {
     })
 }
 
+/// Runs a command to completion like [`run_output`], but kills it (and
+/// reports a failure saying so) when it runs longer than `timeout`.
+pub fn run_output_within(
+    mut command: Command,
+    timeout: Duration,
+) -> Result<CommandOutput, LabError> {
+    use std::io::Read as _;
+    let shown = format!("{command:?}");
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| LabError::Setup(format!("cannot run {shown}: {e}")))?;
+    // Drained on threads, so a chatty child never blocks on a full pipe.
+    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            String::from_utf8_lossy(&bytes).into_owned()
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            Ok(None) | Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+        }
+    };
+    let stdout = stdout.join().unwrap_or_default();
+    let mut stderr = stderr.join().unwrap_or_default();
+    if status.is_none() {
+        stderr.push_str(&format!("\n(killed after {timeout:?})"));
+    }
+    Ok(CommandOutput {
+        command: shown,
+        success: status.is_some_and(|s| s.success()),
+        stdout,
+        stderr,
+    })
+}
+
 #[derive(Debug, Clone)]
 pub struct CommandOutput {
     pub command: String,
@@ -190,12 +241,23 @@ impl CommandOutput {
     /// Runs `command` to completion; a command that cannot start is a failed output.
     pub fn of(command: Command) -> Self {
         let shown = format!("{command:?}");
-        run_output(command).unwrap_or_else(|e| CommandOutput {
-            command: shown,
+        run_output(command).unwrap_or_else(|e| Self::not_started(shown, &e))
+    }
+
+    /// Runs `command`, killing it after `timeout`; a command that cannot
+    /// start or is killed is a failed output.
+    pub fn within(command: Command, timeout: Duration) -> Self {
+        let shown = format!("{command:?}");
+        run_output_within(command, timeout).unwrap_or_else(|e| Self::not_started(shown, &e))
+    }
+
+    fn not_started(command: String, error: &LabError) -> Self {
+        CommandOutput {
+            command,
             success: false,
             stdout: String::new(),
-            stderr: e.to_string(),
-        })
+            stderr: error.to_string(),
+        }
     }
 
     /// Panics with the command and its output unless it succeeded.
@@ -222,5 +284,33 @@ impl CommandOutput {
 
     pub fn combined(&self) -> String {
         format!("{}\n{}", self.stdout, self.stderr)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_command_within_its_time_gives_its_output() {
+        let mut command = Command::new("sh");
+        command.args(["-c", "echo out; echo err >&2"]);
+        let out = CommandOutput::within(command, Duration::from_secs(20));
+        assert!(out.success, "{out:?}");
+        assert_eq!(
+            (out.stdout.as_str(), out.stderr.as_str()),
+            ("out\n", "err\n")
+        );
+    }
+
+    #[test]
+    fn a_command_past_its_time_is_killed_and_fails() {
+        let started = Instant::now();
+        let mut command = Command::new("sleep");
+        command.arg("30");
+        let out = CommandOutput::within(command, Duration::from_millis(200));
+        assert!(!out.success);
+        assert!(out.stderr.contains("killed after 200ms"), "{}", out.stderr);
+        assert!(started.elapsed() < Duration::from_secs(10));
     }
 }
