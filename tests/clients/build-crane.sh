@@ -58,14 +58,15 @@ mkdir -p "$work/debs" "$work/root" "$cache/bin"
 # apt-get download writes into the current directory; as root it warns that
 # _apt cannot read it, which is harmless here.
 (cd "$work/debs" && apt-get download -qq "${packages[@]}" 2>&1 | grep -v '^W: Download is performed unsandboxed' >&2 || true)
-for deb in "$work"/debs/*.deb; do
-  dpkg-deb -x "$deb" "$work/root"
-done
-found=$(ls "$work"/debs/*.deb | wc -l)
-if ((found != ${#packages[@]})); then
-  echo "build-crane.sh: downloaded $found of ${#packages[@]} packages" >&2
+shopt -s nullglob
+debs=("$work"/debs/*.deb)
+if ((${#debs[@]} != ${#packages[@]})); then
+  echo "build-crane.sh: downloaded ${#debs[@]} of ${#packages[@]} packages" >&2
   exit 1
 fi
+for deb in "${debs[@]}"; do
+  dpkg-deb -x "$deb" "$work/root"
+done
 
 # `crane version` says the Debian version (GOPATH builds carry no module version).
 version=$(dpkg-deb -f "$work"/debs/golang-github-google-go-containerregistry-dev_*.deb Version)

@@ -360,7 +360,10 @@ fn crane_against_distribution(w: &mut Clients) {
 
 /// `crane push` and `crane pull` against `crane registry serve` (plain HTTP,
 /// another registry implementation), then `crane copy` of the image crane
-/// pushed to distribution over to it.
+/// pushed to distribution over to it. With `--insecure`, crane pings the
+/// registry over HTTPS first on every command (the capture holds those
+/// CONNECTs, failed at the TLS handshake upstream), then over plain HTTP:
+/// the attempts belong to the command's operation.
 fn crane_against_ggcr(w: &mut Clients) {
     let ggcr = w.ggcr.host.clone();
     let registry = w.lab.registry_host();
