@@ -31,7 +31,8 @@ const DEFAULT_TOOLS: &str = "/var/cache/regtap-ci";
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(120);
 
 const CONTAINERD: &str = "containerd";
-const CRANE: &str = "go-containerregistry";
+/// crane built from source says `crane/<version> go-containerregistry/<version>`.
+const CRANE: &str = "crane";
 const PYTHON: &str = "python-requests";
 const DOCKERD: &str = "dockerd";
 const SKOPEO: &str = "skopeo";

@@ -33,6 +33,10 @@ use crate::model::{FlowKind, Reference};
 /// per request, such as a Python script) takes longer than this to start.
 pub(crate) const IDLE_NS: i64 = 100_000_000;
 
+/// A ping that got no answer and is sent again within this long is the same
+/// command retrying (crane waits 150 ms between its HTTPS attempts).
+const RETRY_NS: i64 = 1_000_000_000;
+
 /// Flows that belong together, before they are described.
 #[derive(Debug)]
 pub(crate) struct Group {
@@ -51,6 +55,10 @@ pub(crate) struct Group {
     finished: bool,
     /// The latest ping was answered 401: credentials come next.
     login_pending: bool,
+    /// Every member so far is a ping that got no answer.
+    unanswered_pings_only: bool,
+    /// The latest request was answered 401: a token request comes next.
+    challenged_at: Option<i64>,
     /// `(method, repository, tag)` of manifests asked for by tag (and not
     /// answered 401).
     resolved: HashSet<(String, String, String)>,
@@ -72,6 +80,8 @@ impl Group {
             last_end: i64::MIN,
             finished: false,
             login_pending: false,
+            unanswered_pings_only: true,
+            challenged_at: None,
             resolved: HashSet::new(),
             tokens: HashSet::new(),
             deleted: HashSet::new(),
@@ -192,6 +202,9 @@ fn note(state: &mut State, g: usize, w: &crate::Work) {
     if group.repository.is_none() {
         group.repository = kind.repository().map(str::to_owned);
     }
+    group.unanswered_pings_only &=
+        matches!(kind, FlowKind::ApiCheck { .. }) && w.local.flow.response.is_none();
+    group.challenged_at = (w.local.status() == Some(401)).then(|| w.local.end());
     if let Some(hash) = &w.local.bearer_hash {
         group.tokens.insert(hash.clone());
     }
@@ -276,7 +289,21 @@ fn ping_group(state: &mut State, w: &crate::Work, registry: &str) -> usize {
                     && start.saturating_sub(group.last_end) < IDLE_NS
             })
         });
-    if let Some(g) = login.or(continued) {
+    // A ping that got no answer (crane --insecure tries HTTPS before
+    // HTTP) is retried by the same command.
+    let retried = state
+        .candidates(w.actor, registry)
+        .last()
+        .copied()
+        .filter(|&g| {
+            state.groups.get(g).is_some_and(|group| {
+                group.opened_by_ping
+                    && group.repository.is_none()
+                    && group.unanswered_pings_only
+                    && start.saturating_sub(group.last_end) < RETRY_NS
+            })
+        });
+    if let Some(g) = login.or(continued).or(retried) {
         return g;
     }
     let g = state.open(w.actor, registry);
@@ -339,11 +366,14 @@ fn repository_group(state: &mut State, works: &Works, w: &crate::Work, registry:
                 (None, _) => group.opened_by_ping,
                 (Some(_), None) => true,
             };
-            // A token issued after the ping was asked for this command.
+            // A token issued after the ping (or after the 401 the group
+            // ended on) was asked for this command: a slow token server
+            // does not split it.
             let fresh_token = token_issued_at.is_some_and(|t| t >= group.last_end);
+            let answers_challenge = group.repository.is_none() || group.challenged_at.is_some();
             same_repository
                 && (start.saturating_sub(group.last_end) < IDLE_NS
-                    || (group.repository.is_none() && fresh_token))
+                    || (answers_challenge && fresh_token))
         })
     });
     if let Some(g) = recent.filter(|&g| !restarts(g)) {

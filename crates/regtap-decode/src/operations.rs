@@ -42,16 +42,7 @@ fn describe_one(
     let title = title(&kind, &group, &members);
     let status = status(&kind, &members, sessions);
     let steps = steps(&members, sessions);
-    // The program of the operation: the one most of its requests named.
-    let client = members
-        .iter()
-        .find(|w| {
-            w.client
-                .as_ref()
-                .is_some_and(|c| c.program != "go-http-client")
-        })
-        .or_else(|| members.first())
-        .and_then(|w| w.client.clone());
+    let client = operation_client(&members);
     Operation {
         index: position + 1,
         kind,
@@ -71,6 +62,28 @@ fn describe_one(
         flow_ids: members.iter().map(|w| w.local.flow.id).collect(),
         client,
     }
+}
+
+/// The program of an operation: the one most of its registry requests
+/// named (token requests may name another: python-dxf's say Docker-Client).
+fn operation_client(members: &[&crate::Work]) -> Option<crate::model::Client> {
+    let mut counts: Vec<(&crate::model::Client, usize)> = Vec::new();
+    let registry_requests = members
+        .iter()
+        .filter(|w| !matches!(w.local.kind, FlowKind::Token { .. }));
+    for client in registry_requests.filter_map(|w| w.client.as_ref()) {
+        match counts.iter_mut().find(|(c, _)| *c == client) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((client, 1)),
+        }
+    }
+    // The first most frequent, so that ties go to the earliest.
+    let best = counts.iter().map(|(_, n)| *n).max();
+    counts
+        .iter()
+        .find(|(_, n)| Some(*n) == best)
+        .map(|(c, _)| (*c).clone())
+        .or_else(|| members.first().and_then(|w| w.client.clone()))
 }
 
 /// Requests that write to a repository.

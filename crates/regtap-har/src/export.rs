@@ -110,7 +110,12 @@ pub fn export(
                 None => (None, None),
             };
             let kind = analysis.flow(flow.id).map(|f| &f.kind);
-            let mut entry = entry(flow, BlobSides::of(kind), options, &mut bodies);
+            let mut entry = entry(
+                flow,
+                BlobSides::of(kind, flow.status()),
+                options,
+                &mut bodies,
+            );
             entry.pageref = pageref;
             entry.comment = comment;
             entry.regtap = annotate::flow(flow, analysis, options);
@@ -184,10 +189,13 @@ struct BlobSides {
 }
 
 impl BlobSides {
-    fn of(kind: Option<&FlowKind>) -> Self {
+    /// Only a successful answer carries blob bytes; an error answer's body
+    /// is the registry's explanation and stays in the HAR.
+    fn of(kind: Option<&FlowKind>, status: Option<u16>) -> Self {
         BlobSides {
             request: kind.is_some_and(FlowKind::sends_blob_bytes),
-            response: kind.is_some_and(FlowKind::receives_blob_bytes),
+            response: kind.is_some_and(FlowKind::receives_blob_bytes)
+                && status.is_some_and(|s| (200..300).contains(&s)),
         }
     }
 }

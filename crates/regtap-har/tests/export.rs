@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use regtap_capture::Flow;
-use regtap_decode::{Analysis, Options, analyze};
+use regtap_decode::{Analysis, DigestCheck, Options, analyze};
 use regtap_har::{BodySource, ExportError, ExportOptions, export, import, redact};
 use serde_json::Value;
 
@@ -601,12 +601,41 @@ fn capture_to_har_with_secrets_and_back_gives_the_same_operations_and_steps() {
             );
         }
         let again = analyze(&imported.flows, &Options::default());
+        // Blob bytes are described in a HAR, not carried: an upload in
+        // several chunks whose bytes the capture held (and hashed whole) can
+        // only be "not verifiable" after the round trip. Everything else
+        // must come back the same.
+        let mut original = analysis.clone();
+        let mut again = again;
+        for (before, after) in original.sessions.iter_mut().zip(again.sessions.iter_mut()) {
+            let chunks = before.chunks.iter().filter(|c| c.bytes > 0).count();
+            if chunks > 1
+                && before.digest_check != after.digest_check
+                && matches!(&after.digest_check, DigestCheck::NotVerifiable { reason } if reason.contains("not in the capture"))
+            {
+                after.digest_check = before.digest_check.clone();
+                for operation in &mut again.operations {
+                    for step in &mut operation.steps {
+                        if step.flow_ids == before.flow_ids {
+                            step.explanation = "an upload whose bytes the HAR describes".to_owned();
+                        }
+                    }
+                }
+                for operation in &mut original.operations {
+                    for step in &mut operation.steps {
+                        if step.flow_ids == before.flow_ids {
+                            step.explanation = "an upload whose bytes the HAR describes".to_owned();
+                        }
+                    }
+                }
+            }
+        }
         assert_eq!(
             operations_digest(&again),
-            operations_digest(&analysis),
+            operations_digest(&original),
             "{name}"
         );
-        assert_eq!(again.sessions, analysis.sessions, "{name}");
+        assert_eq!(again.sessions, original.sessions, "{name}");
     }
 }
 

@@ -348,9 +348,9 @@ pub mod analysis {
     use regtap_decode::{
         Access, Analysis, Annotation, AnnotationKind, BearerUse, BlobStatus, Chunk, Descriptor,
         DigestCheck, FlowAnalysis, FlowKind, HmacStatus, JwtClaims, JwtHeader, JwtInfo,
-        ManifestInfo, ManifestSchema, Operation, OperationKind, OperationStatus, Reference,
-        RegistryError, SessionOutcome, StateInfo, Step, TimeClaim, TokenGrant, TokenInfo,
-        UploadSession, UploadStart,
+        ManifestInfo, ManifestPurpose, ManifestSchema, Operation, OperationKind, OperationStatus,
+        Reference, RegistryError, SessionOutcome, StateInfo, Step, TimeClaim, TokenGrant,
+        TokenInfo, UploadSession, UploadStart,
     };
 
     use super::blobs;
@@ -514,6 +514,9 @@ pub mod analysis {
                     .find(|(i, _)| *i == index)
                     .map(|(_, ids)| ids.clone())
                     .unwrap_or_default(),
+                artifact_type: None,
+                annotations: BTreeMap::new(),
+                role: None,
             }
         };
         ManifestInfo {
@@ -524,6 +527,10 @@ pub mod analysis {
             layers: vec![descriptor(1), descriptor(2), descriptor(0)],
             manifests: Vec::new(),
             problems: Vec::new(),
+            artifact_type: None,
+            subject: None,
+            annotations: BTreeMap::new(),
+            purpose: ManifestPurpose::Image,
         }
     }
 
