@@ -24,15 +24,42 @@ pub fn classify(flow: &Flow, url: Option<&Url>) -> FlowKind {
     let Some(url) = url else {
         return FlowKind::Unknown;
     };
-    let registry = authority(url);
+    let host = authority(url);
     let method = flow.method().to_ascii_uppercase();
-    if let Some(mut kind) =
-        endpoint(url.path()).and_then(|e| registry_kind(&method, url, registry.clone(), e))
-    {
+    // A registry may be rooted below a path (Artifactory, containerd's
+    // override_path): it is then named by host and prefix.
+    let (prefix, api) = split_api_root(url.path());
+    let registry = format!("{host}{prefix}");
+    if let Some(mut kind) = endpoint(api).and_then(|e| registry_kind(&method, url, registry, e)) {
         add_header_details(flow, url, &mut kind);
         return kind;
     }
-    token_kind(flow, &method, url, registry).unwrap_or(FlowKind::Unknown)
+    token_kind(flow, &method, url, host).unwrap_or(FlowKind::Unknown)
+}
+
+/// The registry a URL addresses: `host[:port]`, and the path its API is
+/// rooted below, if any.
+pub fn registry_of(url: &Url) -> String {
+    format!("{}{}", authority(url), split_api_root(url.path()).0)
+}
+
+/// `/artifactory/api/docker/hub/v2/lab/app/manifests/1` →
+/// (`/artifactory/api/docker/hub`, `/v2/lab/app/manifests/1`); a path that
+/// starts with `/v2` has no prefix.
+fn split_api_root(path: &str) -> (&str, &str) {
+    if path == "/v2" || path.starts_with("/v2/") {
+        return ("", path);
+    }
+    let at = path
+        .find("/v2/")
+        .or_else(|| path.strip_suffix("/v2").map(str::len));
+    match at {
+        Some(at) => (
+            path.get(..at).unwrap_or_default(),
+            path.get(at..).unwrap_or(path),
+        ),
+        None => ("", path),
+    }
 }
 
 fn registry_kind(
@@ -318,6 +345,31 @@ fn response_has_token(flow: &Flow) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn registries_rooted_below_a_path() {
+        assert_eq!(
+            split_api_root("/v2/lab/app/manifests/1"),
+            ("", "/v2/lab/app/manifests/1")
+        );
+        assert_eq!(
+            split_api_root("/artifactory/api/docker/hub/v2/lab/app/manifests/1"),
+            ("/artifactory/api/docker/hub", "/v2/lab/app/manifests/1")
+        );
+        assert_eq!(split_api_root("/mirror/v2"), ("/mirror", "/v2"));
+        assert_eq!(split_api_root("/token"), ("", "/token"));
+        let flow = regtap_capture::factory::FlowBuilder::new(
+            1,
+            "GET",
+            "https://art.example/artifactory/api/docker/hub/v2/lab/app/manifests/1",
+        )
+        .build();
+        let url = Url::parse(flow.url()).ok();
+        assert_eq!(
+            classify(&flow, url.as_ref()).registry(),
+            Some("art.example/artifactory/api/docker/hub")
+        );
+    }
     use regtap_capture::factory::FlowBuilder;
 
     fn kind_of(flow: &Flow) -> FlowKind {

@@ -4,8 +4,9 @@
 //! 1. Flows of different clients (program and version from the User-Agent,
 //!    and client address) never share an operation.
 //! 2. Hard links: every request of an upload session goes where its POST
-//!    went; a follow-up of a redirect where the redirect went; a token
-//!    request where the first request that used its token went.
+//!    went; a follow-up of a redirect (to storage, or to another registry)
+//!    where the redirect went; a token request where the first request that
+//!    used its token went.
 //! 3. Command boundaries the protocol shows open a new operation: a `/v2/`
 //!    ping (unless it carries the credentials of a login in progress, or
 //!    continues a command on the same connection); any request after a push
@@ -20,6 +21,8 @@
 //!    request carries a token issued after it).
 //! 5. A pull immediately followed by, or overlapping, a push of the same
 //!    client that writes the manifest the pull read is one copy.
+//! 6. A mirror's misses (`ns=` naming the upstream) followed by the same
+//!    client on the upstream registry are one operation.
 
 use std::collections::{HashMap, HashSet};
 
@@ -66,6 +69,8 @@ pub(crate) struct Group {
     tokens: HashSet<String>,
     /// `(repository, reference)` of what the group deleted.
     deleted: HashSet<(String, String)>,
+    /// The next page a list answer offered (`Link: <…>; rel="next"`).
+    next_page: Option<url::Url>,
 }
 
 impl Group {
@@ -85,6 +90,7 @@ impl Group {
             resolved: HashSet::new(),
             tokens: HashSet::new(),
             deleted: HashSet::new(),
+            next_page: None,
         }
     }
 }
@@ -141,14 +147,7 @@ pub(crate) fn group(works: &mut Works) -> Vec<Group> {
 
     for (i, w) in works.items.iter().enumerate() {
         let kind = &w.local.kind;
-        let redirected = matches!(
-            kind,
-            FlowKind::BlobGet {
-                redirected_from: Some(_),
-                ..
-            }
-        );
-        let Some(registry) = kind.registry().filter(|_| !redirected) else {
+        let Some(registry) = kind.registry().filter(|_| w.redirected_from.is_none()) else {
             deferred.push(i);
             continue;
         };
@@ -166,14 +165,13 @@ pub(crate) fn group(works: &mut Works) -> Vec<Group> {
         let Some(w) = works.items.get(i) else {
             continue;
         };
-        let target = match &w.local.kind {
-            FlowKind::BlobGet {
-                redirected_from: Some(from),
-                ..
-            } => works
-                .index_of(*from)
+        let target = match (&w.local.kind, w.redirected_from) {
+            (_, Some(from)) => works
+                .index_of(from)
                 .and_then(|p| state.group_of.get(p).copied().flatten()),
-            FlowKind::Token { scopes, .. } => token_group(&state, &tokens, works, i, scopes),
+            (FlowKind::Token { scopes, .. }, None) => {
+                token_group(&state, &tokens, works, i, scopes)
+            }
             _ => unknown_group(&state, w),
         };
         let g = match target {
@@ -184,6 +182,7 @@ pub(crate) fn group(works: &mut Works) -> Vec<Group> {
     }
 
     merge_copies(works, &mut state);
+    merge_mirror_misses(works, &mut state);
     order(works, state.groups)
 }
 
@@ -219,6 +218,10 @@ fn note(state: &mut State, g: usize, w: &crate::Work) {
         // One-request commands: listing and deleting.
         FlowKind::TagsList { .. } | FlowKind::Catalog { .. } if w.local.ok() => {
             group.finished = true;
+            group.next_page = w
+                .local
+                .response_header("link")
+                .and_then(|l| crate::pagination::next_link(l, w.local.url.as_ref()));
         }
         FlowKind::ManifestDelete {
             repository,
@@ -385,9 +388,11 @@ fn repository_group(state: &mut State, works: &Works, w: &crate::Work, registry:
 /// Whether `w` starts a new command instead of continuing `group`.
 fn restarts(group: &Group, w: &crate::Work) -> bool {
     let kind = &w.local.kind;
+    let offered = group.next_page.is_some() && group.next_page.as_ref() == w.local.url.as_ref();
     if group.finished
         && !referrers_follow_up(kind)
         && !next_page(w)
+        && !offered
         && !checks_deletion(group, kind)
     {
         return true;
@@ -736,6 +741,78 @@ fn merge_copies(works: &Works, state: &mut State) {
                 target.members.extend(moved);
                 target.last_end = target.last_end.max(last_end);
             }
+        }
+    }
+}
+
+/// The upstream registry a mirror request names (containerd's `ns=`).
+fn mirror_namespace(w: &crate::Work) -> Option<String> {
+    w.local
+        .url
+        .as_ref()
+        .and_then(|u| crate::http::query_first(u, "ns"))
+}
+
+/// Whether `registry` (a `host[:port]`) serves the namespace `ns`.
+fn serves(registry: &str, ns: &str) -> bool {
+    registry == ns
+        || (ns == "docker.io" && matches!(registry, "registry-1.docker.io" | "index.docker.io"))
+}
+
+/// Rule 6: requests to a mirror that could not serve them (`ns=` naming
+/// the upstream, every answer a failure), followed by the same client on the
+/// upstream registry, are one operation: the mirror miss, then upstream.
+fn merge_mirror_misses(works: &mut Works, state: &mut State) {
+    let count = state.groups.len();
+    for m in 0..count {
+        let Some(mirror) = state.groups.get(m) else {
+            continue;
+        };
+        let members: Vec<&crate::Work> = mirror
+            .members
+            .iter()
+            .filter_map(|&i| works.items.get(i))
+            .collect();
+        let Some(ns) = members.iter().find_map(|w| mirror_namespace(w)) else {
+            continue;
+        };
+        let missed = members.iter().all(|w| {
+            matches!(w.local.kind, FlowKind::Token { .. })
+                || w.local.broken()
+                || w.local.status().is_some_and(|s| s >= 400)
+        });
+        if !missed {
+            continue;
+        }
+        let (actor, end) = (mirror.actor, mirror.last_end);
+        let upstream = (m + 1..count.min(m + 1 + COPY_LOOK_BACK)).find(|&u| {
+            state.groups.get(u).is_some_and(|g| {
+                g.actor == actor
+                    && g.registry.as_deref().is_some_and(|r| serves(r, &ns))
+                    && g.members
+                        .first()
+                        .and_then(|&i| works.items.get(i))
+                        .is_some_and(|f| f.local.start().saturating_sub(end) < IDLE_NS)
+            })
+        });
+        let Some(u) = upstream else {
+            continue;
+        };
+        let moved: Vec<usize> = state
+            .groups
+            .get_mut(m)
+            .map(|g| std::mem::take(&mut g.members))
+            .unwrap_or_default();
+        if let Some(&last) = moved.last()
+            && let Some(w) = works.items.get_mut(last)
+        {
+            w.local.annotations.push(crate::model::Annotation::info(
+                crate::model::AnnotationKind::Mirror,
+                format!("mirror miss: the client went on to the upstream registry {ns}"),
+            ));
+        }
+        if let Some(target) = state.groups.get_mut(u) {
+            target.members.extend(moved);
         }
     }
 }

@@ -51,10 +51,12 @@ mod manifest;
 mod model;
 mod negotiation;
 mod operations;
+mod pagination;
 mod referrers;
 mod render;
 mod sessions;
 mod summary;
+mod urls;
 
 pub use model::*;
 pub use render::render_text;
@@ -134,6 +136,8 @@ pub(crate) struct Work {
     pub actor: usize,
     /// The client connection (`client_addr`), when the capture names it.
     pub connection: Option<String>,
+    /// The flow whose redirect this request follows.
+    pub redirected_from: Option<u64>,
 }
 
 impl Work {
@@ -147,6 +151,7 @@ impl Work {
             client: None,
             actor: 0,
             connection,
+            redirected_from: None,
         }
     }
 }

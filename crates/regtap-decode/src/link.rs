@@ -2,7 +2,7 @@
 //! which GET follows a redirect, which blobs a manifest's descriptors are;
 //! then the assembly of the [`Analysis`].
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use crate::http::{authority, short_digest};
 use crate::model::AnnotationKind;
@@ -11,7 +11,7 @@ use crate::model::{
     FlowKind, SessionOutcome, Severity, UploadSession,
 };
 use crate::model::{Client, TokenGrant};
-use crate::{Works, client, downloads, grouping, operations, sessions, summary};
+use crate::{Works, client, downloads, grouping, operations, pagination, sessions, summary};
 
 const NANOS: i64 = 1_000_000_000;
 
@@ -27,6 +27,7 @@ pub(crate) fn link(works: &mut Works) -> Analysis {
     }
     let groups = grouping::group(works);
     downloads::ranges(works);
+    pagination::annotate(works);
     manifest_links(works, &sessions);
     let operations = operations::describe(works, &sessions, groups);
     assemble(works, sessions, operations)
@@ -222,73 +223,115 @@ fn seconds(ns: i64) -> String {
     format!("{:.1} s", ns as f64 / NANOS as f64)
 }
 
-/// A blob GET answered with a redirect is followed by a GET of the storage
-/// URL: that flow becomes a blob GET of the same blob.
+/// How many flows after a redirect its follow-up may come.
+const REDIRECT_LOOK_AHEAD: usize = 256;
+
+/// A redirect (301, 302, 303, 307, 308) of a registry request is followed by
+/// the same client asking the `Location`: a storage host for a blob (the
+/// follow-up becomes a blob GET of the same blob), or another registry
+/// (registry.k8s.io sends manifests to a regional Artifact Registry, which
+/// may challenge for its own token; the retry with the token follows the
+/// redirect too). Each follow-up is linked to the flow that redirected it.
 fn redirects(works: &mut Works) {
-    let mut claimed: Vec<u64> = Vec::new();
+    let mut claimed: HashSet<u64> = HashSet::new();
     for i in 0..works.items.len() {
         let Some(w) = works.items.get(i) else { break };
-        let FlowKind::BlobGet {
-            registry,
-            repository,
-            digest,
-            redirect_to: Some(target),
-            ..
-        } = &w.local.kind
+        let redirected = w
+            .local
+            .status()
+            .is_some_and(|s| matches!(s, 301 | 302 | 303 | 307 | 308));
+        let registry_request = w.local.kind.registry().is_some();
+        let (Some(target), true, true) = (w.local.location.clone(), redirected, registry_request)
         else {
             continue;
         };
-        let (registry, repository, digest, target) = (
-            registry.clone(),
-            repository.clone(),
-            digest.clone(),
-            target.clone(),
-        );
         let from = w.local.flow.id;
-        let follow_up = works.items.iter().skip(i + 1).position(|f| {
-            f.local.kind == FlowKind::Unknown
-                && f.local.flow.method().eq_ignore_ascii_case("GET")
-                && f.local.url.as_ref().map(url::Url::as_str) == Some(target.as_str())
+        let actor = w.actor;
+        let method = w.local.flow.method().to_ascii_uppercase();
+        let source_kind = w.local.kind.clone();
+        let host = authority(&target);
+        // The same client asking the target: once, or a 401 and the retry
+        // with the new host's token.
+        let mut follow_ups: Vec<usize> = Vec::new();
+        for (offset, f) in works
+            .items
+            .iter()
+            .skip(i + 1)
+            .take(REDIRECT_LOOK_AHEAD)
+            .enumerate()
+        {
+            let same_target = f.local.url.as_ref() == Some(&target);
+            let same_method = f.local.flow.method().eq_ignore_ascii_case(&method)
+                || (method != "HEAD" && f.local.flow.method().eq_ignore_ascii_case("GET"));
+            if same_target
+                && same_method
+                && f.actor == actor
+                && f.redirected_from.is_none()
                 && !claimed.contains(&f.local.flow.id)
-        });
-        let host = url::Url::parse(&target)
-            .map(|u| authority(&u))
-            .unwrap_or_default();
-        let Some(next) = follow_up.map(|p| p + i + 1) else {
+            {
+                follow_ups.push(i + 1 + offset);
+                if f.local.status() != Some(401) {
+                    break;
+                }
+            }
+        }
+        if follow_ups.is_empty() {
             if let Some(w) = works.items.get_mut(i) {
                 w.local.annotations.push(Annotation::info(
                     AnnotationKind::Redirect,
-                    format!(
-                        "redirected to storage host {host}; the follow-up GET is not in the capture"
-                    ),
+                    format!("redirected to {host}; the follow-up request is not in the capture"),
                 ));
             }
             continue;
-        };
-        let Some(f) = works.items.get_mut(next) else {
-            continue;
-        };
-        let follow_id = f.local.flow.id;
-        claimed.push(follow_id);
-        f.local.kind = FlowKind::BlobGet {
-            registry,
-            repository,
-            digest: digest.clone(),
-            range: f.local.flow.request.headers.get("range").map(str::to_owned),
-            redirect_to: None,
-            redirected_from: Some(from),
-        };
-        f.local.annotations.push(Annotation::info(
-            AnnotationKind::Redirect,
-            format!(
-                "fetches blob {} from storage host {host}, as redirected by flow #{from}",
-                short_digest(&digest)
-            ),
-        ));
+        }
+        let mut ids = Vec::new();
+        for &next in &follow_ups {
+            let Some(f) = works.items.get_mut(next) else {
+                continue;
+            };
+            let follow_id = f.local.flow.id;
+            claimed.insert(follow_id);
+            ids.push(format!("#{follow_id}"));
+            f.redirected_from = Some(from);
+            // A storage URL names nothing a registry would: it fetches the blob.
+            if let (
+                FlowKind::Unknown,
+                FlowKind::BlobGet {
+                    registry,
+                    repository,
+                    digest,
+                    ..
+                },
+            ) = (&f.local.kind, &source_kind)
+            {
+                f.local.kind = FlowKind::BlobGet {
+                    registry: registry.clone(),
+                    repository: repository.clone(),
+                    digest: digest.clone(),
+                    range: f.local.flow.request.headers.get("range").map(str::to_owned),
+                    redirect_to: None,
+                    redirected_from: Some(from),
+                };
+            }
+            let what = match &source_kind {
+                FlowKind::BlobGet { digest, .. } | FlowKind::BlobHead { digest, .. } => {
+                    format!("blob {}", short_digest(digest))
+                }
+                FlowKind::ManifestGet { reference, .. }
+                | FlowKind::ManifestHead { reference, .. } => {
+                    format!("manifest {}", reference.as_str())
+                }
+                _ => "the same resource".to_owned(),
+            };
+            f.local.annotations.push(Annotation::info(
+                AnnotationKind::Redirect,
+                format!("asks {what} of {host}, as redirected by flow #{from}"),
+            ));
+        }
         if let Some(w) = works.items.get_mut(i) {
             w.local.annotations.push(Annotation::info(
                 AnnotationKind::Redirect,
-                format!("redirected to storage host {host}, followed by flow #{follow_id}"),
+                format!("redirected to {host}, followed by flow {}", ids.join(", ")),
             ));
         }
     }

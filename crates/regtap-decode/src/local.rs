@@ -164,6 +164,7 @@ pub(crate) fn decode_flow(flow: &Flow, options: &Options) -> Local {
     warnings(&mut local);
     crate::referrers::annotate(&mut local);
     crate::negotiation::annotate(&mut local);
+    crate::urls::annotate(&mut local);
     if let Some(limit) = local.response_headers().and_then(errors::rate_limit) {
         local.annotations.push(Annotation::info(
             AnnotationKind::RateLimit,

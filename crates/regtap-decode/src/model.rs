@@ -513,6 +513,25 @@ pub struct Operation {
     pub flow_ids: Vec<u64>,
     /// The program that made the operation's requests.
     pub client: Option<Client>,
+    /// Docker Hub's pull accounting, when the operation talked to a
+    /// registry that counts pulls (Docker Hub, or one sending `ratelimit-*`).
+    pub quota: Option<PullQuota>,
+}
+
+/// What an operation cost in Docker Hub pulls: every manifest GET counts (a
+/// multi-platform pull counts the index and the platform's manifest), a
+/// HEAD is free.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PullQuota {
+    pub pulls_counted: u64,
+    pub free_heads: u64,
+    /// `ratelimit-remaining` at the first and the last answer that carried it.
+    pub remaining_first: Option<u64>,
+    pub remaining_last: Option<u64>,
+    pub limit: Option<u64>,
+    pub window_seconds: Option<u64>,
+    /// 429 answers (rate limited).
+    pub refused: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

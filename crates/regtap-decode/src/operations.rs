@@ -7,11 +7,11 @@ use std::collections::HashMap;
 use crate::Works;
 use crate::grouping::{Group, is_fallback_tag};
 use crate::http::{human_bytes, short_digest};
-use crate::model::AnnotationKind;
 use crate::model::{
     Annotation, DigestCheck, FlowKind, Operation, OperationKind, OperationStatus, Reference,
     SessionOutcome, Severity, Step, UploadSession, UploadStart,
 };
+use crate::model::{AnnotationKind, PullQuota};
 use crate::summary::short_ref;
 
 /// Turns the groups into described operations with numbered steps.
@@ -61,7 +61,53 @@ fn describe_one(
         steps,
         flow_ids: members.iter().map(|w| w.local.flow.id).collect(),
         client,
+        quota: quota(&members),
     }
+}
+
+/// Docker Hub's hosts, which count pulls even when they send no header.
+fn docker_hub(registry: &str) -> bool {
+    matches!(
+        registry,
+        "registry-1.docker.io" | "index.docker.io" | "docker.io" | "registry.hub.docker.com"
+    )
+}
+
+/// The pull accounting of an operation on a registry that counts pulls.
+fn quota(members: &[&crate::Work]) -> Option<PullQuota> {
+    let manifests: Vec<&&crate::Work> = members
+        .iter()
+        .filter(|w| {
+            matches!(
+                w.local.kind,
+                FlowKind::ManifestGet { .. } | FlowKind::ManifestHead { .. }
+            )
+        })
+        .collect();
+    let limits: Vec<&crate::model::RateLimit> = members
+        .iter()
+        .filter_map(|w| w.local.rate_limit.as_ref())
+        .collect();
+    let counting = !limits.is_empty()
+        || manifests
+            .iter()
+            .any(|w| w.local.kind.registry().is_some_and(docker_hub));
+    if !counting {
+        return None;
+    }
+    let get = |w: &&&crate::Work| matches!(w.local.kind, FlowKind::ManifestGet { .. });
+    Some(PullQuota {
+        pulls_counted: manifests.iter().filter(|w| get(w) && w.local.ok()).count() as u64,
+        free_heads: manifests.iter().filter(|w| !get(w)).count() as u64,
+        remaining_first: limits.iter().find_map(|l| l.remaining),
+        remaining_last: limits.iter().rev().find_map(|l| l.remaining),
+        limit: limits.iter().find_map(|l| l.limit),
+        window_seconds: limits.iter().find_map(|l| l.window_seconds),
+        refused: members
+            .iter()
+            .filter(|w| w.local.status() == Some(429))
+            .count() as u64,
+    })
 }
 
 /// The program of an operation: the one most of its registry requests

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use regtap_capture::{Flow, rfc3339};
 
-use crate::model::{Analysis, Annotation, OperationStatus, Severity};
+use crate::model::{Analysis, Annotation, OperationStatus, PullQuota, Severity};
 
 struct Style {
     color: bool,
@@ -34,6 +34,27 @@ impl Style {
     fn red(&self, text: &str) -> String {
         self.paint("31", text)
     }
+}
+
+/// `pull quota: 2 counted (manifest GETs), 1 HEAD free; remaining 100 → 98 of 100 per 6 h`.
+fn quota_line(quota: &PullQuota) -> String {
+    let mut text = format!(
+        "pull quota: {} counted (manifest GETs), {} HEAD(s) free",
+        quota.pulls_counted, quota.free_heads
+    );
+    if let (Some(first), Some(last)) = (quota.remaining_first, quota.remaining_last) {
+        text.push_str(&format!("; remaining {first} → {last}"));
+        if let Some(limit) = quota.limit {
+            text.push_str(&format!(" of {limit}"));
+        }
+        if let Some(window) = quota.window_seconds {
+            text.push_str(&format!(" per {} h", window / 3600));
+        }
+    }
+    if quota.refused > 0 {
+        text.push_str(&format!("; {} refused with 429", quota.refused));
+    }
+    text
 }
 
 /// Renders the analysis for people; `color` adds ANSI colours.
@@ -85,6 +106,9 @@ pub fn render_text(analysis: &Analysis, flows: &[Flow], color: bool) -> String {
                 plural(op.flow_ids.len(), "flow")
             ))
         );
+        if let Some(quota) = &op.quota {
+            let _ = writeln!(out, "   {}", style.dim(&quota_line(quota)));
+        }
         for step in &op.steps {
             let ids: Vec<String> = step.flow_ids.iter().map(|id| format!("#{id}")).collect();
             let _ = writeln!(
@@ -98,6 +122,24 @@ pub fn render_text(analysis: &Analysis, flows: &[Flow], color: bool) -> String {
                 let _ = writeln!(out, "       {}", annotation_line(&style, annotation));
             }
         }
+    }
+    let counted: Vec<&PullQuota> = analysis
+        .operations
+        .iter()
+        .filter_map(|o| o.quota.as_ref())
+        .collect();
+    if !counted.is_empty() {
+        let pulls: u64 = counted.iter().map(|q| q.pulls_counted).sum();
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "{}",
+            style.bold(&format!(
+                "Pull quota: {} counted in this capture ({} operation(s) on registries that count pulls)",
+                plural(pulls as usize, "pull"),
+                counted.len()
+            ))
+        );
     }
     let problems: Vec<_> = analysis
         .diagnostics

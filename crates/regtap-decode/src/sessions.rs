@@ -112,7 +112,7 @@ pub(crate) fn build(works: &mut Works) -> Vec<UploadSession> {
 fn next_key(w: &Work) -> Option<(String, String)> {
     let id = w.local.response_upload_id.clone()?;
     let host = match &w.local.location {
-        Some(location) => crate::http::authority(location),
+        Some(location) => crate::classify::registry_of(location),
         None => w.local.kind.registry()?.to_owned(),
     };
     Some((host, id))

@@ -701,6 +701,7 @@ pub mod analysis {
                 steps,
                 flow_ids: ids.to_vec(),
                 client: None,
+                quota: None,
             }
         };
         let ids = |range: std::ops::RangeInclusive<u64>| -> Vec<u64> { range.collect() };
