@@ -165,6 +165,7 @@ pub(crate) fn decode_flow(flow: &Flow, options: &Options) -> Local {
     crate::referrers::annotate(&mut local);
     crate::negotiation::annotate(&mut local);
     crate::urls::annotate(&mut local);
+    not_a_registry(&mut local);
     if let Some(limit) = local.response_headers().and_then(errors::rate_limit) {
         local.annotations.push(Annotation::info(
             AnnotationKind::RateLimit,
@@ -934,6 +935,28 @@ fn error_body(local: &mut Local) {
             });
     }
     local.registry_errors = list;
+}
+
+/// A `/v2/` answered 200 with an HTML page and no
+/// `Docker-Distribution-API-Version`: a web server or a proxy's portal
+/// answered, not a registry.
+fn not_a_registry(local: &mut Local) {
+    if !matches!(local.kind, FlowKind::ApiCheck { .. }) || local.status() != Some(200) {
+        return;
+    }
+    let html = local
+        .response_header("content-type")
+        .is_some_and(|c| c.to_ascii_lowercase().contains("text/html"));
+    if html
+        && local
+            .response_header("docker-distribution-api-version")
+            .is_none()
+    {
+        local.annotations.push(Annotation::warning(
+            AnnotationKind::Exchange,
+            "an HTML page without Docker-Distribution-API-Version: a web server or a proxy answered, not a registry",
+        ));
+    }
 }
 
 /// `Warning: 299 - "…"` headers (distribution spec): shown as the registry wrote them.

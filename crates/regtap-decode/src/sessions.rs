@@ -321,6 +321,31 @@ fn add_chunk(session: &mut UploadSession, w: &mut Work) {
             ),
         ));
     }
+    // The spec's Content-Range is inclusive; regclient sends an exclusive end.
+    if let (Some(start), Some(end)) = (declared_start, content_range.as_deref().and_then(range_end))
+        && body.complete
+        && body.size > 0
+    {
+        let inclusive = end.checked_sub(start).map(|d| d.saturating_add(1));
+        if inclusive != Some(body.size) {
+            let exclusive = end.checked_sub(start) == Some(body.size);
+            w.local.annotations.push(Annotation::warning(
+                AnnotationKind::Chunk,
+                if exclusive {
+                    format!(
+                        "Content-Range {start}-{end} has an exclusive end: the spec's range is inclusive ({start}-{})",
+                        end.saturating_sub(1)
+                    )
+                } else {
+                    format!(
+                        "Content-Range {start}-{end} announces {} bytes but {} were sent",
+                        inclusive.unwrap_or(0),
+                        body.size
+                    )
+                },
+            ));
+        }
+    }
     session.chunks.push(Chunk {
         flow_id: w.local.flow.id,
         offset_start,

@@ -772,3 +772,39 @@ fn warning_headers_are_shown() {
         "this image is deprecated: use lab/app2"
     ));
 }
+
+#[test]
+fn an_html_page_answering_the_ping_is_not_a_registry() {
+    let flows = vec![
+        FlowBuilder::new(1, "GET", &url("/v2/"))
+            .status(200)
+            .response_header("Content-Type", "text/html; charset=utf-8")
+            .response_body(b"<html>Sign in to the corporate proxy</html>")
+            .build(),
+    ];
+    assert!(has(
+        &run(&flows),
+        1,
+        AnnotationKind::Exchange,
+        "not a registry"
+    ));
+}
+
+#[test]
+fn an_exclusive_content_range_end_is_flagged() {
+    let chunk = vec![9u8; 10];
+    let flows = vec![
+        FlowBuilder::new(1, "POST", &url("/v2/lab/app/blobs/uploads/"))
+            .status(202)
+            .response_header("Location", "/v2/lab/app/blobs/uploads/u1")
+            .build(),
+        // regclient: 10 bytes announced as 0-10.
+        FlowBuilder::new(2, "PATCH", &url("/v2/lab/app/blobs/uploads/u1"))
+            .request_header("Content-Range", "0-10")
+            .request_body(&chunk)
+            .status(202)
+            .response_header("Location", "/v2/lab/app/blobs/uploads/u1")
+            .build(),
+    ];
+    assert!(has(&run(&flows), 2, AnnotationKind::Chunk, "exclusive end"));
+}
