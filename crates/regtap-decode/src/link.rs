@@ -597,10 +597,15 @@ fn assemble(
             message: format!("{n} flows share id {id}; links by id use the first"),
         });
     }
+    let mut positions = HashMap::with_capacity(flows.len());
+    for (i, f) in flows.iter().enumerate() {
+        positions.entry(f.flow_id).or_insert(i);
+    }
     Analysis {
         flows,
         sessions,
         operations,
         diagnostics,
+        positions,
     }
 }

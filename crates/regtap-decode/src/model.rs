@@ -1,7 +1,7 @@
 //! The decoder's output types. Everything here is data: the TUI, the HAR
 //! export and `regtap inspect` read it, and `--json` prints it as is.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use serde::Serialize;
@@ -24,11 +24,29 @@ pub struct Analysis {
     /// Problems found in the capture: every warning or error annotation of a
     /// flow, and the ones that concern no single flow.
     pub diagnostics: Vec<Diagnostic>,
+    /// Position in `flows` of each flow id (the first, when ids repeat).
+    #[serde(skip)]
+    pub(crate) positions: HashMap<u64, usize>,
 }
 
 impl Analysis {
+    /// The analysis of a flow, by id: by the index the decoder built, or
+    /// (for an analysis assembled by hand) by a search.
     pub fn flow(&self, id: u64) -> Option<&FlowAnalysis> {
-        self.flows.iter().find(|f| f.flow_id == id)
+        self.positions
+            .get(&id)
+            .and_then(|&i| self.flows.get(i))
+            .filter(|f| f.flow_id == id)
+            .or_else(|| self.flows.iter().find(|f| f.flow_id == id))
+    }
+
+    /// Each flow with its analysis, in the order of `flows`: the one way
+    /// every front end pairs them.
+    pub fn pair<'a>(
+        &'a self,
+        flows: &'a [regtap_capture::Flow],
+    ) -> impl Iterator<Item = (&'a regtap_capture::Flow, Option<&'a FlowAnalysis>)> + 'a {
+        flows.iter().map(move |flow| (flow, self.flow(flow.id)))
     }
 }
 

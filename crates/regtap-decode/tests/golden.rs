@@ -49,6 +49,14 @@ fn inspect_of_every_capture_matches_its_snapshot() {
                 *holders.entry(*id).or_default() += 1;
             }
         }
+        for (flow, decoded) in analysis.pair(&capture.flows) {
+            assert_eq!(
+                decoded.map(|d| d.flow_id),
+                Some(flow.id),
+                "{stem}: flow #{} is found by its id",
+                flow.id
+            );
+        }
         for flow in &capture.flows {
             assert_eq!(
                 holders.get(&flow.id),
