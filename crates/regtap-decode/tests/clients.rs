@@ -905,3 +905,103 @@ fn a_probe_of_another_repository_belongs_to_the_push_that_mounts_from_it() {
         analysis.operations[0].kind
     );
 }
+
+#[test]
+fn skopeo_copy_between_repositories_is_one_copy() {
+    // skopeo copy docker://lab/src:v1 docker://lab/dst:v1: a source and a
+    // destination client (own connections, own tokens), the layer streamed
+    // from one to the other while the destination uploads it.
+    let (manifest, config, layer) = image();
+    let skopeo = "skopeo/1.9.3";
+    let on = |f: Flow, port: u16| {
+        let mut f = f;
+        f.client_addr = Some(format!("127.0.0.1:{port}"));
+        f.request.headers.push("User-Agent", skopeo);
+        f
+    };
+    let (src_token_flow, src_token) = common::token(
+        2,
+        2,
+        &["repository:lab/src:pull"],
+        &[("lab/src", &["pull"])],
+    );
+    let (dst_token_flow, dst_token) = common::token(
+        5,
+        12,
+        &["repository:lab/dst:pull,push"],
+        &[("lab/dst", &["pull", "push"])],
+    );
+    let src = common::bearer(&src_token);
+    let dst = common::bearer(&dst_token);
+    let md = digest(&manifest);
+    let put_manifest = FlowBuilder::new(12, "PUT", &url("/v2/lab/dst/manifests/v1"))
+        .request_header("Authorization", &dst)
+        .request_header(
+            "Content-Type",
+            "application/vnd.docker.distribution.manifest.v2+json",
+        )
+        .request_body(&manifest)
+        .start_ns(at(60))
+        .status(201)
+        .response_header("Docker-Content-Digest", &md)
+        .build();
+    let flows = vec![
+        on(common::ping(1, 0, REGISTRY), 50001),
+        on(src_token_flow, 50002),
+        on(
+            FlowBuilder::new(3, "GET", &url("/v2/lab/src/manifests/v1"))
+                .request_header("Authorization", &src)
+                .start_ns(at(6))
+                .status(200)
+                .response_body(&manifest)
+                .build(),
+            50001,
+        ),
+        on(common::ping(4, 10, REGISTRY), 50003),
+        on(dst_token_flow, 50004),
+        on(
+            common::blob_head(6, 20, REGISTRY, "lab/dst", &digest(&layer), &dst, 404),
+            50003,
+        ),
+        on(
+            common::blob_get(7, 22, REGISTRY, "lab/src", &layer, &src),
+            50001,
+        ),
+        on(
+            common::upload_start(8, 23, REGISTRY, "lab/dst", "u-1", &dst),
+            50003,
+        ),
+        on(
+            common::upload_chunk(9, 30, REGISTRY, "lab/dst", "u-1", &dst, &layer),
+            50003,
+        ),
+        on(
+            common::upload_finish(
+                10,
+                40,
+                REGISTRY,
+                "lab/dst",
+                "u-1",
+                &dst,
+                layer.len() as u64,
+                &digest(&layer),
+            ),
+            50003,
+        ),
+        on(
+            common::blob_get(11, 45, REGISTRY, "lab/src", &config, &src),
+            50001,
+        ),
+        on(put_manifest, 50003),
+    ];
+    let analysis = run(&flows);
+    assert_partition(&analysis);
+    assert_eq!(
+        summary(&analysis),
+        vec![(
+            "copy lab/src:v1 → lab/dst:v1".to_owned(),
+            "skopeo".to_owned()
+        )]
+    );
+    assert_eq!(analysis.operations[0].status, OperationStatus::Succeeded);
+}
