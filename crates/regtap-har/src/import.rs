@@ -374,6 +374,7 @@ fn summary_body(size: u64, sha256: Option<&str>, absent: bool) -> Body {
         inline: None,
         // Nothing of it is known: an empty prefix.
         truncated: true,
+        truncated_reason: None,
         stored: None,
     }
 }
@@ -387,6 +388,7 @@ fn body_from_bytes(bytes: &[u8], declared_size: Option<u64>, sha256: Option<&str
             complete: true,
             inline: Some(Data::from_bytes(bytes)),
             truncated: true,
+            truncated_reason: None,
             stored: None,
         },
         _ => Body::from_bytes(bytes),
