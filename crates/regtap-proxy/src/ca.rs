@@ -294,7 +294,7 @@ impl Ca {
             issuer: self.issuer()?,
             provider,
             refusing: Arc::new(refusing),
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(LeafCache::new(LEAF_CACHE_CAPACITY)),
         })
     }
 }
@@ -368,15 +368,62 @@ fn write_file_atomically(path: &Path, bytes: &[u8], mode: u32) -> Result<(), CaE
     fs::rename(&tmp, path).map_err(io_err(path))
 }
 
-/// Issues the certificates the proxy shows to clients: one per host, cached for
-/// the life of the proxy, each with its own key pair, signed by the CA.
+/// How many hosts' certificates are kept (about 20 kB each); beyond that the
+/// least recently used one is dropped (and made again if its host comes back).
+pub const LEAF_CACHE_CAPACITY: usize = 1024;
+
+/// Server configurations by host name, least recently used evicted first.
+struct LeafCache {
+    capacity: usize,
+    /// Bumped on every use; an entry's tick says when it was last used.
+    tick: u64,
+    entries: HashMap<String, (Arc<ServerConfig>, u64)>,
+}
+
+impl LeafCache {
+    fn new(capacity: usize) -> Self {
+        LeafCache {
+            capacity: capacity.max(1),
+            tick: 0,
+            entries: HashMap::new(),
+        }
+    }
+
+    fn get(&mut self, host: &str) -> Option<Arc<ServerConfig>> {
+        self.tick += 1;
+        let tick = self.tick;
+        self.entries.get_mut(host).map(|(config, used)| {
+            *used = tick;
+            Arc::clone(config)
+        })
+    }
+
+    fn insert(&mut self, host: String, config: Arc<ServerConfig>) {
+        if !self.entries.contains_key(&host) && self.entries.len() >= self.capacity {
+            // A linear scan: the cache is small and misses cost a key pair anyway.
+            let oldest = self
+                .entries
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(host, _)| host.clone());
+            if let Some(oldest) = oldest {
+                self.entries.remove(&oldest);
+            }
+        }
+        self.tick += 1;
+        self.entries.insert(host, (config, self.tick));
+    }
+}
+
+/// Issues the certificates the proxy shows to clients: one per host, kept in
+/// a bounded LRU cache, each with its own key pair, signed by the CA.
 pub struct LeafAuthority {
     issuer: Issuer<'static, KeyPair>,
     provider: Arc<CryptoProvider>,
     /// Served for a host no leaf can be made for: its handshakes fail (the
     /// trait gives no way to return an error).
     refusing: Arc<ServerConfig>,
-    cache: Mutex<HashMap<String, Arc<ServerConfig>>>,
+    cache: Mutex<LeafCache>,
 }
 
 impl LeafAuthority {
@@ -410,9 +457,14 @@ impl LeafAuthority {
         Ok((cert.der().clone(), key_der))
     }
 
-    fn server_config(&self, host: &str) -> Arc<ServerConfig> {
+    /// How many hosts' certificates are cached now.
+    pub fn cached_hosts(&self) -> usize {
+        self.cache.lock().map_or(0, |c| c.entries.len())
+    }
+
+    pub(crate) fn server_config(&self, host: &str) -> Arc<ServerConfig> {
         let key = host.to_ascii_lowercase();
-        if let Some(config) = self.cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
+        if let Some(config) = self.cache.lock().ok().and_then(|mut c| c.get(&key)) {
             return config;
         }
         let config = match self.build_server_config(&key) {
@@ -453,5 +505,31 @@ impl ResolvesServerCert for NoCertificate {
 impl CertificateAuthority for LeafAuthority {
     async fn gen_server_config(&self, authority: &http::uri::Authority) -> Arc<ServerConfig> {
         self.server_config(authority.host())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leaf_cache_keeps_at_most_its_capacity_and_evicts_the_least_recently_used() {
+        let ca = Ca::init(tempfile::tempdir().unwrap().path(), &CaOptions::default()).unwrap();
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let authority = ca.leaf_authority(provider).unwrap();
+        if let Ok(mut cache) = authority.cache.lock() {
+            *cache = LeafCache::new(3);
+        }
+        let a = authority.server_config("a.test");
+        authority.server_config("b.test");
+        authority.server_config("c.test");
+        // a is used again, so b is now the least recently used.
+        assert!(Arc::ptr_eq(&a, &authority.server_config("A.test")));
+        authority.server_config("d.test");
+        assert_eq!(authority.cached_hosts(), 3);
+        let cache = authority.cache.lock().unwrap();
+        let mut hosts: Vec<&str> = cache.entries.keys().map(String::as_str).collect();
+        hosts.sort_unstable();
+        assert_eq!(hosts, ["a.test", "c.test", "d.test"]);
     }
 }
