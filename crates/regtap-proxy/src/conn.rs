@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use regtap_capture::ErrorStage;
@@ -44,6 +44,9 @@ pub(crate) struct ConnState {
     clock: Mutex<Clock>,
     /// A deadline passed and was recorded; the connection is being closed.
     timed_out: AtomicBool,
+    /// The reader parked without a deadline while an exchange was in flight;
+    /// woken when the exchange ends so that its deadline starts.
+    parked_reader: Mutex<Option<Waker>>,
 }
 
 impl ConnState {
@@ -58,6 +61,7 @@ impl ConnState {
                 served: false,
             }),
             timed_out: AtomicBool::new(false),
+            parked_reader: Mutex::new(None),
         }
     }
 
@@ -123,11 +127,15 @@ pub(crate) struct ExchangeGuard(Arc<ConnState>);
 
 impl Drop for ExchangeGuard {
     fn drop(&mut self) {
-        if self.0.in_flight.fetch_sub(1, Ordering::Relaxed) == 1
-            && let Ok(mut clock) = self.0.clock.lock()
-        {
+        if self.0.in_flight.fetch_sub(1, Ordering::Relaxed) != 1 {
+            return;
+        }
+        if let Ok(mut clock) = self.0.clock.lock() {
             clock.quiet_since = Instant::now();
             clock.served = true;
+        }
+        if let Some(reader) = self.0.parked_reader.lock().ok().and_then(|mut w| w.take()) {
+            reader.wake();
         }
     }
 }
@@ -159,6 +167,10 @@ impl<T> TimedIo<T> {
 
     /// Checks the deadline after a read found nothing to return.
     fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+        // Parked before the check, so that an exchange ending in between wakes us.
+        if let Ok(mut parked) = self.state.parked_reader.lock() {
+            *parked = Some(cx.waker().clone());
+        }
         let Some((deadline, stage)) = self.state.deadline(&self.limits) else {
             return Poll::Pending;
         };

@@ -418,6 +418,11 @@ impl ProxyHandle {
         self.live.subscribe()
     }
 
+    /// True when the proxy goes on forwarding after a failed capture write.
+    pub fn keeps_forwarding_unrecorded(&self) -> bool {
+        self.front.forwarder.keep_forwarding
+    }
+
     /// Resolves with the reason once a capture record could not be written.
     /// Unless `keep_forwarding_unrecorded` is set, the proxy already refuses
     /// new exchanges by then and should be shut down.
