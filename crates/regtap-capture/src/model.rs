@@ -353,7 +353,7 @@ impl ErrorStage {
             ErrorStage::ResponseTimeout => "waiting for the response head",
             ErrorStage::BodyTimeout => "waiting for body bytes",
             ErrorStage::ConnectionLimit => "accepting the connection (limit reached)",
-            ErrorStage::ProxyStopped => "the proxy stopped mid-exchange",
+            ErrorStage::ProxyStopped => "in flight (the proxy stopped)",
         }
     }
 }

@@ -515,10 +515,12 @@ pub fn summary_line(flow: &Flow) -> String {
         human_bytes(down)
     };
     let ms = (flow.timing.end() - flow.timing.request_start).max(0) / 1_000_000;
-    let mut line = format!(
-        "{} {host} {path} {status} {size} {ms}ms",
-        flow.request.method
-    );
+    // A failure before any request (a timeout, a refused connection).
+    let method = match flow.request.method.as_str() {
+        "" => "-",
+        method => method,
+    };
+    let mut line = format!("{method} {host} {path} {status} {size} {ms}ms");
     if let Some(error) = &flow.error {
         line.push_str(" - ");
         line.push_str(&error.message);

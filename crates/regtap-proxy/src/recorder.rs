@@ -54,7 +54,9 @@ impl Shared {
 
     /// Records something that went wrong on a client connection outside any
     /// HTTP exchange (a timeout, a refused connection, a protocol error): a
-    /// flow with an empty method and URL, the client's address and the error.
+    /// flow with an empty method, the client's address and the error; its URL
+    /// is the tunnel's (`https://host[:port]`) when it came through a
+    /// CONNECT, so that it is listed with that server's traffic.
     pub(crate) fn record_connection_failure(
         &self,
         client_addr: SocketAddr,
@@ -67,13 +69,17 @@ impl Shared {
         } else {
             "http"
         };
+        let url = connect_authority
+            .as_deref()
+            .map(tunnel_url)
+            .unwrap_or_default();
         self.record_failure(
             client_addr,
             connect_authority,
             scheme,
             Request {
                 method: String::new(),
-                url: String::new(),
+                url,
                 http_version: String::new(),
                 headers: Headers::default(),
                 body: regtap_capture::Body::from_bytes(b""),
@@ -95,7 +101,7 @@ impl Shared {
             "https",
             Request {
                 method: "CONNECT".to_owned(),
-                url: connect_authority,
+                url: tunnel_url(&connect_authority),
                 http_version: "HTTP/1.1".to_owned(),
                 headers: Headers::default(),
                 body: regtap_capture::Body::from_bytes(b""),
@@ -152,6 +158,12 @@ impl Shared {
     fn send_in_flight(&self, record: InFlightRecord) {
         let _ = self.records.send(Record::InFlight(record));
     }
+}
+
+/// `https://registry.test` for a tunnel to `registry.test:443`.
+fn tunnel_url(authority: &str) -> String {
+    let host = authority.strip_suffix(":443").unwrap_or(authority);
+    format!("https://{host}")
 }
 
 /// The request as it arrived, before its body.

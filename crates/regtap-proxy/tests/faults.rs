@@ -322,7 +322,7 @@ async fn a_client_that_does_not_trust_the_ca_leaves_a_flow_that_says_how_to_fix_
 
     let flow = harness.finished(1).await.remove(0);
     assert_eq!(flow.request.method, "CONNECT");
-    assert_eq!(flow.request.url, "registry.test:443");
+    assert_eq!(flow.request.url, "https://registry.test");
     assert_eq!(flow.connect_authority.as_deref(), Some("registry.test:443"));
     assert_eq!(flow.client_addr.as_deref(), Some(client_addr.as_str()));
     let error = flow.error.unwrap();
