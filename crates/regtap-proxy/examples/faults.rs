@@ -90,7 +90,7 @@ impl Bench {
         let capture = self.dir.join(format!("{name}.jsonl"));
         let mut command = Command::new(&self.regtap);
         command
-            .args(["proxy", "--listen", "127.0.0.1:0", "-q", "--capture"])
+            .args(["proxy", "--listen", "127.0.0.1:0", "--capture"])
             .arg(&capture)
             .arg("--upstream-ca")
             .arg(&self.upstream_ca)
@@ -229,11 +229,14 @@ async fn load(
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..uploads {
-        let chunks = std::iter::repeat_n(chunk.clone(), upload_mib).map(Ok::<Bytes, std::io::Error>);
+        let chunks =
+            std::iter::repeat_n(chunk.clone(), upload_mib).map(Ok::<Bytes, std::io::Error>);
         let request = client
             .put(format!("{base}/upload"))
             .header("content-length", (upload_mib * MIB).to_string())
-            .body(reqwest::Body::wrap_stream(hudsucker::futures::stream::iter(chunks)));
+            .body(reqwest::Body::wrap_stream(
+                hudsucker::futures::stream::iter(chunks),
+            ));
         tasks.push(tokio::spawn(async move {
             let response = request.send().await?;
             let ok = response.status().is_success();
@@ -350,11 +353,7 @@ async fn fd_limit(bench: &Bench, base: &str) -> Result<(), Error> {
     Ok(())
 }
 
-async fn file_size_limit(
-    bench: &Bench,
-    base: &str,
-    received: &AtomicU64,
-) -> Result<(), Error> {
+async fn file_size_limit(bench: &Bench, base: &str, received: &AtomicU64) -> Result<(), Error> {
     const REQUESTS: usize = 30;
     const SIZE: usize = 1000;
     println!("== capture file-size limit: RLIMIT_FSIZE 32 KiB, {REQUESTS} uploads of {SIZE} B");
@@ -390,7 +389,11 @@ async fn file_size_limit(
     println!("2xx: {ok}, refused by regtap: {refused}, no answer (proxy gone): {failed}");
     println!(
         "forwarded upstream: {forwarded}, in the capture: {} ({} cut off), bad lines: {}, ends on a newline: {}",
-        capture.flows.iter().filter(|f| f.request.method == "POST").count(),
+        capture
+            .flows
+            .iter()
+            .filter(|f| f.request.method == "POST")
+            .count(),
         capture.cut_off,
         capture.bad_lines.len(),
         bytes.last() == Some(&b'\n')

@@ -34,6 +34,9 @@ struct Clock {
     head_started: Option<Instant>,
     /// At least one exchange finished on this connection.
     served: bool,
+    /// HTTP/2: bytes between exchanges are control frames (PING, SETTINGS),
+    /// not the start of a request head.
+    multiplexed: bool,
 }
 
 /// What every piece serving one client connection knows about it.
@@ -59,6 +62,7 @@ impl ConnState {
                 quiet_since: Instant::now(),
                 head_started: None,
                 served: false,
+                multiplexed: false,
             }),
             timed_out: AtomicBool::new(false),
             parked_reader: Mutex::new(None),
@@ -84,10 +88,11 @@ impl ConnState {
     }
 
     /// An exchange (a request head was read) begins; its guard ends it.
-    pub(crate) fn exchange(self: &Arc<Self>) -> ExchangeGuard {
+    pub(crate) fn exchange(self: &Arc<Self>, version: http::Version) -> ExchangeGuard {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut clock) = self.clock.lock() {
             clock.head_started = None;
+            clock.multiplexed |= version == http::Version::HTTP_2;
         }
         ExchangeGuard(Arc::clone(self))
     }
@@ -96,7 +101,9 @@ impl ConnState {
         if self.in_flight() > 0 {
             return;
         }
-        if let Ok(mut clock) = self.clock.lock() {
+        if let Ok(mut clock) = self.clock.lock()
+            && !clock.multiplexed
+        {
             clock.head_started.get_or_insert_with(Instant::now);
         }
     }

@@ -232,7 +232,7 @@ impl Front {
         origin: Origin,
         permit: Arc<OwnedSemaphorePermit>,
     ) -> Response<Body> {
-        let guard = conn.exchange();
+        let guard = conn.exchange(req.version());
         let response = if req.method() == Method::CONNECT {
             self.connect(req, &conn, &origin, permit)
         } else {

@@ -274,6 +274,52 @@ pub fn timestamped_capture_path(prefix: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Command {
+        #[command(flatten)]
+        proxy: ProxyArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<ProxyArgs, clap::Error> {
+        Command::try_parse_from(std::iter::once("proxy").chain(args.iter().copied()))
+            .map(|c| c.proxy)
+    }
+
+    #[test]
+    fn flag_defaults_are_the_library_defaults() {
+        let args = parse(&[]).unwrap();
+        let defaults = Timeouts::default();
+        assert_eq!(args.request_head_timeout, defaults.request_head);
+        assert_eq!(args.idle_timeout, defaults.idle);
+        assert_eq!(args.connect_timeout, defaults.connect);
+        assert_eq!(args.response_timeout, defaults.response);
+        assert_eq!(args.body_timeout, defaults.body);
+        assert_eq!(
+            args.max_connections as usize,
+            regtap_proxy::DEFAULT_MAX_CONNECTIONS
+        );
+    }
+
+    #[test]
+    fn bad_limits_are_refused_with_a_reason() {
+        let err = parse(&["--max-inline", "67108865"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("64 MiB") && err.contains("--store-bodies"),
+            "{err}"
+        );
+        assert!(parse(&["--max-inline", "67108864"]).is_ok());
+        let err = parse(&["--body-timeout", "0"]).err().unwrap().to_string();
+        assert!(err.contains("positive number of seconds"), "{err}");
+        assert!(parse(&["--max-connections", "0"]).is_err());
+        assert!(parse(&["--append", "--force"]).is_err());
+        let args = parse(&["--idle-timeout", "1.5"]).unwrap();
+        assert_eq!(args.idle_timeout, Duration::from_millis(1500));
+    }
 
     #[test]
     fn default_capture_path_is_a_utc_timestamp_in_the_current_directory() {
