@@ -170,15 +170,19 @@ impl CaptureWriter {
             use std::os::unix::fs::OpenOptionsExt as _;
             options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
         }
-        let mut file = options.open(path).map_err(|source| match source.kind() {
-            io::ErrorKind::AlreadyExists => CaptureError::Exists {
-                path: path.to_owned(),
-            },
-            // O_NOFOLLOW reports a symlink as ELOOP.
-            _ if is_symlink(path) => CaptureError::Symlink {
-                path: path.to_owned(),
-            },
-            _ => io_err(source),
+        let mut file = options.open(path).map_err(|source| {
+            // O_NOFOLLOW reports a symlink as ELOOP, O_EXCL as EEXIST.
+            if is_symlink(path) {
+                CaptureError::Symlink {
+                    path: path.to_owned(),
+                }
+            } else if source.kind() == io::ErrorKind::AlreadyExists {
+                CaptureError::Exists {
+                    path: path.to_owned(),
+                }
+            } else {
+                io_err(source)
+            }
         })?;
         // An existing file keeps its mode through `open`; captures hold tokens.
         #[cfg(unix)]

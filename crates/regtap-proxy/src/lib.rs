@@ -262,6 +262,7 @@ pub async fn start(config: ProxyConfig, ca: &Ca) -> Result<ProxyHandle, ProxyErr
     unsafe {
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
+    warn_if_short_of_file_descriptors(config.max_connections);
     let provider = crypto_provider();
     let leaves = ca.leaf_authority(Arc::clone(&provider))?;
     let tls = upstream::client_tls_config(
@@ -365,6 +366,33 @@ pub async fn start(config: ProxyConfig, ca: &Ca) -> Result<ProxyHandle, ProxyErr
         writer,
         capture_failure,
     })
+}
+
+/// Each client connection holds its socket and usually one upstream socket;
+/// when the file-descriptor limit is lower than that, connections beyond it
+/// wait in the listen backlog instead of getting the limit's 503.
+fn warn_if_short_of_file_descriptors(max_connections: usize) {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes into the struct it is given.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+            return;
+        }
+        let needed = max_connections.saturating_mul(2).saturating_add(64) as u64;
+        if limit.rlim_cur < needed {
+            tracing::warn!(
+                "--max-connections {max_connections} needs about {needed} file descriptors \
+                 but the limit is {} (ulimit -n): raise it, or lower --max-connections to \
+                 about {} so that extra clients get a 503 instead of waiting",
+                limit.rlim_cur,
+                limit.rlim_cur.saturating_sub(64) / 2
+            );
+        }
+    }
 }
 
 /// A running proxy.
