@@ -98,6 +98,11 @@ impl Default for Timeouts {
 /// How long a shutdown waits for open connections to finish before it cuts them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
+/// Idle upstream connections are closed after this long…
+const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// …and at most this many are kept per upstream host.
+const UPSTREAM_MAX_IDLE_PER_HOST: usize = 32;
+
 /// How many live events a subscriber may fall behind before it misses some.
 const LIVE_CAPACITY: usize = 4096;
 
@@ -323,6 +328,11 @@ pub async fn start(config: ProxyConfig, ca: &Ca) -> Result<ProxyHandle, ProxyErr
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .http1_title_case_headers(true)
         .http1_preserve_header_case(true)
+        // Without a timer the pool never closes idle upstream connections: a
+        // long-running proxy would hold every one it ever opened.
+        .pool_timer(hyper_util::rt::TokioTimer::new())
+        .pool_idle_timeout(UPSTREAM_IDLE_TIMEOUT)
+        .pool_max_idle_per_host(UPSTREAM_MAX_IDLE_PER_HOST)
         .build(upstream::connector(
             tls,
             Arc::clone(&resolve),
