@@ -8,7 +8,6 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use hudsucker::certificate_authority::CertificateAuthority;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
     GeneralSubtree, IsCa, Issuer, KeyPair, KeyUsagePurpose, NameConstraints, SanType,
@@ -16,8 +15,6 @@ use rcgen::{
 use rustls::ServerConfig;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use rustls::server::{ClientHello, ResolvesServerCert};
-use rustls::sign::CertifiedKey;
 use sha2::Digest as _;
 use time::{Duration, OffsetDateTime};
 
@@ -285,15 +282,9 @@ impl Ca {
 
     /// The authority that signs the proxy's per-host leaf certificates.
     pub fn leaf_authority(&self, provider: Arc<CryptoProvider>) -> Result<LeafAuthority, CaError> {
-        let refusing = ServerConfig::builder_with_provider(Arc::clone(&provider))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| CaError::Tls(e.to_string()))?
-            .with_no_client_auth()
-            .with_cert_resolver(Arc::new(NoCertificate));
         Ok(LeafAuthority {
             issuer: self.issuer()?,
             provider,
-            refusing: Arc::new(refusing),
             cache: Mutex::new(LeafCache::new(LEAF_CACHE_CAPACITY)),
         })
     }
@@ -420,9 +411,6 @@ impl LeafCache {
 pub struct LeafAuthority {
     issuer: Issuer<'static, KeyPair>,
     provider: Arc<CryptoProvider>,
-    /// Served for a host no leaf can be made for: its handshakes fail (the
-    /// trait gives no way to return an error).
-    refusing: Arc<ServerConfig>,
     cache: Mutex<LeafCache>,
 }
 
@@ -462,22 +450,18 @@ impl LeafAuthority {
         self.cache.lock().map_or(0, |c| c.entries.len())
     }
 
-    pub(crate) fn server_config(&self, host: &str) -> Arc<ServerConfig> {
+    /// The TLS configuration presenting regtap's certificate for `host`;
+    /// the reason when no certificate can be made for it.
+    pub(crate) fn server_config(&self, host: &str) -> Result<Arc<ServerConfig>, String> {
         let key = host.to_ascii_lowercase();
         if let Some(config) = self.cache.lock().ok().and_then(|mut c| c.get(&key)) {
-            return config;
+            return Ok(config);
         }
-        let config = match self.build_server_config(&key) {
-            Ok(config) => Arc::new(config),
-            Err(reason) => {
-                tracing::error!(host = %key, "cannot issue a certificate: {reason}");
-                Arc::clone(&self.refusing)
-            }
-        };
+        let config = Arc::new(self.build_server_config(&key)?);
         if let Ok(mut cache) = self.cache.lock() {
             cache.insert(key, Arc::clone(&config));
         }
-        config
+        Ok(config)
     }
 
     fn build_server_config(&self, host: &str) -> Result<ServerConfig, String> {
@@ -493,21 +477,6 @@ impl LeafAuthority {
     }
 }
 
-#[derive(Debug)]
-struct NoCertificate;
-
-impl ResolvesServerCert for NoCertificate {
-    fn resolve(&self, _client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        None
-    }
-}
-
-impl CertificateAuthority for LeafAuthority {
-    async fn gen_server_config(&self, authority: &http::uri::Authority) -> Arc<ServerConfig> {
-        self.server_config(authority.host())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -520,12 +489,13 @@ mod tests {
         if let Ok(mut cache) = authority.cache.lock() {
             *cache = LeafCache::new(3);
         }
-        let a = authority.server_config("a.test");
-        authority.server_config("b.test");
-        authority.server_config("c.test");
+        let config = |host: &str| authority.server_config(host).unwrap();
+        let a = config("a.test");
+        config("b.test");
+        config("c.test");
         // a is used again, so b is now the least recently used.
-        assert!(Arc::ptr_eq(&a, &authority.server_config("A.test")));
-        authority.server_config("d.test");
+        assert!(Arc::ptr_eq(&a, &config("A.test")));
+        config("d.test");
         assert_eq!(authority.cached_hosts(), 3);
         let cache = authority.cache.lock().unwrap();
         let mut hosts: Vec<&str> = cache.entries.keys().map(String::as_str).collect();

@@ -1,6 +1,7 @@
-//! regtap's recording proxy: a MITM HTTP(S) proxy (hudsucker) that streams
-//! every exchange through unchanged and records it as a [`Flow`] in a capture
-//! file, plus the certificate authority it signs its per-host certificates with.
+//! regtap's recording proxy: a MITM HTTP(S) proxy (hyper, with hudsucker's
+//! body type) that streams every exchange through unchanged and records it as
+//! a [`Flow`] in a capture file, plus the certificate authority it signs its
+//! per-host certificates with.
 //!
 //! The proxy knows HTTP, not registries: it records what passed, the decoder
 //! makes sense of it.

@@ -412,7 +412,15 @@ impl Front {
             .server_name()
             .map(str::to_owned)
             .unwrap_or_else(|| authority.host().to_owned());
-        let config = self.leaves.server_config(&host);
+        let config = match self.leaves.server_config(&host) {
+            Ok(config) => config,
+            Err(reason) => {
+                fail(format!(
+                    "regtap cannot make a certificate for {host:?} (the name the client asked for): {reason}"
+                ));
+                return None;
+            }
+        };
         match start.into_stream(config).await {
             Ok(stream) => Some(stream),
             Err(e) => {
