@@ -49,6 +49,8 @@ async fn main() -> Result<(), Error> {
     let base = format!("https://localhost:{}", upstream.addr.port());
 
     load(&bench, &base, uploads, upload_mib, small).await?;
+    inline_budget(&bench, &base, None).await?;
+    inline_budget(&bench, &base, Some(64 * MIB)).await?;
     idle_clients(&bench, idle).await?;
     fd_limit(&bench, &base).await?;
     file_size_limit(&bench, &base, &upstream.received).await?;
@@ -281,6 +283,62 @@ async fn load(
         "wall: {:.1} s, proxy peak RSS: {rss:.1} MiB, proxy CPU: {cpu:.1} s",
         elapsed.as_secs_f64()
     );
+    Ok(())
+}
+
+async fn inline_budget(bench: &Bench, base: &str, budget: Option<usize>) -> Result<(), Error> {
+    const UPLOADS: usize = 300;
+    let (name, args) = match budget {
+        Some(bytes) => (
+            format!("inline-budget-{bytes}"),
+            vec!["--inline-budget".to_owned(), bytes.to_string()],
+        ),
+        None => ("inline-budget-default".to_owned(), Vec::new()),
+    };
+    println!(
+        "== inline budget: {UPLOADS} parallel 1 MiB JSON uploads, --inline-budget {}",
+        budget.map_or("default (256 MiB)".to_owned(), |b| format!(
+            "{} MiB",
+            b / MIB
+        ))
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut proxy = bench.proxy(&name, &args, Limits::default())?;
+    let client = bench.client(&proxy)?;
+    // Just under 1 MiB, so that --max-inline alone would keep it whole.
+    let body = Bytes::from(format!("[{}]", "1,".repeat(MIB / 2 - 2) + "1"));
+    let mut tasks = Vec::new();
+    for _ in 0..UPLOADS {
+        let request = client
+            .post(format!("{base}/upload"))
+            .header("content-type", "application/json")
+            .body(body.clone());
+        tasks.push(tokio::spawn(async move {
+            let response = request.send().await?;
+            response.bytes().await
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    let rss = vm_hwm_mib(proxy.pid())?;
+    proxy.stop()?;
+    let capture = Capture::read(&proxy.capture)?;
+    let budgeted = capture
+        .flows
+        .iter()
+        .filter(|f| f.request.body.truncated_reason.is_some())
+        .count();
+    let whole = capture
+        .flows
+        .iter()
+        .filter(|f| f.request.body.full_bytes().is_some())
+        .count();
+    println!(
+        "recorded: {}, kept whole: {whole}, cut to a prefix by the budget (with the reason): {budgeted}",
+        capture.flows.len()
+    );
+    println!("proxy peak RSS: {rss:.1} MiB");
     Ok(())
 }
 

@@ -16,7 +16,7 @@ use regtap_capture::{
 };
 use tokio::sync::{broadcast, oneshot, watch};
 
-use crate::tap::{BodyStore, BodyTap, InlineBudget};
+use crate::tap::{BodyStore, BodyTap, InlineBudget, InlineHold};
 use crate::writer::Record;
 
 /// What every flow of one proxy shares.
@@ -136,7 +136,7 @@ impl Shared {
             },
             error: Some(error),
         };
-        self.send(flow);
+        self.send(flow, Vec::new());
     }
 
     /// Finishes every exchange still in flight with `reason` (the proxy stops).
@@ -150,9 +150,12 @@ impl Shared {
         }
     }
 
-    fn send(&self, flow: Flow) {
+    fn send(&self, flow: Flow, holds: Vec<InlineHold>) {
         // After shutdown the writer is gone; nothing is left to record into.
-        let _ = self.records.send(Record::Flow(Box::new(flow)));
+        let _ = self.records.send(Record::Flow {
+            flow: Box::new(flow),
+            holds,
+        });
     }
 
     fn send_in_flight(&self, record: InFlightRecord) {
@@ -446,12 +449,17 @@ impl FlowRecorder {
         let Some(mut flow) = state.flow.take() else {
             return;
         };
+        let mut holds = Vec::new();
         if let Some(tap) = state.request.tap.take() {
-            flow.request.body = tap.finish(state.request.complete);
+            let (body, hold) = tap.finish(state.request.complete);
+            flow.request.body = body;
+            holds.push(hold);
         }
         let response_tap = state.response.tap.take();
         if let (Some(response), Some(tap)) = (flow.response.as_mut(), response_tap) {
-            response.body = tap.finish(state.response.complete);
+            let (body, hold) = tap.finish(state.response.complete);
+            response.body = body;
+            holds.push(hold);
         }
         if flow.response.is_none() && state.error.is_none() && state.inferred_error.is_none() {
             state.error = Some(FlowError {
@@ -463,7 +471,7 @@ impl FlowRecorder {
         if let Ok(mut in_flight) = self.shared.in_flight.lock() {
             in_flight.remove(&self.id);
         }
-        self.shared.send(flow);
+        self.shared.send(flow, holds);
     }
 }
 

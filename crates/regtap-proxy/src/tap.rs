@@ -200,10 +200,15 @@ impl BodyTap {
         }
     }
 
-    /// The body as recorded. `complete` is false when it was cut off; a cut-off
-    /// body is not kept in the store (it would sit under a hash nobody asked for).
-    pub(crate) fn finish(mut self, complete: bool) -> Body {
-        self.release();
+    /// The body as recorded, and its hold on the inline budget (to be dropped
+    /// once the flow is written). `complete` is false when it was cut off; a
+    /// cut-off body is not kept in the store (it would sit under a hash nobody
+    /// asked for).
+    pub(crate) fn finish(mut self, complete: bool) -> (Body, InlineHold) {
+        let hold = InlineHold {
+            budget: self.budget.clone(),
+            bytes: std::mem::take(&mut self.reserved),
+        };
         let sha256 = hex::encode(std::mem::take(&mut self.hasher).finalize());
         let stored = match (self.file.take(), self.store.take()) {
             (Some(file), Some(store)) => finish_store_file(file, &store, &sha256, complete),
@@ -216,7 +221,7 @@ impl BodyTap {
         } else {
             Some(Data::from_bytes(&self.kept))
         };
-        Body {
+        let body = Body {
             size: self.size,
             sha256,
             complete,
@@ -224,6 +229,22 @@ impl BodyTap {
             truncated: self.truncated,
             truncated_reason: self.truncated_reason.take(),
             stored,
+        };
+        (body, hold)
+    }
+}
+
+/// The inline bytes of a finished body, still counted against the budget
+/// while its flow waits to be written; given back when dropped.
+pub(crate) struct InlineHold {
+    budget: Option<Arc<InlineBudget>>,
+    bytes: usize,
+}
+
+impl Drop for InlineHold {
+    fn drop(&mut self) {
+        if let Some(budget) = &self.budget {
+            budget.give_back(self.bytes);
         }
     }
 }
@@ -288,7 +309,7 @@ mod tests {
         first.push(&body);
         let mut second = BodyTap::new(1 << 20, Some(Arc::clone(&budget)), None, "b".into());
         second.push(&body);
-        let second = second.finish(true);
+        let (second, _) = second.finish(true);
         assert!(second.truncated);
         assert!(
             second
@@ -300,12 +321,16 @@ mod tests {
         );
         assert_eq!(second.size, body.len() as u64);
         assert_eq!(second.sha256, regtap_capture::sha256_hex(&body));
-        let first = first.finish(true);
+        let (first, hold) = first.finish(true);
         assert_eq!(first.full_bytes(), Some(body.clone()));
-        // Finishing gave the memory back.
-        let mut third = BodyTap::new(1 << 20, Some(budget), None, "c".into());
+        // The first body's memory is held until its flow is written.
+        let mut third = BodyTap::new(1 << 20, Some(Arc::clone(&budget)), None, "c".into());
         third.push(&body);
-        assert_eq!(third.finish(true).full_bytes(), Some(body));
+        assert!(third.finish(true).0.truncated);
+        drop(hold);
+        let mut fourth = BodyTap::new(1 << 20, Some(budget), None, "d".into());
+        fourth.push(&body);
+        assert_eq!(fourth.finish(true).0.full_bytes(), Some(body));
     }
 
     #[test]
@@ -313,7 +338,7 @@ mod tests {
         let mut t = tap(16);
         t.push(b"{\"a\":");
         t.push(b"1}");
-        let body = t.finish(true);
+        let body = t.finish(true).0;
         assert_eq!(body, Body::from_bytes(b"{\"a\":1}"));
     }
 
@@ -324,7 +349,7 @@ mod tests {
         for chunk in data.chunks(3000) {
             t.push(chunk);
         }
-        let body = t.finish(true);
+        let body = t.finish(true).0;
         assert_eq!(body.size, 20_000);
         assert_eq!(body.sha256, regtap_capture::sha256_hex(&data));
         assert!(body.truncated);
@@ -336,7 +361,7 @@ mod tests {
     fn body_exactly_at_the_limit_is_inline() {
         let mut t = tap(4);
         t.push(b"abcd");
-        let body = t.finish(true);
+        let body = t.finish(true).0;
         assert!(!body.truncated);
         assert_eq!(body.full_bytes(), Some(b"abcd".to_vec()));
     }
@@ -345,7 +370,7 @@ mod tests {
     fn zero_max_inline_keeps_nothing() {
         let mut t = tap(0);
         t.push(b"abc");
-        let body = t.finish(false);
+        let body = t.finish(false).0;
         assert_eq!(body.inline, None);
         assert!(body.truncated);
         assert!(!body.complete);
@@ -367,7 +392,7 @@ mod tests {
         let mut t = BodyTap::new(2, None, Some(store.clone()), "1-req".to_owned());
         t.push(b"hello ");
         t.push(b"world");
-        let body = t.finish(true);
+        let body = t.finish(true).0;
         let stored = body.stored.unwrap();
         assert_eq!(
             stored,
@@ -377,7 +402,7 @@ mod tests {
 
         let mut cut = BodyTap::new(2, None, Some(store), "2-req".to_owned());
         cut.push(b"partial");
-        let body = cut.finish(false);
+        let body = cut.finish(false).0;
         assert_eq!(body.stored, None);
         assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
     }

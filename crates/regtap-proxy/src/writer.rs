@@ -13,6 +13,7 @@ use regtap_capture::{CaptureError, CaptureWriter, Flow, InFlightRecord, LiveEven
 use tokio::sync::{broadcast, oneshot, watch};
 
 use crate::summary_line;
+use crate::tap::InlineHold;
 
 pub(crate) enum Record {
     /// An exchange starts; `written` says whether its start record is on disk.
@@ -21,7 +22,12 @@ pub(crate) enum Record {
         written: oneshot::Sender<bool>,
     },
     InFlight(InFlightRecord),
-    Flow(Box<Flow>),
+    /// A finished exchange; `holds` keep its inline bodies counted against
+    /// the inline budget until it is written.
+    Flow {
+        flow: Box<Flow>,
+        holds: Vec<InlineHold>,
+    },
     /// Stop after what was sent before.
     Close,
 }
@@ -69,8 +75,10 @@ impl WriterTask {
                 Record::InFlight(record) => {
                     self.write(&mut report, |w| w.append_in_flight(&record));
                 }
-                Record::Flow(flow) => {
-                    if self.write(&mut report, |w| w.append(&flow)) {
+                Record::Flow { flow, holds } => {
+                    let written = self.write(&mut report, |w| w.append(&flow));
+                    drop(holds);
+                    if written {
                         report.flows_written += 1;
                         let _ = self.live.send(LiveEvent::Finished(flow));
                     } else {
