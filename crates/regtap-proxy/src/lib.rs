@@ -318,6 +318,7 @@ pub async fn start(config: ProxyConfig, ca: &Ca) -> Result<ProxyHandle, ProxyErr
     })
     .map_err(ProxyError::Writer)?;
     let shared = Arc::new(Shared::new(
+        local_addr,
         records.clone(),
         live.clone(),
         first_id,

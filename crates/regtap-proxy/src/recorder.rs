@@ -28,12 +28,16 @@ pub(crate) struct Shared {
     max_inline: usize,
     inline_budget: Arc<InlineBudget>,
     store: Option<BodyStore>,
+    /// `http://<listen address>`: the URL of failures on connections to the
+    /// proxy itself, before any request.
+    proxy_url: String,
 }
 
 impl Shared {
     /// `first_id`: the id of the first exchange (a capture appended to
     /// continues after its highest id).
     pub(crate) fn new(
+        listen: SocketAddr,
         records: mpsc::Sender<Record>,
         live: broadcast::Sender<LiveEvent>,
         first_id: u64,
@@ -49,6 +53,7 @@ impl Shared {
             max_inline,
             inline_budget,
             store,
+            proxy_url: format!("http://{listen}"),
         }
     }
 
@@ -56,7 +61,8 @@ impl Shared {
     /// HTTP exchange (a timeout, a refused connection, a protocol error): a
     /// flow with an empty method, the client's address and the error; its URL
     /// is the tunnel's (`https://host[:port]`) when it came through a
-    /// CONNECT, so that it is listed with that server's traffic.
+    /// CONNECT, so that it is listed with that server's traffic, else the
+    /// proxy's own (`http://127.0.0.1:8080`).
     pub(crate) fn record_connection_failure(
         &self,
         client_addr: SocketAddr,
@@ -71,8 +77,7 @@ impl Shared {
         };
         let url = connect_authority
             .as_deref()
-            .map(tunnel_url)
-            .unwrap_or_default();
+            .map_or_else(|| self.proxy_url.clone(), tunnel_url);
         self.record_failure(
             client_addr,
             connect_authority,

@@ -112,6 +112,11 @@ async fn silent_and_slow_clients_are_shed_by_the_request_head_timeout_and_record
     assert!(
         timed_out
             .iter()
+            .all(|f| f.request.url == format!("http://{addr}") && f.request.method.is_empty())
+    );
+    assert!(
+        timed_out
+            .iter()
             .any(|f| f.client_addr.as_deref() == Some(slow_addr.as_str()))
     );
     assert!(
