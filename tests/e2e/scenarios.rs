@@ -953,7 +953,23 @@ fn dockerd_checks_regtaps_certificate(world: &mut World) {
         "{}",
         output.combined()
     );
-    // Only the trusting dockerd's login got through: 401, token, 200.
+    // The untrusting dockerd's refused handshake is a flow that says how to
+    // fix it; only the trusting dockerd's login got through: 401, token, 200.
     let flows = Flows::of(&capture);
-    assert_eq!(flows.all.len(), 3, "{}", flows.listing());
+    assert_eq!(flows.all.len(), 4, "{}", flows.listing());
+    let refused = flows.all[0].flow;
+    assert_eq!(refused.request.method, "CONNECT", "{}", flows.listing());
+    let error = refused
+        .error
+        .as_ref()
+        .unwrap_or_else(|| panic!("no error on {}", flows.listing()));
+    assert_eq!(error.stage, regtap_capture::ErrorStage::ClientTls);
+    assert!(
+        error
+            .message
+            .contains("the client does not trust regtap's CA"),
+        "{}",
+        error.message
+    );
+    assert!(flows.all[1..].iter().all(|e| e.flow.error.is_none()));
 }

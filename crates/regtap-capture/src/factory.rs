@@ -135,6 +135,7 @@ fn summary_body(size: u64, sha256_hex: &str) -> Body {
         complete: true,
         inline: None,
         truncated: size > 0,
+        truncated_reason: None,
         stored: None,
     }
 }

@@ -1,21 +1,27 @@
-//! The capture file: JSON Lines. The first line is a [`CaptureHeader`], every
-//! further line one finished [`Flow`], appended and flushed when it finishes.
-//! A proxy killed mid-write leaves at most one partial last line, which the
-//! reader reports and skips.
+//! The capture file: JSON Lines. The first line is a [`CaptureHeader`]; every
+//! further line is a finished [`Flow`] or (format 1.1) an [`InFlightRecord`]
+//! about an exchange still in flight: its start, its response head, its
+//! progress. A proxy killed mid-write leaves at most one partial last line,
+//! which the reader reports and skips; exchanges that started but never
+//! finished come back as cut-off flows. A session appended to an existing
+//! capture starts with a header line of its own.
 
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Flow, UnixNanos};
+use crate::model::{Body, ErrorStage, Flow, FlowError, Response, UnixNanos};
 
 /// The value of [`CaptureHeader::format`].
 pub const FORMAT_NAME: &str = "regtap-capture";
 /// Readers refuse files whose major version differs from theirs.
 pub const FORMAT_MAJOR: u32 = 1;
-pub const FORMAT_MINOR: u32 = 0;
+/// 1.1 added in-flight records (start, response head, progress) and appended
+/// sessions; 1.0 files read unchanged.
+pub const FORMAT_MINOR: u32 = 1;
 
 /// First line of a capture file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,31 +96,94 @@ pub enum CaptureError {
         line: u64,
         reason: String,
     },
+    #[error(
+        "{path} already exists; a capture is never overwritten by accident \
+         (append to it with --append, replace it with --force, or choose another file)"
+    )]
+    Exists { path: PathBuf },
+    #[error("{path} is a symbolic link; regtap does not write captures through links")]
+    Symlink { path: PathBuf },
+    #[error(
+        "{path}: an earlier record could not be written nor cut off again; \
+         no further record is written, so that none extends a fragment"
+    )]
+    Poisoned { path: PathBuf },
 }
 
-/// Appends flows to a capture file. Each record is written with one `write`
-/// and flushed before [`CaptureWriter::append`] returns.
+/// What [`CaptureWriter::open`] does with a file that is already there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ExistingCapture {
+    /// Refuse it: a capture is evidence and is never overwritten by accident.
+    #[default]
+    Refuse,
+    /// Append a new session (a header line, then its records) to an existing
+    /// capture; flow ids continue after the file's highest.
+    Append,
+    /// Truncate it and start over.
+    Overwrite,
+}
+
+/// Appends records to a capture file. Each record is written with one
+/// `write_all` of the whole line; when that fails the file is cut back to its
+/// last complete record, so a failed write never leaves a fragment that a later
+/// write would extend. If even that cut fails the writer refuses every further
+/// record.
 pub struct CaptureWriter {
     path: PathBuf,
-    out: BufWriter<File>,
+    file: File,
+    /// Length of the file up to its last complete record.
+    len: u64,
     sync: bool,
+    /// Set when the file could not be cut back after a failed write.
+    poisoned: bool,
+    /// The highest flow id already in an appended-to file (0 for a new file).
+    last_id: u64,
 }
 
 impl CaptureWriter {
-    /// Creates (or truncates) `path` with mode 0600 and writes the header line.
+    /// Creates `path` with mode 0600 and writes the header line. An existing
+    /// file (or a symlink) at `path` is refused; see [`CaptureWriter::open`].
     pub fn create(path: &Path, header: &CaptureHeader) -> Result<Self, CaptureError> {
+        Self::open(path, header, ExistingCapture::Refuse)
+    }
+
+    /// Opens `path` for a new recording session: creates it, or treats an
+    /// existing file as `existing` says. A symlink at `path` is never followed.
+    pub fn open(
+        path: &Path,
+        header: &CaptureHeader,
+        existing: ExistingCapture,
+    ) -> Result<Self, CaptureError> {
         let io_err = |source| CaptureError::Io {
             path: path.to_owned(),
             source,
         };
         let mut options = OpenOptions::new();
-        options.write(true).create(true).truncate(true);
+        options.write(true);
+        match existing {
+            ExistingCapture::Refuse => options.create_new(true),
+            ExistingCapture::Append => options.create(true).read(true),
+            ExistingCapture::Overwrite => options.create(true).truncate(true),
+        };
         #[cfg(unix)]
         {
             use std::os::unix::fs::OpenOptionsExt as _;
-            options.mode(0o600);
+            options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
         }
-        let file = options.open(path).map_err(io_err)?;
+        let mut file = options.open(path).map_err(|source| {
+            // O_NOFOLLOW reports a symlink as ELOOP, O_EXCL as EEXIST.
+            if is_symlink(path) {
+                CaptureError::Symlink {
+                    path: path.to_owned(),
+                }
+            } else if source.kind() == io::ErrorKind::AlreadyExists {
+                CaptureError::Exists {
+                    path: path.to_owned(),
+                }
+            } else {
+                io_err(source)
+            }
+        })?;
         // An existing file keeps its mode through `open`; captures hold tokens.
         #[cfg(unix)]
         {
@@ -122,12 +191,27 @@ impl CaptureWriter {
             file.set_permissions(std::fs::Permissions::from_mode(0o600))
                 .map_err(io_err)?;
         }
+        let len = file.metadata().map_err(io_err)?.len();
+        let mut separator = Vec::new();
+        let mut last_id = 0;
+        if existing == ExistingCapture::Append && len > 0 {
+            let scan = scan_existing(path, &mut file)?;
+            last_id = scan.last_id;
+            // A cut-off last line stays a (bad) line of its own: it is never extended.
+            if !scan.ends_with_newline {
+                separator.push(b'\n');
+            }
+        }
+        file.seek(SeekFrom::Start(len)).map_err(io_err)?;
         let mut writer = CaptureWriter {
             path: path.to_owned(),
-            out: BufWriter::new(file),
+            file,
+            len,
             sync: false,
+            poisoned: false,
+            last_id,
         };
-        writer.write_line(header)?;
+        writer.write_line(&separator, header)?;
         Ok(writer)
     }
 
@@ -142,35 +226,192 @@ impl CaptureWriter {
         &self.path
     }
 
-    pub fn append(&mut self, flow: &Flow) -> Result<(), CaptureError> {
-        self.write_line(flow)
+    /// The highest flow id the file held before this session (0 when new).
+    pub fn last_id(&self) -> u64 {
+        self.last_id
     }
 
-    fn write_line<T: Serialize>(&mut self, value: &T) -> Result<(), CaptureError> {
-        let mut line = serde_json::to_vec(value).map_err(|e| CaptureError::Io {
+    /// Appends a finished flow.
+    pub fn append(&mut self, flow: &Flow) -> Result<(), CaptureError> {
+        self.write_line(&[], flow)
+    }
+
+    /// Appends a record about an exchange still in flight.
+    pub fn append_in_flight(&mut self, record: &InFlightRecord) -> Result<(), CaptureError> {
+        self.write_line(&[], record)
+    }
+
+    fn write_line<T: Serialize>(&mut self, prefix: &[u8], value: &T) -> Result<(), CaptureError> {
+        if self.poisoned {
+            return Err(CaptureError::Poisoned {
+                path: self.path.clone(),
+            });
+        }
+        let mut line = prefix.to_vec();
+        serde_json::to_writer(&mut line, value).map_err(|e| CaptureError::Io {
             path: self.path.clone(),
             source: io::Error::other(e),
         })?;
         line.push(b'\n');
-        let result = self
-            .out
-            .write_all(&line)
-            .and_then(|()| self.out.flush())
-            .and_then(|()| {
-                if self.sync {
-                    self.out.get_ref().sync_data()
-                } else {
-                    Ok(())
+        let written = self.file.write_all(&line).and_then(|()| {
+            if self.sync {
+                self.file.sync_data()
+            } else {
+                Ok(())
+            }
+        });
+        match written {
+            Ok(()) => {
+                self.len += line.len() as u64;
+                Ok(())
+            }
+            Err(source) => {
+                // Cut the partial line off; a later record must start on a clean line.
+                let cut = self.file.set_len(self.len);
+                let rewound = cut.and_then(|()| self.file.seek(SeekFrom::Start(self.len)));
+                if rewound.is_err() {
+                    self.poisoned = true;
                 }
-            });
-        result.map_err(|source| CaptureError::Io {
-            path: self.path.clone(),
-            source,
-        })
+                Err(CaptureError::Io {
+                    path: self.path.clone(),
+                    source,
+                })
+            }
+        }
     }
 }
 
-/// Streams the flows of a capture file, one line at a time.
+fn is_symlink(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
+}
+
+struct ExistingScan {
+    last_id: u64,
+    ends_with_newline: bool,
+}
+
+/// Checks that the file being appended to is a capture this regtap reads, and
+/// finds its highest flow id.
+fn scan_existing(path: &Path, file: &mut File) -> Result<ExistingScan, CaptureError> {
+    let io_err = |source| CaptureError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    file.seek(SeekFrom::Start(0)).map_err(io_err)?;
+    let mut input = BufReader::new(&*file);
+    let mut line = Vec::new();
+    input.read_until(b'\n', &mut line).map_err(io_err)?;
+    parse_header(path, &line)?;
+    let mut scan = ExistingScan {
+        last_id: 0,
+        ends_with_newline: line.last() == Some(&b'\n'),
+    };
+    loop {
+        line.clear();
+        if input.read_until(b'\n', &mut line).map_err(io_err)? == 0 {
+            break;
+        }
+        scan.ends_with_newline = line.last() == Some(&b'\n');
+        if let Ok(ids) = serde_json::from_slice::<RecordId>(&line) {
+            scan.last_id = scan.last_id.max(ids.highest());
+        }
+    }
+    Ok(scan)
+}
+
+/// Just the ids of any record line, for [`scan_existing`].
+#[derive(Deserialize)]
+struct RecordId {
+    id: Option<u64>,
+    start: Option<Box<RecordId>>,
+}
+
+impl RecordId {
+    fn highest(&self) -> u64 {
+        let start = self.start.as_ref().map_or(0, |s| s.highest());
+        self.id.unwrap_or(0).max(start)
+    }
+}
+
+/// A record about an exchange that has not finished yet (format 1.1). The
+/// finished [`Flow`] with the same id supersedes them; when it never comes (the
+/// proxy was killed), the reader turns what they say into a cut-off flow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InFlightRecord {
+    /// The exchange started: the flow as known then (request head, empty bodies).
+    Start(Box<Flow>),
+    /// Its response head arrived.
+    ResponseHead {
+        id: u64,
+        at: UnixNanos,
+        response: Response,
+    },
+    /// Body bytes streamed so far on each side.
+    Progress {
+        id: u64,
+        at: UnixNanos,
+        request_bytes: u64,
+        response_bytes: u64,
+    },
+}
+
+/// How a line of a capture file starts, per record kind.
+const IN_FLIGHT_PREFIXES: [&[u8]; 3] = [b"{\"start\":", b"{\"response_head\":", b"{\"progress\":"];
+const HEADER_PREFIX: &[u8] = b"{\"format\":";
+
+/// An exchange known from its in-flight records only, so far.
+struct Unfinished {
+    flow: Flow,
+    request_bytes: u64,
+    response_bytes: u64,
+}
+
+impl Unfinished {
+    /// The flow as the records left it: bodies cut off at the bytes last
+    /// reported, and an error saying the proxy stopped.
+    fn into_cut_off_flow(self) -> Flow {
+        let Unfinished {
+            mut flow,
+            request_bytes,
+            response_bytes,
+        } = self;
+        let cut = |size: u64| Body {
+            size,
+            complete: false,
+            truncated: size > 0,
+            ..Body::default()
+        };
+        flow.request.body = cut(request_bytes);
+        if let Some(response) = flow.response.as_mut() {
+            response.body = cut(response_bytes);
+        }
+        let response = match &flow.response {
+            Some(r) => format!("response {} with {response_bytes} body bytes", r.status),
+            None => "no response".to_owned(),
+        };
+        flow.error = Some(FlowError {
+            stage: ErrorStage::ProxyStopped,
+            message: format!(
+                "cut off: proxy stopped before the exchange finished \
+                 ({request_bytes} request body bytes seen, {response})"
+            ),
+        });
+        flow
+    }
+}
+
+/// A line of a capture that could not be read; the reader went on after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadLine {
+    /// 1-based, the header being line 1.
+    pub line: u64,
+    pub reason: String,
+}
+
+/// Streams the flows of a capture file, one line at a time. Exchanges that
+/// started but never finished (format 1.1 in-flight records without their
+/// flow) come last, as flows cut off with [`ErrorStage::ProxyStopped`].
 pub struct CaptureReader<R> {
     path: PathBuf,
     lines: R,
@@ -178,6 +419,11 @@ pub struct CaptureReader<R> {
     line_no: u64,
     truncated_tail: bool,
     buf: Vec<u8>,
+    unfinished: BTreeMap<u64, Unfinished>,
+    /// Cut-off flows ready to be returned.
+    cut_off: std::collections::VecDeque<Flow>,
+    cut_off_count: usize,
+    at_end: bool,
 }
 
 impl CaptureReader<BufReader<File>> {
@@ -212,6 +458,10 @@ impl<R: BufRead> CaptureReader<R> {
             line_no: 1,
             truncated_tail: false,
             buf,
+            unfinished: BTreeMap::new(),
+            cut_off: Default::default(),
+            cut_off_count: 0,
+            at_end: false,
         })
     }
 
@@ -226,9 +476,23 @@ impl<R: BufRead> CaptureReader<R> {
         self.truncated_tail
     }
 
-    /// The next flow, `None` at the end of the file.
+    /// How many of the flows returned were rebuilt from in-flight records
+    /// because their exchange never finished.
+    pub fn cut_off_count(&self) -> usize {
+        self.cut_off_count
+    }
+
+    /// The next flow, `None` at the end of the file. A malformed line is an
+    /// `Err` naming it; reading can go on after it.
     pub fn next_flow(&mut self) -> Option<Result<Flow, CaptureError>> {
         loop {
+            if let Some(flow) = self.cut_off.pop_front() {
+                self.cut_off_count += 1;
+                return Some(Ok(flow));
+            }
+            if self.at_end {
+                return None;
+            }
             self.buf.clear();
             let n = match self.lines.read_until(b'\n', &mut self.buf) {
                 Ok(n) => n,
@@ -240,26 +504,91 @@ impl<R: BufRead> CaptureReader<R> {
                 }
             };
             if n == 0 {
-                return None;
+                self.at_end = true;
+                self.release_unfinished();
+                continue;
             }
             self.line_no += 1;
             let complete_line = self.buf.last() == Some(&b'\n');
             if self.buf.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            return match serde_json::from_slice::<Flow>(&self.buf) {
-                Ok(flow) => Some(Ok(flow)),
+            let parsed = self.parse_line();
+            match parsed {
+                Ok(Some(flow)) => return Some(Ok(flow)),
+                Ok(None) => continue,
                 Err(_) if !complete_line => {
                     self.truncated_tail = true;
-                    None
+                    self.at_end = true;
+                    self.release_unfinished();
                 }
-                Err(e) => Some(Err(CaptureError::BadRecord {
-                    path: self.path.clone(),
-                    line: self.line_no,
-                    reason: e.to_string(),
-                })),
-            };
+                Err(reason) => {
+                    return Some(Err(CaptureError::BadRecord {
+                        path: self.path.clone(),
+                        line: self.line_no,
+                        reason,
+                    }));
+                }
+            }
         }
+    }
+
+    /// A finished flow, or `None` for a line that only updates the state.
+    fn parse_line(&mut self) -> Result<Option<Flow>, String> {
+        let line = self.buf.trim_ascii_start();
+        if IN_FLIGHT_PREFIXES.iter().any(|p| line.starts_with(p)) {
+            let record: InFlightRecord = serde_json::from_slice(line).map_err(|e| e.to_string())?;
+            self.apply(record);
+            return Ok(None);
+        }
+        if line.starts_with(HEADER_PREFIX) {
+            // The header of a session appended to this file: what is still
+            // unfinished from the sessions before it will never finish.
+            parse_header(&self.path, line).map_err(|e| e.to_string())?;
+            self.release_unfinished();
+            return Ok(None);
+        }
+        let flow: Flow = serde_json::from_slice(line).map_err(|e| e.to_string())?;
+        self.unfinished.remove(&flow.id);
+        Ok(Some(flow))
+    }
+
+    fn apply(&mut self, record: InFlightRecord) {
+        match record {
+            InFlightRecord::Start(flow) => {
+                self.unfinished.insert(
+                    flow.id,
+                    Unfinished {
+                        flow: *flow,
+                        request_bytes: 0,
+                        response_bytes: 0,
+                    },
+                );
+            }
+            InFlightRecord::ResponseHead { id, at, response } => {
+                if let Some(u) = self.unfinished.get_mut(&id) {
+                    u.flow.timing.response_head = Some(at);
+                    u.flow.response = Some(response);
+                }
+            }
+            InFlightRecord::Progress {
+                id,
+                request_bytes,
+                response_bytes,
+                ..
+            } => {
+                if let Some(u) = self.unfinished.get_mut(&id) {
+                    u.request_bytes = request_bytes;
+                    u.response_bytes = response_bytes;
+                }
+            }
+        }
+    }
+
+    fn release_unfinished(&mut self) {
+        let unfinished = std::mem::take(&mut self.unfinished);
+        self.cut_off
+            .extend(unfinished.into_values().map(Unfinished::into_cut_off_flow));
     }
 }
 
@@ -299,19 +628,24 @@ fn parse_header(path: &Path, line: &[u8]) -> Result<CaptureHeader, CaptureError>
     serde_json::from_value(value).map_err(|e| not_a_capture(e.to_string()))
 }
 
-/// A whole capture in memory: its header, its flows, and whether the last
-/// record was cut off.
+/// A whole capture in memory: its header, its flows, and what could not be read.
 #[derive(Debug, Clone)]
 pub struct Capture {
     pub header: CaptureHeader,
     pub flows: Vec<Flow>,
+    /// The last record was cut off mid-write.
     pub truncated_tail: bool,
+    /// Lines that are not records this regtap reads; every other record was kept.
+    pub bad_lines: Vec<BadLine>,
+    /// How many of `flows` never finished (the proxy was killed): rebuilt from
+    /// their in-flight records, with an [`ErrorStage::ProxyStopped`] error.
+    pub cut_off: usize,
 }
 
 impl Capture {
-    /// Reads every flow of the file at `path`. A malformed record in the middle
-    /// is an error naming its line; a cut-off last record is reported in
-    /// `truncated_tail`.
+    /// Reads every flow of the file at `path`. A malformed record anywhere is
+    /// skipped and listed in `bad_lines`; a cut-off last record is reported in
+    /// `truncated_tail`. Only an unreadable file or header is an error.
     pub fn read(path: &Path) -> Result<Self, CaptureError> {
         let file = File::open(path).map_err(|source| CaptureError::Io {
             path: path.to_owned(),
@@ -322,11 +656,23 @@ impl Capture {
 
     pub fn from_reader(path: &Path, input: impl Read) -> Result<Self, CaptureError> {
         let mut reader = CaptureReader::new(path, BufReader::new(input))?;
-        let flows = reader.by_ref().collect::<Result<Vec<_>, _>>()?;
+        let mut flows = Vec::new();
+        let mut bad_lines = Vec::new();
+        for record in reader.by_ref() {
+            match record {
+                Ok(flow) => flows.push(flow),
+                Err(CaptureError::BadRecord { line, reason, .. }) => {
+                    bad_lines.push(BadLine { line, reason });
+                }
+                Err(e) => return Err(e),
+            }
+        }
         Ok(Capture {
             header: reader.header.clone(),
             flows,
             truncated_tail: reader.truncated_tail,
+            bad_lines,
+            cut_off: reader.cut_off_count,
         })
     }
 

@@ -8,8 +8,8 @@ mod file;
 mod model;
 
 pub use file::{
-    Capture, CaptureError, CaptureHeader, CaptureReader, CaptureWriter, FORMAT_MAJOR, FORMAT_MINOR,
-    FORMAT_NAME, now_ns, rfc3339,
+    BadLine, Capture, CaptureError, CaptureHeader, CaptureReader, CaptureWriter, ExistingCapture,
+    FORMAT_MAJOR, FORMAT_MINOR, FORMAT_NAME, InFlightRecord, now_ns, rfc3339,
 };
 pub use model::{
     Body, Data, Direction, ErrorStage, Flow, FlowError, Header, Headers, LiveEvent, Request,

@@ -177,6 +177,10 @@ pub struct Body {
     /// `inline` holds only a prefix of the body.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub truncated: bool,
+    /// Why a body no larger than `--max-inline` was still truncated (for
+    /// instance the proxy's memory budget for inline bodies was used up).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truncated_reason: Option<String>,
     /// Path of the whole body in the body store, relative to the store root
     /// (`sha256/<hex>`), when `--store-bodies` was given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -192,6 +196,7 @@ impl Body {
             complete: true,
             inline: (!bytes.is_empty()).then(|| Data::from_bytes(bytes)),
             truncated: false,
+            truncated_reason: None,
             stored: None,
         }
     }
@@ -310,6 +315,47 @@ pub enum ErrorStage {
     Request,
     /// Receiving the response head or body.
     Response,
+    /// The TLS handshake between the client and regtap inside a CONNECT tunnel
+    /// (typically: the client does not trust regtap's CA).
+    ClientTls,
+    /// The client sent something regtap does not proxy (a CONNECT inside a
+    /// tunnel, bytes that are neither TLS nor HTTP, a malformed request).
+    ClientProtocol,
+    /// The client did not send a complete request head in time.
+    RequestHeadTimeout,
+    /// A kept-alive client connection stayed idle too long and was closed.
+    IdleTimeout,
+    /// Connecting to the upstream server took too long.
+    ConnectTimeout,
+    /// The upstream server did not send its response head in time.
+    ResponseTimeout,
+    /// A body (either side) stopped moving for too long.
+    BodyTimeout,
+    /// The proxy was at its connection limit and refused the connection.
+    ConnectionLimit,
+    /// The proxy stopped (or was killed) before the exchange finished; only
+    /// its in-flight records tell what was known.
+    ProxyStopped,
+}
+
+impl ErrorStage {
+    /// What was going on, for people: "connecting to the server".
+    pub fn describe(self) -> &'static str {
+        match self {
+            ErrorStage::Connect => "connecting to the server",
+            ErrorStage::Request => "sending the request",
+            ErrorStage::Response => "receiving the response",
+            ErrorStage::ClientTls => "the TLS handshake with the client",
+            ErrorStage::ClientProtocol => "reading what the client sent",
+            ErrorStage::RequestHeadTimeout => "waiting for the request head",
+            ErrorStage::IdleTimeout => "waiting on an idle kept-alive connection",
+            ErrorStage::ConnectTimeout => "connecting to the server (timed out)",
+            ErrorStage::ResponseTimeout => "waiting for the response head",
+            ErrorStage::BodyTimeout => "waiting for body bytes",
+            ErrorStage::ConnectionLimit => "accepting the connection (limit reached)",
+            ErrorStage::ProxyStopped => "in flight (the proxy stopped)",
+        }
+    }
 }
 
 impl Flow {

@@ -3,8 +3,8 @@ use std::path::Path;
 
 use regtap_capture::factory::FlowBuilder;
 use regtap_capture::{
-    Capture, CaptureError, CaptureHeader, CaptureReader, CaptureWriter, Data, ErrorStage, Flow,
-    FlowError, sha256_hex,
+    Capture, CaptureError, CaptureHeader, CaptureReader, CaptureWriter, Data, ErrorStage,
+    ExistingCapture, Flow, FlowError, InFlightRecord, sha256_hex,
 };
 
 fn header() -> CaptureHeader {
@@ -113,7 +113,8 @@ fn capture_file_is_private_even_when_it_existed() {
     let path = dir.path().join("c.jsonl");
     std::fs::write(&path, "old").unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-    write_capture(&path, &sample_flows());
+    let writer = CaptureWriter::open(&path, &header(), ExistingCapture::Overwrite).unwrap();
+    drop(writer);
     let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
 }
@@ -145,7 +146,7 @@ fn a_cut_off_last_record_is_reported_and_earlier_ones_kept() {
 }
 
 #[test]
-fn a_malformed_record_in_the_middle_is_an_error_naming_its_line() {
+fn a_malformed_record_in_the_middle_is_reported_by_line_and_the_rest_kept() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.jsonl");
     let flows = sample_flows();
@@ -167,10 +168,12 @@ fn a_malformed_record_in_the_middle_is_an_error_naming_its_line() {
     );
     // The reader can go on past the bad line.
     assert_eq!(reader.next().unwrap().unwrap(), flows[1]);
-    assert!(matches!(
-        Capture::read(&path),
-        Err(CaptureError::BadRecord { line: 3, .. })
-    ));
+    // A whole read keeps every good record and names the bad line.
+    let capture = Capture::read(&path).unwrap();
+    assert_eq!(capture.flows, flows[..2]);
+    assert_eq!(capture.bad_lines.len(), 1);
+    assert_eq!(capture.bad_lines[0].line, 3);
+    assert!(!capture.truncated_tail);
 }
 
 #[test]
@@ -207,4 +210,249 @@ fn other_files_are_not_mistaken_for_captures() {
         serde_json::to_string(&header()).unwrap().as_bytes()
     ));
     assert!(!Capture::sniff(b"{\"log\":{}}"));
+}
+
+/// The start record a proxy writes when a request head arrives.
+fn started(flow: &Flow) -> InFlightRecord {
+    let mut start = flow.clone();
+    start.request.body = regtap_capture::Body::default();
+    start.response = None;
+    start.error = None;
+    InFlightRecord::Start(Box::new(start))
+}
+
+#[test]
+fn a_started_exchange_without_its_flow_comes_back_cut_off_with_what_was_known() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.jsonl");
+    let flows = sample_flows();
+    let mut writer = CaptureWriter::create(&path, &header()).unwrap();
+    // Exchange 1 starts and finishes; exchange 2 starts, gets its response
+    // head and streams; then the proxy is killed.
+    writer.append_in_flight(&started(&flows[0])).unwrap();
+    writer.append_in_flight(&started(&flows[1])).unwrap();
+    writer.append(&flows[0]).unwrap();
+    writer
+        .append_in_flight(&InFlightRecord::ResponseHead {
+            id: 2,
+            at: 5,
+            response: flows[1].response.clone().unwrap(),
+        })
+        .unwrap();
+    writer
+        .append_in_flight(&InFlightRecord::Progress {
+            id: 2,
+            at: 6,
+            request_bytes: 4096,
+            response_bytes: 10,
+        })
+        .unwrap();
+    drop(writer);
+
+    let capture = Capture::read(&path).unwrap();
+    assert_eq!(capture.header.version, "1.1");
+    assert_eq!(capture.cut_off, 1);
+    assert!(capture.bad_lines.is_empty());
+    assert_eq!(capture.flows.len(), 2);
+    assert_eq!(capture.flows[0], flows[0]);
+    let cut = &capture.flows[1];
+    assert_eq!(cut.id, 2);
+    assert_eq!(cut.request.method, "PATCH");
+    assert_eq!(cut.request.headers, flows[1].request.headers);
+    assert_eq!(cut.request.body.size, 4096);
+    assert!(!cut.request.body.complete);
+    assert_eq!(cut.status(), Some(202));
+    assert_eq!(cut.response.as_ref().unwrap().body.size, 10);
+    let error = cut.error.as_ref().unwrap();
+    assert_eq!(error.stage, ErrorStage::ProxyStopped);
+    assert!(
+        error
+            .message
+            .starts_with("cut off: proxy stopped before the exchange finished"),
+        "{}",
+        error.message
+    );
+}
+
+#[test]
+fn a_version_1_0_capture_still_reads() {
+    let flow = serde_json::to_string(&sample_flows()[0]).unwrap();
+    let input = format!(
+        "{{\"format\":\"regtap-capture\",\"version\":\"1.0\",\"regtap_version\":\"0.1.0\",\
+         \"started_at\":\"x\",\"started_at_ns\":0,\"settings\":{{}}}}\n{flow}\n"
+    );
+    let capture = Capture::from_reader(Path::new("old.jsonl"), input.as_bytes()).unwrap();
+    assert_eq!(capture.flows, sample_flows()[..1]);
+    assert_eq!(capture.cut_off, 0);
+}
+
+#[test]
+fn an_existing_capture_is_refused_unless_appending_or_forced() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.jsonl");
+    let flows = sample_flows();
+    write_capture(&path, &flows[..2]);
+    let before = std::fs::read(&path).unwrap();
+
+    let err = CaptureWriter::create(&path, &header()).err().unwrap();
+    assert!(matches!(err, CaptureError::Exists { .. }), "{err}");
+    assert!(err.to_string().contains("--append"), "{err}");
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        before,
+        "refusing must not touch it"
+    );
+
+    // Appending: a second session whose ids continue after the file's highest.
+    let mut writer = CaptureWriter::open(&path, &header(), ExistingCapture::Append).unwrap();
+    assert_eq!(writer.last_id(), 2);
+    let mut third = flows[2].clone();
+    third.id = writer.last_id() + 1;
+    writer.append(&third).unwrap();
+    drop(writer);
+    let capture = Capture::read(&path).unwrap();
+    assert_eq!(
+        capture.flows,
+        vec![flows[0].clone(), flows[1].clone(), third]
+    );
+    assert!(capture.bad_lines.is_empty());
+
+    let writer = CaptureWriter::open(&path, &header(), ExistingCapture::Overwrite).unwrap();
+    drop(writer);
+    assert!(Capture::read(&path).unwrap().flows.is_empty());
+}
+
+#[test]
+fn appending_after_a_cut_off_line_never_extends_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.jsonl");
+    let flows = sample_flows();
+    write_capture(&path, &flows[..1]);
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    let whole = serde_json::to_string(&flows[1]).unwrap();
+    file.write_all(&whole.as_bytes()[..whole.len() / 2])
+        .unwrap();
+    drop(file);
+
+    let mut writer = CaptureWriter::open(&path, &header(), ExistingCapture::Append).unwrap();
+    writer.append(&flows[2]).unwrap();
+    drop(writer);
+    let capture = Capture::read(&path).unwrap();
+    assert_eq!(capture.flows, vec![flows[0].clone(), flows[2].clone()]);
+    assert_eq!(capture.bad_lines.len(), 1, "{:?}", capture.bad_lines);
+    assert_eq!(capture.bad_lines[0].line, 3);
+}
+
+#[test]
+fn appending_to_a_file_that_is_not_a_capture_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notes.txt");
+    std::fs::write(&path, "my notes\n").unwrap();
+    let err = CaptureWriter::open(&path, &header(), ExistingCapture::Append)
+        .err()
+        .unwrap();
+    assert!(matches!(err, CaptureError::NotACapture { .. }), "{err}");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "my notes\n");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_symlink_is_never_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("target.txt");
+    std::fs::write(&target, "precious\n").unwrap();
+    let link = dir.path().join("c.jsonl");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    for existing in [
+        ExistingCapture::Refuse,
+        ExistingCapture::Append,
+        ExistingCapture::Overwrite,
+    ] {
+        let err = CaptureWriter::open(&link, &header(), existing)
+            .err()
+            .unwrap();
+        assert!(
+            matches!(err, CaptureError::Symlink { .. }),
+            "{existing:?}: {err}"
+        );
+    }
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "precious\n");
+    // A dangling link is not created through either.
+    std::fs::remove_file(&target).unwrap();
+    assert!(CaptureWriter::create(&link, &header()).is_err());
+    assert!(!target.exists());
+}
+
+/// Set by [`a_failed_write_leaves_no_fragment`] for the child it runs.
+const FSIZE_CHILD: &str = "REGTAP_CAPTURE_TEST_FSIZE_CHILD";
+
+/// Runs in a child process whose file-size limit is a few kilobytes: writes
+/// flows until the limit stops them, then more, and prints what succeeded.
+#[test]
+fn fsize_child() {
+    let Some(path) = std::env::var_os(FSIZE_CHILD) else {
+        return;
+    };
+    let mut writer = CaptureWriter::create(Path::new(&path), &header()).unwrap();
+    let flows = sample_flows();
+    let mut outcomes = String::new();
+    for i in 0..20u64 {
+        let mut flow = flows[(i % 3) as usize].clone();
+        flow.id = i + 1;
+        outcomes.push(if writer.append(&flow).is_ok() {
+            'w'
+        } else {
+            'x'
+        });
+    }
+    println!("OUTCOMES={outcomes}");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_failed_write_leaves_no_fragment() {
+    use std::os::unix::process::CommandExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.jsonl");
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap());
+    child
+        .args(["--exact", "fsize_child", "--nocapture", "--test-threads=1"])
+        .env(FSIZE_CHILD, &path);
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        child.pre_exec(|| {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let limit = libc::rlimit {
+                rlim_cur: 3000,
+                rlim_max: 3000,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let output = child.output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let outcomes = stdout
+        .lines()
+        .find_map(|l| l.split("OUTCOMES=").nth(1))
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("child said: {stdout}"));
+    let written = outcomes.matches('w').count();
+    assert!(written > 0 && outcomes.contains('x'), "{outcomes}");
+
+    let bytes = std::fs::read(&path).unwrap();
+    assert_eq!(
+        bytes.last(),
+        Some(&b'\n'),
+        "the file ends on a whole record"
+    );
+    let capture = Capture::read(&path).unwrap();
+    assert!(capture.bad_lines.is_empty(), "{:?}", capture.bad_lines);
+    assert!(!capture.truncated_tail);
+    assert_eq!(capture.flows.len(), written);
 }

@@ -178,11 +178,7 @@ pub(crate) fn decode_flow(flow: &Flow, options: &Options) -> Local {
 
 fn exchange_problems(local: &mut Local) {
     if let Some(error) = &local.flow.error {
-        let stage = match error.stage {
-            regtap_capture::ErrorStage::Connect => "connecting to the server",
-            regtap_capture::ErrorStage::Request => "sending the request",
-            regtap_capture::ErrorStage::Response => "receiving the response",
-        };
+        let stage = error.stage.describe();
         let text = format!("the exchange broke while {stage}: {}", error.message);
         let annotation = if local.response_body_whole() {
             Annotation::info(

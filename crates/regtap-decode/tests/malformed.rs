@@ -403,6 +403,7 @@ fn binary_and_undecodable_data_anywhere() {
             base64: "not base64!".into(),
         }),
         truncated: false,
+        truncated_reason: None,
         stored: None,
     };
     let empty = Flow {

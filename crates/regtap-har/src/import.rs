@@ -374,6 +374,7 @@ fn summary_body(size: u64, sha256: Option<&str>, absent: bool) -> Body {
         inline: None,
         // Nothing of it is known: an empty prefix.
         truncated: true,
+        truncated_reason: None,
         stored: None,
     }
 }
@@ -387,6 +388,7 @@ fn body_from_bytes(bytes: &[u8], declared_size: Option<u64>, sha256: Option<&str
             complete: true,
             inline: Some(Data::from_bytes(bytes)),
             truncated: true,
+            truncated_reason: None,
             stored: None,
         },
         _ => Body::from_bytes(bytes),
@@ -527,11 +529,12 @@ fn timing(entry: &Value, has_response: bool, number: usize, warnings: &mut Vec<S
 
 fn entry_error(entry: &Value, has_response: bool) -> Option<FlowError> {
     if let Some(error) = entry.get("_error").filter(|e| e.is_object()) {
-        let stage = match text_field(error, "stage") {
-            Some("connect") => ErrorStage::Connect,
-            Some("request") => ErrorStage::Request,
-            _ => ErrorStage::Response,
-        };
+        // Every stage regtap writes (`client_tls`, `response_timeout`, …);
+        // anything else counts as the response.
+        let stage = error
+            .get("stage")
+            .and_then(|s| serde_json::from_value::<ErrorStage>(s.clone()).ok())
+            .unwrap_or(ErrorStage::Response);
         return Some(FlowError {
             stage,
             message: text_field(error, "message").unwrap_or("").to_owned(),

@@ -640,6 +640,37 @@ fn capture_to_har_with_secrets_and_back_gives_the_same_operations_and_steps() {
 }
 
 #[test]
+fn every_error_stage_survives_the_round_trip() {
+    use regtap_capture::{ErrorStage, FlowError, factory::FlowBuilder};
+    let stages = [
+        ErrorStage::ClientTls,
+        ErrorStage::RequestHeadTimeout,
+        ErrorStage::ResponseTimeout,
+        ErrorStage::ProxyStopped,
+    ];
+    let flows: Vec<Flow> = stages
+        .iter()
+        .zip(1..)
+        .map(|(stage, id)| {
+            FlowBuilder::new(id, "GET", "https://r.test/v2/")
+                .error(FlowError {
+                    stage: *stage,
+                    message: format!("{stage:?}"),
+                })
+                .build()
+        })
+        .collect();
+    let (_, har) = har_json(&flows, &ExportOptions::default());
+    let imported = import(&serde_json::to_vec(&har).expect("json")).expect("import");
+    let back: Vec<ErrorStage> = imported
+        .flows
+        .iter()
+        .filter_map(|f| f.error.as_ref().map(|e| e.stage))
+        .collect();
+    assert_eq!(back, stages);
+}
+
+#[test]
 fn bodies_dir_paths_are_under_sha256() {
     // The path the entry references is where the binary writes the file.
     let dir = Path::new("x/");

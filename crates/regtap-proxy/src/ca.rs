@@ -8,7 +8,6 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use hudsucker::certificate_authority::CertificateAuthority;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
     GeneralSubtree, IsCa, Issuer, KeyPair, KeyUsagePurpose, NameConstraints, SanType,
@@ -16,8 +15,6 @@ use rcgen::{
 use rustls::ServerConfig;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use rustls::server::{ClientHello, ResolvesServerCert};
-use rustls::sign::CertifiedKey;
 use sha2::Digest as _;
 use time::{Duration, OffsetDateTime};
 
@@ -285,16 +282,10 @@ impl Ca {
 
     /// The authority that signs the proxy's per-host leaf certificates.
     pub fn leaf_authority(&self, provider: Arc<CryptoProvider>) -> Result<LeafAuthority, CaError> {
-        let refusing = ServerConfig::builder_with_provider(Arc::clone(&provider))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| CaError::Tls(e.to_string()))?
-            .with_no_client_auth()
-            .with_cert_resolver(Arc::new(NoCertificate));
         Ok(LeafAuthority {
             issuer: self.issuer()?,
             provider,
-            refusing: Arc::new(refusing),
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(LeafCache::new(LEAF_CACHE_CAPACITY)),
         })
     }
 }
@@ -368,15 +359,59 @@ fn write_file_atomically(path: &Path, bytes: &[u8], mode: u32) -> Result<(), CaE
     fs::rename(&tmp, path).map_err(io_err(path))
 }
 
-/// Issues the certificates the proxy shows to clients: one per host, cached for
-/// the life of the proxy, each with its own key pair, signed by the CA.
+/// How many hosts' certificates are kept (about 20 kB each); beyond that the
+/// least recently used one is dropped (and made again if its host comes back).
+pub const LEAF_CACHE_CAPACITY: usize = 1024;
+
+/// Server configurations by host name, least recently used evicted first.
+struct LeafCache {
+    capacity: usize,
+    /// Bumped on every use; an entry's tick says when it was last used.
+    tick: u64,
+    entries: HashMap<String, (Arc<ServerConfig>, u64)>,
+}
+
+impl LeafCache {
+    fn new(capacity: usize) -> Self {
+        LeafCache {
+            capacity: capacity.max(1),
+            tick: 0,
+            entries: HashMap::new(),
+        }
+    }
+
+    fn get(&mut self, host: &str) -> Option<Arc<ServerConfig>> {
+        self.tick += 1;
+        let tick = self.tick;
+        self.entries.get_mut(host).map(|(config, used)| {
+            *used = tick;
+            Arc::clone(config)
+        })
+    }
+
+    fn insert(&mut self, host: String, config: Arc<ServerConfig>) {
+        if !self.entries.contains_key(&host) && self.entries.len() >= self.capacity {
+            // A linear scan: the cache is small and misses cost a key pair anyway.
+            let oldest = self
+                .entries
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(host, _)| host.clone());
+            if let Some(oldest) = oldest {
+                self.entries.remove(&oldest);
+            }
+        }
+        self.tick += 1;
+        self.entries.insert(host, (config, self.tick));
+    }
+}
+
+/// Issues the certificates the proxy shows to clients: one per host, kept in
+/// a bounded LRU cache, each with its own key pair, signed by the CA.
 pub struct LeafAuthority {
     issuer: Issuer<'static, KeyPair>,
     provider: Arc<CryptoProvider>,
-    /// Served for a host no leaf can be made for: its handshakes fail (the
-    /// trait gives no way to return an error).
-    refusing: Arc<ServerConfig>,
-    cache: Mutex<HashMap<String, Arc<ServerConfig>>>,
+    cache: Mutex<LeafCache>,
 }
 
 impl LeafAuthority {
@@ -410,22 +445,23 @@ impl LeafAuthority {
         Ok((cert.der().clone(), key_der))
     }
 
-    fn server_config(&self, host: &str) -> Arc<ServerConfig> {
+    /// How many hosts' certificates are cached now.
+    pub fn cached_hosts(&self) -> usize {
+        self.cache.lock().map_or(0, |c| c.entries.len())
+    }
+
+    /// The TLS configuration presenting regtap's certificate for `host`;
+    /// the reason when no certificate can be made for it.
+    pub(crate) fn server_config(&self, host: &str) -> Result<Arc<ServerConfig>, String> {
         let key = host.to_ascii_lowercase();
-        if let Some(config) = self.cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
-            return config;
+        if let Some(config) = self.cache.lock().ok().and_then(|mut c| c.get(&key)) {
+            return Ok(config);
         }
-        let config = match self.build_server_config(&key) {
-            Ok(config) => Arc::new(config),
-            Err(reason) => {
-                tracing::error!(host = %key, "cannot issue a certificate: {reason}");
-                Arc::clone(&self.refusing)
-            }
-        };
+        let config = Arc::new(self.build_server_config(&key)?);
         if let Ok(mut cache) = self.cache.lock() {
             cache.insert(key, Arc::clone(&config));
         }
-        config
+        Ok(config)
     }
 
     fn build_server_config(&self, host: &str) -> Result<ServerConfig, String> {
@@ -441,17 +477,29 @@ impl LeafAuthority {
     }
 }
 
-#[derive(Debug)]
-struct NoCertificate;
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl ResolvesServerCert for NoCertificate {
-    fn resolve(&self, _client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        None
-    }
-}
-
-impl CertificateAuthority for LeafAuthority {
-    async fn gen_server_config(&self, authority: &http::uri::Authority) -> Arc<ServerConfig> {
-        self.server_config(authority.host())
+    #[test]
+    fn leaf_cache_keeps_at_most_its_capacity_and_evicts_the_least_recently_used() {
+        let ca = Ca::init(tempfile::tempdir().unwrap().path(), &CaOptions::default()).unwrap();
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let authority = ca.leaf_authority(provider).unwrap();
+        if let Ok(mut cache) = authority.cache.lock() {
+            *cache = LeafCache::new(3);
+        }
+        let config = |host: &str| authority.server_config(host).unwrap();
+        let a = config("a.test");
+        config("b.test");
+        config("c.test");
+        // a is used again, so b is now the least recently used.
+        assert!(Arc::ptr_eq(&a, &config("A.test")));
+        config("d.test");
+        assert_eq!(authority.cached_hosts(), 3);
+        let cache = authority.cache.lock().unwrap();
+        let mut hosts: Vec<&str> = cache.entries.keys().map(String::as_str).collect();
+        hosts.sort_unstable();
+        assert_eq!(hosts, ["a.test", "c.test", "d.test"]);
     }
 }

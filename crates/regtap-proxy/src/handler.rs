@@ -1,61 +1,55 @@
-//! The hudsucker handler: turns each proxied exchange into a [`FlowRecorder`]
-//! and its bodies into [`RecordingBody`]s. It forwards everything unchanged.
+//! One proxied exchange: records the request, forwards it upstream unchanged
+//! (apart from hop-by-hop normalisation), records the response, and turns an
+//! upstream failure or timeout into a 502/504 with the reason, recorded as the
+//! flow's error.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
-use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, Version};
+use http::header::{CONTENT_LENGTH, COOKIE, HOST};
+use http::{HeaderMap, HeaderValue, StatusCode, Uri, Version};
+use hudsucker::Body;
 use hudsucker::hyper::{Request, Response};
-use hudsucker::{Body, HttpContext, HttpHandler, RequestOrResponse};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpInfo;
 use regtap_capture::{Direction, ErrorStage, FlowError, Headers};
 
 use crate::body::RecordingBody;
-use crate::error_chain;
 use crate::recorder::{FlowRecorder, RequestHead, Shared};
-use crate::upstream::ResolveMap;
+use crate::upstream::{ConnectTimedOut, ResolveMap, UpstreamConnector};
+use crate::{error_chain, text_response};
 
-/// hudsucker clones the handler of a connection for every request on it, and
-/// the CONNECT request's handler for every request inside that tunnel; so the
-/// tunnel's authority set here is seen by the requests that follow.
-#[derive(Clone)]
-pub(crate) struct RecordingHandler {
-    shared: Arc<Shared>,
-    resolve: Arc<ResolveMap>,
-    connect_authority: Option<String>,
-    /// The exchange of the request this clone is handling.
-    flow: Option<Arc<FlowRecorder>>,
-    /// `host:port` the request is for, for error messages.
-    upstream: String,
+pub(crate) struct Forwarder {
+    pub shared: Arc<Shared>,
+    pub resolve: Arc<ResolveMap>,
+    pub client: Client<UpstreamConnector, Body>,
+    /// How long the upstream may take to answer once the request is sent.
+    pub response_timeout: Duration,
+    /// How long a body may stall.
+    pub body_timeout: Duration,
+    /// Forward even when the start record could not be written.
+    pub keep_forwarding: bool,
 }
 
-impl RecordingHandler {
-    pub(crate) fn new(shared: Arc<Shared>, resolve: Arc<ResolveMap>) -> Self {
-        RecordingHandler {
-            shared,
-            resolve,
-            connect_authority: None,
-            flow: None,
-            upstream: String::new(),
-        }
-    }
-}
-
-impl HttpHandler for RecordingHandler {
-    async fn handle_request(&mut self, ctx: &HttpContext, req: Request<Body>) -> RequestOrResponse {
-        if req.method() == Method::CONNECT {
-            self.connect_authority = req.uri().authority().map(ToString::to_string);
-            return req.into();
-        }
+impl Forwarder {
+    /// Records and forwards one request with an absolute URI.
+    pub(crate) async fn forward(
+        &self,
+        req: Request<Incoming>,
+        client_addr: SocketAddr,
+        connect_authority: Option<String>,
+    ) -> Response<Body> {
         let (parts, body) = req.into_parts();
-        self.upstream = parts
+        let upstream = parts
             .uri
             .authority()
             .map(ToString::to_string)
             .unwrap_or_default();
         let head = RequestHead {
-            client_addr: Some(ctx.client_addr.to_string()),
-            connect_authority: self.connect_authority.clone(),
+            client_addr: Some(client_addr.to_string()),
+            connect_authority,
             server_addr: self.resolve.lookup(&parts.uri).map(|a| a.to_string()),
             scheme: parts.uri.scheme_str().unwrap_or("http").to_owned(),
             request: regtap_capture::Request {
@@ -66,17 +60,51 @@ impl HttpHandler for RecordingHandler {
                 body: regtap_capture::Body::default(),
             },
         };
-        let recorder = FlowRecorder::start(&self.shared, head);
-        self.flow = Some(Arc::clone(&recorder));
+        let (recorder, start_recorded) = FlowRecorder::start(&self.shared, head);
+        // Nothing goes upstream before the capture holds the start of the exchange.
+        if !start_recorded.await.unwrap_or(false) && !self.keep_forwarding {
+            let message = "not forwarded: the capture cannot be written, and regtap does not \
+                           forward traffic it cannot record (--keep-forwarding-unrecorded to \
+                           forward anyway)";
+            recorder.upstream_failed(FlowError {
+                stage: ErrorStage::Request,
+                message: message.to_owned(),
+            });
+            return text_response(StatusCode::SERVICE_UNAVAILABLE, message);
+        }
         let total = content_length(&parts.headers);
-        let body = RecordingBody::wrap(body, recorder, Direction::Request, total);
-        Request::from_parts(parts, body).into()
+        let body = RecordingBody::wrap(
+            Body::from(body),
+            Arc::clone(&recorder),
+            Direction::Request,
+            total,
+            self.body_timeout,
+        );
+        let request = normalize_request(Request::from_parts(parts, body));
+        let response_deadline = async {
+            recorder.request_sent().await;
+            tokio::time::sleep(self.response_timeout).await;
+        };
+        tokio::select! {
+            result = self.client.request(request) => match result {
+                Ok(res) => self.response(recorder, res.map(Body::from)),
+                Err(err) => upstream_failed(&recorder, &upstream, &err),
+            },
+            () = response_deadline => {
+                let message = format!(
+                    "upstream {upstream} sent no response head within {}s of the request (--response-timeout)",
+                    self.response_timeout.as_secs_f32()
+                );
+                recorder.upstream_failed(FlowError {
+                    stage: ErrorStage::ResponseTimeout,
+                    message: message.clone(),
+                });
+                text_response(StatusCode::GATEWAY_TIMEOUT, &format!("regtap: {message}"))
+            }
+        }
     }
 
-    async fn handle_response(&mut self, _ctx: &HttpContext, res: Response<Body>) -> Response<Body> {
-        let Some(recorder) = self.flow.take() else {
-            return res;
-        };
+    fn response(&self, recorder: Arc<FlowRecorder>, res: Response<Body>) -> Response<Body> {
         let (parts, body) = res.into_parts();
         let server_addr = parts
             .extensions
@@ -92,43 +120,67 @@ impl HttpHandler for RecordingHandler {
             server_addr,
         );
         let total = content_length(&parts.headers);
-        let body = RecordingBody::wrap(body, recorder, Direction::Response, total);
+        let body = RecordingBody::wrap(
+            body,
+            recorder,
+            Direction::Response,
+            total,
+            self.body_timeout,
+        );
         Response::from_parts(parts, body)
     }
+}
 
-    async fn handle_error(
-        &mut self,
-        _ctx: &HttpContext,
-        err: hyper_util::client::legacy::Error,
-    ) -> Response<Body> {
-        let (stage, message) = if err.is_connect() {
-            let reason = std::error::Error::source(&err)
-                .map(error_chain)
-                .unwrap_or_else(|| err.to_string());
-            (
-                ErrorStage::Connect,
-                format!("cannot connect to {}: {reason}", self.upstream),
-            )
-        } else {
-            (
-                ErrorStage::Response,
-                format!("upstream {} failed: {}", self.upstream, error_chain(&err)),
-            )
-        };
-        if let Some(recorder) = self.flow.take() {
-            recorder.upstream_failed(FlowError {
-                stage,
-                message: message.clone(),
-            });
-        }
-        let mut res = Response::new(Body::from(format!("regtap: {message}\n")));
-        *res.status_mut() = StatusCode::BAD_GATEWAY;
-        res.headers_mut().insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
-        res
+fn upstream_failed(
+    recorder: &FlowRecorder,
+    upstream: &str,
+    err: &hyper_util::client::legacy::Error,
+) -> Response<Body> {
+    let (stage, message) = if let Some(timeout) = crate::server::find_cause::<ConnectTimedOut>(err)
+    {
+        (
+            ErrorStage::ConnectTimeout,
+            format!("cannot connect to {upstream}: {timeout}"),
+        )
+    } else if err.is_connect() {
+        let reason = std::error::Error::source(err)
+            .map(error_chain)
+            .unwrap_or_else(|| err.to_string());
+        (
+            ErrorStage::Connect,
+            format!("cannot connect to {upstream}: {reason}"),
+        )
+    } else {
+        (
+            ErrorStage::Response,
+            format!("upstream {upstream} failed: {}", error_chain(err)),
+        )
+    };
+    recorder.upstream_failed(FlowError {
+        stage,
+        message: message.clone(),
+    });
+    text_response(StatusCode::BAD_GATEWAY, &format!("regtap: {message}"))
+}
+
+/// What hudsucker did before forwarding: the client sets `Host` from the URI,
+/// cookies go in one header (HTTP/2 clients split them), and upstream
+/// connections speak HTTP/1.1.
+fn normalize_request(mut req: Request<Body>) -> Request<Body> {
+    req.headers_mut().remove(HOST);
+    let cookies: Vec<&[u8]> = req
+        .headers()
+        .get_all(COOKIE)
+        .iter()
+        .map(HeaderValue::as_bytes)
+        .collect();
+    if cookies.len() > 1
+        && let Ok(joined) = HeaderValue::from_bytes(&cookies.join(&b"; "[..]))
+    {
+        req.headers_mut().insert(COOKIE, joined);
     }
+    *req.version_mut() = Version::HTTP_11;
+    req
 }
 
 fn headers(map: &HeaderMap) -> Headers {

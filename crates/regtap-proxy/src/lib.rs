@@ -1,6 +1,7 @@
-//! regtap's recording proxy: a MITM HTTP(S) proxy (hudsucker) that streams
-//! every exchange through unchanged and records it as a [`Flow`] in a capture
-//! file, plus the certificate authority it signs its per-host certificates with.
+//! regtap's recording proxy: a MITM HTTP(S) proxy (hyper, with hudsucker's
+//! body type) that streams every exchange through unchanged and records it as
+//! a [`Flow`] in a capture file, plus the certificate authority it signs its
+//! per-host certificates with.
 //!
 //! The proxy knows HTTP, not registries: it records what passed, the decoder
 //! makes sense of it.
@@ -22,38 +23,86 @@
 
 mod body;
 mod ca;
+mod conn;
 mod handler;
 mod recorder;
+mod server;
 mod tap;
 mod upstream;
 mod writer;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
+use http::header::CONTENT_TYPE;
+use http::{HeaderValue, Response, StatusCode};
 use regtap_capture::{CaptureError, CaptureHeader, CaptureWriter, Flow, human_bytes, now_ns};
 use rustls::crypto::CryptoProvider;
 use tokio::net::TcpListener;
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::{Semaphore, broadcast, watch};
 
 pub use ca::{
-    CA_CERT_FILE, CA_KEY_FILE, Ca, CaError, CaInfo, CaOptions, LeafAuthority, data_dir_from_env,
-    fingerprint,
+    CA_CERT_FILE, CA_KEY_FILE, Ca, CaError, CaInfo, CaOptions, LEAF_CACHE_CAPACITY, LeafAuthority,
+    data_dir_from_env, fingerprint,
 };
-pub use regtap_capture::LiveEvent;
+pub use regtap_capture::{ExistingCapture, LiveEvent};
 pub use upstream::ResolveRule;
 
 use recorder::Shared;
-use writer::{Record, WriterReport};
+use writer::{Record, WriterReport, WriterTask};
 
 /// `--max-inline`'s default: bodies up to 1 MiB (tokens, manifests, error
 /// JSON) are kept whole in the capture.
 pub const DEFAULT_MAX_INLINE: usize = 1024 * 1024;
+/// The largest `--max-inline`: a capture holds metadata, not layers.
+pub const MAX_INLINE_LIMIT: usize = 64 * 1024 * 1024;
+/// `--inline-budget`'s default: what all inline bodies in flight may hold.
+pub const DEFAULT_INLINE_BUDGET: usize = 256 * 1024 * 1024;
+/// `--max-connections`' default: open client connections (each also holds
+/// an upstream connection, so about twice as many file descriptors).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
+
+/// How long the proxy waits for each side. Every timeout that fires is
+/// recorded as the flow's error, with its own [`regtap_capture::ErrorStage`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// A client's request head, from its first byte (or from the connection
+    /// being opened, for its first request).
+    pub request_head: Duration,
+    /// A kept-alive client connection with nothing in flight.
+    pub idle: Duration,
+    /// Connecting to the upstream server, TCP and TLS.
+    pub connect: Duration,
+    /// The upstream's response head, from the end of the request body.
+    pub response: Duration,
+    /// A body (either side) with no bytes moving.
+    pub body: Duration,
+}
+
+impl Default for Timeouts {
+    /// Generous enough for a registry finishing a large upload; the idle
+    /// timeout is longer than Go's 90 s so that dockerd closes first.
+    fn default() -> Self {
+        Timeouts {
+            request_head: Duration::from_secs(30),
+            idle: Duration::from_secs(120),
+            connect: Duration::from_secs(30),
+            response: Duration::from_secs(300),
+            body: Duration::from_secs(120),
+        }
+    }
+}
 
 /// How long a shutdown waits for open connections to finish before it cuts them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// Idle upstream connections are closed after this long…
+const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// …and at most this many are kept per upstream host.
+const UPSTREAM_MAX_IDLE_PER_HOST: usize = 32;
 
 /// How many live events a subscriber may fall behind before it misses some.
 const LIVE_CAPACITY: usize = 4096;
@@ -82,6 +131,12 @@ pub enum ProxyError {
     Tls(String),
     #[error("cannot start the capture writer: {0}")]
     Writer(std::io::Error),
+    #[error(
+        "--max-inline {0} is larger than the limit of {MAX_INLINE_LIMIT} bytes (64 MiB): a capture keeps metadata, use --store-bodies for whole blobs"
+    )]
+    MaxInlineTooLarge(usize),
+    #[error("--max-connections must be at least 1")]
+    NoConnections,
     #[error("the capture writer stopped unexpectedly")]
     WriterPanicked,
 }
@@ -91,8 +146,15 @@ pub enum ProxyError {
 pub struct ProxyConfig {
     /// Port 0 picks a free port; see [`ProxyHandle::local_addr`].
     pub listen: SocketAddr,
-    /// Created (or truncated) with mode 0600.
+    /// Created with mode 0600; never through a symlink.
     pub capture: PathBuf,
+    /// What to do when `capture` exists: refuse (default), append, overwrite.
+    pub existing_capture: ExistingCapture,
+    /// `fdatasync` the capture after every record.
+    pub sync_each_record: bool,
+    /// Once a record cannot be written, keep forwarding (each unrecorded
+    /// exchange is named on stderr) instead of refusing new exchanges.
+    pub keep_forwarding_unrecorded: bool,
     /// PEM files with certificates to trust besides the webpki roots.
     pub upstream_ca: Vec<PathBuf>,
     /// Accept any upstream certificate. Recorded in the capture header.
@@ -101,8 +163,13 @@ pub struct ProxyConfig {
     /// Bodies up to this many bytes are kept whole in the capture; larger ones
     /// keep their size, SHA-256 and first bytes.
     pub max_inline: usize,
+    /// Memory all inline bodies in flight may hold together.
+    pub inline_budget: usize,
     /// Content-addressed store every complete body is written to as it streams.
     pub store_bodies: Option<PathBuf>,
+    pub timeouts: Timeouts,
+    /// Connections beyond this many open ones are answered 503 and recorded.
+    pub max_connections: usize,
 }
 
 impl ProxyConfig {
@@ -110,11 +177,17 @@ impl ProxyConfig {
         ProxyConfig {
             listen,
             capture,
+            existing_capture: ExistingCapture::Refuse,
+            sync_each_record: false,
+            keep_forwarding_unrecorded: false,
             upstream_ca: Vec::new(),
             upstream_insecure: false,
             resolve: Vec::new(),
             max_inline: DEFAULT_MAX_INLINE,
+            inline_budget: DEFAULT_INLINE_BUDGET,
             store_bodies: None,
+            timeouts: Timeouts::default(),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
 
@@ -136,6 +209,25 @@ impl ProxyConfig {
             self.resolve.iter().map(|r| r.to_string()).collect(),
         );
         settings.insert("max_inline".into(), self.max_inline.into());
+        settings.insert("inline_budget".into(), self.inline_budget.into());
+        settings.insert("max_connections".into(), self.max_connections.into());
+        let seconds = |d: Duration| serde_json::Value::from(d.as_secs_f64());
+        let t = &self.timeouts;
+        settings.insert(
+            "timeouts_s".into(),
+            serde_json::json!({
+                "request_head": seconds(t.request_head),
+                "idle": seconds(t.idle),
+                "connect": seconds(t.connect),
+                "response": seconds(t.response),
+                "body": seconds(t.body),
+            }),
+        );
+        settings.insert("sync_each_record".into(), self.sync_each_record.into());
+        settings.insert(
+            "keep_forwarding_unrecorded".into(),
+            self.keep_forwarding_unrecorded.into(),
+        );
         settings.insert(
             "store_bodies".into(),
             self.store_bodies
@@ -163,8 +255,22 @@ pub fn crypto_provider() -> Arc<CryptoProvider> {
 /// Starts the proxy: binds `config.listen`, creates the capture file and
 /// serves until [`ProxyHandle::shutdown`]. Must run inside a Tokio runtime.
 pub async fn start(config: ProxyConfig, ca: &Ca) -> Result<ProxyHandle, ProxyError> {
+    if config.max_inline > MAX_INLINE_LIMIT {
+        return Err(ProxyError::MaxInlineTooLarge(config.max_inline));
+    }
+    if config.max_connections == 0 {
+        return Err(ProxyError::NoConnections);
+    }
+    // A capture that reaches the file-size limit must fail its write (EFBIG),
+    // which the writer handles, rather than kill the process with SIGXFSZ.
+    #[cfg(unix)]
+    // SAFETY: setting a signal to SIG_IGN installs no handler code.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
+    warn_if_short_of_file_descriptors(config.max_connections);
     let provider = crypto_provider();
-    let authority = ca.leaf_authority(Arc::clone(&provider))?;
+    let leaves = ca.leaf_authority(Arc::clone(&provider))?;
     let tls = upstream::client_tls_config(
         &upstream::UpstreamTrust {
             extra_roots: config.upstream_ca.clone(),
@@ -199,44 +305,106 @@ pub async fn start(config: ProxyConfig, ca: &Ca) -> Result<ProxyHandle, ProxyErr
         now_ns(),
         config.header_settings(local_addr, ca),
     );
-    let capture = CaptureWriter::create(&config.capture, &header)?;
+    let capture = CaptureWriter::open(&config.capture, &header, config.existing_capture)?
+        .sync_each_record(config.sync_each_record);
+    let first_id = capture.last_id() + 1;
     let (live, _) = broadcast::channel(LIVE_CAPACITY);
-    let (records, writer) = writer::spawn(capture, live.clone()).map_err(ProxyError::Writer)?;
+    let (failed, capture_failure) = watch::channel(None);
+    let (records, writer) = writer::spawn(WriterTask {
+        writer: capture,
+        live: live.clone(),
+        keep_forwarding: config.keep_forwarding_unrecorded,
+        failed,
+    })
+    .map_err(ProxyError::Writer)?;
     let shared = Arc::new(Shared::new(
+        local_addr,
         records.clone(),
         live.clone(),
+        first_id,
         config.max_inline,
+        Arc::new(tap::InlineBudget::new(config.inline_budget)),
         store,
     ));
     let resolve = Arc::new(upstream::ResolveMap::new(&config.resolve));
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http1_title_case_headers(true)
+        .http1_preserve_header_case(true)
+        // Without a timer the pool never closes idle upstream connections: a
+        // long-running proxy would hold every one it ever opened.
+        .pool_timer(hyper_util::rt::TokioTimer::new())
+        .pool_idle_timeout(UPSTREAM_IDLE_TIMEOUT)
+        .pool_max_idle_per_host(UPSTREAM_MAX_IDLE_PER_HOST)
+        .build(upstream::connector(
+            tls,
+            Arc::clone(&resolve),
+            config.timeouts.connect,
+        ));
 
-    let (stop, stopped) = oneshot::channel::<()>();
-    let proxy = hudsucker::Proxy::builder()
-        .with_listener(listener)
-        .with_ca(authority)
-        .with_http_connector(upstream::connector(tls, Arc::clone(&resolve)))
-        .with_http_handler(handler::RecordingHandler::new(Arc::clone(&shared), resolve))
-        .with_graceful_shutdown(async {
-            let _ = stopped.await;
-        })
-        .build()
-        .map_err(|e| ProxyError::Tls(error_chain(&e)))?;
-    let server = tokio::spawn(async move {
-        if let Err(e) = proxy.start().await {
-            tracing::error!("proxy stopped: {}", error_chain(&e));
-        }
+    let (stop, stopped) = watch::channel(false);
+    let front = Arc::new(server::Front {
+        shared: Arc::clone(&shared),
+        forwarder: handler::Forwarder {
+            shared: Arc::clone(&shared),
+            resolve,
+            client,
+            response_timeout: config.timeouts.response,
+            body_timeout: config.timeouts.body,
+            keep_forwarding: config.keep_forwarding_unrecorded,
+        },
+        leaves,
+        ca_cert_path: ca.cert_path(),
+        deadlines: conn::ClientDeadlines {
+            request_head: config.timeouts.request_head,
+            idle: config.timeouts.idle,
+        },
+        slots: Arc::new(Semaphore::new(config.max_connections)),
+        max_connections: config.max_connections,
+        counters: server::FrontCounters::default(),
+        http: server::Front::server_builder(),
+        stop: stopped,
     });
+    let server = tokio::spawn(Arc::clone(&front).accept_loop(listener));
 
     Ok(ProxyHandle {
         local_addr,
         capture_path: config.capture,
         live,
         shared,
+        front,
         stop,
         server,
         records,
         writer,
+        capture_failure,
     })
+}
+
+/// Each client connection holds its socket and usually one upstream socket;
+/// when the file-descriptor limit is lower than that, connections beyond it
+/// wait in the listen backlog instead of getting the limit's 503.
+fn warn_if_short_of_file_descriptors(max_connections: usize) {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes into the struct it is given.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+            return;
+        }
+        let needed = max_connections.saturating_mul(2).saturating_add(64) as u64;
+        if limit.rlim_cur < needed {
+            tracing::warn!(
+                "--max-connections {max_connections} needs about {needed} file descriptors \
+                 but the limit is {} (ulimit -n): raise it, or lower --max-connections to \
+                 about {} so that extra clients get a 503 instead of waiting",
+                limit.rlim_cur,
+                limit.rlim_cur.saturating_sub(64) / 2
+            );
+        }
+    }
 }
 
 /// A running proxy.
@@ -248,10 +416,12 @@ pub struct ProxyHandle {
     capture_path: PathBuf,
     live: broadcast::Sender<LiveEvent>,
     shared: Arc<Shared>,
-    stop: oneshot::Sender<()>,
+    front: Arc<server::Front>,
+    stop: watch::Sender<bool>,
     server: tokio::task::JoinHandle<()>,
     records: mpsc::Sender<Record>,
     writer: std::thread::JoinHandle<WriterReport>,
+    capture_failure: watch::Receiver<Option<String>>,
 }
 
 /// What a stopped proxy leaves behind.
@@ -259,6 +429,14 @@ pub struct ProxyHandle {
 pub struct ShutdownSummary {
     pub capture_path: PathBuf,
     pub flows_written: u64,
+    /// Finished exchanges that are not in the capture (it could not be written).
+    pub flows_lost: u64,
+    /// Why the capture could not be written, when it could not.
+    pub capture_error: Option<String>,
+    /// Connections answered 503 because of `--max-connections`.
+    pub refused_connections: u64,
+    /// `accept` calls that failed (for instance out of file descriptors).
+    pub accept_failures: u64,
 }
 
 impl ProxyHandle {
@@ -280,39 +458,67 @@ impl ProxyHandle {
         self.live.subscribe()
     }
 
+    /// True when the proxy goes on forwarding after a failed capture write.
+    pub fn keeps_forwarding_unrecorded(&self) -> bool {
+        self.front.forwarder.keep_forwarding
+    }
+
+    /// Resolves with the reason once a capture record could not be written.
+    /// Unless `keep_forwarding_unrecorded` is set, the proxy already refuses
+    /// new exchanges by then and should be shut down.
+    pub async fn capture_failed(&self) -> String {
+        let mut failure = self.capture_failure.clone();
+        match failure.wait_for(Option::is_some).await {
+            Ok(reason) => reason.clone().unwrap_or_default(),
+            // The writer is gone (shutdown): nothing more will fail.
+            Err(_) => std::future::pending().await,
+        }
+    }
+
     /// Stops accepting connections, gives open ones a few seconds to finish,
     /// records exchanges still in flight as cut off, and closes the capture.
     pub async fn shutdown(self) -> Result<ShutdownSummary, ProxyError> {
         let ProxyHandle {
             capture_path,
             shared,
+            front,
             stop,
-            mut server,
+            server,
             records,
             writer,
             ..
         } = self;
-        let _ = stop.send(());
-        if tokio::time::timeout(SHUTDOWN_GRACE, &mut server)
-            .await
-            .is_err()
-        {
-            server.abort();
-        }
+        let _ = stop.send(true);
+        let _ = server.await;
+        // Connections finish what is in flight (each holds a slot) or are cut.
+        let all = u32::try_from(front.max_connections).unwrap_or(u32::MAX);
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, front.slots.acquire_many(all)).await;
         shared.abandon_in_flight("the proxy stopped while the exchange was in flight");
         let _ = records.send(Record::Close);
         let report = tokio::task::spawn_blocking(move || writer.join())
             .await
             .map_err(|_| ProxyError::WriterPanicked)?
             .map_err(|_| ProxyError::WriterPanicked)?;
-        if let Some(e) = report.first_error {
-            return Err(e.into());
-        }
         Ok(ShutdownSummary {
             capture_path,
             flows_written: report.flows_written,
+            flows_lost: report.flows_lost,
+            capture_error: report.first_error.map(|e| e.to_string()),
+            refused_connections: front.counters.refused_connections.load(Ordering::Relaxed),
+            accept_failures: front.counters.accept_failures.load(Ordering::Relaxed),
         })
     }
+}
+
+/// A plain-text response regtap makes itself (refusals, upstream failures).
+pub(crate) fn text_response(status: StatusCode, message: &str) -> Response<hudsucker::Body> {
+    let mut res = Response::new(hudsucker::Body::from(format!("{message}\n")));
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    res
 }
 
 /// An error and its sources in one line: `a: b: c` (repeats left out).
@@ -349,10 +555,12 @@ pub fn summary_line(flow: &Flow) -> String {
         human_bytes(down)
     };
     let ms = (flow.timing.end() - flow.timing.request_start).max(0) / 1_000_000;
-    let mut line = format!(
-        "{} {host} {path} {status} {size} {ms}ms",
-        flow.request.method
-    );
+    // A failure before any request (a timeout, a refused connection).
+    let method = match flow.request.method.as_str() {
+        "" => "-",
+        method => method,
+    };
+    let mut line = format!("{method} {host} {path} {status} {size} {ms}ms");
     if let Some(error) = &flow.error {
         line.push_str(" - ");
         line.push_str(&error.message);

@@ -1,17 +1,22 @@
 //! One exchange while it is in flight. The handler, the request body and the
 //! response body each hold the same [`FlowRecorder`]; the flow is written once
-//! both bodies have ended (or failed), or when the last holder lets go.
+//! both bodies have ended (or failed), or when the last holder lets go. Before
+//! that, the capture gets a start record (before anything is forwarded), the
+//! response head, and the bytes streamed so far, so that a killed proxy still
+//! leaves every started exchange in the capture.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak, mpsc};
 
 use regtap_capture::{
-    Direction, ErrorStage, Flow, FlowError, LiveEvent, Request, Response, Timing, now_ns,
+    Direction, ErrorStage, Flow, FlowError, Headers, InFlightRecord, LiveEvent, Request, Response,
+    Timing, now_ns,
 };
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, oneshot, watch};
 
-use crate::tap::{BodyStore, BodyTap};
+use crate::tap::{BodyStore, BodyTap, InlineBudget, InlineHold};
 use crate::writer::Record;
 
 /// What every flow of one proxy shares.
@@ -21,24 +26,122 @@ pub(crate) struct Shared {
     pub(crate) live: broadcast::Sender<LiveEvent>,
     in_flight: Mutex<HashMap<u64, Weak<FlowRecorder>>>,
     max_inline: usize,
+    inline_budget: Arc<InlineBudget>,
     store: Option<BodyStore>,
+    /// `http://<listen address>`: the URL of failures on connections to the
+    /// proxy itself, before any request.
+    proxy_url: String,
 }
 
 impl Shared {
+    /// `first_id`: the id of the first exchange (a capture appended to
+    /// continues after its highest id).
     pub(crate) fn new(
+        listen: SocketAddr,
         records: mpsc::Sender<Record>,
         live: broadcast::Sender<LiveEvent>,
+        first_id: u64,
         max_inline: usize,
+        inline_budget: Arc<InlineBudget>,
         store: Option<BodyStore>,
     ) -> Self {
         Shared {
-            next_id: AtomicU64::new(1),
+            next_id: AtomicU64::new(first_id),
             records,
             live,
             in_flight: Mutex::new(HashMap::new()),
             max_inline,
+            inline_budget,
             store,
+            proxy_url: format!("http://{listen}"),
         }
+    }
+
+    /// Records something that went wrong on a client connection outside any
+    /// HTTP exchange (a timeout, a refused connection, a protocol error): a
+    /// flow with an empty method, the client's address and the error; its URL
+    /// is the tunnel's (`https://host[:port]`) when it came through a
+    /// CONNECT, so that it is listed with that server's traffic, else the
+    /// proxy's own (`http://127.0.0.1:8080`).
+    pub(crate) fn record_connection_failure(
+        &self,
+        client_addr: SocketAddr,
+        connect_authority: Option<String>,
+        stage: ErrorStage,
+        message: String,
+    ) {
+        let scheme = if connect_authority.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let url = connect_authority
+            .as_deref()
+            .map_or_else(|| self.proxy_url.clone(), tunnel_url);
+        self.record_failure(
+            client_addr,
+            connect_authority,
+            scheme,
+            Request {
+                method: String::new(),
+                url,
+                http_version: String::new(),
+                headers: Headers::default(),
+                body: regtap_capture::Body::from_bytes(b""),
+            },
+            FlowError { stage, message },
+        );
+    }
+
+    /// Records a CONNECT tunnel whose TLS handshake with the client failed.
+    pub(crate) fn record_client_tls_failure(
+        &self,
+        client_addr: SocketAddr,
+        connect_authority: String,
+        message: String,
+    ) {
+        self.record_failure(
+            client_addr,
+            Some(connect_authority.clone()),
+            "https",
+            Request {
+                method: "CONNECT".to_owned(),
+                url: tunnel_url(&connect_authority),
+                http_version: "HTTP/1.1".to_owned(),
+                headers: Headers::default(),
+                body: regtap_capture::Body::from_bytes(b""),
+            },
+            FlowError {
+                stage: ErrorStage::ClientTls,
+                message,
+            },
+        );
+    }
+
+    fn record_failure(
+        &self,
+        client_addr: SocketAddr,
+        connect_authority: Option<String>,
+        scheme: &str,
+        request: Request,
+        error: FlowError,
+    ) {
+        let at = now_ns();
+        let flow = Flow {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            client_addr: Some(client_addr.to_string()),
+            connect_authority,
+            server_addr: None,
+            scheme: scheme.to_owned(),
+            request,
+            response: None,
+            timing: Timing {
+                request_start: at,
+                ..Timing::default()
+            },
+            error: Some(error),
+        };
+        self.send(flow, Vec::new());
     }
 
     /// Finishes every exchange still in flight with `reason` (the proxy stops).
@@ -52,10 +155,23 @@ impl Shared {
         }
     }
 
-    fn send(&self, flow: Flow) {
+    fn send(&self, flow: Flow, holds: Vec<InlineHold>) {
         // After shutdown the writer is gone; nothing is left to record into.
-        let _ = self.records.send(Record::Flow(Box::new(flow)));
+        let _ = self.records.send(Record::Flow {
+            flow: Box::new(flow),
+            holds,
+        });
     }
+
+    fn send_in_flight(&self, record: InFlightRecord) {
+        let _ = self.records.send(Record::InFlight(record));
+    }
+}
+
+/// `https://registry.test` for a tunnel to `registry.test:443`.
+fn tunnel_url(authority: &str) -> String {
+    let host = authority.strip_suffix(":443").unwrap_or(authority);
+    format!("https://{host}")
 }
 
 /// The request as it arrived, before its body.
@@ -92,6 +208,8 @@ pub(crate) struct FlowRecorder {
     id: u64,
     shared: Arc<Shared>,
     state: Mutex<State>,
+    /// True once the request body has ended (the upstream's turn to answer).
+    request_sent: watch::Sender<bool>,
 }
 
 /// How one side's body stream ended.
@@ -100,13 +218,20 @@ pub(crate) enum SideEnd {
     Complete,
     /// The stream yielded an error.
     Failed(String),
+    /// No bytes moved for too long; the message says how long.
+    TimedOut(String),
     /// The body was dropped; `at_end` tells whether everything had been read.
     Dropped { at_end: bool },
 }
 
 impl FlowRecorder {
-    /// Registers a new exchange and announces it to live subscribers.
-    pub(crate) fn start(shared: &Arc<Shared>, head: RequestHead) -> Arc<FlowRecorder> {
+    /// Registers a new exchange, sends its start record to the capture and
+    /// announces it to live subscribers. The receiver says whether the start
+    /// record was written.
+    pub(crate) fn start(
+        shared: &Arc<Shared>,
+        head: RequestHead,
+    ) -> (Arc<FlowRecorder>, oneshot::Receiver<bool>) {
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
         let at = now_ns();
         let _ = shared.live.send(LiveEvent::Started {
@@ -118,6 +243,7 @@ impl FlowRecorder {
         let tap = |side: &str| {
             BodyTap::new(
                 shared.max_inline,
+                Some(Arc::clone(&shared.inline_budget)),
                 shared.store.clone(),
                 format!("{}-{id}-{side}", std::process::id()),
             )
@@ -136,8 +262,14 @@ impl FlowRecorder {
             },
             error: None,
         };
+        let (written, start_recorded) = oneshot::channel();
+        let _ = shared.records.send(Record::Start {
+            flow: Box::new(flow.clone()),
+            written,
+        });
         let recorder = Arc::new(FlowRecorder {
             id,
+            request_sent: watch::Sender::new(false),
             shared: Arc::clone(shared),
             state: Mutex::new(State {
                 flow: Some(flow),
@@ -157,7 +289,31 @@ impl FlowRecorder {
         if let Ok(mut in_flight) = shared.in_flight.lock() {
             in_flight.insert(id, Arc::downgrade(&recorder));
         }
-        recorder
+        (recorder, start_recorded)
+    }
+
+    /// Resolves once the whole request body has gone upstream (or failed).
+    pub(crate) async fn request_sent(&self) {
+        let mut sent = self.request_sent.subscribe();
+        let _ = sent.wait_for(|sent| *sent).await;
+    }
+
+    /// Writes the bytes streamed so far to the capture (a killed proxy then
+    /// leaves them behind).
+    pub(crate) fn record_progress(&self) {
+        let Ok(state) = self.state.lock() else {
+            return;
+        };
+        if state.flow.is_none() {
+            return;
+        }
+        let size = |side: &Side| side.tap.as_ref().map_or(0, BodyTap::size);
+        self.shared.send_in_flight(InFlightRecord::Progress {
+            id: self.id,
+            at: now_ns(),
+            request_bytes: size(&state.request),
+            response_bytes: size(&state.response),
+        });
     }
 
     pub(crate) fn id(&self) -> u64 {
@@ -188,7 +344,13 @@ impl FlowRecorder {
             return;
         };
         if let Some(flow) = state.flow.as_mut() {
-            flow.timing.response_head = Some(now_ns());
+            let at = now_ns();
+            flow.timing.response_head = Some(at);
+            self.shared.send_in_flight(InFlightRecord::ResponseHead {
+                id: self.id,
+                at,
+                response: response.clone(),
+            });
             flow.response = Some(response);
             if server_addr.is_some() {
                 flow.server_addr = server_addr;
@@ -230,6 +392,12 @@ impl FlowRecorder {
                     message: format!("{what} body failed after {seen} bytes: {reason}"),
                 });
             }
+            SideEnd::TimedOut(reason) => {
+                state.error.get_or_insert(FlowError {
+                    stage: ErrorStage::BodyTimeout,
+                    message: format!("{what} body stalled after {seen} bytes: {reason}"),
+                });
+            }
             SideEnd::Dropped { at_end: false } => {
                 let message = match direction {
                     Direction::Request => {
@@ -249,6 +417,9 @@ impl FlowRecorder {
                 Direction::Request => flow.timing.request_end = Some(now),
                 Direction::Response => flow.timing.response_end = Some(now),
             }
+        }
+        if direction == Direction::Request {
+            self.request_sent.send_replace(true);
         }
         self.finish_if_done(&mut state);
     }
@@ -283,12 +454,17 @@ impl FlowRecorder {
         let Some(mut flow) = state.flow.take() else {
             return;
         };
+        let mut holds = Vec::new();
         if let Some(tap) = state.request.tap.take() {
-            flow.request.body = tap.finish(state.request.complete);
+            let (body, hold) = tap.finish(state.request.complete);
+            flow.request.body = body;
+            holds.push(hold);
         }
         let response_tap = state.response.tap.take();
         if let (Some(response), Some(tap)) = (flow.response.as_mut(), response_tap) {
-            response.body = tap.finish(state.response.complete);
+            let (body, hold) = tap.finish(state.response.complete);
+            response.body = body;
+            holds.push(hold);
         }
         if flow.response.is_none() && state.error.is_none() && state.inferred_error.is_none() {
             state.error = Some(FlowError {
@@ -300,7 +476,7 @@ impl FlowRecorder {
         if let Ok(mut in_flight) = self.shared.in_flight.lock() {
             in_flight.remove(&self.id);
         }
-        self.shared.send(flow);
+        self.shared.send(flow, holds);
     }
 }
 

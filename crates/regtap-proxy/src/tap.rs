@@ -4,6 +4,8 @@
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write as _};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use regtap_capture::{Body, Data};
 use sha2::{Digest as _, Sha256};
@@ -11,6 +13,40 @@ use sha2::{Digest as _, Sha256};
 /// How many bytes of a body larger than `--max-inline` are kept: enough to
 /// recognise a format (gzip, tar, JSON) without copying layers into the capture.
 pub(crate) const TRUNCATED_PREFIX: usize = 4096;
+
+/// The memory all inline bodies of a proxy may hold at once (`--inline-budget`).
+/// A body that would go beyond it keeps its size, hash and prefix, and says why.
+#[derive(Debug)]
+pub(crate) struct InlineBudget {
+    limit: usize,
+    used: AtomicUsize,
+}
+
+impl InlineBudget {
+    pub(crate) fn new(limit: usize) -> Self {
+        InlineBudget {
+            limit,
+            used: AtomicUsize::new(0),
+        }
+    }
+
+    pub(crate) fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Takes `bytes` from the budget, or nothing when they do not fit.
+    fn take(&self, bytes: usize) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(bytes).filter(|total| *total <= self.limit)
+            })
+            .is_ok()
+    }
+
+    fn give_back(&self, bytes: usize) {
+        self.used.fetch_sub(bytes, Ordering::AcqRel);
+    }
+}
 
 /// The content-addressed body store of `--store-bodies DIR`: finished bodies
 /// live at `DIR/sha256/<hex>`; bodies being written at `DIR/tmp/…`.
@@ -42,6 +78,11 @@ pub(crate) struct BodyTap {
     max_inline: usize,
     kept: Vec<u8>,
     truncated: bool,
+    /// Why the body was truncated although it fit `max_inline`.
+    truncated_reason: Option<String>,
+    budget: Option<Arc<InlineBudget>>,
+    /// Bytes of `kept` taken from `budget`.
+    reserved: usize,
     store: Option<BodyStore>,
     /// Unique temporary name in the store.
     store_name: String,
@@ -49,13 +90,21 @@ pub(crate) struct BodyTap {
 }
 
 impl BodyTap {
-    pub(crate) fn new(max_inline: usize, store: Option<BodyStore>, store_name: String) -> Self {
+    pub(crate) fn new(
+        max_inline: usize,
+        budget: Option<Arc<InlineBudget>>,
+        store: Option<BodyStore>,
+        store_name: String,
+    ) -> Self {
         BodyTap {
             size: 0,
             hasher: Sha256::new(),
             max_inline,
             kept: Vec::new(),
             truncated: false,
+            truncated_reason: None,
+            budget,
+            reserved: 0,
             store,
             store_name,
             file: None,
@@ -76,17 +125,48 @@ impl BodyTap {
     fn keep(&mut self, data: &[u8]) {
         let prefix_len = self.max_inline.min(TRUNCATED_PREFIX);
         if !self.truncated {
-            if self.kept.len() + data.len() <= self.max_inline {
+            let fits = self.kept.len() + data.len() <= self.max_inline;
+            if fits && self.reserve(data.len()) {
                 self.kept.extend_from_slice(data);
                 return;
+            }
+            if fits && let Some(budget) = &self.budget {
+                self.truncated_reason = Some(format!(
+                    "the proxy's memory budget for inline bodies ({} bytes, --inline-budget) \
+                     was in use by other exchanges; size, hash and first bytes kept",
+                    budget.limit()
+                ));
             }
             self.truncated = true;
             self.kept.truncate(prefix_len);
             self.kept.shrink_to_fit();
+            self.release();
         }
         if self.kept.len() < prefix_len {
             let take = (prefix_len - self.kept.len()).min(data.len());
             self.kept.extend_from_slice(&data[..take]);
+        }
+    }
+
+    /// Takes `bytes` more from the shared budget beyond the prefix every body
+    /// may keep anyway.
+    fn reserve(&mut self, bytes: usize) -> bool {
+        let Some(budget) = &self.budget else {
+            return true;
+        };
+        let wanted = (self.kept.len() + bytes).saturating_sub(TRUNCATED_PREFIX);
+        let extra = wanted.saturating_sub(self.reserved);
+        if extra == 0 || budget.take(extra) {
+            self.reserved += extra;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn release(&mut self) {
+        if let Some(budget) = &self.budget {
+            budget.give_back(std::mem::take(&mut self.reserved));
         }
     }
 
@@ -120,11 +200,17 @@ impl BodyTap {
         }
     }
 
-    /// The body as recorded. `complete` is false when it was cut off; a cut-off
-    /// body is not kept in the store (it would sit under a hash nobody asked for).
-    pub(crate) fn finish(self, complete: bool) -> Body {
-        let sha256 = hex::encode(self.hasher.finalize());
-        let stored = match (self.file, self.store) {
+    /// The body as recorded, and its hold on the inline budget (to be dropped
+    /// once the flow is written). `complete` is false when it was cut off; a
+    /// cut-off body is not kept in the store (it would sit under a hash nobody
+    /// asked for).
+    pub(crate) fn finish(mut self, complete: bool) -> (Body, InlineHold) {
+        let hold = InlineHold {
+            budget: self.budget.clone(),
+            bytes: std::mem::take(&mut self.reserved),
+        };
+        let sha256 = hex::encode(std::mem::take(&mut self.hasher).finalize());
+        let stored = match (self.file.take(), self.store.take()) {
             (Some(file), Some(store)) => finish_store_file(file, &store, &sha256, complete),
             _ => None,
         };
@@ -135,14 +221,37 @@ impl BodyTap {
         } else {
             Some(Data::from_bytes(&self.kept))
         };
-        Body {
+        let body = Body {
             size: self.size,
             sha256,
             complete,
             inline,
             truncated: self.truncated,
+            truncated_reason: self.truncated_reason.take(),
             stored,
+        };
+        (body, hold)
+    }
+}
+
+/// The inline bytes of a finished body, still counted against the budget
+/// while its flow waits to be written; given back when dropped.
+pub(crate) struct InlineHold {
+    budget: Option<Arc<InlineBudget>>,
+    bytes: usize,
+}
+
+impl Drop for InlineHold {
+    fn drop(&mut self) {
+        if let Some(budget) = &self.budget {
+            budget.give_back(self.bytes);
         }
+    }
+}
+
+impl Drop for BodyTap {
+    fn drop(&mut self) {
+        self.release();
     }
 }
 
@@ -189,7 +298,39 @@ mod tests {
     use super::*;
 
     fn tap(max_inline: usize) -> BodyTap {
-        BodyTap::new(max_inline, None, "t".to_owned())
+        BodyTap::new(max_inline, None, None, "t".to_owned())
+    }
+
+    #[test]
+    fn a_body_beyond_the_shared_budget_keeps_a_prefix_and_says_why() {
+        let budget = Arc::new(InlineBudget::new(TRUNCATED_PREFIX));
+        let body: Vec<u8> = (0..TRUNCATED_PREFIX * 2).map(|i| (i % 7) as u8).collect();
+        let mut first = BodyTap::new(1 << 20, Some(Arc::clone(&budget)), None, "a".into());
+        first.push(&body);
+        let mut second = BodyTap::new(1 << 20, Some(Arc::clone(&budget)), None, "b".into());
+        second.push(&body);
+        let (second, _) = second.finish(true);
+        assert!(second.truncated);
+        assert!(
+            second
+                .truncated_reason
+                .as_deref()
+                .unwrap()
+                .contains("--inline-budget"),
+            "{second:?}"
+        );
+        assert_eq!(second.size, body.len() as u64);
+        assert_eq!(second.sha256, regtap_capture::sha256_hex(&body));
+        let (first, hold) = first.finish(true);
+        assert_eq!(first.full_bytes(), Some(body.clone()));
+        // The first body's memory is held until its flow is written.
+        let mut third = BodyTap::new(1 << 20, Some(Arc::clone(&budget)), None, "c".into());
+        third.push(&body);
+        assert!(third.finish(true).0.truncated);
+        drop(hold);
+        let mut fourth = BodyTap::new(1 << 20, Some(budget), None, "d".into());
+        fourth.push(&body);
+        assert_eq!(fourth.finish(true).0.full_bytes(), Some(body));
     }
 
     #[test]
@@ -197,7 +338,7 @@ mod tests {
         let mut t = tap(16);
         t.push(b"{\"a\":");
         t.push(b"1}");
-        let body = t.finish(true);
+        let body = t.finish(true).0;
         assert_eq!(body, Body::from_bytes(b"{\"a\":1}"));
     }
 
@@ -208,7 +349,7 @@ mod tests {
         for chunk in data.chunks(3000) {
             t.push(chunk);
         }
-        let body = t.finish(true);
+        let body = t.finish(true).0;
         assert_eq!(body.size, 20_000);
         assert_eq!(body.sha256, regtap_capture::sha256_hex(&data));
         assert!(body.truncated);
@@ -220,7 +361,7 @@ mod tests {
     fn body_exactly_at_the_limit_is_inline() {
         let mut t = tap(4);
         t.push(b"abcd");
-        let body = t.finish(true);
+        let body = t.finish(true).0;
         assert!(!body.truncated);
         assert_eq!(body.full_bytes(), Some(b"abcd".to_vec()));
     }
@@ -229,7 +370,7 @@ mod tests {
     fn zero_max_inline_keeps_nothing() {
         let mut t = tap(0);
         t.push(b"abc");
-        let body = t.finish(false);
+        let body = t.finish(false).0;
         assert_eq!(body.inline, None);
         assert!(body.truncated);
         assert!(!body.complete);
@@ -248,10 +389,10 @@ mod tests {
     fn store_keeps_complete_bodies_under_their_hash_and_drops_cut_ones() {
         let dir = tempfile::tempdir().unwrap();
         let store = BodyStore::open(dir.path()).unwrap();
-        let mut t = BodyTap::new(2, Some(store.clone()), "1-req".to_owned());
+        let mut t = BodyTap::new(2, None, Some(store.clone()), "1-req".to_owned());
         t.push(b"hello ");
         t.push(b"world");
-        let body = t.finish(true);
+        let body = t.finish(true).0;
         let stored = body.stored.unwrap();
         assert_eq!(
             stored,
@@ -259,9 +400,9 @@ mod tests {
         );
         assert_eq!(fs::read(dir.path().join(&stored)).unwrap(), b"hello world");
 
-        let mut cut = BodyTap::new(2, Some(store), "2-req".to_owned());
+        let mut cut = BodyTap::new(2, None, Some(store), "2-req".to_owned());
         cut.push(b"partial");
-        let body = cut.finish(false);
+        let body = cut.finish(false).0;
         assert_eq!(body.stored, None);
         assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
     }

@@ -10,6 +10,7 @@ use std::pin::Pin;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use http::Uri;
 use hyper_rustls::HttpsConnector;
@@ -178,22 +179,58 @@ fn add_pem_roots(roots: &mut RootCertStore, path: &Path) -> Result<(), ProxyErro
 }
 
 /// The connector the proxy's client uses: `--resolve`, then TLS with `tls`;
-/// plain `http://` passes through. Upstream connections speak HTTP/1.1 only,
-/// as dockerd does to registries: large blobs then stream without HTTP/2
-/// flow-control windows, and what the upstream sees matches what dockerd
-/// would send it.
+/// plain `http://` passes through; the whole of it (TCP and TLS) bounded by
+/// `timeout`. Upstream connections speak HTTP/1.1 only, as dockerd does to
+/// registries: large blobs then stream without HTTP/2 flow-control windows,
+/// and what the upstream sees matches what dockerd would send it.
 pub(crate) fn connector(
     tls: ClientConfig,
     rules: Arc<ResolveMap>,
-) -> HttpsConnector<ResolvingConnector> {
+    timeout: Duration,
+) -> UpstreamConnector {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
-    hyper_rustls::HttpsConnectorBuilder::new()
+    let inner = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()
         .enable_http1()
-        .wrap_connector(ResolvingConnector { inner: http, rules })
+        .wrap_connector(ResolvingConnector { inner: http, rules });
+    UpstreamConnector { inner, timeout }
+}
+
+/// Connecting upstream (TCP and TLS) took longer than `--connect-timeout`.
+#[derive(Debug, thiserror::Error)]
+#[error("no connection within {}s (--connect-timeout)", .0.as_secs_f32())]
+pub(crate) struct ConnectTimedOut(Duration);
+
+/// [`connector`]'s connector: HTTPS over `--resolve`, with a time limit.
+#[derive(Clone)]
+pub(crate) struct UpstreamConnector {
+    inner: HttpsConnector<ResolvingConnector>,
+    timeout: Duration,
+}
+
+impl tower_service::Service<Uri> for UpstreamConnector {
+    type Response = <HttpsConnector<ResolvingConnector> as tower_service::Service<Uri>>::Response;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+    type Future =
+        Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send + 'static>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, dst: Uri) -> Self::Future {
+        let connecting = self.inner.call(dst);
+        let timeout = self.timeout;
+        Box::pin(async move {
+            match tokio::time::timeout(timeout, connecting).await {
+                Ok(connected) => connected,
+                Err(_) => Err(Box::new(ConnectTimedOut(timeout)) as Self::Error),
+            }
+        })
+    }
 }
 
 /// `--upstream-insecure`: every certificate is accepted, signatures are still

@@ -3,10 +3,14 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
-use regtap_proxy::{Ca, LiveEvent, ProxyConfig, ResolveRule, data_dir_from_env, summary_line};
+use regtap_proxy::{
+    Ca, ExistingCapture, LiveEvent, ProxyConfig, ProxyHandle, ResolveRule, Timeouts,
+    data_dir_from_env, summary_line,
+};
 use tokio::sync::broadcast::error::RecvError;
 
 #[derive(Args)]
@@ -14,9 +18,23 @@ pub struct ProxyArgs {
     /// Address to listen on (port 0: any free port; the chosen one is printed)
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// Capture file to write (default: ./regtap-<UTC time>.jsonl)
+    /// Capture file to write (default: ./regtap-<UTC time>.jsonl); an
+    /// existing file is refused unless --append or --force, a symlink always
     #[arg(long, value_name = "FILE")]
     capture: Option<PathBuf>,
+    /// Add this session to an existing capture (ids continue after its last)
+    #[arg(long, conflicts_with = "force")]
+    append: bool,
+    /// Replace an existing capture file
+    #[arg(long)]
+    force: bool,
+    /// fdatasync the capture after every record (survives a machine crash)
+    #[arg(long)]
+    fsync: bool,
+    /// When the capture cannot be written, keep forwarding (naming every
+    /// unrecorded exchange on stderr) instead of refusing traffic and exiting
+    #[arg(long)]
+    keep_forwarding_unrecorded: bool,
     /// PEM file of CA certificates to trust for upstream servers, besides the
     /// public web roots (repeatable)
     #[arg(long = "upstream-ca", value_name = "PEM")]
@@ -28,9 +46,33 @@ pub struct ProxyArgs {
     /// --resolve (repeatable); ADDR is an IP or IP:PORT
     #[arg(long = "resolve", value_name = "HOST:PORT=ADDR")]
     resolve: Vec<ResolveRule>,
-    /// Bodies up to this many bytes are kept whole in the capture
-    #[arg(long, value_name = "BYTES", default_value_t = regtap_proxy::DEFAULT_MAX_INLINE)]
+    /// Bodies up to this many bytes are kept whole in the capture (at most 64 MiB)
+    #[arg(long, value_name = "BYTES", default_value_t = regtap_proxy::DEFAULT_MAX_INLINE,
+          value_parser = parse_max_inline)]
     max_inline: usize,
+    /// Memory all inline bodies in flight may hold together; beyond it a body
+    /// keeps its size, hash and first bytes, and the capture says why
+    #[arg(long, value_name = "BYTES", default_value_t = regtap_proxy::DEFAULT_INLINE_BUDGET)]
+    inline_budget: usize,
+    /// Open client connections beyond this many are answered 503 (and recorded)
+    #[arg(long, value_name = "N", default_value = "512",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
+    /// Seconds a client may take to send a request head
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_seconds)]
+    request_head_timeout: Duration,
+    /// Seconds a kept-alive client connection may stay idle
+    #[arg(long, value_name = "SECS", default_value = "120", value_parser = parse_seconds)]
+    idle_timeout: Duration,
+    /// Seconds to connect to an upstream server (TCP and TLS)
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_seconds)]
+    connect_timeout: Duration,
+    /// Seconds an upstream server may take to answer once the request is sent
+    #[arg(long, value_name = "SECS", default_value = "300", value_parser = parse_seconds)]
+    response_timeout: Duration,
+    /// Seconds a body (either way) may stall without a byte
+    #[arg(long, value_name = "SECS", default_value = "120", value_parser = parse_seconds)]
+    body_timeout: Duration,
     /// Also write every complete body to DIR/sha256/<hex> as it streams
     #[arg(long, value_name = "DIR")]
     store_bodies: Option<PathBuf>,
@@ -86,12 +128,31 @@ async fn serve(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     let capture = args
         .capture
         .unwrap_or_else(|| timestamped_capture_path("regtap"));
+    let existing_capture = if args.append {
+        ExistingCapture::Append
+    } else if args.force {
+        ExistingCapture::Overwrite
+    } else {
+        ExistingCapture::Refuse
+    };
     let config = ProxyConfig {
+        existing_capture,
+        sync_each_record: args.fsync,
+        keep_forwarding_unrecorded: args.keep_forwarding_unrecorded,
         upstream_ca: args.upstream_ca,
         upstream_insecure: args.upstream_insecure,
         resolve: args.resolve,
         max_inline: args.max_inline,
+        inline_budget: args.inline_budget,
         store_bodies: args.store_bodies,
+        timeouts: Timeouts {
+            request_head: args.request_head_timeout,
+            idle: args.idle_timeout,
+            connect: args.connect_timeout,
+            response: args.response_timeout,
+            body: args.body_timeout,
+        },
+        max_connections: args.max_connections as usize,
         ..ProxyConfig::new(args.listen, capture)
     };
     let proxy = regtap_proxy::start(config, &ca).await?;
@@ -107,7 +168,7 @@ async fn serve(args: ProxyArgs) -> anyhow::Result<ExitCode> {
         // The TUI blocks on the terminal; quitting it stops the proxy.
         Some(tokio::task::spawn_blocking(move || regtap_tui::run_live(live, options)).await)
     } else {
-        print_until_stopped(live, args.quiet).await?;
+        print_until_stopped(live, &proxy, args.quiet).await?;
         eprintln!("regtap: stopping");
         None
     };
@@ -120,19 +181,68 @@ async fn serve(args: ProxyArgs) -> anyhow::Result<ExitCode> {
         summary.flows_written,
         summary.capture_path.display()
     );
+    if summary.refused_connections > 0 {
+        eprintln!(
+            "regtap: {} connections refused at --max-connections (each is in the capture)",
+            summary.refused_connections
+        );
+    }
+    if summary.accept_failures > 0 {
+        eprintln!(
+            "regtap: accepting connections failed {} times (out of file descriptors?)",
+            summary.accept_failures
+        );
+    }
+    if let Some(error) = summary.capture_error {
+        eprintln!(
+            "regtap: the capture is incomplete: {error}; {} finished exchanges are not in it",
+            summary.flows_lost
+        );
+        return Ok(ExitCode::FAILURE);
+    }
     Ok(ExitCode::SUCCESS)
 }
 
-/// Prints a line per finished exchange until Ctrl-C or SIGTERM.
+fn parse_max_inline(value: &str) -> Result<usize, String> {
+    let bytes: usize = value
+        .parse()
+        .map_err(|_| format!("{value:?} is not a number of bytes"))?;
+    if bytes > regtap_proxy::MAX_INLINE_LIMIT {
+        return Err(format!(
+            "{bytes} is more than {} (64 MiB); a capture keeps metadata, \
+             use --store-bodies DIR to keep whole bodies",
+            regtap_proxy::MAX_INLINE_LIMIT
+        ));
+    }
+    Ok(bytes)
+}
+
+fn parse_seconds(value: &str) -> Result<Duration, String> {
+    value
+        .parse::<f64>()
+        .ok()
+        .filter(|s| *s > 0.0)
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+        .ok_or_else(|| format!("{value:?} is not a positive number of seconds"))
+}
+
+/// Prints a line per finished (and recorded) exchange until Ctrl-C or
+/// SIGTERM, or until the capture cannot be written (unless told to go on).
 async fn print_until_stopped(
     mut live: tokio::sync::broadcast::Receiver<LiveEvent>,
+    proxy: &ProxyHandle,
     quiet: bool,
 ) -> anyhow::Result<()> {
     let mut terminate = terminate_signal()?;
+    let keep_forwarding = proxy.keeps_forwarding_unrecorded();
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => return Ok(()),
             _ = terminate.recv() => return Ok(()),
+            reason = proxy.capture_failed(), if !keep_forwarding => {
+                eprintln!("regtap: stopping: the capture cannot be written ({reason})");
+                return Ok(());
+            }
             event = live.recv() => match event {
                 Ok(LiveEvent::Finished(flow)) if !quiet => eprintln!("{}", summary_line(&flow)),
                 Ok(_) => {}
@@ -164,6 +274,52 @@ pub fn timestamped_capture_path(prefix: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Command {
+        #[command(flatten)]
+        proxy: ProxyArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<ProxyArgs, clap::Error> {
+        Command::try_parse_from(std::iter::once("proxy").chain(args.iter().copied()))
+            .map(|c| c.proxy)
+    }
+
+    #[test]
+    fn flag_defaults_are_the_library_defaults() {
+        let args = parse(&[]).unwrap();
+        let defaults = Timeouts::default();
+        assert_eq!(args.request_head_timeout, defaults.request_head);
+        assert_eq!(args.idle_timeout, defaults.idle);
+        assert_eq!(args.connect_timeout, defaults.connect);
+        assert_eq!(args.response_timeout, defaults.response);
+        assert_eq!(args.body_timeout, defaults.body);
+        assert_eq!(
+            args.max_connections as usize,
+            regtap_proxy::DEFAULT_MAX_CONNECTIONS
+        );
+    }
+
+    #[test]
+    fn bad_limits_are_refused_with_a_reason() {
+        let err = parse(&["--max-inline", "67108865"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("64 MiB") && err.contains("--store-bodies"),
+            "{err}"
+        );
+        assert!(parse(&["--max-inline", "67108864"]).is_ok());
+        let err = parse(&["--body-timeout", "0"]).err().unwrap().to_string();
+        assert!(err.contains("positive number of seconds"), "{err}");
+        assert!(parse(&["--max-connections", "0"]).is_err());
+        assert!(parse(&["--append", "--force"]).is_err());
+        let args = parse(&["--idle-timeout", "1.5"]).unwrap();
+        assert_eq!(args.idle_timeout, Duration::from_millis(1500));
+    }
 
     #[test]
     fn default_capture_path_is_a_utc_timestamp_in_the_current_directory() {

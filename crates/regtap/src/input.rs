@@ -56,6 +56,22 @@ fn from_capture(path: &Path, capture: Capture) -> Loaded {
             capture.flows.len()
         ));
     }
+    for bad in &capture.bad_lines {
+        warnings.push(format!(
+            "{}:{}: not a record regtap reads, skipped ({}); every other record was read",
+            path.display(),
+            bad.line,
+            bad.reason
+        ));
+    }
+    if capture.cut_off > 0 {
+        warnings.push(format!(
+            "{}: {} exchanges were cut off: the proxy stopped before they finished \
+             (shown with what was known: request, response head, bytes so far)",
+            path.display(),
+            capture.cut_off
+        ));
+    }
     let body_store = capture
         .header
         .settings

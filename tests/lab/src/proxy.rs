@@ -80,6 +80,9 @@ impl RegtapProxy {
                 .arg(format!("127.0.0.1:{port}"))
                 .arg("--capture")
                 .arg(capture)
+                // The lab owns its captures directory; a capture name used
+                // again replaces the earlier one.
+                .arg("--force")
                 .arg("--upstream-ca")
                 .arg(upstream_ca)
                 .arg("-q")

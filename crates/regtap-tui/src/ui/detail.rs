@@ -215,8 +215,7 @@ pub fn flow_lines(app: &App, flow: &Flow, within: Option<(&Operation, &Step)>) -
     if let Some(error) = &flow.error {
         let stage = match error.stage {
             ErrorStage::Connect => "connecting upstream",
-            ErrorStage::Request => "sending the request",
-            ErrorStage::Response => "receiving the response",
+            other => other.describe(),
         };
         lines.push(Line::styled(
             format!("✗ failed while {stage}: {}", error.message),
