@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 mod cmd_ca;
 mod cmd_decode;
+mod cmd_diagram;
 mod cmd_docs;
 mod cmd_doctor;
 mod cmd_har;
@@ -49,6 +50,8 @@ enum Command {
     /// Check that docker/containerd/podman really go through this regtap and trust its CA
     Doctor(cmd_doctor::DoctorArgs),
     /// Draw an operation of a capture as a sequence diagram (Mermaid)
+    /// Draw an operation of a capture as a sequence diagram (Mermaid)
+    Diagram(cmd_diagram::DiagramArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     Completions(cmd_docs::CompletionsArgs),
     /// Print the man page (roff): `regtap man | man -l -`
@@ -76,6 +79,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tui(args) => cmd_tui::run(args),
         Command::Lab(args) => cmd_lab::run(args),
         Command::Doctor(args) => cmd_doctor::run(args),
+        Command::Diagram(args) => cmd_diagram::run(args),
         Command::Completions(args) => cmd_docs::completions(args),
         Command::Man => cmd_docs::man(),
     }
