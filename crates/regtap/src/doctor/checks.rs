@@ -6,7 +6,8 @@ use std::net::IpAddr;
 
 use super::noproxy::{Bypass, bypass};
 use super::{
-    CaFacts, CaptureFacts, Daemon, DaemonFacts, Facts, Finding, Level, ProbeOutcome, RegistryFacts,
+    CaFacts, CaptureFacts, Daemon, DaemonFacts, Facts, Finding, Level, ProbeOutcome, ProcessFacts,
+    RegistryFacts,
 };
 
 /// Where `regtap proxy` listens unless told otherwise.
@@ -43,11 +44,28 @@ fn finding(level: Level, subject: &str, message: String, fix: Option<String>) ->
     }
 }
 
+/// How to restart the daemon: its systemd unit, or by hand when it runs
+/// outside systemd (a private dockerd).
+fn restart(daemon: &DaemonFacts) -> String {
+    match &daemon.process {
+        Some(ProcessFacts {
+            pid: Some(pid),
+            systemd_unit: None,
+            ..
+        }) => format!(
+            "restart {} (pid {pid}; it is not a systemd service)",
+            daemon.daemon.program()
+        ),
+        _ => format!("systemctl restart {}", daemon.daemon.unit()),
+    }
+}
+
 /// The commands that make the system store trust regtap's CA (Debian/Ubuntu).
-fn trust_system_store(unit: &str) -> String {
+fn trust_system_store(daemon: &DaemonFacts) -> String {
     format!(
         "regtap ca export --format pem -o /usr/local/share/ca-certificates/regtap.crt \
-         && update-ca-certificates && systemctl restart {unit}"
+         && update-ca-certificates && {}",
+        restart(daemon)
     )
 }
 
@@ -219,6 +237,14 @@ pub fn check_daemon(facts: &Facts, daemon: &DaemonFacts) -> Vec<Finding> {
     let mut push = |level, message: String, fix: Option<String>| {
         findings.push(finding(level, &subject, message, fix));
     };
+    if let Some(error) = &process.env_error {
+        push(
+            Level::Error,
+            format!("cannot read its environment ({error}): its proxy settings are unknown"),
+            Some("sudo regtap doctor".to_owned()),
+        );
+        return findings;
+    }
 
     if let Some(unit_facts) = &daemon.unit {
         let configured = &unit_facts.env;
@@ -275,8 +301,11 @@ pub fn check_daemon(facts: &Facts, daemon: &DaemonFacts) -> Vec<Finding> {
         }
     }
 
-    let (level, message, fix) = trust_finding(facts, daemon);
-    push(level, message, fix);
+    // Without a CA there is nothing to trust: the CA finding says so.
+    if facts.ca.is_ok() {
+        let (level, message, fix) = trust_finding(facts, daemon);
+        push(level, message, fix);
+    }
     if let (Some(bundle), Some(started)) = (&daemon.trust.system, process.started_unix)
         && bundle.holds_ca
         && bundle.modified_unix.is_some_and(|m| m > started)
@@ -289,7 +318,7 @@ pub fn check_daemon(facts: &Facts, daemon: &DaemonFacts) -> Vec<Finding> {
                 bundle.path,
                 daemon.daemon.program()
             ),
-            Some(format!("systemctl restart {unit}")),
+            Some(restart(daemon)),
         );
     }
     findings
@@ -322,6 +351,14 @@ fn probe_finding(facts: &Facts, probe: &ProbeOutcome, daemon: &DaemonFacts, url:
                 "ss -ltnp 'sport = :{port}'   # find what listens there; stop it, then: regtap proxy --listen {address}",
                 port = address.rsplit(':').next().unwrap_or("8080")
             )),
+        ),
+        ProbeOutcome::OtherCa { address, issuer } if facts.ca.is_err() => (
+            Level::Info,
+            format!(
+                "the proxy at {address} signs with {issuer}; with no CA here, regtap cannot \
+                 tell whether it is this regtap"
+            ),
+            Some("REGTAP_HOME=<the proxy's data directory> regtap doctor".to_owned()),
         ),
         ProbeOutcome::OtherCa { address, issuer } => {
             let ours = facts
@@ -443,7 +480,6 @@ fn insecure_entry_matches(entry: &str, name: &str, addresses: &[IpAddr]) -> bool
 }
 
 fn trust_finding(facts: &Facts, daemon: &DaemonFacts) -> Outcome {
-    let unit = daemon.daemon.unit();
     let trust = &daemon.trust;
     let ssl_cert_file = daemon
         .process
@@ -467,9 +503,12 @@ fn trust_finding(facts: &Facts, daemon: &DaemonFacts) -> Outcome {
     }
     let fix = match &ssl_cert_file {
         Some(file) => {
-            format!("regtap ca export --format pem >> {file} && systemctl restart {unit}")
+            format!(
+                "regtap ca export --format pem >> {file} && {}",
+                restart(daemon)
+            )
         }
-        None => trust_system_store(unit),
+        None => trust_system_store(daemon),
     };
     let stale = trust
         .system

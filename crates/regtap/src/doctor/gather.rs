@@ -98,6 +98,7 @@ pub fn gather(request: &Request) -> anyhow::Result<Facts> {
                 pid: None,
                 systemd_unit: None,
                 started_unix: None,
+                env_error: None,
                 env: ProxyEnv::from_pairs(
                     std::env::vars()
                         .collect::<Vec<_>>()
@@ -171,10 +172,13 @@ fn list_processes() -> Vec<(u32, String)> {
         .collect()
 }
 
-/// `None` when the process went away (or its environment is not readable:
-/// another user's daemon without root).
+/// `None` when the process went away.
 fn process_facts(pid: u32) -> Option<ProcessFacts> {
-    let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let (environ, env_error) = match std::fs::read(format!("/proc/{pid}/environ")) {
+        Ok(environ) => (environ, None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => (Vec::new(), Some(e.to_string())),
+    };
     let pairs: Vec<(String, String)> = environ
         .split(|&b| b == 0)
         .filter_map(|entry| {
@@ -197,6 +201,7 @@ fn process_facts(pid: u32) -> Option<ProcessFacts> {
         systemd_unit,
         started_unix: started_unix(pid),
         env,
+        env_error,
     })
 }
 

@@ -120,6 +120,9 @@ pub struct ProcessFacts {
     pub systemd_unit: Option<String>,
     pub started_unix: Option<i64>,
     pub env: ProxyEnv,
+    /// Why /proc/<pid>/environ could not be read (another user's process,
+    /// without root); `env` is then empty.
+    pub env_error: Option<String>,
 }
 
 /// The proxy variables of an environment, as Go reads them (upper case

@@ -27,6 +27,7 @@ fn dockerd() -> DaemonFacts {
             systemd_unit: Some("docker.service".to_owned()),
             started_unix: Some(NOW - 3600),
             env: proxy_env.clone(),
+            env_error: None,
         }),
         unit: Some(UnitFacts {
             name: "docker.service".to_owned(),
@@ -300,7 +301,17 @@ fn trust_missing_stale_per_registry_or_not_reloaded() {
 fn ca_missing_expiring_expired_or_constrained() {
     let mut f = facts(dockerd());
     f.ca = Err("no CA in /root/.local/share/regtap; create one with `regtap ca init`".to_owned());
+    f.daemons[0].trust.system.as_mut().unwrap().holds_ca = false;
+    f.daemons[0].probe = Some(ProbeOutcome::OtherCa {
+        address: "127.0.0.1:8080".to_owned(),
+        issuer: "issuer CN=regtap local CA, O=regtap".to_owned(),
+    });
+    // Only the missing CA is a problem: trust and the proxy's CA cannot be judged.
     only_problem(&f, Level::Error, "no usable CA", "regtap ca init");
+    assert!(
+        run(&f).iter().any(|x| x.level == Level::Info
+            && x.message.contains("cannot tell whether it is this regtap"))
+    );
 
     let mut f = facts(dockerd());
     f.ca.as_mut().unwrap().not_after_unix = NOW + 10 * DAY;
@@ -321,6 +332,34 @@ fn ca_missing_expiring_expired_or_constrained() {
     );
     f.ca.as_mut().unwrap().name_constraints = vec!["example".to_owned()];
     assert!(problems(&f).is_empty());
+}
+
+#[test]
+fn a_daemon_outside_systemd_is_restarted_by_hand() {
+    let mut d = dockerd();
+    d.unit = None;
+    let process = d.process.as_mut().unwrap();
+    process.systemd_unit = None;
+    process.env.ssl_cert_file = Some("/tmp/lab/ca-bundle.pem".to_owned());
+    d.trust.system.as_mut().unwrap().holds_ca = false;
+    only_problem(
+        &facts(d),
+        Level::Error,
+        "its SSL_CERT_FILE /tmp/lab/ca-bundle.pem",
+        ">> /tmp/lab/ca-bundle.pem && restart dockerd (pid 812; it is not a systemd service)",
+    );
+}
+
+#[test]
+fn an_unreadable_environment_asks_for_root() {
+    let mut d = dockerd();
+    d.process.as_mut().unwrap().env_error = Some("Permission denied (os error 13)".to_owned());
+    only_problem(
+        &facts(d),
+        Level::Error,
+        "cannot read its environment",
+        "sudo regtap doctor",
+    );
 }
 
 #[test]
