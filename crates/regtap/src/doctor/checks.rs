@@ -408,16 +408,26 @@ fn registry_findings(
                 loopback_target(host)
             )),
         )),
-        Some(Bypass::NoProxy(entry)) => out.push((
-            Level::Error,
-            format!("NO_PROXY entry {entry:?} sends {name} around the proxy"),
-            Some(match &daemon.process {
-                Some(p) if p.pid.is_none() => format!("export NO_PROXY=   # without {entry}"),
-                _ => format!(
-                    "systemctl edit {unit}   # drop {entry} from NO_PROXY; then: systemctl restart {unit}"
-                ),
-            }),
-        )),
+        Some(Bypass::NoProxy(entry)) => {
+            let without: Vec<&str> = no_proxy
+                .as_deref()
+                .unwrap_or("")
+                .split(',')
+                .map(str::trim)
+                .filter(|e| !e.is_empty() && *e != entry)
+                .collect();
+            let without = without.join(",");
+            out.push((
+                Level::Error,
+                format!("NO_PROXY entry {entry:?} sends {name} around the proxy"),
+                Some(match &daemon.process {
+                    Some(p) if p.pid.is_none() => format!("export NO_PROXY={without}"),
+                    _ => format!(
+                        "systemctl edit {unit}   # set Environment=\"NO_PROXY={without}\"; then: systemctl restart {unit}"
+                    ),
+                }),
+            ));
+        }
         None => out.push((
             Level::Ok,
             format!("requests for {name} go through its proxy"),

@@ -193,7 +193,7 @@ fn no_proxy_and_loopback_traps() {
         &facts(d),
         Level::Error,
         "NO_PROXY entry \".example:5000\" sends registry.example:5000 around the proxy",
-        "systemctl edit docker",
+        "systemctl edit docker   # set Environment=\"NO_PROXY=localhost\"; then: systemctl restart docker",
     );
 
     let mut facts_loopback = facts(dockerd());
