@@ -8,8 +8,10 @@
 //! as latin-1 text, `"text": null` for streamed bodies, `+00:00` offsets,
 //! zlib compression), Chrome and Firefox DevTools (`encoding: "base64"`,
 //! HTTP/2 pseudo-headers, `[v6]` server addresses, status 0 for requests that
-//! got no response), and regtap's own `_regtap` / `_sha256` fields, which make
-//! the round trip exact.
+//! got no response), HTTP Toolkit (binary request bodies as base64 in
+//! `_content`, the reason a body was left out in `comment`, failed client
+//! handshakes in `log._tlsErrors`), and regtap's own `_regtap` / `_sha256`
+//! fields, which make the round trip exact.
 
 use std::io::Read as _;
 
@@ -129,6 +131,14 @@ pub fn import(bytes: &[u8]) -> Result<Imported, ImportError> {
         }
     }
 
+    if let Some(failed) = log
+        .get("_tlsErrors")
+        .and_then(Value::as_array)
+        .filter(|list| !list.is_empty())
+    {
+        warnings.push(tls_errors_warning(failed));
+    }
+
     // Keep regtap's flow ids when every entry has a distinct one; otherwise
     // number the flows in the order their requests started.
     let mut ids: Vec<u64> = flows.iter().filter_map(|(id, _)| *id).collect();
@@ -152,6 +162,44 @@ pub fn import(bytes: &[u8]) -> Result<Imported, ImportError> {
         warnings,
         creator,
     })
+}
+
+/// HTTP Toolkit's `log._tlsErrors`: client handshakes that failed before any
+/// request, so no HAR entry (and no flow) holds them.
+fn tls_errors_warning(failed: &[Value]) -> String {
+    const SHOWN: usize = 5;
+    let described: Vec<String> = failed
+        .iter()
+        .take(SHOWN)
+        .map(|e| {
+            let client = match (
+                text_field(e, "clientIPAddress"),
+                e.get("clientPort").and_then(Value::as_u64),
+            ) {
+                (Some(ip), Some(port)) => format!(", client {ip}:{port}"),
+                (Some(ip), None) => format!(", client {ip}"),
+                _ => String::new(),
+            };
+            format!(
+                "{}: {}{client}",
+                text_field(e, "hostname").unwrap_or("no server name"),
+                text_field(e, "cause").unwrap_or("unknown cause"),
+            )
+        })
+        .collect();
+    let more = failed.len().saturating_sub(SHOWN);
+    format!(
+        "the recording tool noted {} TLS handshake{} that failed ({}{}); `cert-rejected` means \
+         the client does not trust the tool's CA; they are not flows, so not imported",
+        failed.len(),
+        if failed.len() == 1 { "" } else { "s" },
+        described.join("; "),
+        if more > 0 {
+            format!("; and {more} more")
+        } else {
+            String::new()
+        }
+    )
 }
 
 fn text_field<'a>(value: &'a Value, key: &str) -> Option<&'a str> {
@@ -418,9 +466,18 @@ fn request_body(
     let content_length = request_headers
         .get("content-length")
         .and_then(|v| v.trim().parse::<u64>().ok());
-    let text = post
+    let mut text = post
         .and_then(|p| text_field(p, "text"))
         .filter(|t| !t.is_empty());
+    // HTTP Toolkit writes a body that is not UTF-8 (a layer) as base64 in
+    // `_content`, with `_requestBodyStatus: "discarded:not-representable"`.
+    let mut post = post;
+    if text.is_none()
+        && let Some(content) = request.get("_content").filter(|c| c.is_object())
+    {
+        post = Some(content);
+        text = text_field(content, "text").filter(|t| !t.is_empty());
+    }
     let mut body = match (post, text) {
         (Some(post), Some(text)) => {
             let mime = text_field(post, "mimeType").unwrap_or("");
@@ -440,9 +497,15 @@ fn request_body(
             let streamed = post.is_some_and(|p| p.get("text") == Some(&Value::Null));
             let absent = !streamed && size == 0;
             if sha256.is_none() && !absent {
+                // HTTP Toolkit says why in the request's `comment`.
+                let why = text_field(request, "comment")
+                    .filter(|c| !c.is_empty())
+                    .map_or_else(
+                        || " (the recording tool streamed or dropped it)".to_owned(),
+                        |comment| format!(": {comment}"),
+                    );
                 warnings.push(format!(
-                    "HAR entry {number}: the request body is not in the HAR (the recording tool \
-                     streamed or dropped it); {}",
+                    "HAR entry {number}: the request body is not in the HAR{why}; {}",
                     if size > 0 {
                         format!("{size} bytes by its headers")
                     } else {

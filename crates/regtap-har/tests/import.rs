@@ -304,3 +304,99 @@ fn mitmproxy_zhar_is_inflated() {
         Err(ImportError::NotJson(_))
     ));
 }
+
+/// HTTP Toolkit's export (see fixtures/httptoolkit/make_fixture.py for the
+/// format's source): binary upload bodies in `_content`, lower-case headers,
+/// local-offset times, a body over its size limit, an aborted exchange and
+/// `_tlsErrors`.
+#[test]
+fn http_toolkit_har_becomes_flows_with_upload_bytes() {
+    use regtap_decode::{DigestCheck, OperationStatus, Options, analyze};
+
+    let bytes = fixture("httptoolkit/docker-push.har");
+    assert!(looks_like_har(&bytes));
+    let imported = import(&bytes).expect("HTTP Toolkit HAR imports");
+    assert_eq!(imported.creator.as_deref(), Some("HTTP Toolkit 1.19.3"));
+    let flows = &imported.flows;
+    assert_eq!(flows.len(), 10);
+
+    // `22:38:36.086+01:00` is 21:38:36.086 UTC.
+    assert_eq!(flows[0].timing.request_start, 1_795_383_516_086_000_000);
+    assert_eq!(
+        flows[0]
+            .request
+            .headers
+            .get("User-Agent")
+            .map(|ua| &ua[..7]),
+        Some("docker/")
+    );
+
+    // The layer PATCH: HTTP Toolkit could not write it as text, so it is
+    // base64 in `_content`; every byte is back.
+    let patch = &flows[4];
+    assert_eq!(patch.method(), "PATCH");
+    let layer = patch
+        .request
+        .body
+        .full_bytes()
+        .expect("layer bytes imported");
+    assert_eq!(layer.len(), 3003);
+    assert!(flows[5].url().contains(&sha256_hex(&layer)));
+
+    // Over HTTP Toolkit's limit: the size, no bytes, and a warning saying why.
+    let big = &flows[8].response.as_ref().unwrap().body;
+    assert_eq!((big.size, big.inline.is_none()), (734_003, true));
+    // Aborted: no response.
+    assert_eq!(flows[9].response, None);
+
+    let warnings = imported.warnings.join("\n");
+    assert!(
+        warnings.contains("noted 1 TLS handshake that failed (registry.test: cert-rejected, client ::ffff:127.0.0.1:51234)"),
+        "{warnings}"
+    );
+    assert!(
+        !warnings.contains("request body is not in the HAR"),
+        "{warnings}"
+    );
+
+    // What `inspect` makes of it: one push by dockerd, its layer verified.
+    let analysis = analyze(flows, &Options::default());
+    let push = &analysis.operations[0];
+    assert_eq!(push.title, "push lab/app:latest");
+    assert_eq!(push.client.as_ref().unwrap().program, "dockerd");
+    assert_eq!(push.status, OperationStatus::Succeeded, "{push:#?}");
+    let layer_session = analysis
+        .sessions
+        .iter()
+        .find(|s| s.flow_ids.contains(&patch.id))
+        .expect("the PATCH is in an upload session");
+    assert_eq!(layer_session.digest_check, DigestCheck::Verified);
+}
+
+/// A request body HTTP Toolkit left out is named with its reason.
+#[test]
+fn http_toolkit_discarded_request_bodies_say_why() {
+    let har = serde_json::json!({"log": {"version": "1.2",
+    "creator": {"name": "HTTP Toolkit", "version": "1.19.3"},
+    "entries": [{
+        "startedDateTime": "2026-11-22T22:38:36.086+01:00", "time": 1,
+        "request": {"method": "PATCH", "url": "https://registry.test/v2/a/blobs/uploads/u",
+            "httpVersion": "HTTP/1.1", "cookies": [], "headers": [], "queryString": [],
+            "headersSize": -1, "bodySize": 734003,
+            "_requestBodyStatus": "discarded:too-large",
+            "comment": "Body discarded during HAR generation: longer than limit of 500000 bytes"},
+        "response": {"status": 202, "statusText": "Accepted", "httpVersion": "HTTP/1.1",
+            "cookies": [], "headers": [], "redirectURL": "", "headersSize": -1, "bodySize": 0,
+            "content": {"mimeType": "text/plain", "size": 0, "text": ""}},
+        "cache": {}, "timings": {"send": 0, "wait": 1, "receive": 0}
+    }]}});
+    let imported = import(har.to_string().as_bytes()).unwrap();
+    let body = &imported.flows[0].request.body;
+    assert_eq!((body.size, body.complete), (734_003, false));
+    assert!(
+        imported.warnings.iter().any(|w| w
+            .contains("the request body is not in the HAR: Body discarded during HAR generation: longer than limit of 500000 bytes")),
+        "{:?}",
+        imported.warnings
+    );
+}

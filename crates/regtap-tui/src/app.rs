@@ -176,6 +176,12 @@ pub struct FlowList {
     pub client: Option<String>,
     /// Client programs present in the capture, in the order `c` cycles through them.
     pub clients: Vec<String>,
+    /// Only the flows on this repository.
+    pub repository: Option<String>,
+    /// Repositories present in the capture, in the order `r` cycles through them.
+    pub repositories: Vec<String>,
+    /// Only the flows that failed: no answer, or one the decoder calls an error.
+    pub failed_only: bool,
     pub detail_open: bool,
 }
 
@@ -319,6 +325,16 @@ impl App {
         }
         clients.sort_unstable();
         self.flow_list.clients = clients;
+        let mut repositories: Vec<String> = Vec::new();
+        for flow in &self.analysis.flows {
+            if let Some(repository) = flow.kind.repository()
+                && !repositories.iter().any(|r| r == repository)
+            {
+                repositories.push(repository.to_owned());
+            }
+        }
+        repositories.sort_unstable();
+        self.flow_list.repositories = repositories;
         self.rebuild_rows();
         let operations = self.analysis.operations.len();
         self.operations.select(self.operations.selected, operations);
@@ -344,6 +360,18 @@ impl App {
         self.flow_analysis(id)
             .and_then(|analysis| analysis.client.as_ref())
             .map(|client| client.program.as_str())
+    }
+
+    /// The flow got no answer (`Flow::error`), or the decoder judged it an
+    /// error (a refused login, a denied push); a 401 challenge is not.
+    pub fn failed(&self, flow: &Flow) -> bool {
+        flow.error.is_some()
+            || self.flow_analysis(flow.id).is_some_and(|analysis| {
+                analysis
+                    .annotations
+                    .iter()
+                    .any(|a| a.severity == regtap_decode::Severity::Error)
+            })
     }
 
     /// The decoder's kind name of a flow; `…` while decoding.
@@ -401,6 +429,8 @@ impl App {
         let selected_id = self.selected_flow().map(|flow| flow.id);
         let kind = list.kind;
         let client = list.client.as_deref();
+        let repository = list.repository.as_deref();
+        let failed_only = list.failed_only;
         let texts = self.search_text.as_deref().unwrap_or_default();
         let rows: Vec<usize> = self
             .flows
@@ -409,6 +439,12 @@ impl App {
             .filter(|(position, flow)| {
                 kind.is_none_or(|kind| self.kind_label(flow.id) == kind)
                     && client.is_none_or(|client| self.client_program(flow.id) == Some(client))
+                    && repository.is_none_or(|repository| {
+                        self.flow_analysis(flow.id)
+                            .and_then(|a| a.kind.repository())
+                            == Some(repository)
+                    })
+                    && (!failed_only || self.failed(flow))
                     && (search.is_empty()
                         || texts
                             .get(*position)
@@ -508,6 +544,16 @@ impl App {
             KeyCode::Char('c') => self.cycle_client_filter(),
             KeyCode::Char('C') => {
                 self.flow_list.client = None;
+                self.rebuild_rows();
+            }
+            KeyCode::Char('r') => self.cycle_repository_filter(),
+            KeyCode::Char('R') => {
+                self.flow_list.repository = None;
+                self.rebuild_rows();
+            }
+            KeyCode::Char('x') => {
+                self.flow_list.failed_only = !self.flow_list.failed_only;
+                self.show(View::Flows);
                 self.rebuild_rows();
             }
             _ => {}
@@ -650,6 +696,8 @@ impl App {
                 self.flow_list.search.clear();
                 self.flow_list.kind = None;
                 self.flow_list.client = None;
+                self.flow_list.repository = None;
+                self.flow_list.failed_only = false;
                 self.rebuild_rows();
             }
             (View::Operations, _) => {}
@@ -760,6 +808,19 @@ impl App {
             Some(current) => {
                 let position = list.clients.iter().position(|c| c == current);
                 position.and_then(|p| list.clients.get(p + 1)).cloned()
+            }
+        };
+        self.show(View::Flows);
+        self.rebuild_rows();
+    }
+
+    fn cycle_repository_filter(&mut self) {
+        let list = &mut self.flow_list;
+        list.repository = match &list.repository {
+            None => list.repositories.first().cloned(),
+            Some(current) => {
+                let position = list.repositories.iter().position(|r| r == current);
+                position.and_then(|p| list.repositories.get(p + 1)).cloned()
             }
         };
         self.show(View::Flows);

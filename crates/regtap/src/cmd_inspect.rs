@@ -9,8 +9,22 @@ use regtap_decode::{Options, analyze, render_text};
 
 #[derive(Args)]
 pub struct InspectArgs {
-    /// Capture file written by `regtap proxy`, or a HAR file from another tool
-    capture: PathBuf,
+    /// Capture files written by `regtap proxy`, or HAR files from other
+    /// tools; several are read as one, in time order (flow ids made unique)
+    #[arg(required = true, value_name = "CAPTURE")]
+    captures: Vec<PathBuf>,
+    /// Only the operations of this client program (dockerd, skopeo, crane, …)
+    #[arg(long, value_name = "PROGRAM")]
+    client: Option<String>,
+    /// Only the operations on this repository (either side of a copy)
+    #[arg(long, value_name = "NAME")]
+    repository: Option<String>,
+    /// Only operation N (its number without filters)
+    #[arg(long, value_name = "N")]
+    operation: Option<usize>,
+    /// Only the operations that failed
+    #[arg(long)]
+    failed: bool,
     /// Print the whole analysis as JSON (for scripts)
     #[arg(long)]
     json: bool,
@@ -31,9 +45,15 @@ pub enum ColorMode {
 }
 
 pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
-    let loaded = crate::input::load(&args.capture)?;
+    let (loaded, renumbering) = crate::input::load_all(&args.captures)?;
     for warning in &loaded.warnings {
         eprintln!("regtap: warning: {warning}");
+    }
+    if renumbering.len() > 1 {
+        eprintln!("regtap: flow ids of the merged captures:");
+        for file in &renumbering {
+            eprintln!("  {}", file.describe());
+        }
     }
     let color = match args.color {
         ColorMode::Always => true,
@@ -55,7 +75,16 @@ fn output(
     let options = Options {
         registry_secret: args.registry_secret.clone().map(String::into_bytes),
     };
-    let analysis = analyze(flows, &options);
+    let mut analysis = analyze(flows, &options);
+    crate::select::retain(
+        &mut analysis,
+        &crate::select::OperationFilter {
+            client: args.client.clone(),
+            repository: args.repository.clone(),
+            operation: args.operation,
+            failed: args.failed,
+        },
+    );
     Ok(if args.json {
         let mut json = serde_json::to_string_pretty(&analysis)?;
         json.push('\n');
@@ -94,7 +123,7 @@ mod tests {
         let mut argv = vec!["inspect", capture];
         argv.extend_from_slice(extra);
         let args = Cli::parse_from(argv).args;
-        let loaded = crate::input::load(&args.capture).unwrap();
+        let (loaded, _) = crate::input::load_all(&args.captures).unwrap();
         let color = args.color == ColorMode::Always;
         output(&args, &loaded.flows, color).unwrap()
     }

@@ -132,3 +132,78 @@ fn load_har(path: &Path) -> anyhow::Result<Loaded> {
         body_store: None,
     })
 }
+
+/// How a file's flow ids were renumbered when several files were read together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Renumbering {
+    pub path: PathBuf,
+    /// Added to every id of the file (0: ids kept).
+    pub offset: u64,
+    /// Lowest and highest id in the file, before renumbering (`None`: no flow).
+    pub ids: Option<(u64, u64)>,
+}
+
+impl Renumbering {
+    /// `b.jsonl: #1–#30 are #41–#70 here`.
+    pub fn describe(&self) -> String {
+        match self.ids {
+            None => format!("{}: no flow", self.path.display()),
+            Some((low, high)) if self.offset == 0 => {
+                format!("{}: #{low}–#{high} keep their ids", self.path.display())
+            }
+            Some((low, high)) => format!(
+                "{}: #{low}–#{high} are #{}–#{} here",
+                self.path.display(),
+                low + self.offset,
+                high + self.offset
+            ),
+        }
+    }
+}
+
+/// Reads several captures (or HAR files) as one: flows of every file after
+/// the first are renumbered above the ids already taken, so ids stay
+/// unique; the decoder puts them in time order.
+pub fn load_all(paths: &[PathBuf]) -> anyhow::Result<(Loaded, Vec<Renumbering>)> {
+    let mut flows: Vec<Flow> = Vec::new();
+    let mut warnings = Vec::new();
+    let mut body_store = None;
+    let mut renumbering = Vec::new();
+    let mut highest: u64 = 0;
+    for (n, path) in paths.iter().enumerate() {
+        let loaded = load(path)?;
+        warnings.extend(loaded.warnings);
+        if n == 0 {
+            body_store = loaded.body_store;
+        }
+        let offset = if n == 0 { 0 } else { highest };
+        let ids = loaded
+            .flows
+            .iter()
+            .map(|f| f.id)
+            .fold(None, |range: Option<(u64, u64)>, id| {
+                Some(range.map_or((id, id), |(lo, hi)| (lo.min(id), hi.max(id))))
+            });
+        for mut flow in loaded.flows {
+            flow.id = flow
+                .id
+                .checked_add(offset)
+                .with_context(|| format!("{}: flow ids too large to renumber", path.display()))?;
+            highest = highest.max(flow.id);
+            flows.push(flow);
+        }
+        renumbering.push(Renumbering {
+            path: path.clone(),
+            offset,
+            ids,
+        });
+    }
+    Ok((
+        Loaded {
+            flows,
+            warnings,
+            body_store,
+        },
+        renumbering,
+    ))
+}

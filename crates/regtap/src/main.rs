@@ -6,13 +6,18 @@ use clap::{Parser, Subcommand};
 
 mod cmd_ca;
 mod cmd_decode;
+mod cmd_diagram;
+mod cmd_docs;
+mod cmd_doctor;
 mod cmd_har;
 mod cmd_inspect;
 mod cmd_lab;
 mod cmd_proxy;
 mod cmd_setup;
 mod cmd_tui;
+mod doctor;
 mod input;
+mod select;
 
 #[derive(Parser)]
 #[command(
@@ -43,6 +48,15 @@ enum Command {
     Tui(cmd_tui::TuiArgs),
     /// Run a local Docker-Hub-like lab (token server, registries, dockerd) through regtap
     Lab(cmd_lab::LabArgs),
+    /// Check that docker/containerd/podman really go through this regtap and trust its CA
+    Doctor(cmd_doctor::DoctorArgs),
+    /// Draw an operation of a capture as a sequence diagram (Mermaid)
+    /// Draw an operation of a capture as a sequence diagram (Mermaid)
+    Diagram(cmd_diagram::DiagramArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions(cmd_docs::CompletionsArgs),
+    /// Print the man page (roff): `regtap man | man -l -`
+    Man,
 }
 
 fn main() -> ExitCode {
@@ -65,5 +79,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Har(args) => cmd_har::run(args),
         Command::Tui(args) => cmd_tui::run(args),
         Command::Lab(args) => cmd_lab::run(args),
+        Command::Doctor(args) => cmd_doctor::run(args),
+        Command::Diagram(args) => cmd_diagram::run(args),
+        Command::Completions(args) => cmd_docs::completions(args),
+        Command::Man => cmd_docs::man(),
     }
 }

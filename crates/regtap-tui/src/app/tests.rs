@@ -601,3 +601,48 @@ fn client_filter_shows_one_program_and_esc_drops_it() {
     assert_eq!(app.flow_list.client, None, "Esc drops the client filter");
     assert_eq!(shown_ids(&app).len(), 3);
 }
+
+#[test]
+fn repository_and_failed_filters_combine_and_esc_drops_them() {
+    use regtap_capture::factory::FlowBuilder;
+    let manifest = |repo: &str| format!("https://registry.test:5000/v2/{repo}/manifests/v1");
+    let flows = vec![
+        FlowBuilder::new(1, "GET", &manifest("lab/app"))
+            .status(200)
+            .build(),
+        FlowBuilder::new(2, "GET", &manifest("lab/other"))
+            .status(200)
+            .build(),
+        FlowBuilder::new(3, "GET", &manifest("lab/app"))
+            .error(regtap_capture::FlowError {
+                stage: regtap_capture::ErrorStage::Response,
+                message: "upstream hung up".to_owned(),
+            })
+            .build(),
+    ];
+    let mut app = App::new("repos.jsonl", flows, &Options::default());
+    assert_eq!(app.flow_list.repositories, vec!["lab/app", "lab/other"]);
+    press(&mut app, "r");
+    assert_eq!(app.view, View::Flows);
+    assert_eq!(shown_ids(&app), vec![1, 3]);
+    press(&mut app, "x");
+    assert!(app.flow_list.failed_only);
+    assert_eq!(shown_ids(&app), vec![3], "lab/app and failed");
+    press(&mut app, "r");
+    assert_eq!(app.flow_list.repository.as_deref(), Some("lab/other"));
+    assert!(shown_ids(&app).is_empty(), "lab/other has no failure");
+    press(&mut app, "R");
+    assert_eq!(shown_ids(&app), vec![3]);
+    press(&mut app, "x");
+    assert_eq!(shown_ids(&app), vec![1, 2, 3]);
+    press(&mut app, "rx\u{1b}");
+    assert_eq!(
+        app.flow_list.repository, None,
+        "Esc drops the repository filter"
+    );
+    assert!(
+        !app.flow_list.failed_only,
+        "Esc drops the failed-only toggle"
+    );
+    assert_eq!(shown_ids(&app).len(), 3);
+}

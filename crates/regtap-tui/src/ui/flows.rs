@@ -47,6 +47,12 @@ fn draw_list(frame: &mut Frame, area: Rect, app: &App) {
     if let Some(client) = &list.client {
         title.push_str(&format!(" · client {client}"));
     }
+    if let Some(repository) = &list.repository {
+        title.push_str(&format!(" · repository {repository}"));
+    }
+    if list.failed_only {
+        title.push_str(" · failed only");
+    }
     let search = app.search_input.as_deref().unwrap_or(&list.search);
     if !search.is_empty() {
         title.push_str(&format!(" · \"{search}\""));

@@ -38,6 +38,7 @@ pub const KEYS: &[(&str, &[(&str, &str)])] = &[
             ("/", "search text (Enter keeps, Esc clears)"),
             ("f F", "next kind filter / no filter"),
             ("c C", "next client filter / no filter"),
+            ("r R  x", "next repository / none;  failed only / all"),
             ("Enter (detail)", "go to the flow's step"),
         ],
     ),
