@@ -306,7 +306,7 @@ pub struct FlowError {
     pub message: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorStage {
     /// Connecting to, or the TLS handshake with, the upstream server.
@@ -339,6 +339,24 @@ pub enum ErrorStage {
 }
 
 impl ErrorStage {
+    /// The stage as the capture writes it: `client_tls`, `connect`, …
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorStage::Connect => "connect",
+            ErrorStage::Request => "request",
+            ErrorStage::Response => "response",
+            ErrorStage::ClientTls => "client_tls",
+            ErrorStage::ClientProtocol => "client_protocol",
+            ErrorStage::RequestHeadTimeout => "request_head_timeout",
+            ErrorStage::IdleTimeout => "idle_timeout",
+            ErrorStage::ConnectTimeout => "connect_timeout",
+            ErrorStage::ResponseTimeout => "response_timeout",
+            ErrorStage::BodyTimeout => "body_timeout",
+            ErrorStage::ConnectionLimit => "connection_limit",
+            ErrorStage::ProxyStopped => "proxy_stopped",
+        }
+    }
+
     /// What was going on, for people: "connecting to the server".
     pub fn describe(self) -> &'static str {
         match self {

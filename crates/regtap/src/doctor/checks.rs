@@ -2,6 +2,8 @@
 //! [`Finding`]s, each problem with the command that fixes it.
 
 use std::collections::BTreeMap;
+
+use regtap_capture::ErrorStage;
 use std::net::IpAddr;
 
 use super::noproxy::{Bypass, bypass};
@@ -578,70 +580,62 @@ fn trust_finding(facts: &Facts, daemon: &DaemonFacts) -> Outcome {
 }
 
 /// What a failure stage recorded in a capture means, and how bad it is.
-///
-/// MERGE NOTE: takes `error.stage` as serialized, because the stages other
-/// than `connect`, `request` and `response` (`regtap_capture::ErrorStage::
-/// {ClientTls, ClientProtocol, RequestHeadTimeout, IdleTimeout,
-/// ConnectTimeout, ResponseTimeout, BodyTimeout, ConnectionLimit,
-/// ProxyStopped}`) arrive with the proxy branch. Once merged, switch this to
-/// a `match` on `ErrorStage` (exhaustive, so a new stage cannot be missed)
-/// and `gather::read_capture_failures` to `regtap_capture::Capture::read`.
-pub fn stage_advice(stage: &str) -> Option<(Level, &'static str, Option<&'static str>)> {
-    Some(match stage {
-        "client_tls" => (
+/// Exhaustive, so that a new stage cannot go without advice.
+pub fn stage_advice(stage: ErrorStage) -> (Level, &'static str, Option<&'static str>) {
+    match stage {
+        ErrorStage::ClientTls => (
             Level::Error,
             "the TLS handshake between the client and regtap failed: the client does not trust regtap's CA",
             Some(
                 "regtap ca export --format pem -o /usr/local/share/ca-certificates/regtap.crt && update-ca-certificates   # then restart the client's daemon",
             ),
         ),
-        "client_protocol" => (
+        ErrorStage::ClientProtocol => (
             Level::Warning,
             "the client sent something regtap does not proxy inside the tunnel (plain http to a TLS port?)",
             None,
         ),
-        "connection_limit" => (
+        ErrorStage::ConnectionLimit => (
             Level::Warning,
             "the proxy was at its connection limit and refused connections",
             Some("regtap proxy --max-connections 2048"),
         ),
-        "request_head_timeout" => (
+        ErrorStage::RequestHeadTimeout => (
             Level::Warning,
             "clients took too long to send a request head",
             Some("regtap proxy --request-head-timeout 120"),
         ),
-        "connect_timeout" => (
+        ErrorStage::ConnectTimeout => (
             Level::Warning,
             "connecting to the upstream server timed out",
             Some("regtap proxy --connect-timeout 120"),
         ),
-        "response_timeout" => (
+        ErrorStage::ResponseTimeout => (
             Level::Warning,
             "the upstream server did not answer in time",
             Some("regtap proxy --response-timeout 900"),
         ),
-        "body_timeout" => (
+        ErrorStage::BodyTimeout => (
             Level::Warning,
             "a body stopped moving for too long",
             Some("regtap proxy --body-timeout 600"),
         ),
-        "connect" => (
+        ErrorStage::Connect => (
             Level::Warning,
             "regtap could not connect to, or verify the certificate of, the upstream server",
             Some(
                 "regtap proxy --upstream-ca REGISTRY-CA.pem   # when the registry uses a private CA",
             ),
         ),
-        "idle_timeout" => (Level::Info, "idle kept-alive connections were closed", None),
-        "request" => (Level::Info, "the client stopped sending its request", None),
-        "response" => (Level::Info, "the response was cut off", None),
-        "proxy_stopped" => (
+        ErrorStage::IdleTimeout => (Level::Info, "idle kept-alive connections were closed", None),
+        ErrorStage::Request => (Level::Info, "the client stopped sending its request", None),
+        ErrorStage::Response => (Level::Info, "the response was cut off", None),
+        ErrorStage::ProxyStopped => (
             Level::Info,
             "exchanges were cut off when the proxy stopped",
             None,
         ),
-        _ => return None,
-    })
+    }
 }
 
 pub fn check_capture(capture: &CaptureFacts) -> Vec<Finding> {
@@ -655,12 +649,9 @@ pub fn check_capture(capture: &CaptureFacts) -> Vec<Finding> {
         )];
     }
     // One finding per stage, naming the hosts and clients involved.
-    let mut by_stage: BTreeMap<&str, Vec<&super::CapturedFailure>> = BTreeMap::new();
+    let mut by_stage: BTreeMap<ErrorStage, Vec<&super::CapturedFailure>> = BTreeMap::new();
     for failure in &capture.failures {
-        by_stage
-            .entry(failure.stage.as_str())
-            .or_default()
-            .push(failure);
+        by_stage.entry(failure.stage).or_default().push(failure);
     }
     let mut findings = Vec::new();
     for (stage, failures) in by_stage {
@@ -688,15 +679,11 @@ pub fn check_capture(capture: &CaptureFacts) -> Vec<Finding> {
             },
             failures[0].message,
         );
-        let (level, meaning, fix) = stage_advice(stage).unwrap_or((
-            Level::Warning,
-            "a failure stage this regtap does not know",
-            None,
-        ));
+        let (level, meaning, fix) = stage_advice(stage);
         findings.push(finding(
             level,
             &subject,
-            format!("{stage}: {meaning} — {context}"),
+            format!("{}: {meaning} — {context}", stage.as_str()),
             fix.map(str::to_owned),
         ));
     }

@@ -2,7 +2,6 @@
 //! stores, /etc/docker/daemon.json, DNS, the proxy itself and a capture.
 
 use std::collections::BTreeMap;
-use std::io::BufRead as _;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs as _};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, mpsc};
@@ -725,77 +724,41 @@ fn issuer_of(chain: &[CertificateDer<'static>]) -> String {
         .unwrap_or_else(|| "an unreadable certificate".to_owned())
 }
 
-/// Reads a capture line by line as JSON: the flows' count, the failures
-/// before HTTP, and the hosts it talked to. Any record with an
-/// `error.stage` counts, whatever stages this build knows (see
-/// `checks::stage_advice`).
+/// Reads a capture: the flows' count, the failures (every flow with an
+/// error, judged by `checks::stage_advice`), and the hosts it talked to.
 fn read_capture(path: &Path) -> anyhow::Result<(CaptureFacts, Vec<String>)> {
-    let file =
-        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut lines = std::io::BufReader::new(file).lines();
-    let header = lines
-        .next()
-        .transpose()
-        .with_context(|| format!("cannot read {}", path.display()))?
-        .unwrap_or_default();
-    let format = serde_json::from_str::<serde_json::Value>(&header)
-        .ok()
-        .and_then(|h| h.get("format")?.as_str().map(str::to_owned));
-    if format.as_deref() != Some("regtap-capture") {
-        anyhow::bail!(
-            "{} is not a regtap capture (its first line is not a regtap-capture header)",
-            path.display()
-        );
-    }
-    let mut flows = 0;
+    // The reader keeps every good record, and turns exchanges the proxy never
+    // finished into flows that say so.
+    let capture = regtap_capture::Capture::read(path)
+        .with_context(|| format!("{} is not a readable regtap capture", path.display()))?;
     let mut failures = Vec::new();
     let mut hosts: Vec<String> = Vec::new();
-    for line in lines {
-        let line = line.with_context(|| format!("cannot read {}", path.display()))?;
-        let Ok(record) = serde_json::from_str::<serde_json::Value>(&line) else {
-            continue; // a cut-off last line
-        };
-        let Some(id) = record.get("id").and_then(|v| v.as_u64()) else {
-            continue; // an in-flight record (format 1.1)
-        };
-        flows += 1;
-        let authority = record
-            .get("connect_authority")
-            .and_then(|v| v.as_str())
-            .map(str::to_owned)
-            .or_else(|| {
-                let url = record.pointer("/request/url")?.as_str()?;
-                let rest = url.split_once("://")?.1;
-                let authority = rest.split(['/', '?']).next()?;
-                (!authority.is_empty()).then(|| authority.to_owned())
-            });
+    for flow in &capture.flows {
+        let authority = flow.connect_authority.clone().or_else(|| {
+            let rest = flow.url().split_once("://")?.1;
+            let authority = rest.split(['/', '?']).next()?;
+            (!authority.is_empty()).then(|| authority.to_owned())
+        });
         if let Some(authority) = &authority {
             let name = authority.strip_suffix(":443").unwrap_or(authority);
             if !hosts.iter().any(|h| h == name) {
                 hosts.push(name.to_owned());
             }
         }
-        if let Some(stage) = record.pointer("/error/stage").and_then(|v| v.as_str()) {
+        if let Some(error) = &flow.error {
             failures.push(CapturedFailure {
-                flow_id: id,
-                stage: stage.to_owned(),
-                client_addr: record
-                    .get("client_addr")
-                    .and_then(|v| v.as_str())
-                    .map(str::to_owned),
+                flow_id: flow.id,
+                stage: error.stage,
+                client_addr: flow.client_addr.clone(),
                 authority,
-                message: record
-                    .pointer("/error/message")
-                    .and_then(|v| v.as_str())
-                    .unwrap_or("")
-                    .to_owned(),
+                message: error.message.clone(),
             });
         }
     }
     Ok((
         CaptureFacts {
             path: path.display().to_string(),
-            flows,
+            flows: capture.flows.len(),
             failures,
         },
         hosts,
@@ -908,30 +871,44 @@ mod tests {
 
     #[test]
     fn a_capture_is_read_for_failures_and_hosts() {
+        use regtap_capture::factory::FlowBuilder;
+        use regtap_capture::{CaptureHeader, CaptureWriter, ErrorStage, FlowError};
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.jsonl");
-        std::fs::write(
-            &path,
-            concat!(
-                r#"{"format":"regtap-capture","version":"1.1"}"#, "\n",
-                r#"{"start":{"id":1}}"#, "\n",
-                r#"{"id":1,"client_addr":"127.0.0.1:5123","connect_authority":"registry.test:5000","request":{"url":"https://registry.test:5000/"},"error":{"stage":"client_tls","message":"client refused the certificate: UnknownCA"}}"#, "\n",
-                r#"{"id":2,"request":{"url":"https://registry-1.docker.io/v2/"}}"#, "\n",
-                r#"{"id":3,"#, // cut off
-            ),
-        )
-        .unwrap();
+        let header = CaptureHeader::new("test", 0, serde_json::Map::new());
+        let mut writer = CaptureWriter::create(&path, &header).unwrap();
+        let mut refused = FlowBuilder::new(1, "CONNECT", "https://registry.test:5000")
+            .error(FlowError {
+                stage: ErrorStage::ClientTls,
+                message: "client refused the certificate: UnknownCA".to_owned(),
+            })
+            .build();
+        refused.client_addr = Some("127.0.0.1:5123".to_owned());
+        refused.connect_authority = Some("registry.test:5000".to_owned());
+        writer.append(&refused).unwrap();
+        writer
+            .append(
+                &FlowBuilder::new(2, "GET", "https://registry-1.docker.io/v2/")
+                    .status(401)
+                    .build(),
+            )
+            .unwrap();
+        drop(writer);
+        // A record cut off mid-write is left out, the rest kept.
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes.extend_from_slice(br#"{"id":3,"#);
+        std::fs::write(&path, bytes).unwrap();
         let (facts, hosts) = read_capture(&path).unwrap();
         assert_eq!(facts.flows, 2);
         assert_eq!(hosts, ["registry.test:5000", "registry-1.docker.io"]);
         assert_eq!(facts.failures.len(), 1);
         let failure = &facts.failures[0];
-        assert_eq!(failure.stage, "client_tls");
+        assert_eq!(failure.stage, regtap_capture::ErrorStage::ClientTls);
         assert_eq!(failure.client_addr.as_deref(), Some("127.0.0.1:5123"));
         assert_eq!(failure.authority.as_deref(), Some("registry.test:5000"));
 
         std::fs::write(&path, "{\"log\":{}}\n").unwrap();
         let err = read_capture(&path).unwrap_err().to_string();
-        assert!(err.contains("not a regtap capture"), "{err}");
+        assert!(err.contains("not a readable regtap capture"), "{err}");
     }
 }

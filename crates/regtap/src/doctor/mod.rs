@@ -279,8 +279,7 @@ pub struct CaptureFacts {
 #[derive(Debug, Clone, Serialize)]
 pub struct CapturedFailure {
     pub flow_id: u64,
-    /// `error.stage` as serialized (`client_tls`, `connect`, …).
-    pub stage: String,
+    pub stage: regtap_capture::ErrorStage,
     pub client_addr: Option<String>,
     /// The `host:port` of the CONNECT, or the request's host.
     pub authority: Option<String>,
