@@ -286,6 +286,7 @@ impl Ca {
             issuer: self.issuer()?,
             provider,
             cache: Mutex::new(LeafCache::new(LEAF_CACHE_CAPACITY)),
+            key_log: None,
         })
     }
 }
@@ -412,9 +413,17 @@ pub struct LeafAuthority {
     issuer: Issuer<'static, KeyPair>,
     provider: Arc<CryptoProvider>,
     cache: Mutex<LeafCache>,
+    /// Where the client-facing handshakes' secrets go (`--keylog`).
+    key_log: Option<Arc<dyn rustls::KeyLog>>,
 }
 
 impl LeafAuthority {
+    /// Logs the secrets of every client-facing handshake to `key_log`.
+    pub fn with_key_log(mut self, key_log: Option<Arc<dyn rustls::KeyLog>>) -> Self {
+        self.key_log = key_log;
+        self
+    }
+
     /// A DER leaf certificate for `host` (a DNS name or an IP literal) and its key.
     pub fn issue_leaf(
         &self,
@@ -473,6 +482,9 @@ impl LeafAuthority {
             .with_single_cert(vec![cert], key)
             .map_err(|e| e.to_string())?;
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        if let Some(key_log) = &self.key_log {
+            config.key_log = Arc::clone(key_log);
+        }
         Ok(config)
     }
 }

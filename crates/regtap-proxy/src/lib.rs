@@ -25,6 +25,7 @@ mod body;
 mod ca;
 mod conn;
 mod handler;
+mod keylog;
 mod recorder;
 mod server;
 mod tap;
@@ -117,6 +118,12 @@ pub enum ProxyError {
     },
     #[error(transparent)]
     Capture(#[from] CaptureError),
+    #[error("cannot open the TLS key log {path}: {source}")]
+    KeyLog {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Ca(#[from] CaError),
     #[error("--upstream-ca {path}: {reason}")]
@@ -170,6 +177,8 @@ pub struct ProxyConfig {
     pub timeouts: Timeouts,
     /// Connections beyond this many open ones are answered 503 and recorded.
     pub max_connections: usize,
+    /// Where to append the NSS key log of both TLS legs (`SSLKEYLOGFILE`).
+    pub keylog: Option<PathBuf>,
 }
 
 impl ProxyConfig {
@@ -188,6 +197,7 @@ impl ProxyConfig {
             store_bodies: None,
             timeouts: Timeouts::default(),
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            keylog: None,
         }
     }
 
@@ -211,6 +221,10 @@ impl ProxyConfig {
         settings.insert("max_inline".into(), self.max_inline.into());
         settings.insert("inline_budget".into(), self.inline_budget.into());
         settings.insert("max_connections".into(), self.max_connections.into());
+        // Whoever reads the capture learns that the traffic's keys exist.
+        if let Some(keylog) = &self.keylog {
+            settings.insert("keylog".into(), path(keylog));
+        }
         let seconds = |d: Duration| serde_json::Value::from(d.as_secs_f64());
         let t = &self.timeouts;
         settings.insert(
@@ -270,14 +284,23 @@ pub async fn start(config: ProxyConfig, ca: &Ca) -> Result<ProxyHandle, ProxyErr
     }
     warn_if_short_of_file_descriptors(config.max_connections);
     let provider = crypto_provider();
-    let leaves = ca.leaf_authority(Arc::clone(&provider))?;
-    let tls = upstream::client_tls_config(
+    let keylog: Option<Arc<dyn rustls::KeyLog>> = match &config.keylog {
+        Some(path) => Some(Arc::new(keylog::KeyLogFile::open(path)?)),
+        None => None,
+    };
+    let leaves = ca
+        .leaf_authority(Arc::clone(&provider))?
+        .with_key_log(keylog.clone());
+    let mut tls = upstream::client_tls_config(
         &upstream::UpstreamTrust {
             extra_roots: config.upstream_ca.clone(),
             insecure: config.upstream_insecure,
         },
         Arc::clone(&provider),
     )?;
+    if let Some(keylog) = keylog {
+        tls.key_log = keylog;
+    }
     let store = config
         .store_bodies
         .as_deref()

@@ -76,6 +76,10 @@ pub struct ProxyArgs {
     /// Also write every complete body to DIR/sha256/<hex> as it streams
     #[arg(long, value_name = "DIR")]
     store_bodies: Option<PathBuf>,
+    /// Append the TLS secrets of both legs (client–regtap, regtap–registry)
+    /// to FILE in the NSS key log format, for Wireshark and tshark
+    #[arg(long, value_name = "FILE", env = "SSLKEYLOGFILE")]
+    keylog: Option<PathBuf>,
     /// Do not print a line per exchange
     #[arg(short, long)]
     quiet: bool,
@@ -153,8 +157,15 @@ async fn serve(args: ProxyArgs) -> anyhow::Result<ExitCode> {
             body: args.body_timeout,
         },
         max_connections: args.max_connections as usize,
+        keylog: args.keylog.clone(),
         ..ProxyConfig::new(args.listen, capture)
     };
+    if let Some(keylog) = &args.keylog {
+        eprintln!(
+            "regtap: writing the TLS secrets of every connection to {}: whoever reads it can decrypt the traffic",
+            keylog.display()
+        );
+    }
     let proxy = regtap_proxy::start(config, &ca).await?;
     let live = proxy.subscribe();
     eprintln!("regtap: capturing to {}", proxy.capture_path().display());

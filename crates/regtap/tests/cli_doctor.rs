@@ -147,24 +147,27 @@ fn the_daemons_running_here() {
     eprintln!("daemons here: {running:?}; doctor reported {reported:?}");
 }
 
-/// A capture holding a refused handshake (the proxy branch's `client_tls`
-/// stage, written as the proxy writes it) makes the doctor fail and say how
-/// to trust the CA.
+/// A capture holding a refused client handshake makes the doctor fail and
+/// say how to trust the CA.
 #[test]
 fn a_capture_with_refused_handshakes() {
     let dir = tempfile::tempdir().unwrap();
     Ca::init(dir.path(), &Default::default()).unwrap();
     let capture = dir.path().join("c.jsonl");
-    std::fs::write(
-        &capture,
-        concat!(
-            r#"{"format":"regtap-capture","version":"1.1","regtap_version":"0.1.0"}"#,
-            "\n",
-            r#"{"id":1,"client_addr":"127.0.0.1:40000","connect_authority":"registry.test:5000","server_addr":null,"scheme":"https","request":{"method":"CONNECT","url":"https://registry.test:5000","http_version":"HTTP/1.1","headers":[]},"response":null,"timing":{"request_start":1},"error":{"stage":"client_tls","message":"the client refused regtap's certificate (UnknownCA)"}}"#,
-            "\n"
-        ),
-    )
-    .unwrap();
+    // Written as the proxy writes a refused client handshake.
+    let header = regtap_capture::CaptureHeader::new("0.1.0", 1, serde_json::Map::new());
+    let mut writer = regtap_capture::CaptureWriter::create(&capture, &header).unwrap();
+    let mut refused =
+        regtap_capture::factory::FlowBuilder::new(1, "CONNECT", "https://registry.test:5000")
+            .error(regtap_capture::FlowError {
+                stage: regtap_capture::ErrorStage::ClientTls,
+                message: "the client refused regtap's certificate (UnknownCA)".to_owned(),
+            })
+            .build();
+    refused.client_addr = Some("127.0.0.1:40000".to_owned());
+    refused.connect_authority = Some("registry.test:5000".to_owned());
+    writer.append(&refused).unwrap();
+    drop(writer);
     let capture = capture.to_str().unwrap();
     let (output, json) = doctor(dir.path(), &["--capture", capture], &[]);
     assert_eq!(output.status.code(), Some(1), "{json:#}");
