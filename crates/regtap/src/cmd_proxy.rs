@@ -1,7 +1,7 @@
 //! `regtap proxy`: run the recording proxy until Ctrl-C (or SIGTERM).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -117,6 +117,20 @@ fn init_logging(quiet: bool) {
 }
 
 async fn serve(args: ProxyArgs) -> anyhow::Result<ExitCode> {
+    // A capture that cannot be created fails before anything is set up (a
+    // CA created for a run that never starts would only confuse).
+    if let Some(parent) = args
+        .capture
+        .as_deref()
+        .and_then(Path::parent)
+        .filter(|p| !p.as_os_str().is_empty())
+        && !parent.is_dir()
+    {
+        anyhow::bail!(
+            "cannot write the capture in {}: no such directory",
+            parent.display()
+        );
+    }
     let dir = data_dir_from_env()?;
     let (ca, created) = Ca::load_or_init(&dir)?;
     if created {

@@ -63,10 +63,26 @@ fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("regtap: {err:#}");
+            eprintln!("regtap: {}", error_text(&err));
             ExitCode::from(2)
         }
     }
+}
+
+/// The error and its causes on one line, each cause once: library errors
+/// often name their source in their own message already.
+fn error_text(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&part);
+        }
+    }
+    text
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -83,5 +99,24 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Diagram(args) => cmd_diagram::run(args),
         Command::Completions(args) => cmd_docs::completions(args),
         Command::Man => cmd_docs::man(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn causes_already_in_the_message_are_not_repeated() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory");
+        let err = anyhow::Error::new(regtap_capture::CaptureError::Io {
+            path: "/nonexistent/x.jsonl".into(),
+            source: io,
+        })
+        .context("cannot start the proxy");
+        assert_eq!(
+            error_text(&err),
+            "cannot start the proxy: /nonexistent/x.jsonl: No such file or directory"
+        );
     }
 }
