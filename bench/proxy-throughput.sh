@@ -8,6 +8,8 @@
 # Targets for regtap: ratio >= 0.9, peak RSS <= 64 MiB.
 #
 # Usage: bench/proxy-throughput.sh [MIB] [MITM_DEFAULT_MIB]   (defaults 1024, 256)
+# REGTAP_BENCH_HTTP=2 makes the client speak HTTP/2 (to the upstream when
+# direct, to the proxy when proxied), as Go clients such as crane do.
 # mitmproxy is installed from PyPI on first use into $REGTAP_BENCH_VENV
 # (default /tmp/regtap-bench-mitmproxy); if that fails, the mitmproxy rows
 # are skipped with a warning. REGTAP_BENCH_NO_MITM=1 skips them on purpose.

@@ -276,10 +276,15 @@ fn client(trusted_ca: &Path, proxy: Option<&str>) -> Result<reqwest::Client, Err
     for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
         roots.add(cert?)?;
     }
-    let tls = rustls::ClientConfig::builder_with_provider(regtap_proxy::crypto_provider())
+    let mut tls = rustls::ClientConfig::builder_with_provider(regtap_proxy::crypto_provider())
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
         .with_no_client_auth();
+    // REGTAP_BENCH_HTTP=2: the client speaks HTTP/2 (to the upstream when
+    // direct, to the proxy when proxied), as Go clients such as crane do.
+    if std::env::var("REGTAP_BENCH_HTTP").is_ok_and(|v| v == "2") {
+        tls.alpn_protocols = vec![b"h2".to_vec()];
+    }
     let mut builder = reqwest::Client::builder().use_preconfigured_tls(tls);
     builder = match proxy {
         Some(addr) => builder.proxy(reqwest::Proxy::all(format!("http://{addr}"))?),
