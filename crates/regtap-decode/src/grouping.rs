@@ -8,17 +8,17 @@
 //!    where the redirect went; a token request where the first request that
 //!    used its token went.
 //! 3. Command boundaries the protocol shows open a new operation: a `/v2/`
-//!    ping (unless it carries the credentials of a login in progress, or
-//!    continues a command on the same connection); any request after a push
-//!    whose tag was written (but the referrers tag-schema fallback); a tag
-//!    resolved again by the same method.
-//! 4. Otherwise a request joins, in this order, the operation of the same
-//!    client that used the same Bearer token (its latest operation, or one
-//!    busy less than [`IDLE_NS`] before), the one its connection carried
-//!    last, or the
-//!    latest one on the same repository that was busy less than
-//!    [`IDLE_NS`] before (or the ping that opened the command, when the
-//!    request carries a token issued after it).
+//!    ping (unless it carries the credentials of a login in progress,
+//!    retries a ping that got no answer, or continues a command on the same
+//!    connection); any request after a push whose tag was written, a listing
+//!    or a deletion (but the referrers tag-schema fallback, the next page, or
+//!    a check that a deleted thing is gone); a tag resolved again by the same
+//!    method.
+//! 4. Otherwise a request joins the same client's operation that used the
+//!    same Bearer token (its latest, or one busy less than [`IDLE_NS`]
+//!    before), else the one its connection carried last, else the latest one
+//!    on the same repository busy less than [`IDLE_NS`] before (or the ping
+//!    or 401 that a token issued since answers).
 //! 5. A pull immediately followed by, or overlapping, a push of the same
 //!    client that writes the manifest the pull read is one copy.
 //! 6. A mirror's misses (`ns=` naming the upstream) followed by the same
@@ -34,7 +34,7 @@ use crate::model::{FlowKind, Reference};
 /// starts a new command. Within a command, requests follow each other
 /// within milliseconds; a new process (a client that opens a connection
 /// per request, such as a Python script) takes longer than this to start.
-pub(crate) const IDLE_NS: i64 = 100_000_000;
+const IDLE_NS: i64 = 100_000_000;
 
 /// A ping that got no answer and is sent again within this long is the same
 /// command retrying (crane waits 150 ms between its HTTPS attempts).
