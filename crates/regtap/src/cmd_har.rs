@@ -10,6 +10,7 @@ use anyhow::Context as _;
 use clap::Args;
 use regtap_decode::{Options, analyze};
 use regtap_har::model::{BodyFacts, Har};
+use regtap_har::redact::Salt;
 use regtap_har::{BodySource, BodyToWrite, ExportOptions, export};
 
 #[derive(Args)]
@@ -22,8 +23,8 @@ pub struct HarArgs {
     /// Only the flows of operation N, as numbered by `regtap inspect`
     #[arg(long, value_name = "N")]
     operation: Option<usize>,
-    /// Keep credentials (Authorization, tokens, passwords, cookies) instead of
-    /// replacing them by `<redacted sha256:…>` fingerprints
+    /// Keep credentials (Authorization, tokens, passwords, cookies, signed URLs)
+    /// instead of replacing them by `<redacted hmac:…>` fingerprints
     #[arg(long)]
     include_secrets: bool,
     /// Also drop decoded JWT claims and the identities they name from the annotations
@@ -58,6 +59,7 @@ pub fn run(args: HarArgs) -> anyhow::Result<ExitCode> {
         redact_claims: args.redact_claims,
         operation: args.operation,
         bodies_dir: args.bodies.as_ref().map(|dir| dir.display().to_string()),
+        salt: Salt::random(),
     };
     let mut exported = export(&loaded.flows, &analysis, &options)?;
 

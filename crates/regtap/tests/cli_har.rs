@@ -247,7 +247,7 @@ fn inspect_and_har_accept_hars_from_other_tools() {
     let har = std::fs::read_to_string(&out).expect("HAR");
     // The browser's Basic credentials are redacted on re-export.
     assert!(!har.contains("YWxpY2U6YnJvd3Nlci11aS1wYXNzd29yZC00Mg=="));
-    assert!(har.contains("Basic <redacted sha256:"));
+    assert!(har.contains("Basic <redacted hmac:"));
 }
 
 #[test]
