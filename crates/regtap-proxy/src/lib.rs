@@ -39,8 +39,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{broadcast, oneshot};
 
 pub use ca::{
-    CA_CERT_FILE, CA_KEY_FILE, Ca, CaError, CaInfo, CaOptions, LeafAuthority, data_dir_from_env,
-    fingerprint,
+    CA_CERT_FILE, CA_KEY_FILE, CA_VALIDITY_DAYS, Ca, CaError, CaInfo, CaOptions, LeafAuthority,
+    data_dir_from_env, fingerprint,
 };
 pub use regtap_capture::LiveEvent;
 pub use upstream::ResolveRule;

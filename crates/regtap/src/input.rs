@@ -14,8 +14,12 @@ pub struct Loaded {
     pub flows: Vec<Flow>,
     pub warnings: Vec<String>,
     /// The proxy's body store (`--store-bodies DIR`) named by a capture's
-    /// header, resolved; `None` for HAR files and captures without one.
+    /// header, resolved, when it is in the capture's directory; `None` for
+    /// HAR files and captures without one.
     pub body_store: Option<PathBuf>,
+    /// A body store the header names elsewhere: someone else's capture must
+    /// not point regtap at arbitrary directories, so it is only reported.
+    pub foreign_body_store: Option<PathBuf>,
 }
 
 /// How many bytes are read to tell a capture from a HAR.
@@ -56,16 +60,36 @@ fn from_capture(path: &Path, capture: Capture) -> Loaded {
             capture.flows.len()
         ));
     }
-    let body_store = capture
+    let named = capture
         .header
         .settings
         .get("store_bodies")
         .and_then(|v| v.as_str())
         .map(|dir| resolve_beside(path, Path::new(dir)));
+    let (body_store, foreign_body_store) = match named {
+        Some(store) if is_inside_directory_of(&store, path) => (Some(store), None),
+        Some(store) => (None, Some(store)),
+        None => (None, None),
+    };
     Loaded {
         flows: capture.flows,
         warnings,
         body_store,
+        foreign_body_store,
+    }
+}
+
+/// Whether `dir` is the directory of `capture` or inside it, symlinks
+/// resolved. A directory that does not exist holds nothing to read.
+fn is_inside_directory_of(dir: &Path, capture: &Path) -> bool {
+    let capture_dir = match capture.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    match (dir.canonicalize(), capture_dir.canonicalize()) {
+        (Ok(dir), Ok(capture_dir)) => dir.starts_with(capture_dir),
+        (Err(_), _) => true,
+        (Ok(_), Err(_)) => false,
     }
 }
 
@@ -114,5 +138,6 @@ fn load_har(path: &Path) -> anyhow::Result<Loaded> {
         flows: imported.flows,
         warnings,
         body_store: None,
+        foreign_body_store: None,
     })
 }

@@ -13,6 +13,7 @@ mod cmd_proxy;
 mod cmd_setup;
 mod cmd_tui;
 mod input;
+mod private_file;
 
 #[derive(Parser)]
 #[command(
