@@ -276,46 +276,9 @@ impl Redactor {
     /// `url` with its userinfo password and secret query values replaced by
     /// (percent-encoded) fingerprints. Relative URLs and other text pass.
     pub fn url(&self, url: &str) -> String {
-        let (before_fragment, fragment) = match url.split_once('#') {
-            Some((head, fragment)) => (head, Some(fragment)),
-            None => (url, None),
-        };
-        let (base, query) = match before_fragment.split_once('?') {
-            Some((base, query)) => (base, Some(query)),
-            None => (before_fragment, None),
-        };
-        let mut out = self.userinfo(base);
-        if let Some(query) = query {
-            out.push('?');
-            out.push_str(&self.urlencoded(query, true));
-        }
-        if let Some(fragment) = fragment {
-            out.push('#');
-            out.push_str(fragment);
-        }
-        out
-    }
-
-    /// `scheme://user:pass@host/…` with the password (or a lone user name,
-    /// which is how tokens travel there) fingerprinted.
-    fn userinfo(&self, base: &str) -> String {
-        let Some((scheme, rest)) = base.split_once("://") else {
-            return base.to_owned();
-        };
-        let authority_end = rest.find('/').unwrap_or(rest.len());
-        let (authority, path) = rest.split_at(authority_end);
-        let Some((userinfo, host)) = authority.rsplit_once('@') else {
-            return base.to_owned();
-        };
-        let encode = |secret: &str| {
-            utf8_percent_encode(&self.fingerprint(&decode_component(secret)), QUERY_VALUE)
-                .to_string()
-        };
-        let userinfo = match userinfo.split_once(':') {
-            Some((user, password)) => format!("{user}:{}", encode(password)),
-            None => encode(userinfo),
-        };
-        format!("{scheme}://{userinfo}@{host}{path}")
+        rewrite_url(url, &|secret| {
+            utf8_percent_encode(&self.fingerprint(secret), QUERY_VALUE).to_string()
+        })
     }
 
     /// An `application/x-www-form-urlencoded` string (query or form body)
@@ -653,6 +616,64 @@ fn replace_values(text: &str, spelled: &str, replacement: &str) -> String {
     out
 }
 
+/// `url` for a one-line display (the proxy's line per exchange): the values
+/// [`Redactor::url`] would fingerprint are shown as `***`.
+pub fn url_masked(url: &str) -> String {
+    rewrite_url(url, &|_| "***".to_owned())
+}
+
+/// `url` with its userinfo password (or a lone user name, which is how
+/// tokens travel there) and secret query values replaced by `replace` of
+/// their decoded values (already fit for a URL).
+fn rewrite_url(url: &str, replace: &dyn Fn(&str) -> String) -> String {
+    let (before_fragment, fragment) = match url.split_once('#') {
+        Some((head, fragment)) => (head, Some(fragment)),
+        None => (url, None),
+    };
+    let (base, query) = match before_fragment.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (before_fragment, None),
+    };
+    let mut out = rewrite_userinfo(base, replace);
+    if let Some(query) = query {
+        out.push('?');
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((name, value))
+                    if is_secret_key(&decode_component(name))
+                        && !is_flag(&decode_component(value)) =>
+                {
+                    format!("{name}={}", replace(&decode_component(value)))
+                }
+                _ => pair.to_owned(),
+            })
+            .collect();
+        out.push_str(&pairs.join("&"));
+    }
+    if let Some(fragment) = fragment {
+        out.push('#');
+        out.push_str(fragment);
+    }
+    out
+}
+
+fn rewrite_userinfo(base: &str, replace: &dyn Fn(&str) -> String) -> String {
+    let Some((scheme, rest)) = base.split_once("://") else {
+        return base.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return base.to_owned();
+    };
+    let userinfo = match userinfo.split_once(':') {
+        Some((user, password)) => format!("{user}:{}", replace(&decode_component(password))),
+        None => replace(&decode_component(userinfo)),
+    };
+    format!("{scheme}://{userinfo}@{host}{path}")
+}
+
 /// A form-encoded component decoded: `+` is a space, then percent-decoding.
 pub fn decode_component(text: &str) -> String {
     let spaced = text.replace('+', " ");
@@ -779,6 +800,15 @@ mod tests {
             "{cloudfront}"
         );
         assert!(cloudfront.contains("Expires=1"));
+    }
+
+    #[test]
+    fn masked_urls_for_display() {
+        assert_eq!(
+            url_masked("https://u:p@r.test/token?access_token=abc&scope=x&X-Amz-Signature=f"),
+            "https://u:***@r.test/token?access_token=***&scope=x&X-Amz-Signature=***"
+        );
+        assert_eq!(url_masked("https://r.test/v2/"), "https://r.test/v2/");
     }
 
     #[test]
