@@ -622,6 +622,34 @@ pub fn url_masked(url: &str) -> String {
     rewrite_url(url, &|_| "***".to_owned())
 }
 
+/// A header value for a screen (the TUI before `s` reveals secrets): the
+/// credentials [`Redactor::header_value`] would fingerprint are `***`,
+/// keeping the scheme of `Authorization` and the names of cookies.
+pub fn header_masked(name: &str, value: &str) -> String {
+    let mask_pair = |pair: &str| match pair.split_once('=') {
+        Some((name, _)) => format!("{name}=***"),
+        None => pair.to_owned(),
+    };
+    match name.to_ascii_lowercase().as_str() {
+        "authorization" | "proxy-authorization" => match value.trim().split_once(' ') {
+            Some((scheme, _)) => format!("{scheme} ***"),
+            None => "***".to_owned(),
+        },
+        "cookie" => value
+            .split(';')
+            .map(|pair| mask_pair(pair.trim()))
+            .collect::<Vec<_>>()
+            .join("; "),
+        "set-cookie" => match value.split_once(';') {
+            Some((first, attributes)) => format!("{};{attributes}", mask_pair(first.trim())),
+            None => mask_pair(value.trim()),
+        },
+        _ if is_secret_header(name) => "***".to_owned(),
+        "location" | "content-location" | "referer" => url_masked(value),
+        _ => value.to_owned(),
+    }
+}
+
 /// `url` with its userinfo password (or a lone user name, which is how
 /// tokens travel there) and secret query values replaced by `replace` of
 /// their decoded values (already fit for a URL).
@@ -800,6 +828,22 @@ mod tests {
             "{cloudfront}"
         );
         assert!(cloudfront.contains("Expires=1"));
+    }
+
+    #[test]
+    fn masked_headers_for_display() {
+        assert_eq!(
+            header_masked("Authorization", "Basic dXNlcjpwYXNz"),
+            "Basic ***"
+        );
+        assert_eq!(header_masked("Cookie", "a=1; b=2"), "a=***; b=***");
+        assert_eq!(
+            header_masked("Set-Cookie", "sid=x; Path=/"),
+            "sid=***; Path=/"
+        );
+        assert_eq!(header_masked("X-Registry-Auth", "eyJ9"), "***");
+        assert_eq!(header_masked("Location", "/v2/x?sig=abc"), "/v2/x?sig=***");
+        assert_eq!(header_masked("Content-Type", "text/plain"), "text/plain");
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub const KEYS: &[(&str, &[(&str, &str)])] = &[
             ("Enter", "drill down"),
             ("Esc", "back"),
             ("mouse wheel", "scroll the focused pane"),
+            ("s", "show / hide credentials (hidden at start)"),
             ("?", "this help (Esc closes)"),
             ("q Ctrl-c", "quit"),
         ],

@@ -145,6 +145,24 @@ fn flow_detail_shows_request_response_and_decoded_error() {
 }
 
 #[test]
+fn credentials_are_masked_until_s_reveals_them() {
+    let mut app = fixtures::app();
+    press(&mut app, "j\nj");
+    let screen = render(&app, 150, 45);
+    assert!(screen.contains("Authorization: Basic ***"), "{screen}");
+    assert!(!screen.contains("YWxpY2U6c2VjcmV0"));
+    press(&mut app, "s");
+    let screen = render(&app, 150, 45);
+    assert!(
+        screen.contains("Authorization: Basic YWxpY2U6c2VjcmV0"),
+        "{screen}"
+    );
+    assert!(screen.contains("credentials shown"), "{screen}");
+    press(&mut app, "s");
+    assert!(!render(&app, 150, 45).contains("YWxpY2U6c2VjcmV0"));
+}
+
+#[test]
 fn help_overlay_lists_every_key() {
     let mut app = fixtures::app();
     press(&mut app, "?");
