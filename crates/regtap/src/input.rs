@@ -106,9 +106,10 @@ fn resolve_beside(capture: &Path, dir: &Path) -> PathBuf {
 }
 
 fn load_har(path: &Path) -> anyhow::Result<Loaded> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let imported =
-        regtap_har::import(&bytes).with_context(|| format!("cannot import {}", path.display()))?;
+    let file = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    // Streamed: the file is never held whole.
+    let imported = regtap_har::import_reader(file, &regtap_har::ImportLimits::default())
+        .with_context(|| format!("cannot import {}", path.display()))?;
     if imported.flows.is_empty() && !imported.warnings.is_empty() {
         bail!(
             "{}: no HAR entry could be read:\n  {}",
