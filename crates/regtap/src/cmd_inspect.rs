@@ -161,6 +161,42 @@ mod tests {
     }
 
     #[test]
+    fn quoted_credentials_and_terminal_controls_never_reach_the_output() {
+        use regtap_capture::factory::FlowBuilder;
+        let signed = "https://s3.test/blob?X-Amz-Expires=60&X-Amz-Signature=5ec7e7516a7e";
+        let blob = format!("https://r.test/v2/lab/app/blobs/sha256:{}", "a".repeat(64));
+        let flows = vec![
+            FlowBuilder::new(1, "GET", &blob)
+                .status(307)
+                .response_header("Location", signed)
+                .build(),
+            FlowBuilder::new(2, "GET", signed).status(200).build(),
+            FlowBuilder::new(3, "GET", "https://r.test/v2/lab/app/manifests/latest")
+                .status(404)
+                .response_header("Content-Type", "application/json")
+                .response_body(
+                    br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"gone]0;owned[2J"}]}"#,
+                )
+                .build(),
+        ];
+        let args = |extra: &[&str]| {
+            let mut argv = vec!["inspect", "x"];
+            argv.extend_from_slice(extra);
+            Cli::parse_from(argv).args
+        };
+        for (extra, color) in [(&["--json"][..], false), (&[][..], false), (&[][..], true)] {
+            let out = output(&args(extra), &flows, color).unwrap();
+            assert!(!out.contains("5ec7e7516a7e"), "{out}");
+            if extra == ["--json"] {
+                // What is not secret stays.
+                assert!(out.contains("X-Amz-Expires=60"), "{out}");
+            }
+            assert!(!out.contains("\x1b]0") && !out.contains("\x1b[2J"), "{out}");
+            assert!(!out.contains('\x07'), "{out}");
+        }
+    }
+
+    #[test]
     fn terminal_controls_from_the_registry_are_escaped() {
         let hostile = "denied\x1b]0;owned\x07\x1b[2J\r\u{9b}31m\x1b[1mbold\x1b[0m\nnext\tcol";
         let plain = escape_controls(hostile, false);
