@@ -7,7 +7,11 @@ use libfuzzer_sys::fuzz_target;
 use regtap_capture::factory::FlowBuilder;
 use regtap_capture::{ErrorStage, Flow, FlowError};
 
-const HOSTS: &[&str] = &["https://registry.test:5000", "https://auth.test", "http://s3.test"];
+const HOSTS: &[&str] = &[
+    "https://registry.test:5000",
+    "https://auth.test",
+    "http://s3.test",
+];
 const PATHS: &[&str] = &[
     "/v2/",
     "/v2/lab/app/blobs/uploads/",

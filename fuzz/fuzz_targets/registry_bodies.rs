@@ -21,7 +21,10 @@ fuzz_target!(|data: &[u8]| {
     let media_type = MANIFEST_TYPES[usize::from(selector) % MANIFEST_TYPES.len()];
     let gzip = selector & 0x80 != 0;
     let encoding: &[(&str, &str)] = if gzip {
-        &[("Content-Type", "application/json"), ("Content-Encoding", "gzip")]
+        &[
+            ("Content-Type", "application/json"),
+            ("Content-Encoding", "gzip"),
+        ]
     } else {
         &[("Content-Type", "application/json")]
     };
