@@ -5,12 +5,14 @@
 # crashes land in fuzz/artifacts/<target>/ and make the script exit 1.
 #
 #   bench/fuzz.sh 120            # needs the nightly toolchain and cargo-fuzz
+#   bench/fuzz.sh 600 jwt state  # only these targets
 #   FUZZ_JOBS=2 bench/fuzz.sh    # libFuzzer workers per target (default 1)
 #   FUZZ_SANITIZER=address bench/fuzz.sh   # default none: the code is safe
 #                                # Rust, and ASan costs ~4x the executions
 set -euo pipefail
 
 seconds=${1:-60}
+shift || true
 jobs=${FUZZ_JOBS:-1}
 sanitizer=${FUZZ_SANITIZER:-none}
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -66,7 +68,9 @@ failed=0
 printf '%-18s %14s %10s %12s  %s\n' target executions seconds "execs/s" result
 # Build every target first, so the time limit is spent fuzzing.
 cargo +nightly fuzz build --sanitizer "$sanitizer" >/dev/null
-for target in $(cargo +nightly fuzz list); do
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || mapfile -t targets < <(cargo +nightly fuzz list)
+for target in "${targets[@]}"; do
     mkdir -p "corpus/$target"
     log=$(mktemp)
     status=0

@@ -206,19 +206,17 @@ impl Redactor {
 
     /// `<redacted hmac:XXXXXXXXXXXX>`: 12 hex digits of HMAC-SHA256(salt, secret).
     pub fn fingerprint(&self, secret: &str) -> String {
-        let print = self.fingerprint_quietly(secret);
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.salt.0)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update(secret.as_bytes());
+        let print = format!(
+            "<redacted hmac:{}>",
+            hex_lower(&mac.finalize().into_bytes()[..6])
+        );
         self.decoder_names
             .borrow_mut()
             .insert(decoder_fingerprint(secret), print.clone());
         print
-    }
-
-    fn fingerprint_quietly(&self, secret: &str) -> String {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.salt.0)
-            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-        mac.update(secret.as_bytes());
-        let digest = mac.finalize().into_bytes();
-        format!("<redacted hmac:{}>", hex_lower(&digest[..6]))
     }
 
     /// The value to write for header `name`.
