@@ -10,7 +10,7 @@ use crate::model::{
     BodyFacts, Cache, Content, Cookie, Creator, Entry, EntryError, Har, Log, NameValue, Page,
     PageTimings, PostData, Request, Response, Timings,
 };
-use crate::redact;
+use crate::redact::{self, Redactor, Salt};
 use crate::{annotate, media};
 
 /// How to export.
@@ -25,6 +25,9 @@ pub struct ExportOptions {
     /// Where blob bodies are written (`<dir>/sha256/<hex>`); entries reference
     /// them by that path. The caller writes the files listed in [`Export::bodies`].
     pub bodies_dir: Option<String>,
+    /// Keys the fingerprints of redacted credentials; random by default, so
+    /// that fingerprints correlate within one export and nowhere else.
+    pub salt: Salt,
 }
 
 /// A HAR, and the bodies the caller must write for `--bodies DIR`.
@@ -98,6 +101,7 @@ pub fn export(
         .collect();
     selected.sort_by_key(|f| (f.timing.request_start, f.id));
 
+    let redactor = (!options.include_secrets).then(|| Redactor::new(options.salt.clone()));
     let mut bodies = Vec::new();
     let mut entries: Vec<Entry> = selected
         .into_iter()
@@ -114,6 +118,7 @@ pub fn export(
                 flow,
                 BlobSides::of(kind, flow.status()),
                 options,
+                redactor.as_ref(),
                 &mut bodies,
             );
             entry.pageref = pageref;
@@ -122,6 +127,18 @@ pub fn export(
             entry
         })
         .collect();
+    // After every entry: the redactor now knows every token the decoder names.
+    if let Some(redactor) = &redactor {
+        for entry in &mut entries {
+            redactor.annotations(&mut entry.regtap);
+            if let Some(comment) = entry.comment.as_mut() {
+                *comment = redactor.annotations_text(comment);
+            }
+            if let Some(error) = entry.error.as_mut() {
+                error.message = redactor.annotations_text(&error.message);
+            }
+        }
+    }
     bodies.sort_by(|a: &BodyToWrite, b| a.sha256.cmp(&b.sha256));
     bodies.dedup_by(|a, b| a.sha256 == b.sha256);
 
@@ -139,6 +156,17 @@ pub fn export(
             regtap: Some(annotate::operation(operation)),
         })
         .collect();
+    if let Some(redactor) = &redactor {
+        for page in &mut pages {
+            page.title = redactor.annotations_text(&page.title);
+            if let Some(comment) = page.comment.as_mut() {
+                *comment = redactor.annotations_text(comment);
+            }
+            if let Some(regtap) = page.regtap.as_mut() {
+                redactor.annotations(regtap);
+            }
+        }
+    }
     if options.redact_claims {
         let identifying = annotate::identifying_claims(analysis);
         for entry in &mut entries {
@@ -165,10 +193,15 @@ pub fn export(
                 },
                 pages,
                 entries,
-                comment: (!options.include_secrets).then(|| {
-                    "Credentials (Authorization, tokens, passwords, cookies) are replaced by \
-                     <redacted sha256:…> fingerprints of their values."
-                        .to_owned()
+                comment: redactor.as_ref().map(|redactor| {
+                    format!(
+                        "Credentials (credential headers, cookies, URL passwords, token, \
+                         password, secret, key and signature fields, pre-signed URL \
+                         parameters) are replaced by <redacted hmac:…> fingerprints: \
+                         HMAC-SHA256 of the value keyed with this export's salt {}, so \
+                         equal values correlate within this file only.",
+                        redactor.salt().hex()
+                    )
                 }),
             },
         },
@@ -204,11 +237,11 @@ fn entry(
     flow: &Flow,
     blobs: BlobSides,
     options: &ExportOptions,
+    redactor: Option<&Redactor>,
     bodies: &mut Vec<BodyToWrite>,
 ) -> Entry {
-    let redacting = !options.include_secrets;
     let request_type = flow.request.headers.get("content-type");
-    let request_body = render_body(&flow.request.body, request_type, blobs.request, redacting);
+    let request_body = render_body(&flow.request.body, request_type, blobs.request, redactor);
     let post_data = (flow.request.body.size > 0 || !flow.request.body.complete).then(|| {
         let file = reference_body(&flow.request.body, &request_body, options, bodies);
         PostData {
@@ -222,18 +255,17 @@ fn entry(
             },
         }
     });
-    let url = if redacting {
-        redact::url(&flow.request.url)
-    } else {
-        flow.request.url.clone()
+    let url = match redactor {
+        Some(redactor) => redactor.url(&flow.request.url),
+        None => flow.request.url.clone(),
     };
     let request = Request {
         method: flow.request.method.clone(),
-        query_string: query_string(&flow.request.url, redacting),
+        query_string: query_string(&flow.request.url, redactor),
         url,
         http_version: flow.request.http_version.clone(),
-        cookies: request_cookies(&flow.request.headers, redacting),
-        headers: headers(&flow.request.headers, redacting),
+        cookies: request_cookies(&flow.request.headers, redactor),
+        headers: headers(&flow.request.headers, redactor),
         post_data,
         headers_size: -1,
         body_size: size(flow.request.body.size),
@@ -243,15 +275,15 @@ fn entry(
     let response = match &flow.response {
         Some(response) => {
             let content_type = response.headers.get("content-type");
-            let rendered = render_body(&response.body, content_type, blobs.response, redacting);
+            let rendered = render_body(&response.body, content_type, blobs.response, redactor);
             let file = reference_body(&response.body, &rendered, options, bodies);
             let location = response.headers.get("location").unwrap_or("");
             Response {
                 status: response.status,
                 status_text: regtap_capture::reason_phrase(response.status).to_owned(),
                 http_version: response.http_version.clone(),
-                cookies: response_cookies(&response.headers, redacting),
-                headers: headers(&response.headers, redacting),
+                cookies: response_cookies(&response.headers, redactor),
+                headers: headers(&response.headers, redactor),
                 content: Content {
                     size: size(response.body.size),
                     mime_type: content_type.unwrap_or("x-unknown").to_owned(),
@@ -264,12 +296,10 @@ fn entry(
                         file,
                     },
                 },
-                redirect_url: if (300..400).contains(&response.status) && redacting {
-                    redact::url(location)
-                } else if (300..400).contains(&response.status) {
-                    location.to_owned()
-                } else {
-                    String::new()
+                redirect_url: match redactor {
+                    _ if !(300..400).contains(&response.status) => String::new(),
+                    Some(redactor) => redactor.url(location),
+                    None => location.to_owned(),
                 },
                 headers_size: -1,
                 body_size: size(response.body.size),
@@ -377,7 +407,7 @@ fn timings(flow: &Flow) -> Timings {
     }
 }
 
-fn headers(headers: &Headers, redacting: bool) -> Vec<NameValue> {
+fn headers(headers: &Headers, redactor: Option<&Redactor>) -> Vec<NameValue> {
     headers
         .iter()
         .map(|h| {
@@ -385,14 +415,9 @@ fn headers(headers: &Headers, redacting: bool) -> Vec<NameValue> {
                 Some(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
                 None => String::new(),
             };
-            let value = if redacting {
-                if h.0.eq_ignore_ascii_case("location") {
-                    redact::url(&value)
-                } else {
-                    redact::header_value(&h.0, &value)
-                }
-            } else {
-                value
+            let value = match redactor {
+                Some(redactor) => redactor.header_value(&h.0, &value),
+                None => value,
             };
             NameValue {
                 name: h.0.clone(),
@@ -402,7 +427,7 @@ fn headers(headers: &Headers, redacting: bool) -> Vec<NameValue> {
         .collect()
 }
 
-fn query_string(url: &str, redacting: bool) -> Vec<NameValue> {
+fn query_string(url: &str, redactor: Option<&Redactor>) -> Vec<NameValue> {
     let without_fragment = url.split('#').next().unwrap_or_default();
     let Some((_, query)) = without_fragment.split_once('?') else {
         return Vec::new();
@@ -414,24 +439,23 @@ fn query_string(url: &str, redacting: bool) -> Vec<NameValue> {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
             let name = redact::decode_component(name);
             let value = redact::decode_component(value);
-            let value = if redacting && redact::is_secret_query_key(&name) {
-                redact::fingerprint(&value)
-            } else {
-                value
+            let value = match redactor {
+                Some(redactor) => redactor.parameter_value(&name, &value),
+                None => value,
             };
             NameValue { name, value }
         })
         .collect()
 }
 
-fn request_cookies(headers: &Headers, redacting: bool) -> Vec<Cookie> {
+fn request_cookies(headers: &Headers, redactor: Option<&Redactor>) -> Vec<Cookie> {
     headers
         .get_all("cookie")
         .flat_map(|value| value.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
         .map(|(name, value)| Cookie {
             name: name.to_owned(),
-            value: cookie_value(value, redacting),
+            value: cookie_value(value, redactor),
             path: None,
             domain: None,
             http_only: None,
@@ -440,7 +464,7 @@ fn request_cookies(headers: &Headers, redacting: bool) -> Vec<Cookie> {
         .collect()
 }
 
-fn response_cookies(headers: &Headers, redacting: bool) -> Vec<Cookie> {
+fn response_cookies(headers: &Headers, redactor: Option<&Redactor>) -> Vec<Cookie> {
     headers
         .get_all("set-cookie")
         .filter_map(|line| {
@@ -448,7 +472,7 @@ fn response_cookies(headers: &Headers, redacting: bool) -> Vec<Cookie> {
             let (name, value) = parts.next()?.split_once('=')?;
             let mut cookie = Cookie {
                 name: name.to_owned(),
-                value: cookie_value(value, redacting),
+                value: cookie_value(value, redactor),
                 path: None,
                 domain: None,
                 http_only: None,
@@ -469,11 +493,10 @@ fn response_cookies(headers: &Headers, redacting: bool) -> Vec<Cookie> {
         .collect()
 }
 
-fn cookie_value(value: &str, redacting: bool) -> String {
-    if redacting {
-        redact::fingerprint(value)
-    } else {
-        value.to_owned()
+fn cookie_value(value: &str, redactor: Option<&Redactor>) -> String {
+    match redactor {
+        Some(redactor) => redactor.cookie_value(value),
+        None => value.to_owned(),
     }
 }
 
@@ -498,7 +521,7 @@ fn render_body(
     body: &Body,
     content_type: Option<&str>,
     blob: bool,
-    redacting: bool,
+    redactor: Option<&Redactor>,
 ) -> RenderedBody {
     let stored = body.stored.clone().map(BodySource::Stored);
     if body.size == 0 && body.complete {
@@ -517,17 +540,10 @@ fn render_body(
     if let Some(text) = text
         && body.complete
     {
-        let text = if !redacting {
-            Some(text.to_owned())
-        } else if is_form(content_type) {
-            Some(redact::urlencoded(text, false))
-        } else if let Some(redacted) = redact::json_text(text) {
-            Some(redacted)
-        } else if redact::mentions_secret_key(text) {
-            // Not JSON, yet it names a credential: withhold it rather than guess.
-            None
-        } else {
-            Some(text.to_owned())
+        let text = match redactor {
+            None => Some(text.to_owned()),
+            // Not JSON, yet naming a credential: withheld rather than guessed at.
+            Some(redactor) => redactor.body_text(text, is_form(content_type)),
         };
         let description = text.is_none().then(|| {
             format!(

@@ -13,7 +13,9 @@
 //! handshakes in `log._tlsErrors`), and regtap's own `_regtap` / `_sha256`
 //! fields, which make the round trip exact.
 
-use std::io::Read as _;
+use std::io::{BufRead, Read};
+
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -40,6 +42,8 @@ pub enum ImportError {
     NotJson(String),
     #[error("not a HAR file: {0}")]
     NotAHar(String),
+    #[error("HAR too large: {0}")]
+    TooLarge(String),
 }
 
 /// True when `head` (the first bytes of a file) look like a HAR: a JSON object
@@ -75,70 +79,370 @@ fn is_zlib(bytes: &[u8]) -> bool {
     matches!(bytes, [0x78, flags, ..] if (0x7800_u16 | u16::from(*flags)).is_multiple_of(31))
 }
 
-/// Decompressed HARs larger than this are refused rather than exhausting memory.
-const MAX_INFLATED: u64 = 1 << 30;
-
-fn inflate(bytes: &[u8]) -> Result<Vec<u8>, ImportError> {
-    let mut out = Vec::new();
-    flate2::read::ZlibDecoder::new(bytes)
-        .take(MAX_INFLATED + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| ImportError::NotJson(format!("zlib-compressed HAR does not inflate: {e}")))?;
-    if out.len() as u64 > MAX_INFLATED {
-        return Err(ImportError::NotAHar(
-            "the compressed HAR inflates to more than 1 GiB".to_owned(),
-        ));
-    }
-    Ok(out)
+/// How much of a HAR regtap reads: entries are parsed one at a time, so
+/// memory stays proportional to the flows kept, and these bound that.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImportLimits {
+    /// Entries read at most.
+    pub max_entries: usize,
+    /// Bytes of JSON one entry (or `log.creator`) may span.
+    pub max_entry_bytes: u64,
+    /// Bytes a zlib-compressed HAR (`.zhar`) may inflate to.
+    pub max_inflated_bytes: u64,
 }
 
-/// Reads a whole HAR file's bytes.
-pub fn import(bytes: &[u8]) -> Result<Imported, ImportError> {
-    let inflated;
-    let bytes = if is_zlib(bytes) {
-        inflated = inflate(bytes)?;
-        &inflated[..]
-    } else {
-        bytes
-    };
-    let root: Value = serde_json::from_slice(strip_bom(bytes))
-        .map_err(|e| ImportError::NotJson(e.to_string()))?;
-    let log = root
-        .get("log")
-        .and_then(Value::as_object)
-        .ok_or_else(|| ImportError::NotAHar("no top-level \"log\" object".to_owned()))?;
-    let entries = log
-        .get("entries")
-        .and_then(Value::as_array)
-        .ok_or_else(|| ImportError::NotAHar("\"log\" has no \"entries\" array".to_owned()))?;
-    let creator = log.get("creator").map(|c| {
-        format!(
-            "{} {}",
-            text_field(c, "name").unwrap_or("unknown"),
-            text_field(c, "version").unwrap_or("")
-        )
-        .trim_end()
-        .to_owned()
-    });
-
-    let mut warnings = Vec::new();
-    let mut flows: Vec<(Option<u64>, Flow)> = Vec::new();
-    for (index, entry) in entries.iter().enumerate() {
-        let number = index + 1;
-        match flow_from_entry(entry, number, &mut warnings) {
-            Ok(flow) => flows.push(flow),
-            Err(reason) => warnings.push(format!("HAR entry {number} skipped: {reason}")),
+impl Default for ImportLimits {
+    fn default() -> Self {
+        ImportLimits {
+            // A flow takes ~1 KB here and ~7 KB more once decoded: 200,000
+            // entries stay under ~2 GB all told.
+            max_entries: 200_000,
+            max_entry_bytes: 32 << 20,
+            max_inflated_bytes: 4 << 30,
         }
     }
+}
 
-    if let Some(failed) = log
-        .get("_tlsErrors")
-        .and_then(Value::as_array)
-        .filter(|list| !list.is_empty())
+/// Reads a whole HAR file's bytes, with the default limits.
+pub fn import(bytes: &[u8]) -> Result<Imported, ImportError> {
+    import_reader(bytes, &ImportLimits::default())
+}
+
+/// Reads a HAR (plain or zlib-compressed) from `reader` as a stream: the
+/// file is never held whole, in memory or as a JSON tree.
+pub fn import_reader(reader: impl Read, limits: &ImportLimits) -> Result<Imported, ImportError> {
+    let mut reader = std::io::BufReader::with_capacity(64 * 1024, reader);
+    let head = reader
+        .fill_buf()
+        .map_err(|e| ImportError::NotJson(format!("cannot read: {e}")))?;
+    let inflating = is_zlib(head);
+    let counter = Counter::default();
+    let result = if inflating {
+        let inflated =
+            flate2::bufread::ZlibDecoder::new(reader).take(limits.max_inflated_bytes + 1);
+        read_har(std::io::BufReader::new(inflated), limits, &counter)
+    } else {
+        read_har(reader, limits, &counter)
+    };
+    if inflating && counter.total.get() > limits.max_inflated_bytes {
+        return Err(ImportError::TooLarge(format!(
+            "the compressed HAR inflates to more than {}",
+            regtap_capture::human_bytes(limits.max_inflated_bytes)
+        )));
+    }
+    result.map_err(|e| match counter.refused.take() {
+        Some(reason) => ImportError::TooLarge(reason),
+        None if inflating && e.is_io() => {
+            ImportError::NotJson(format!("zlib-compressed HAR does not inflate: {e}"))
+        }
+        None if e.is_io() => ImportError::NotJson(format!("cannot read: {e}")),
+        None => ImportError::NotJson(e.to_string()),
+    })?
+}
+
+fn read_har(
+    mut reader: impl BufRead,
+    limits: &ImportLimits,
+    counter: &Counter,
+) -> Result<Result<Imported, ImportError>, serde_json::Error> {
+    // A byte-order mark is not JSON.
+    if reader
+        .fill_buf()
+        .is_ok_and(|head| head.starts_with(b"\xEF\xBB\xBF"))
     {
-        warnings.push(tls_errors_warning(failed));
+        reader.consume(3);
+    }
+    let mut state = ReadState {
+        limits: *limits,
+        counter,
+        found_log: false,
+        found_entries: false,
+        creator: None,
+        entries_read: 0,
+        warnings: Vec::new(),
+        flows: Vec::new(),
+    };
+    let mut deserializer = serde_json::Deserializer::from_reader(Counting {
+        inner: reader,
+        counter,
+    });
+    Root(&mut state).deserialize(&mut deserializer)?;
+    deserializer.end()?;
+    if !state.found_log {
+        return Ok(Err(ImportError::NotAHar(
+            "no top-level \"log\" object".to_owned(),
+        )));
+    }
+    if !state.found_entries {
+        return Ok(Err(ImportError::NotAHar(
+            "\"log\" has no \"entries\" array".to_owned(),
+        )));
+    }
+    Ok(Ok(finish(state.flows, state.warnings, state.creator)))
+}
+
+/// Bytes read so far, and a limit on how many one value may span.
+#[derive(Default)]
+struct Counter {
+    total: std::cell::Cell<u64>,
+    /// Where the value being read started, and how long it may be.
+    value: std::cell::Cell<Option<(u64, u64, usize)>>,
+    /// Why reading was stopped, when a limit did it.
+    refused: std::cell::RefCell<Option<String>>,
+}
+
+impl Counter {
+    fn start_value(&self, max: u64, entry_number: usize) {
+        self.value.set(Some((self.total.get(), max, entry_number)));
     }
 
+    fn end_value(&self) {
+        self.value.set(None);
+    }
+}
+
+/// What serde_json reads through: counts bytes and stops an oversized value.
+struct Counting<'a, R> {
+    inner: R,
+    counter: &'a Counter,
+}
+
+impl<R: Read> Read for Counting<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let read = self.inner.read(buf)?;
+        let total = self.counter.total.get() + read as u64;
+        self.counter.total.set(total);
+        if let Some((start, max, number)) = self.counter.value.get()
+            && total - start > max
+        {
+            let what = if number == 0 {
+                "log.creator".to_owned()
+            } else {
+                format!("HAR entry {number}")
+            };
+            let reason = format!(
+                "{what} is larger than {}; regtap reads entries up to that size",
+                regtap_capture::human_bytes(max)
+            );
+            *self.counter.refused.borrow_mut() = Some(reason.clone());
+            return Err(std::io::Error::other(reason));
+        }
+        Ok(read)
+    }
+}
+
+struct ReadState<'a> {
+    limits: ImportLimits,
+    counter: &'a Counter,
+    found_log: bool,
+    found_entries: bool,
+    creator: Option<String>,
+    entries_read: usize,
+    warnings: Vec<String>,
+    flows: Vec<(Option<u64>, Flow)>,
+}
+
+/// The top-level object: only `log` is read.
+struct Root<'s, 'a>(&'s mut ReadState<'a>);
+
+impl<'de> DeserializeSeed<'de> for Root<'_, '_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Root<'_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a HAR")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "log" && !self.0.found_log {
+                map.next_value_seed(Log(&mut *self.0))?;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(())
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+}
+
+/// `log`: `creator` and `entries` are read, the rest skipped.
+struct Log<'s, 'a>(&'s mut ReadState<'a>);
+
+impl<'de> DeserializeSeed<'de> for Log<'_, '_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        // Anything but an object is not a `log`: skipped, reported later.
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Log<'_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("the HAR's log object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let state = self.0;
+        state.found_log = true;
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "entries" if !state.found_entries => {
+                    map.next_value_seed(Entries(&mut *state))?;
+                }
+                "creator" if state.creator.is_none() => {
+                    state.counter.start_value(state.limits.max_entry_bytes, 0);
+                    let creator: Value = map.next_value()?;
+                    state.counter.end_value();
+                    state.creator = Some(
+                        format!(
+                            "{} {}",
+                            text_field(&creator, "name").unwrap_or("unknown"),
+                            text_field(&creator, "version").unwrap_or("")
+                        )
+                        .trim_end()
+                        .to_owned(),
+                    );
+                }
+                "_tlsErrors" => {
+                    state.counter.start_value(state.limits.max_entry_bytes, 0);
+                    let failed: Value = map.next_value()?;
+                    state.counter.end_value();
+                    if let Some(failed) = failed.as_array().filter(|list| !list.is_empty()) {
+                        state.warnings.push(tls_errors_warning(failed));
+                    }
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(())
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+}
+
+/// `log.entries`: each entry becomes a flow as soon as it is parsed.
+struct Entries<'s, 'a>(&'s mut ReadState<'a>);
+
+impl<'de> DeserializeSeed<'de> for Entries<'_, '_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Entries<'_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("the HAR's entries array")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let state = self.0;
+        state.found_entries = true;
+        loop {
+            let number = state.entries_read + 1;
+            state
+                .counter
+                .start_value(state.limits.max_entry_bytes, number);
+            let Some(entry) = seq.next_element::<Value>()? else {
+                state.counter.end_value();
+                return Ok(());
+            };
+            state.counter.end_value();
+            if number > state.limits.max_entries {
+                let reason = format!(
+                    "the HAR has more than {} entries; regtap reads at most that many",
+                    state.limits.max_entries
+                );
+                *state.counter.refused.borrow_mut() = Some(reason.clone());
+                return Err(serde::de::Error::custom(reason));
+            }
+            state.entries_read = number;
+            match flow_from_entry(&entry, number, &mut state.warnings) {
+                Ok(flow) => state.flows.push(flow),
+                Err(reason) => state
+                    .warnings
+                    .push(format!("HAR entry {number} skipped: {reason}")),
+            }
+        }
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(())
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+}
+
+/// Flow ids and order, once every entry is read.
+fn finish(
+    mut flows: Vec<(Option<u64>, Flow)>,
+    warnings: Vec<String>,
+    creator: Option<String>,
+) -> Imported {
     // Keep regtap's flow ids when every entry has a distinct one; otherwise
     // number the flows in the order their requests started.
     let mut ids: Vec<u64> = flows.iter().filter_map(|(id, _)| *id).collect();
@@ -157,11 +461,11 @@ pub fn import(bytes: &[u8]) -> Result<Imported, ImportError> {
             flow
         })
         .collect();
-    Ok(Imported {
+    Imported {
         flows,
         warnings,
         creator,
-    })
+    }
 }
 
 /// HTTP Toolkit's `log._tlsErrors`: client handshakes that failed before any

@@ -13,4 +13,4 @@ pub mod redact;
 pub use export::{
     BodySource, BodyToWrite, CREATOR_NAME, Export, ExportError, ExportOptions, export,
 };
-pub use import::{ImportError, Imported, import, looks_like_har};
+pub use import::{ImportError, ImportLimits, Imported, import, import_reader, looks_like_har};

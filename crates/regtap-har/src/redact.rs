@@ -1,34 +1,35 @@
-//! Replacing credentials by fingerprints, so a HAR can be shared without
-//! leaking them while equal secrets still correlate across entries (the token
-//! a token endpoint issued and the `Authorization: Bearer` that later carries it
-//! get the same fingerprint).
+//! Redaction by class: the one place that decides what is a credential in
+//! anything regtap writes for others to read (HAR export, `inspect --json`).
+//!
+//! Classes, each with a test below:
+//! - credential headers (`Authorization`, `Proxy-Authorization`, cookies,
+//!   `X-Registry-Auth`, `*-Token`, `*-Api-Key`, `X-JFrog-Art-Api`, …);
+//! - URL userinfo (`https://user:pass@…`);
+//! - query, form and JSON keys matched by pattern (token, secret, password,
+//!   auth, key, signature, credential, session, …) at any depth, whatever the
+//!   value's type (numbers too; booleans and `null` carry no secret);
+//! - pre-signed storage URLs (`X-Amz-Signature`, `X-Amz-Credential`,
+//!   `X-Amz-Security-Token`, `X-Goog-*`, Azure `sig`, CloudFront `Signature`,
+//!   `Policy`, `Key-Pair-Id`, CDN `verify`), keeping the non-secret expiry;
+//! - credentials inside free text (URLs, JWTs, `Basic …`/`Bearer …`), as
+//!   registry error messages and decoder summaries may quote them;
+//! - the decoder's own fingerprints of tokens, replaced by this export's.
+//!
+//! A credential becomes `<redacted hmac:…>`: 12 hex digits of HMAC-SHA256
+//! keyed with a random salt per export, so equal secrets correlate within
+//! one file (the token a token endpoint issued and the `Bearer` that later
+//! carries it) and nowhere else.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use hmac::{Hmac, Mac as _};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
-use regtap_capture::sha256_hex;
+use serde_json::Value;
+use sha2::{Digest as _, Sha256};
 
-/// Query-string, form and JSON keys whose values are credentials.
-const SECRET_KEYS: &[&str] = &[
-    "token",
-    "access_token",
-    "refresh_token",
-    "id_token",
-    "password",
-    "client_secret",
-];
-
-/// Query parameters of pre-signed storage URLs (the redirects of blob
-/// downloads): short-lived credentials too. Only checked in URLs, since JSON
-/// bodies (signed schema 1 manifests) use `signature` for public data.
-const URL_ONLY_SECRET_KEYS: &[&str] = &[
-    "signature",
-    "sig",
-    "x-amz-signature",
-    "x-amz-security-token",
-    "x-goog-signature",
-];
-
-/// Header fields that carry credentials as `Scheme credentials`.
-const AUTH_HEADERS: &[&str] = &["authorization", "proxy-authorization"];
+/// Every replacement starts with this; a value that does is not redacted again.
+pub const REDACTED_PREFIX: &str = "<redacted";
 
 /// Characters left as they are when a fingerprint goes into a URL.
 const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
@@ -37,76 +38,645 @@ const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
-/// `<redacted sha256:XXXXXXXX>`: the first 8 hex digits of the secret's SHA-256.
-pub fn fingerprint(secret: &str) -> String {
-    let hex = sha256_hex(secret.as_bytes());
-    format!("<redacted sha256:{}>", &hex[..8])
+/// Key words that make a key (normalized: lowercase, letters and digits only)
+/// a credential wherever they appear in it.
+const SECRET_WORDS: &[&str] = &[
+    "token",
+    "secret",
+    "password",
+    "passwd",
+    "passphrase",
+    "credential",
+    "signature",
+    "apikey",
+    "accesskey",
+    "privatekey",
+    "sessionid",
+    "sessionkey",
+    "cookie",
+    "artapi",
+];
+
+/// Keys that are credentials only when they are the whole key: as parts of
+/// longer words they are too common (`authors`, `keyword`, `design`).
+const SECRET_KEYS: &[&str] = &[
+    "auth",
+    "key",
+    "sig",
+    "pwd",
+    "pass",
+    "pin",
+    "otp",
+    "session",
+    "verify",
+    "policy",
+    "keypairid",
+    "sas",
+];
+
+/// Endings that make a key describe a credential rather than hold it
+/// (`token_type`, `expires_in`, the decoder's `signature_bytes`, `auth_url`).
+const DESCRIPTIVE_ENDINGS: &[&str] = &[
+    "type",
+    "bytes",
+    "len",
+    "length",
+    "count",
+    "size",
+    "status",
+    "expires",
+    "expiresin",
+    "expiresat",
+    "expiry",
+    "issuedat",
+    "ttl",
+    "url",
+    "uri",
+    "endpoint",
+    "scheme",
+];
+
+/// A key with letters and digits only, lowercased: `X-Amz-Signature` and
+/// `x_amz_signature` are the same key.
+fn normalize(key: &str) -> String {
+    key.chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .collect()
 }
 
-pub fn is_secret_key(name: &str) -> bool {
-    SECRET_KEYS.iter().any(|k| k.eq_ignore_ascii_case(name))
-}
-
-/// Whether a query-string or form parameter holds a credential.
-pub fn is_secret_query_key(name: &str) -> bool {
-    is_secret_key(name)
-        || URL_ONLY_SECRET_KEYS
-            .iter()
-            .any(|k| k.eq_ignore_ascii_case(name))
-}
-
-/// The value to write for header `name`: credentials replaced by fingerprints.
-pub fn header_value(name: &str, value: &str) -> String {
-    let lower = name.to_ascii_lowercase();
-    if AUTH_HEADERS.contains(&lower.as_str()) {
-        return match value.split_once(' ') {
-            // Keep the scheme: "Bearer" vs "Basic" is what a reader needs.
-            Some((scheme, credentials)) => {
-                format!("{scheme} {}", fingerprint(credentials.trim()))
-            }
-            None => fingerprint(value),
-        };
+/// Whether a query, form or JSON key (or a header name) holds a credential.
+pub fn is_secret_key(key: &str) -> bool {
+    let key = normalize(key);
+    if key.is_empty() || DESCRIPTIVE_ENDINGS.iter().any(|e| key.ends_with(e)) {
+        return false;
     }
-    match lower.as_str() {
+    SECRET_WORDS.iter().any(|w| key.contains(w))
+        || SECRET_KEYS.contains(&key.as_str())
+        || key.ends_with("auth")
+        || (key.ends_with("key") && !key.ends_with("publickey"))
+}
+
+/// Header fields whose whole value is a credential (beyond the `Scheme
+/// credentials` ones): `X-Registry-Auth`, `X-Amz-Security-Token`,
+/// `X-JFrog-Art-Api`, `Private-Token`, `X-Api-Key`, ….
+pub fn is_secret_header(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    !matches!(
+        lower.as_str(),
+        // Descriptive headers that match the key pattern.
+        "www-authenticate" | "proxy-authenticate" | "authentication-info"
+    ) && is_secret_key(name)
+}
+
+/// Random bytes that key this export's fingerprints.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Salt([u8; 16]);
+
+impl Salt {
+    /// From the operating system's random source.
+    pub fn random() -> Self {
+        let mut bytes = [0u8; 16];
+        if getrandom::fill(&mut bytes).is_err() {
+            // No OS randomness (never seen on Linux): still unique per export.
+            let seed = format!(
+                "{:?} {} {:p}",
+                std::time::SystemTime::now(),
+                std::process::id(),
+                &bytes
+            );
+            bytes.copy_from_slice(&Sha256::digest(seed.as_bytes())[..16]);
+        }
+        Salt(bytes)
+    }
+
+    /// A fixed salt, for reproducible output in tests.
+    pub fn from_bytes(bytes: [u8; 16]) -> Self {
+        Salt(bytes)
+    }
+
+    pub fn hex(&self) -> String {
+        hex_lower(&self.0)
+    }
+}
+
+impl Default for Salt {
+    fn default() -> Self {
+        Salt::random()
+    }
+}
+
+impl std::fmt::Debug for Salt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Salt({})", self.hex())
+    }
+}
+
+fn hex_lower(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The decoder's name for a token (`regtap_decode`'s fingerprint: 12 hex
+/// digits of its unsalted SHA-256), so that its annotations can be given this
+/// export's salted fingerprint instead.
+fn decoder_fingerprint(secret: &str) -> String {
+    hex_lower(&Sha256::digest(secret.as_bytes())[..6])
+}
+
+/// Replaces credentials by salted fingerprints; remembers what it replaced so
+/// the decoder's annotations about the same tokens get the same fingerprints.
+#[derive(Debug)]
+pub struct Redactor {
+    salt: Salt,
+    /// Decoder fingerprint → this export's fingerprint, for every secret seen.
+    decoder_names: RefCell<HashMap<String, String>>,
+}
+
+impl Redactor {
+    pub fn new(salt: Salt) -> Self {
+        Redactor {
+            salt,
+            decoder_names: RefCell::new(HashMap::new()),
+        }
+    }
+
+    pub fn salt(&self) -> &Salt {
+        &self.salt
+    }
+
+    /// `<redacted hmac:XXXXXXXXXXXX>`: 12 hex digits of HMAC-SHA256(salt, secret).
+    pub fn fingerprint(&self, secret: &str) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.salt.0)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update(secret.as_bytes());
+        let print = format!(
+            "<redacted hmac:{}>",
+            hex_lower(&mac.finalize().into_bytes()[..6])
+        );
+        self.decoder_names
+            .borrow_mut()
+            .insert(decoder_fingerprint(secret), print.clone());
+        print
+    }
+
+    /// The value to write for header `name`.
+    pub fn header_value(&self, name: &str, value: &str) -> String {
+        let lower = name.to_ascii_lowercase();
+        match lower.as_str() {
+            "authorization" | "proxy-authorization" => match value.trim().split_once(' ') {
+                // Keep the scheme: "Bearer" vs "Basic" is what a reader needs.
+                Some((scheme, credentials)) => {
+                    format!("{scheme} {}", self.fingerprint(credentials.trim()))
+                }
+                None => self.fingerprint(value.trim()),
+            },
+            "cookie" => value
+                .split(';')
+                .map(|pair| self.cookie_pair(pair.trim()))
+                .collect::<Vec<_>>()
+                .join("; "),
+            "set-cookie" => {
+                let (first, attributes) = value.split_once(';').unwrap_or((value, ""));
+                let redacted = self.cookie_pair(first.trim());
+                if attributes.is_empty() {
+                    redacted
+                } else {
+                    format!("{redacted};{attributes}")
+                }
+            }
+            _ if is_secret_header(name) => self.fingerprint(value),
+            "location" | "content-location" | "referer" => self.url(value),
+            _ => self.text(value),
+        }
+    }
+
+    fn cookie_pair(&self, pair: &str) -> String {
+        match pair.split_once('=') {
+            Some((name, value)) => format!("{name}={}", self.fingerprint(value)),
+            None => pair.to_owned(),
+        }
+    }
+
+    /// A cookie's value.
+    pub fn cookie_value(&self, value: &str) -> String {
+        self.fingerprint(value)
+    }
+
+    /// The value of query or form parameter `name`, decoded.
+    pub fn parameter_value(&self, name: &str, value: &str) -> String {
+        if is_secret_key(name) && !is_flag(value) {
+            self.fingerprint(value)
+        } else {
+            self.text(value)
+        }
+    }
+
+    /// `url` with its userinfo password and secret query values replaced by
+    /// (percent-encoded) fingerprints. Relative URLs and other text pass.
+    pub fn url(&self, url: &str) -> String {
+        rewrite_url(url, &|secret| {
+            utf8_percent_encode(&self.fingerprint(secret), QUERY_VALUE).to_string()
+        })
+    }
+
+    /// An `application/x-www-form-urlencoded` string (query or form body)
+    /// with secret values replaced. `percent_encode_fingerprints`: write the
+    /// fingerprint percent-encoded (for URLs) rather than form-encoded.
+    pub fn urlencoded(&self, text: &str, percent_encode_fingerprints: bool) -> String {
+        text.split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((name, value))
+                    if is_secret_key(&decode_component(name))
+                        && !is_flag(&decode_component(value)) =>
+                {
+                    let print = self.fingerprint(&decode_component(value));
+                    let encoded = utf8_percent_encode(&print, QUERY_VALUE).to_string();
+                    if percent_encode_fingerprints {
+                        format!("{name}={encoded}")
+                    } else {
+                        format!("{name}={}", encoded.replace("%20", "+"))
+                    }
+                }
+                _ => pair.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join("&")
+    }
+
+    /// Free text (a header value, an error message, a decoder summary) with
+    /// the credentials it quotes replaced: URLs, JWTs, `Basic`/`Bearer`
+    /// credentials.
+    pub fn text(&self, text: &str) -> String {
+        let with_urls = self.urls_in(text);
+        self.tokens_in(&with_urls)
+    }
+
+    fn urls_in(&self, text: &str) -> String {
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        while let Some(at) = find_url_start(rest) {
+            let (before, from_url) = rest.split_at(at);
+            out.push_str(before);
+            let end = from_url
+                .find(|c: char| {
+                    c.is_whitespace() || c.is_control() || matches!(c, '"' | '\'' | '<' | '>' | '`')
+                })
+                .unwrap_or(from_url.len());
+            out.push_str(&self.url(&from_url[..end]));
+            rest = &from_url[end..];
+        }
+        out.push_str(rest);
+        out
+    }
+
+    /// JWTs anywhere, and the credentials after `Basic ` / `Bearer `.
+    fn tokens_in(&self, text: &str) -> String {
+        let mut out = String::with_capacity(text.len());
+        let mut words = text.split_inclusive(|c: char| !is_token_char(c)).peekable();
+        let mut after_scheme = false;
+        while let Some(piece) = words.next() {
+            let word_len = piece
+                .char_indices()
+                .find(|(_, c)| !is_token_char(*c))
+                .map_or(piece.len(), |(i, _)| i);
+            let (word, separator) = piece.split_at(word_len);
+            // `realm=…` after `Bearer ` is a challenge, not a credential.
+            let credential = (after_scheme
+                && word.len() >= 8
+                && !word.trim_end_matches('=').contains('=')
+                && looks_random(word))
+                || looks_like_jwt(word);
+            if credential && !word.is_empty() {
+                out.push_str(&self.fingerprint(word));
+            } else {
+                out.push_str(word);
+            }
+            out.push_str(separator);
+            after_scheme = separator == " "
+                && (word.eq_ignore_ascii_case("basic") || word.eq_ignore_ascii_case("bearer"));
+            if words.peek().is_none() {
+                break;
+            }
+        }
+        out
+    }
+
+    /// A body's text as it goes into a HAR: form and JSON bodies redacted by
+    /// key, other text scrubbed; `None` when it names a credential field yet
+    /// cannot be parsed to redact it.
+    pub fn body_text(&self, text: &str, is_form: bool) -> Option<String> {
+        if is_form {
+            return Some(self.urlencoded(text, false));
+        }
+        if let Some(redacted) = self.json_text(text) {
+            return Some(redacted);
+        }
+        let lower = normalize(text);
+        if SECRET_WORDS.iter().any(|w| lower.contains(w)) {
+            return None;
+        }
+        Some(self.text(text))
+    }
+
+    /// A JSON text with credentials replaced (see [`Redactor::json_body`]).
+    /// The text keeps its formatting and key order when the changed values
+    /// are spelled plainly in it; otherwise it is re-serialized. `None` when
+    /// the text is not JSON.
+    pub fn json_text(&self, text: &str) -> Option<String> {
+        let original: Value = serde_json::from_str(text).ok()?;
+        let mut redacted = original.clone();
+        self.json_body(&mut redacted);
+        if redacted == original {
+            return Some(text.to_owned());
+        }
+        let mut changes = Vec::new();
+        changed_leaves(&original, &redacted, &mut changes);
+        let mut out = text.to_owned();
+        for (old, new) in changes {
+            if let (Ok(spelled), Ok(replacement)) =
+                (serde_json::to_string(old), serde_json::to_string(new))
+            {
+                out = replace_values(&out, &spelled, &replacement);
+            }
+        }
+        if serde_json::from_str::<Value>(&out).is_ok_and(|v| v == redacted) {
+            Some(out)
+        } else {
+            // Escaped or unusual spellings: write the redacted value itself.
+            serde_json::to_string(&redacted).ok()
+        }
+    }
+
+    /// A request or response body: every scalar under a secret key, and
+    /// everything inside an object or array under one, becomes a fingerprint;
+    /// other strings are scrubbed as text.
+    pub fn json_body(&self, value: &mut Value) {
+        self.walk(value, Walk::Body, false);
+    }
+
+    /// The decoder's output as a HAR's `_regtap`: the decoder's token
+    /// fingerprints become this export's, strings under secret keys become
+    /// fingerprints, strings are scrubbed as text. Objects under secret keys
+    /// (the decoder's `token` description) are walked, not blanked.
+    pub fn annotations(&self, value: &mut Value) {
+        self.walk(value, Walk::Annotations, false);
+    }
+
+    /// The decoder's output as `inspect --json` prints it: as
+    /// [`Redactor::annotations`], but the decoder's own token fingerprints
+    /// are kept, since `inspect` names tokens by them.
+    pub fn analysis(&self, value: &mut Value) {
+        self.walk(value, Walk::Analysis, false);
+    }
+
+    fn walk(&self, value: &mut Value, how: Walk, under_secret: bool) {
+        match value {
+            Value::Object(map) => {
+                for (key, item) in map.iter_mut() {
+                    let secret = (under_secret && how == Walk::Body) || is_secret_key(key);
+                    match how {
+                        Walk::Annotations if key == "fingerprint" => {
+                            self.rename_decoder_fingerprint(item);
+                        }
+                        Walk::Analysis if key == "fingerprint" => {}
+                        _ => self.walk(item, how, secret),
+                    }
+                }
+            }
+            Value::Array(items) => {
+                for item in items {
+                    self.walk(item, how, under_secret);
+                }
+            }
+            Value::String(text) if text.starts_with(REDACTED_PREFIX) => {}
+            Value::String(text) if under_secret && !text.is_empty() && !is_flag(text) => {
+                match (how, self.decoder_name(text)) {
+                    (Walk::Annotations, Some(print)) => *text = print,
+                    (Walk::Analysis, _) if is_decoder_fingerprint(text) => {}
+                    _ => *text = self.fingerprint(text),
+                }
+            }
+            Value::String(text) => {
+                let scrubbed = self.annotations_text(text);
+                if scrubbed != *text {
+                    *text = scrubbed;
+                }
+            }
+            // The decoder's numbers are counts, sizes, indices and times.
+            Value::Number(number) if under_secret && how == Walk::Body => {
+                *value = Value::String(self.fingerprint(&number.to_string()));
+            }
+            Value::Number(_) | Value::Bool(_) | Value::Null => {}
+        }
+    }
+
+    /// Decoder prose (a step explanation, a page title): credentials quoted
+    /// in it redacted, and tokens named by this export's fingerprints.
+    pub fn annotations_text(&self, text: &str) -> String {
+        self.rename_decoder_fingerprints_in(&self.text(text))
+    }
+
+    /// The export's fingerprint of a token the decoder named by `name`, when
+    /// this redactor has seen that token.
+    fn decoder_name(&self, name: &str) -> Option<String> {
+        self.decoder_names.borrow().get(name).cloned()
+    }
+
+    fn rename_decoder_fingerprint(&self, value: &mut Value) {
+        if let Value::String(name) = value
+            && !name.starts_with(REDACTED_PREFIX)
+        {
+            // A token this export never saw: no correlation, but no hash of it either.
+            *name = self
+                .decoder_name(name)
+                .unwrap_or_else(|| "<redacted>".to_owned());
+        }
+    }
+
+    /// Decoder prose ("token 5f1c9a0b1c2d was issued by flow #3") names
+    /// tokens by the decoder's fingerprint.
+    fn rename_decoder_fingerprints_in(&self, text: &str) -> String {
+        let names = self.decoder_names.borrow();
+        if names.is_empty() {
+            return text.to_owned();
+        }
+        let mut out = String::with_capacity(text.len());
+        for piece in text.split_inclusive(|c: char| !c.is_ascii_alphanumeric()) {
+            let word_len = piece
+                .find(|c: char| !c.is_ascii_alphanumeric())
+                .unwrap_or(piece.len());
+            let (word, separator) = piece.split_at(word_len);
+            match names.get(word) {
+                Some(print) if word.len() == 12 => out.push_str(print),
+                _ => out.push_str(word),
+            }
+            out.push_str(separator);
+        }
+        out
+    }
+}
+
+/// What a JSON walk redacts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Walk {
+    /// A body: everything under a secret key, numbers too.
+    Body,
+    /// `_regtap`: the decoder's fingerprints become the export's.
+    Annotations,
+    /// `inspect --json`: the decoder's fingerprints stay.
+    Analysis,
+}
+
+/// 12 lowercase hex digits: how the decoder names a token.
+fn is_decoder_fingerprint(text: &str) -> bool {
+    text.len() == 12 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// `true`/`false`: a query flag like Docker's `offline_token=true` carries no secret.
+fn is_flag(value: &str) -> bool {
+    value.eq_ignore_ascii_case("true") || value.eq_ignore_ascii_case("false")
+}
+
+fn find_url_start(text: &str) -> Option<usize> {
+    let lower = text.to_ascii_lowercase();
+    [lower.find("https://"), lower.find("http://")]
+        .into_iter()
+        .flatten()
+        .min()
+}
+
+/// Characters of base64, base64url, hex and JWTs.
+fn is_token_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '+' | '/' | '=' | '~')
+}
+
+/// Not an English word: a digit or symbol, or a capital after the first letter
+/// (`dXNlcjpwYXNz`, but not `challenge` or `Credentials`).
+fn looks_random(word: &str) -> bool {
+    word.chars().any(|c| !c.is_ascii_alphabetic())
+        || (word.chars().skip(1).any(|c| c.is_ascii_uppercase())
+            && word.chars().any(|c| c.is_ascii_lowercase()))
+}
+
+/// `eyJ…` header, `.`, payload, `.`, signature: a JWT (or a JWS) in text.
+fn looks_like_jwt(word: &str) -> bool {
+    let parts: Vec<&str> = word.split('.').collect();
+    parts.len() == 3 && parts[0].starts_with("eyJ") && parts[0].len() >= 10 && parts[1].len() >= 4
+}
+
+/// Pairs (original, redacted) of every scalar that changed.
+fn changed_leaves<'a>(
+    original: &'a Value,
+    redacted: &'a Value,
+    out: &mut Vec<(&'a Value, &'a Value)>,
+) {
+    match (original, redacted) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (key, item) in a {
+                if let Some(other) = b.get(key) {
+                    changed_leaves(item, other, out);
+                }
+            }
+        }
+        (Value::Array(a), Value::Array(b)) => {
+            for (item, other) in a.iter().zip(b) {
+                changed_leaves(item, other, out);
+            }
+        }
+        (a, b) if a != b => out.push((a, b)),
+        _ => {}
+    }
+}
+
+/// Replaces `spelled` where it stands as a value (after `:`, `[` or `,`, and
+/// followed by a delimiter), so keys and parts of other values are left alone.
+fn replace_values(text: &str, spelled: &str, replacement: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(spelled) {
+        let (before, after) = rest.split_at(at);
+        out.push_str(before);
+        let after_value = &after[spelled.len()..];
+        let starts_value = out.trim_end().ends_with([':', '[', ',']);
+        let ends_value = after_value
+            .trim_start()
+            .chars()
+            .next()
+            .is_none_or(|c| matches!(c, ',' | '}' | ']'));
+        out.push_str(if starts_value && ends_value {
+            replacement
+        } else {
+            spelled
+        });
+        rest = after_value;
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `url` for a one-line display (the proxy's line per exchange): the values
+/// [`Redactor::url`] would fingerprint are shown as `***`.
+pub fn url_masked(url: &str) -> String {
+    rewrite_url(url, &|_| "***".to_owned())
+}
+
+/// A header value for a screen (the TUI before `s` reveals secrets): the
+/// credentials [`Redactor::header_value`] would fingerprint are `***`,
+/// keeping the scheme of `Authorization` and the names of cookies.
+pub fn header_masked(name: &str, value: &str) -> String {
+    let mask_pair = |pair: &str| match pair.split_once('=') {
+        Some((name, _)) => format!("{name}=***"),
+        None => pair.to_owned(),
+    };
+    match name.to_ascii_lowercase().as_str() {
+        "authorization" | "proxy-authorization" => match value.trim().split_once(' ') {
+            Some((scheme, _)) => format!("{scheme} ***"),
+            None => "***".to_owned(),
+        },
         "cookie" => value
             .split(';')
-            .map(|pair| redact_cookie_pair(pair.trim()))
+            .map(|pair| mask_pair(pair.trim()))
             .collect::<Vec<_>>()
             .join("; "),
-        "set-cookie" => {
-            let (first, attributes) = value.split_once(';').unwrap_or((value, ""));
-            let redacted = redact_cookie_pair(first.trim());
-            if attributes.is_empty() {
-                redacted
-            } else {
-                format!("{redacted};{attributes}")
-            }
-        }
-        _ if lower.contains("token") || lower.contains("api-key") || lower == "x-registry-auth" => {
-            fingerprint(value)
-        }
+        "set-cookie" => match value.split_once(';') {
+            Some((first, attributes)) => format!("{};{attributes}", mask_pair(first.trim())),
+            None => mask_pair(value.trim()),
+        },
+        _ if is_secret_header(name) => "***".to_owned(),
+        "location" | "content-location" | "referer" => url_masked(value),
         _ => value.to_owned(),
     }
 }
 
-fn redact_cookie_pair(pair: &str) -> String {
-    match pair.split_once('=') {
-        Some((name, value)) => format!("{name}={}", fingerprint(value)),
-        None => pair.to_owned(),
-    }
-}
-
-/// `url` with the values of secret query parameters replaced by (percent-encoded)
-/// fingerprints of their decoded values.
-pub fn url(url: &str) -> String {
+/// `url` with its userinfo password (or a lone user name, which is how
+/// tokens travel there) and secret query values replaced by `replace` of
+/// their decoded values (already fit for a URL).
+fn rewrite_url(url: &str, replace: &dyn Fn(&str) -> String) -> String {
     let (before_fragment, fragment) = match url.split_once('#') {
         Some((head, fragment)) => (head, Some(fragment)),
         None => (url, None),
     };
-    let Some((base, query)) = before_fragment.split_once('?') else {
-        return url.to_owned();
+    let (base, query) = match before_fragment.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (before_fragment, None),
     };
-    let mut out = format!("{base}?{}", urlencoded(query, true));
+    let mut out = rewrite_userinfo(base, replace);
+    if let Some(query) = query {
+        out.push('?');
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((name, value))
+                    if is_secret_key(&decode_component(name))
+                        && !is_flag(&decode_component(value)) =>
+                {
+                    format!("{name}={}", replace(&decode_component(value)))
+                }
+                _ => pair.to_owned(),
+            })
+            .collect();
+        out.push_str(&pairs.join("&"));
+    }
     if let Some(fragment) = fragment {
         out.push('#');
         out.push_str(fragment);
@@ -114,26 +684,20 @@ pub fn url(url: &str) -> String {
     out
 }
 
-/// An `application/x-www-form-urlencoded` string (query or form body) with
-/// secret values replaced. `percent_encode_fingerprints`: write the fingerprint
-/// percent-encoded (for URLs, where `<` and spaces are not allowed) rather than
-/// form-encoded.
-pub fn urlencoded(text: &str, percent_encode_fingerprints: bool) -> String {
-    text.split('&')
-        .map(|pair| match pair.split_once('=') {
-            Some((name, value)) if is_secret_query_key(&decode_component(name)) => {
-                let print = fingerprint(&decode_component(value));
-                let encoded = utf8_percent_encode(&print, QUERY_VALUE).to_string();
-                if percent_encode_fingerprints {
-                    format!("{name}={encoded}")
-                } else {
-                    format!("{name}={}", encoded.replace("%20", "+"))
-                }
-            }
-            _ => pair.to_owned(),
-        })
-        .collect::<Vec<_>>()
-        .join("&")
+fn rewrite_userinfo(base: &str, replace: &dyn Fn(&str) -> String) -> String {
+    let Some((scheme, rest)) = base.split_once("://") else {
+        return base.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return base.to_owned();
+    };
+    let userinfo = match userinfo.split_once(':') {
+        Some((user, password)) => format!("{user}:{}", replace(&decode_component(password))),
+        None => replace(&decode_component(userinfo)),
+    };
+    format!("{scheme}://{userinfo}@{host}{path}")
 }
 
 /// A form-encoded component decoded: `+` is a space, then percent-decoding.
@@ -142,179 +706,313 @@ pub fn decode_component(text: &str) -> String {
     percent_decode_str(&spaced).decode_utf8_lossy().into_owned()
 }
 
-/// A JSON text with the string values of secret keys (at any depth) replaced.
-/// The text is otherwise kept as it was (formatting, key order) when the
-/// secrets are spelled plainly in it; otherwise it is re-serialized. `None`
-/// when the text is not JSON.
-pub fn json_text(text: &str) -> Option<String> {
-    let mut value: serde_json::Value = serde_json::from_str(text).ok()?;
-    let mut secrets = Vec::new();
-    collect_json_secrets(&value, &mut secrets);
-    if secrets.is_empty() {
-        return Some(text.to_owned());
-    }
-    let mut out = text.to_owned();
-    for secret in &secrets {
-        // The secret as it is spelled inside the JSON text, quotes included.
-        let (Ok(spelled), Ok(replacement)) = (
-            serde_json::to_string(secret),
-            serde_json::to_string(&fingerprint(secret)),
-        ) else {
-            continue;
-        };
-        out = replace_values(&out, &spelled, &replacement);
-    }
-    let still_secret = serde_json::from_str::<serde_json::Value>(&out)
-        .map(|redacted| {
-            let mut left = Vec::new();
-            collect_json_secrets(&redacted, &mut left);
-            left.iter().any(|s| !s.starts_with("<redacted sha256:"))
-        })
-        .unwrap_or(true);
-    if still_secret {
-        // Escaped spellings (`\u0041…`): fall back to rewriting the value.
-        replace_json_secrets(&mut value);
-        return serde_json::to_string(&value).ok();
-    }
-    Some(out)
-}
-
-/// Replaces `spelled` where it stands as an object member's value (after `:`),
-/// so a key that happens to equal a secret is left alone.
-fn replace_values(text: &str, spelled: &str, replacement: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = rest.find(spelled) {
-        let (before, after) = rest.split_at(at);
-        out.push_str(before);
-        let is_value = out.trim_end().ends_with(':');
-        out.push_str(if is_value { replacement } else { spelled });
-        rest = &after[spelled.len()..];
-    }
-    out.push_str(rest);
-    out
-}
-
-fn replace_json_secrets(value: &mut serde_json::Value) {
-    match value {
-        serde_json::Value::Object(map) => {
-            for (key, item) in map.iter_mut() {
-                match item {
-                    serde_json::Value::String(secret)
-                        if is_secret_key(key) && !secret.is_empty() =>
-                    {
-                        *secret = fingerprint(secret);
-                    }
-                    _ => replace_json_secrets(item),
-                }
-            }
-        }
-        serde_json::Value::Array(items) => items.iter_mut().for_each(replace_json_secrets),
-        _ => {}
-    }
-}
-
-fn collect_json_secrets(value: &serde_json::Value, secrets: &mut Vec<String>) {
-    match value {
-        serde_json::Value::Object(map) => {
-            for (key, item) in map {
-                match item {
-                    serde_json::Value::String(secret)
-                        if is_secret_key(key) && !secret.is_empty() =>
-                    {
-                        secrets.push(secret.clone());
-                    }
-                    _ => collect_json_secrets(item, secrets),
-                }
-            }
-        }
-        serde_json::Value::Array(items) => {
-            for item in items {
-                collect_json_secrets(item, secrets);
-            }
-        }
-        _ => {}
-    }
-}
-
-/// Whether a text that is not valid JSON still names a secret key, so that it
-/// must be withheld rather than pasted.
-pub fn mentions_secret_key(text: &str) -> bool {
-    let lower = text.to_ascii_lowercase();
-    SECRET_KEYS.iter().any(|k| lower.contains(k))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn bearer_and_basic_keep_their_scheme_and_lose_the_credentials() {
-        let bearer = header_value("Authorization", "Bearer abc.def.ghi");
-        assert_eq!(bearer, format!("Bearer {}", fingerprint("abc.def.ghi")));
-        let basic = header_value("authorization", "Basic dXNlcjpzM2NyZXQ=");
-        assert!(basic.starts_with("Basic <redacted sha256:"));
-        assert!(!basic.contains("dXNlcjpzM2NyZXQ="));
-        assert_eq!(header_value("Docker-Upload-UUID", "abc"), "abc");
+    fn redactor() -> Redactor {
+        Redactor::new(Salt::from_bytes([7; 16]))
     }
 
     #[test]
-    fn equal_secrets_get_equal_fingerprints_across_places() {
-        let token = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln";
-        let json = json_text(&format!(r#"{{"token": "{token}", "expires_in": 300}}"#)).unwrap();
-        let header = header_value("Authorization", &format!("Bearer {token}"));
-        let print = fingerprint(token);
-        assert_eq!(
-            json,
-            format!(r#"{{"token": "{print}", "expires_in": 300}}"#)
+    fn fingerprints_depend_on_the_salt() {
+        let a = Redactor::new(Salt::from_bytes([1; 16]));
+        let b = Redactor::new(Salt::from_bytes([2; 16]));
+        assert_eq!(a.fingerprint("hunter2"), a.fingerprint("hunter2"));
+        assert_ne!(a.fingerprint("hunter2"), b.fingerprint("hunter2"));
+        assert_ne!(Salt::random(), Salt::random());
+        let print = a.fingerprint("hunter2");
+        assert!(
+            print.starts_with("<redacted hmac:") && print.len() == 28,
+            "{print}"
         );
-        assert_eq!(header, format!("Bearer {print}"));
+        // Not the unsalted SHA-256 of the secret, in any length.
+        assert!(!print.contains(&decoder_fingerprint("hunter2")[..8]));
     }
 
     #[test]
-    fn query_and_form_secrets_are_replaced_by_fingerprints_of_decoded_values() {
-        let redacted = url("https://r.test/token?service=r&access_token=a%2Bb&x=1#frag");
-        let expected_print = fingerprint("a+b");
-        let encoded = utf8_percent_encode(&expected_print, QUERY_VALUE).to_string();
-        assert_eq!(
-            redacted,
-            format!("https://r.test/token?service=r&access_token={encoded}&x=1#frag")
-        );
-        let form = urlencoded("grant_type=password&username=bob&password=hunter2", false);
-        assert!(!form.contains("hunter2"));
-        assert!(form.contains("username=bob"));
-        assert_eq!(
-            decode_component(form.rsplit_once('=').unwrap().1),
-            fingerprint("hunter2")
-        );
+    fn credential_headers_keep_their_scheme_and_lose_the_credentials() {
+        let r = redactor();
+        let bearer = r.header_value("Authorization", "Bearer abc.def.ghi");
+        assert_eq!(bearer, format!("Bearer {}", r.fingerprint("abc.def.ghi")));
+        let basic = r.header_value("proxy-authorization", "Basic dXNlcjpzM2NyZXQ=");
+        assert!(basic.starts_with("Basic <redacted hmac:"), "{basic}");
+        for (name, value) in [
+            ("X-Registry-Auth", "eyJ1c2VybmFtZSI6ImEifQ=="),
+            ("X-JFrog-Art-Api", "AKCp8k8sGzQ"),
+            ("X-Api-Key", "k-123"),
+            ("Api-Key", "k-123"),
+            ("Private-Token", "glpat-123"),
+            ("X-Amz-Security-Token", "FwoGZX"),
+            ("X-Auth-Token", "t"),
+            ("X-Vault-Token", "s.abc"),
+        ] {
+            assert_eq!(r.header_value(name, value), r.fingerprint(value), "{name}");
+        }
+        for (name, value) in [
+            ("Docker-Upload-UUID", "abc"),
+            ("WWW-Authenticate", r#"Bearer realm="https://a.test/token""#),
+            ("Content-Type", "application/json"),
+            ("Docker-Content-Digest", "sha256:00"),
+        ] {
+            assert_eq!(r.header_value(name, value), value, "{name}");
+        }
     }
 
     #[test]
     fn cookies_keep_names_and_attributes() {
+        let r = redactor();
         assert_eq!(
-            header_value("Cookie", "a=1; b=2"),
-            format!("a={}; b={}", fingerprint("1"), fingerprint("2"))
+            r.header_value("Cookie", "a=1; b=2"),
+            format!("a={}; b={}", r.fingerprint("1"), r.fingerprint("2"))
         );
         assert_eq!(
-            header_value("Set-Cookie", "sid=xyz; Path=/; HttpOnly"),
-            format!("sid={}; Path=/; HttpOnly", fingerprint("xyz"))
+            r.header_value("Set-Cookie", "sid=xyz; Path=/; HttpOnly"),
+            format!("sid={}; Path=/; HttpOnly", r.fingerprint("xyz"))
         );
     }
 
     #[test]
-    fn nested_json_secrets_are_found_and_other_text_is_kept() {
-        let text = r#"{"b":{"refresh_token":"r1"},"list":[{"password":"p", "p": 1}],"token":7}"#;
-        let out = json_text(text).unwrap();
+    fn query_keys_by_pattern_and_flags_kept() {
+        let r = redactor();
+        let redacted =
+            r.url("https://r.test/token?service=r&access_token=a%2Bb&offline_token=true&x=1#frag");
+        let encoded = utf8_percent_encode(&r.fingerprint("a+b"), QUERY_VALUE).to_string();
         assert_eq!(
-            out,
+            redacted,
             format!(
-                r#"{{"b":{{"refresh_token":"{}"}},"list":[{{"password":"{}", "p": 1}}],"token":7}}"#,
-                fingerprint("r1"),
-                fingerprint("p")
+                "https://r.test/token?service=r&access_token={encoded}&offline_token=true&x=1#frag"
             )
         );
-        let escaped = json_text(r#"{"token":"\u0041BC"}"#).unwrap();
-        assert_eq!(escaped, format!(r#"{{"token":"{}"}}"#, fingerprint("ABC")));
-        assert_eq!(json_text("not json"), None);
+        let form = r.urlencoded("grant_type=password&username=bob&password=hunter2", false);
+        assert!(!form.contains("hunter2"));
+        assert!(form.contains("username=bob") && form.contains("grant_type=password"));
+        assert_eq!(
+            decode_component(form.rsplit_once('=').unwrap().1),
+            r.fingerprint("hunter2")
+        );
+    }
+
+    #[test]
+    fn presigned_urls_lose_signatures_and_keep_expiry() {
+        let r = redactor();
+        let s3 = "https://bucket.s3.amazonaws.com/blob?X-Amz-Algorithm=AWS4-HMAC-SHA256\
+                  &X-Amz-Credential=AKIAEXAMPLE%2F20240101%2Fus-east-1%2Fs3%2Faws4_request\
+                  &X-Amz-Date=20240101T000000Z&X-Amz-Expires=1200\
+                  &X-Amz-Security-Token=FwoGZXIvYXdzEJr&X-Amz-SignedHeaders=host\
+                  &X-Amz-Signature=0123456789abcdef0123456789abcdef";
+        let out = r.url(s3);
+        for secret in ["AKIAEXAMPLE", "FwoGZXIvYXdzEJr", "0123456789abcdef"] {
+            assert!(!out.contains(secret), "{out}");
+        }
+        for kept in [
+            "X-Amz-Expires=1200",
+            "X-Amz-Date=20240101T000000Z",
+            "X-Amz-SignedHeaders=host",
+        ] {
+            assert!(out.contains(kept), "{out}");
+        }
+        let cdn = r.url("https://production.cloudflare.docker.com/r/x?verify=1700000000-AbCdEf%2B");
+        assert!(!cdn.contains("AbCdEf"), "{cdn}");
+        let azure = r.url("https://a.blob.core.windows.net/c/b?se=2024-01-01&sp=r&sig=s1gn%3D");
+        assert!(
+            !azure.contains("s1gn") && azure.contains("se=2024-01-01"),
+            "{azure}"
+        );
+        let cloudfront =
+            r.url("https://d.cloudfront.net/b?Expires=1&Signature=Zm9v&Key-Pair-Id=K2");
+        assert!(
+            !cloudfront.contains("Zm9v") && !cloudfront.contains("K2"),
+            "{cloudfront}"
+        );
+        assert!(cloudfront.contains("Expires=1"));
+    }
+
+    #[test]
+    fn masked_headers_for_display() {
+        assert_eq!(
+            header_masked("Authorization", "Basic dXNlcjpwYXNz"),
+            "Basic ***"
+        );
+        assert_eq!(header_masked("Cookie", "a=1; b=2"), "a=***; b=***");
+        assert_eq!(
+            header_masked("Set-Cookie", "sid=x; Path=/"),
+            "sid=***; Path=/"
+        );
+        assert_eq!(header_masked("X-Registry-Auth", "eyJ9"), "***");
+        assert_eq!(header_masked("Location", "/v2/x?sig=abc"), "/v2/x?sig=***");
+        assert_eq!(header_masked("Content-Type", "text/plain"), "text/plain");
+    }
+
+    #[test]
+    fn masked_urls_for_display() {
+        assert_eq!(
+            url_masked("https://u:p@r.test/token?access_token=abc&scope=x&X-Amz-Signature=f"),
+            "https://u:***@r.test/token?access_token=***&scope=x&X-Amz-Signature=***"
+        );
+        assert_eq!(url_masked("https://r.test/v2/"), "https://r.test/v2/");
+    }
+
+    #[test]
+    fn url_userinfo_loses_passwords_and_lone_tokens() {
+        let r = redactor();
+        let out = r.url("https://user:p%40ss@r.test:5000/v2/?x=1");
+        assert!(
+            out.starts_with("https://user:%3Credacted%20hmac%3A"),
+            "{out}"
+        );
+        assert!(
+            out.ends_with("@r.test:5000/v2/?x=1") && !out.contains("p%40ss"),
+            "{out}"
+        );
+        let lone = r.url("https://ghp_abcdef@github.com/x");
+        assert!(!lone.contains("ghp_abcdef"), "{lone}");
+        assert_eq!(r.url("/v2/x/blobs/uploads/1"), "/v2/x/blobs/uploads/1");
+        assert_eq!(r.url("mailto:a@b"), "mailto:a@b");
+    }
+
+    #[test]
+    fn json_keys_by_pattern_at_any_depth_and_of_any_type() {
+        let r = redactor();
+        let text = r#"{"accessToken":"a1","authorizationToken":"ecr1","identitytoken":"id1",
+            "secret":"s1","auths":{"r.test":{"auth":"dXNlcjpwYXNz"}},"password":123456789,
+            "credentials":{"user":"bob","nested":["x1"]},"token_type":"Bearer",
+            "offline":true,"list":[{"refresh_token":"r1"}],"name":"keep","size":12}"#;
+        let out = r.json_text(text).unwrap();
+        for secret in [
+            "a1",
+            "ecr1",
+            "id1",
+            "s1",
+            "dXNlcjpwYXNz",
+            "123456789",
+            "bob",
+            "x1",
+            "r1",
+        ] {
+            assert!(
+                !out.contains(&format!("\"{secret}\"")) && !out.contains(":123456789"),
+                "{secret}: {out}"
+            );
+        }
+        for kept in [
+            r#""token_type":"Bearer""#,
+            r#""name":"keep""#,
+            r#""size":12"#,
+            r#""offline":true"#,
+        ] {
+            assert!(out.contains(kept), "{kept}: {out}");
+        }
+        // Formatting is kept when values are spelled plainly.
+        assert!(out.contains("\n            \"credentials\""), "{out}");
+        let escaped = r.json_text(r#"{"token":"\u0041BC"}"#).unwrap();
+        assert_eq!(
+            escaped,
+            format!(r#"{{"token":"{}"}}"#, r.fingerprint("ABC"))
+        );
+        assert_eq!(r.json_text("not json"), None);
+    }
+
+    #[test]
+    fn key_pattern_spares_descriptions_and_look_alikes() {
+        for key in [
+            "org.opencontainers.image.authors",
+            "token_type",
+            "expires_in",
+            "signature_bytes",
+            "realm",
+            "scope",
+            "digest",
+            "mediaType",
+            "keyword",
+            "code",
+            "publicKey",
+            "auth_url",
+        ] {
+            assert!(!is_secret_key(key), "{key}");
+        }
+        for key in [
+            "X-Amz-Signature",
+            "x-goog-credential",
+            "sig",
+            "Key-Pair-Id",
+            "verify",
+            "client_secret",
+            "passwd",
+            "session",
+            "JSESSIONID",
+            "api_key",
+            "registryAuth",
+            "X-JFrog-Art-Api",
+        ] {
+            assert!(is_secret_key(key), "{key}");
+        }
+    }
+
+    #[test]
+    fn credentials_in_free_text() {
+        let r = redactor();
+        let jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl";
+        let text = format!(
+            "invalid token {jwt}; header was Basic dXNlcjpwYXNzd29yZA== and \
+             redirect to https://s.test/b?X-Amz-Signature=abcdef0123 done"
+        );
+        let out = r.text(&text);
+        for secret in [jwt, "dXNlcjpwYXNzd29yZA==", "abcdef0123"] {
+            assert!(!out.contains(secret), "{out}");
+        }
+        assert!(out.starts_with("invalid token <redacted hmac:"), "{out}");
+        assert!(out.ends_with(" done"), "{out}");
+        for prose in [
+            "Basic auth failed",
+            "401 Unauthorized: Bearer challenge, realm https://a.test/token",
+            "Basic Credentials of user",
+        ] {
+            assert_eq!(r.text(prose), prose);
+        }
+        assert!(!r.text("Basic dXNlcjpwYXNz").contains("dXNlcjpwYXNz"));
+    }
+
+    #[test]
+    fn decoder_fingerprints_become_the_exports() {
+        let r = redactor();
+        let token = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln";
+        let header = r.header_value("Authorization", &format!("Bearer {token}"));
+        let decoder = decoder_fingerprint(token);
+        let mut annotations = serde_json::json!({
+            "bearer": {"fingerprint": decoder, "issued_by": 2},
+            "token": {"fingerprint": "000000000000", "refresh_token": decoder, "expires_in": 300},
+            "annotations": [{"text": format!("token {decoder} was issued by flow #2")}],
+            "upload": {"session": 1},
+            "challenge": "Bearer realm=https://a.test/token,service=a",
+        });
+        r.annotations(&mut annotations);
+        let print = r.fingerprint(token);
+        assert_eq!(header, format!("Bearer {print}"));
+        assert_eq!(annotations["bearer"]["fingerprint"], print.as_str());
+        assert_eq!(annotations["token"]["refresh_token"], print.as_str());
+        assert_eq!(annotations["token"]["fingerprint"], "<redacted>");
+        assert_eq!(annotations["token"]["expires_in"], 300);
+        assert_eq!(annotations["upload"]["session"], 1);
+        assert_eq!(
+            annotations["challenge"],
+            "Bearer realm=https://a.test/token,service=a"
+        );
+        assert_eq!(
+            annotations["annotations"][0]["text"],
+            format!("token {print} was issued by flow #2")
+        );
+
+        // inspect --json keeps the decoder's names but not quoted secrets.
+        let mut analysis = serde_json::json!({
+            "bearer": {"fingerprint": decoder},
+            "token": {"refresh_token": decoder},
+            "redirect_to": "https://s.test/b?X-Amz-Signature=abcdef&X-Amz-Expires=60",
+        });
+        r.analysis(&mut analysis);
+        assert_eq!(analysis["bearer"]["fingerprint"], decoder.as_str());
+        assert_eq!(analysis["token"]["refresh_token"], decoder.as_str());
+        let redirect = analysis["redirect_to"].as_str().unwrap();
+        assert!(!redirect.contains("abcdef") && redirect.contains("X-Amz-Expires=60"));
     }
 }

@@ -8,12 +8,18 @@ use std::process::Command;
 
 use regtap_capture::Flow;
 use regtap_decode::{Analysis, DigestCheck, Options, analyze};
-use regtap_har::{BodySource, ExportError, ExportOptions, export, import, redact};
+use regtap_har::redact::{self, Salt};
+use regtap_har::{BodySource, ExportError, ExportOptions, export, import};
 use serde_json::Value;
 
+/// The export with a fixed salt, so that snapshots are reproducible.
 fn har_json(flows: &[Flow], options: &ExportOptions) -> (Analysis, Value) {
     let analysis = analyze(flows, &Options::default());
-    let exported = export(flows, &analysis, options).expect("export");
+    let options = ExportOptions {
+        salt: Salt::from_bytes([0x5a; 16]),
+        ..options.clone()
+    };
+    let exported = export(flows, &analysis, &options).expect("export");
     let value = serde_json::to_value(&exported.har).expect("HAR serializes");
     (analysis, value)
 }
@@ -240,7 +246,7 @@ fn secrets_of(flows: &[Flow]) -> Vec<String> {
         let query = flow.url().split_once('?').map_or("", |(_, q)| q);
         for pair in query.split('&').chain(body.split('&')) {
             if let Some((name, value)) = pair.split_once('=')
-                && redact::is_secret_query_key(&redact::decode_component(name))
+                && redact::is_secret_key(&redact::decode_component(name))
             {
                 secrets.push(value.to_owned());
                 secrets.push(redact::decode_component(value));
@@ -309,10 +315,7 @@ fn redacted_tokens_correlate_by_fingerprint() {
     )
     .expect("token JSON");
     let fingerprint = token_body["token"].as_str().expect("token field");
-    assert!(
-        fingerprint.starts_with("<redacted sha256:"),
-        "{fingerprint}"
-    );
+    assert!(fingerprint.starts_with("<redacted hmac:"), "{fingerprint}");
     let authorization = entries[2]["request"]["headers"]
         .as_array()
         .expect("headers")
@@ -320,6 +323,17 @@ fn redacted_tokens_correlate_by_fingerprint() {
         .find(|h| h["name"] == "Authorization")
         .expect("Authorization sent");
     assert_eq!(authorization["value"], format!("Bearer {fingerprint}"));
+    // The decoder's annotations name the token by the same fingerprint.
+    assert_eq!(entries[2]["_regtap"]["bearer"]["fingerprint"], fingerprint);
+    assert!(
+        entries[2]["_regtap"]["annotations"]
+            .as_array()
+            .expect("annotations")
+            .iter()
+            .any(|a| a["text"].as_str().is_some_and(|t| t.contains(fingerprint))),
+        "{}",
+        entries[2]["_regtap"]
+    );
     // The decoded claims stay: scopes are not credentials.
     assert_eq!(
         entries[4]["_regtap"]["token"]["jwt"]["claims"]["access"][0]["name"],

@@ -24,7 +24,8 @@ pub const CA_CERT_FILE: &str = "ca.pem";
 pub const CA_KEY_FILE: &str = "ca-key.pem";
 
 const CA_COMMON_NAME: &str = "regtap local CA";
-const CA_VALIDITY: Duration = Duration::days(3650);
+/// Default validity of a CA; `--validity-days` shortens it.
+pub const CA_VALIDITY_DAYS: u32 = 3650;
 /// Leaves stay under the 398 days some TLS clients accept at most.
 const LEAF_VALIDITY: Duration = Duration::days(397);
 /// Tolerates clocks of clients that run a little behind.
@@ -54,6 +55,17 @@ pub enum CaError {
     Tls(String),
     #[error("neither REGTAP_HOME, XDG_DATA_HOME nor HOME is set; set REGTAP_HOME")]
     NoDataDir,
+    #[error(
+        "{path} is open to other users (mode {mode:03o}): the CA key must be private; \
+         run `chmod {fix} {path}` (and check nobody copied the key), or create a new CA"
+    )]
+    Exposed {
+        path: PathBuf,
+        mode: u32,
+        fix: &'static str,
+    },
+    #[error("invalid validity of {0} days: expected 1 to {CA_VALIDITY_DAYS}")]
+    BadValidity(u32),
 }
 
 /// regtap's data directory: `$REGTAP_HOME`, else `$XDG_DATA_HOME/regtap`,
@@ -79,6 +91,8 @@ pub struct CaOptions {
     pub name_constraints: Vec<String>,
     /// Replace an existing CA.
     pub force: bool,
+    /// Days the CA is valid; `None`: [`CA_VALIDITY_DAYS`].
+    pub validity_days: Option<u32>,
 }
 
 /// A CA certificate and its key, loaded from (or just written to) a data directory.
@@ -113,7 +127,7 @@ impl Ca {
         dir.join(CA_KEY_FILE)
     }
 
-    /// Creates a CA in `dir` (created 0700 if missing). The key is written
+    /// Creates a CA in `dir` (created 0700 if missing, made 0700 if not). The key is written
     /// with mode 0600. Refuses to replace an existing CA unless `options.force`.
     pub fn init(dir: &Path, options: &CaOptions) -> Result<Ca, CaError> {
         let cert_path = Self::cert_path_in(dir);
@@ -138,7 +152,11 @@ impl Ca {
         ];
         let now = OffsetDateTime::now_utc();
         params.not_before = now - BACKDATE;
-        params.not_after = now + CA_VALIDITY;
+        let days = options.validity_days.unwrap_or(CA_VALIDITY_DAYS);
+        if days == 0 || days > CA_VALIDITY_DAYS {
+            return Err(CaError::BadValidity(days));
+        }
+        params.not_after = now + Duration::days(i64::from(days));
         if !options.name_constraints.is_empty() {
             let permitted = options
                 .name_constraints
@@ -181,6 +199,7 @@ impl Ca {
             })
         };
         let cert_pem = read(&cert_path)?;
+        ensure_private(dir, &key_path)?;
         let key_pem = read(&key_path)?;
         let cert_der = pem_certificates(&cert_pem)
             .into_iter()
@@ -321,18 +340,52 @@ fn validate_domain(domain: &str) -> Result<String, CaError> {
     Ok(domain)
 }
 
+/// Refuses a key file that others may read or a directory others may list
+/// or write (where the key could be read or swapped).
+fn ensure_private(dir: &Path, key_path: &Path) -> Result<(), CaError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        for (path, open_bits, fix) in [(key_path, 0o077, "600"), (dir, 0o066, "700")] {
+            let mode = fs::metadata(path)
+                .map_err(|source| CaError::Io {
+                    path: path.to_owned(),
+                    source,
+                })?
+                .permissions()
+                .mode()
+                & 0o777;
+            if mode & open_bits != 0 {
+                return Err(CaError::Exposed {
+                    path: path.to_owned(),
+                    mode,
+                    fix,
+                });
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (dir, key_path);
+    Ok(())
+}
+
+/// Creates `dir` 0700, or makes an existing one 0700: it holds the CA key.
 fn create_private_dir(dir: &Path) -> Result<(), CaError> {
+    let io_err = |source| CaError::Io {
+        path: dir.to_owned(),
+        source,
+    };
     let mut builder = fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]
     {
-        use std::os::unix::fs::DirBuilderExt as _;
+        use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
         builder.mode(0o700);
+        builder.create(dir).map_err(io_err)?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io_err)
     }
-    builder.create(dir).map_err(|source| CaError::Io {
-        path: dir.to_owned(),
-        source,
-    })
+    #[cfg(not(unix))]
+    builder.create(dir).map_err(io_err)
 }
 
 /// Writes `bytes` to a temporary file created with `mode`, then renames it

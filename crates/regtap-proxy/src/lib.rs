@@ -46,8 +46,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, broadcast, watch};
 
 pub use ca::{
-    CA_CERT_FILE, CA_KEY_FILE, Ca, CaError, CaInfo, CaOptions, LEAF_CACHE_CAPACITY, LeafAuthority,
-    data_dir_from_env, fingerprint,
+    CA_CERT_FILE, CA_KEY_FILE, CA_VALIDITY_DAYS, Ca, CaError, CaInfo, CaOptions,
+    LEAF_CACHE_CAPACITY, LeafAuthority, data_dir_from_env, fingerprint,
 };
 pub use regtap_capture::{ExistingCapture, LiveEvent};
 pub use upstream::ResolveRule;

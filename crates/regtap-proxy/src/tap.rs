@@ -3,6 +3,7 @@
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write as _};
+use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -49,7 +50,9 @@ impl InlineBudget {
 }
 
 /// The content-addressed body store of `--store-bodies DIR`: finished bodies
-/// live at `DIR/sha256/<hex>`; bodies being written at `DIR/tmp/…`.
+/// live at `DIR/sha256/<hex>`; bodies being written at `DIR/tmp/…`. Bodies
+/// hold credentials (`POST /token` forms), so the store is private: its
+/// directories are 0700 and its files 0600, like the capture.
 #[derive(Debug, Clone)]
 pub(crate) struct BodyStore {
     root: PathBuf,
@@ -57,17 +60,25 @@ pub(crate) struct BodyStore {
 
 impl BodyStore {
     pub(crate) fn open(root: &Path) -> io::Result<Self> {
-        fs::create_dir_all(root.join("sha256"))?;
-        fs::create_dir_all(root.join("tmp"))?;
+        let mut private = fs::DirBuilder::new();
+        private.recursive(true).mode(0o700);
+        private.create(root)?;
+        for dir in [root.join("sha256"), root.join("tmp")] {
+            private.create(&dir)?;
+            // A store made by an older regtap (0755) is closed too.
+            fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))?;
+        }
         Ok(BodyStore {
             root: root.to_owned(),
         })
     }
 }
 
-/// A body on its way into the store.
+/// A body on its way into the store: created exclusively (`O_EXCL`, never
+/// through a symlink) under an unpredictable name, mode 0600; deleted when
+/// dropped unless kept.
 struct StoreFile {
-    tmp_path: PathBuf,
+    tmp_path: tempfile::TempPath,
     out: BufWriter<File>,
 }
 
@@ -84,7 +95,7 @@ pub(crate) struct BodyTap {
     /// Bytes of `kept` taken from `budget`.
     reserved: usize,
     store: Option<BodyStore>,
-    /// Unique temporary name in the store.
+    /// Start of the temporary name in the store (the rest is random).
     store_name: String,
     file: Option<StoreFile>,
 }
@@ -175,9 +186,14 @@ impl BodyTap {
             let Some(store) = self.store.take() else {
                 return;
             };
-            let tmp_path = store.root.join("tmp").join(&self.store_name);
-            match File::create(&tmp_path) {
+            let tmp_dir = store.root.join("tmp");
+            match tempfile::Builder::new()
+                .prefix(&format!("{}-", self.store_name))
+                .permissions(fs::Permissions::from_mode(0o600))
+                .tempfile_in(&tmp_dir)
+            {
                 Ok(file) => {
+                    let (file, tmp_path) = file.into_parts();
                     self.file = Some(StoreFile {
                         tmp_path,
                         out: BufWriter::with_capacity(256 * 1024, file),
@@ -185,7 +201,10 @@ impl BodyTap {
                     self.store = Some(store);
                 }
                 Err(e) => {
-                    tracing::warn!("body store: cannot create {}: {e}", tmp_path.display());
+                    tracing::warn!(
+                        "body store: cannot create a file in {}: {e}",
+                        tmp_dir.display()
+                    );
                     return;
                 }
             }
@@ -194,7 +213,7 @@ impl BodyTap {
             && let Err(e) = file.out.write_all(data)
         {
             tracing::warn!("body store: cannot write {}: {e}", file.tmp_path.display());
-            let _ = fs::remove_file(&file.tmp_path);
+            // Dropping the file deletes it.
             self.file = None;
             self.store = None;
         }
@@ -267,19 +286,23 @@ fn finish_store_file(
         Ok(_) if !complete => Err(None),
         Ok(_) => {
             let relative = format!("sha256/{sha256}");
-            fs::rename(&tmp_path, store.root.join(&relative))
+            tmp_path
+                .persist(store.root.join(&relative))
                 .map(|()| relative)
-                .map_err(Some)
+                .map_err(|e| Some(e.error))
         }
         Err(e) => Err(Some(e)),
     };
     match result {
         Ok(relative) => Some(relative),
         Err(error) => {
+            // The temporary file was deleted when its path was dropped.
             if let Some(e) = error {
-                tracing::warn!("body store: cannot keep {}: {e}", tmp_path.display());
+                tracing::warn!(
+                    "body store: cannot keep a body in {}: {e}",
+                    store.root.display()
+                );
             }
-            let _ = fs::remove_file(&tmp_path);
             None
         }
     }
@@ -386,6 +409,21 @@ mod tests {
     }
 
     #[test]
+    fn store_temporary_files_are_fresh_and_never_follow_a_planted_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BodyStore::open(dir.path()).unwrap();
+        // Someone who guessed the old fixed name plants a symlink there.
+        let victim = dir.path().join("victim");
+        fs::write(&victim, b"keep me").unwrap();
+        std::os::unix::fs::symlink(&victim, dir.path().join("tmp/1-req")).unwrap();
+        let mut t = BodyTap::new(2, None, Some(store), "1-req".to_owned());
+        t.push(b"secret body");
+        let (body, _hold) = t.finish(true);
+        assert!(body.stored.is_some());
+        assert_eq!(fs::read(&victim).unwrap(), b"keep me");
+    }
+
+    #[test]
     fn store_keeps_complete_bodies_under_their_hash_and_drops_cut_ones() {
         let dir = tempfile::tempdir().unwrap();
         let store = BodyStore::open(dir.path()).unwrap();
@@ -399,11 +437,20 @@ mod tests {
             format!("sha256/{}", regtap_capture::sha256_hex(b"hello world"))
         );
         assert_eq!(fs::read(dir.path().join(&stored)).unwrap(), b"hello world");
+        let mode = |path: &Path| fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir.path().join(&stored)), 0o600);
+        assert_eq!(mode(&dir.path().join("sha256")), 0o700);
+        assert_eq!(mode(&dir.path().join("tmp")), 0o700);
 
         let mut cut = BodyTap::new(2, None, Some(store), "2-req".to_owned());
         cut.push(b"partial");
         let body = cut.finish(false).0;
         assert_eq!(body.stored, None);
         assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+
+        // A store created 0755 by an older regtap is closed when reopened.
+        fs::set_permissions(dir.path().join("sha256"), fs::Permissions::from_mode(0o755)).unwrap();
+        BodyStore::open(dir.path()).unwrap();
+        assert_eq!(mode(&dir.path().join("sha256")), 0o700);
     }
 }

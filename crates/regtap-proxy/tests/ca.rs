@@ -78,6 +78,7 @@ fn name_constraints_are_in_the_certificate() {
         &CaOptions {
             name_constraints: vec!["registry.test".to_owned(), "docker.io".to_owned()],
             force: false,
+            validity_days: None,
         },
     )
     .unwrap();
@@ -105,6 +106,7 @@ fn bad_name_constraints_are_refused_before_anything_is_written() {
     let options = CaOptions {
         name_constraints: vec!["not a domain".to_owned()],
         force: false,
+        validity_days: None,
     };
     let err = Ca::init(dir.path(), &options).err().unwrap();
     assert!(matches!(err, CaError::BadNameConstraint { .. }), "{err}");
@@ -117,6 +119,7 @@ fn a_name_constrained_ca_cannot_vouch_for_other_names() {
     let options = CaOptions {
         name_constraints: vec!["registry.test".to_owned()],
         force: false,
+        validity_days: None,
     };
     let ca = Ca::init(dir.path(), &options).unwrap();
     let authority = ca.leaf_authority(regtap_proxy::crypto_provider()).unwrap();
@@ -234,4 +237,50 @@ fn verify(ca: &Ca, leaf: &[u8], name: &str) -> Result<(), String> {
         )
         .map(|_| ())
         .map_err(|e| format!("{e:?}"))
+}
+
+#[test]
+fn a_key_or_directory_open_to_others_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("regtap");
+    let ca = Ca::init(&home, &CaOptions::default()).unwrap();
+    let set = |path: &std::path::Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    set(&ca.key_path(), 0o644);
+    let err = Ca::load(&home).err().unwrap();
+    assert!(matches!(err, CaError::Exposed { mode: 0o644, .. }), "{err}");
+    assert!(err.to_string().contains("chmod 600"), "{err}");
+    set(&ca.key_path(), 0o600);
+    set(&home, 0o755);
+    let err = Ca::load(&home).err().unwrap();
+    assert!(err.to_string().contains("chmod 700"), "{err}");
+    // Search permission alone lets nobody list or replace the key.
+    set(&home, 0o711);
+    assert!(Ca::load(&home).is_ok());
+}
+
+#[test]
+fn a_shorter_validity_is_honoured_and_nonsense_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = CaOptions {
+        validity_days: Some(30),
+        ..CaOptions::default()
+    };
+    let ca = Ca::init(dir.path(), &options).unwrap();
+    let (_, cert) = X509Certificate::from_der(ca.cert_der()).unwrap();
+    let validity = cert.validity();
+    let days = (validity.not_after.timestamp() - validity.not_before.timestamp()) / 86_400;
+    assert_eq!(days, 30, "one hour of backdating aside");
+    for bad in [0, regtap_proxy::CA_VALIDITY_DAYS + 1] {
+        let options = CaOptions {
+            validity_days: Some(bad),
+            force: true,
+            ..CaOptions::default()
+        };
+        assert!(matches!(
+            Ca::init(dir.path(), &options),
+            Err(CaError::BadValidity(_))
+        ));
+    }
 }

@@ -215,6 +215,9 @@ pub struct App {
     pub live: Option<Live>,
     /// A one-time message for the status line (warnings from loading).
     pub notice: Option<String>,
+    /// Show credentials (Authorization, cookies, secret query values) as
+    /// they are; masked until `s` is pressed.
+    pub reveal_secrets: bool,
 }
 
 impl App {
@@ -289,6 +292,7 @@ impl App {
             playback: Playback::default(),
             live,
             notice: None,
+            reveal_secrets: false,
         }
     }
 
@@ -510,6 +514,14 @@ impl App {
         match key.code {
             KeyCode::Char('q') => return Action::Quit,
             KeyCode::Char('?') => self.help = true,
+            KeyCode::Char('s') => {
+                self.reveal_secrets = !self.reveal_secrets;
+                self.notice = Some(if self.reveal_secrets {
+                    "credentials shown (s hides them)".to_owned()
+                } else {
+                    "credentials hidden".to_owned()
+                });
+            }
             KeyCode::Char('1') => self.show(View::Operations),
             KeyCode::Char('2') => self.show(View::Sequence),
             KeyCode::Char('3') => self.show(View::Flows),

@@ -26,6 +26,10 @@ enum CaCommand {
         /// a leaked key then cannot impersonate other sites
         #[arg(long = "name-constraint", value_name = "DOMAIN")]
         name_constraints: Vec<String>,
+        /// Days the CA stays valid (default 3650); a short-lived CA limits
+        /// what a leaked key can do
+        #[arg(long, value_name = "DAYS")]
+        validity_days: Option<u32>,
     },
     /// Print the CA's paths, subject, SHA-256 fingerprint and validity
     Show,
@@ -51,12 +55,14 @@ pub fn run(args: CaArgs) -> anyhow::Result<ExitCode> {
         CaCommand::Init {
             force,
             name_constraints,
+            validity_days,
         } => {
             let ca = Ca::init(
                 &dir,
                 &CaOptions {
                     name_constraints,
                     force,
+                    validity_days,
                 },
             )?;
             eprintln!("regtap: created a CA in {}", dir.display());

@@ -3,13 +3,14 @@
 
 use std::collections::HashSet;
 use std::io::Write as _;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Args;
 use regtap_decode::{Options, analyze};
 use regtap_har::model::{BodyFacts, Har};
+use regtap_har::redact::Salt;
 use regtap_har::{BodySource, BodyToWrite, ExportOptions, export};
 
 #[derive(Args)]
@@ -22,8 +23,8 @@ pub struct HarArgs {
     /// Only the flows of operation N, as numbered by `regtap inspect`
     #[arg(long, value_name = "N")]
     operation: Option<usize>,
-    /// Keep credentials (Authorization, tokens, passwords, cookies) instead of
-    /// replacing them by `<redacted sha256:…>` fingerprints
+    /// Keep credentials (Authorization, tokens, passwords, cookies, signed URLs)
+    /// instead of replacing them by `<redacted hmac:…>` fingerprints
     #[arg(long)]
     include_secrets: bool,
     /// Also drop decoded JWT claims and the identities they name from the annotations
@@ -34,7 +35,8 @@ pub struct HarArgs {
     #[arg(long, value_name = "DIR")]
     bodies: Option<PathBuf>,
     /// The proxy's body store (`regtap proxy --store-bodies`), where --bodies finds
-    /// large bodies [default: the one the capture's header names]
+    /// large bodies [default: the one the capture's header names, when it is
+    /// in the capture's directory]
     #[arg(long, value_name = "DIR")]
     body_store: Option<PathBuf>,
     /// The registry's `http.secret`, to verify the HMAC of `_state` values
@@ -44,6 +46,17 @@ pub struct HarArgs {
 
 pub fn run(args: HarArgs) -> anyhow::Result<ExitCode> {
     let loaded = crate::input::load(&args.capture)?;
+    if args.bodies.is_some()
+        && args.body_store.is_none()
+        && let Some(foreign) = &loaded.foreign_body_store
+    {
+        eprintln!(
+            "regtap: warning: the capture names the body store {}, outside the capture's \
+             directory: not used (pass --body-store {} if it is yours)",
+            foreign.display(),
+            foreign.display()
+        );
+    }
     for warning in &loaded.warnings {
         eprintln!("regtap: warning: {warning}");
     }
@@ -58,6 +71,7 @@ pub fn run(args: HarArgs) -> anyhow::Result<ExitCode> {
         redact_claims: args.redact_claims,
         operation: args.operation,
         bodies_dir: args.bodies.as_ref().map(|dir| dir.display().to_string()),
+        salt: Salt::random(),
     };
     let mut exported = export(&loaded.flows, &analysis, &options)?;
 
@@ -87,8 +101,7 @@ pub fn run(args: HarArgs) -> anyhow::Result<ExitCode> {
         let mut out = std::io::stdout().lock();
         out.write_all(&json).and_then(|()| out.flush())?;
     } else {
-        std::fs::write(&args.output, &json)
-            .with_context(|| format!("cannot write {}", args.output.display()))?;
+        crate::private_file::write(&args.output, &json)?;
     }
     let log = &exported.har.log;
     eprintln!(
@@ -114,45 +127,38 @@ pub fn run(args: HarArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Writes one body to `dir/sha256/<hex>` from the capture's bytes or the body
-/// store. Names come from the capture file, so they are checked before they
-/// become paths.
+/// Writes one body to `dir/sha256/<hex>` (mode 0600, directories 0700) from
+/// the capture's bytes or the body store. Names come from the capture file,
+/// so they are checked before they become paths, and every body is checked
+/// against its hash before it is written.
 fn write_body(dir: &Path, store: Option<&Path>, body: &BodyToWrite) -> anyhow::Result<()> {
-    let is_hex_digest =
-        body.sha256.len() == 64 && body.sha256.bytes().all(|b| b.is_ascii_hexdigit());
-    anyhow::ensure!(is_hex_digest, "not a SHA-256 hex digest");
+    let is_hex_digest = body.sha256.len() == 64
+        && body
+            .sha256
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    anyhow::ensure!(is_hex_digest, "not a lowercase SHA-256 hex digest");
     let target_dir = dir.join("sha256");
-    std::fs::create_dir_all(&target_dir)
-        .with_context(|| format!("cannot create {}", target_dir.display()))?;
+    crate::private_file::create_dir(&target_dir)?;
     let target = target_dir.join(&body.sha256);
-    if target.is_file() {
-        return Ok(());
-    }
     match &body.source {
         BodySource::Inline(bytes) => {
             anyhow::ensure!(
                 regtap_capture::sha256_hex(bytes) == body.sha256,
                 "the capture's bytes do not hash to it"
             );
-            std::fs::write(&target, bytes)
-                .with_context(|| format!("cannot write {}", target.display()))?;
+            crate::private_file::write(&target, bytes)?;
         }
         BodySource::Stored(relative) => {
             let store = store.context(
                 "it is in the proxy's body store, which is unknown: pass --body-store DIR",
             )?;
-            let relative = Path::new(relative);
+            // The store keeps a body under its own hash and nowhere else.
             anyhow::ensure!(
-                relative
-                    .components()
-                    .all(|c| matches!(c, Component::Normal(_))),
-                "its body-store path {} leaves the store",
-                relative.display()
+                *relative == format!("sha256/{}", body.sha256),
+                "its body-store path {relative:?} is not sha256/<its hash>"
             );
-            let source = store.join(relative);
-            std::fs::copy(&source, &target).with_context(|| {
-                format!("cannot copy {} to {}", source.display(), target.display())
-            })?;
+            crate::private_file::copy_verified(&store.join(relative), &target, &body.sha256)?;
         }
     }
     Ok(())

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
 use regtap_decode::{Options, analyze, render_text};
+use regtap_har::redact::{Redactor, Salt};
 
 #[derive(Args)]
 pub struct InspectArgs {
@@ -86,12 +87,54 @@ fn output(
         },
     );
     Ok(if args.json {
-        let mut json = serde_json::to_string_pretty(&analysis)?;
+        // Credentials the decoder quotes (signed redirect URLs, error
+        // messages) are redacted as in a HAR; token fingerprints stay the
+        // decoder's, as the text output shows them.
+        let mut value = serde_json::to_value(&analysis)?;
+        Redactor::new(Salt::random()).analysis(&mut value);
+        let mut json = serde_json::to_string_pretty(&value)?;
         json.push('\n');
         json
     } else {
-        render_text(&analysis, flows, color)
+        let text = Redactor::new(Salt::random()).text(&render_text(&analysis, flows, color));
+        escape_controls(&text, color)
     })
+}
+
+/// `text` safe for a terminal: registry-controlled text (error messages,
+/// realms) cannot move the cursor, set the title or hide lines. Control
+/// characters other than newline and tab are shown escaped (`\x1b`); with
+/// `keep_colours`, `ESC [ … m` colour sequences (which `render_text` writes)
+/// are kept, since they can only colour text.
+pub fn escape_controls(text: &str, keep_colours: bool) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        let colour_len = keep_colours.then(|| colour_sequence_len(rest)).flatten();
+        if let Some(len) = colour_len {
+            out.push_str(&rest[..len]);
+            rest = &rest[len..];
+            continue;
+        }
+        match c {
+            '\n' | '\t' => out.push(c),
+            c if c.is_control() => {
+                out.push_str(&c.escape_unicode().to_string().replace("\\u", "\\x"))
+            }
+            c => out.push(c),
+        }
+        rest = &rest[c.len_utf8()..];
+    }
+    out
+}
+
+/// The length of `ESC [ digits/semicolons m` at the start of `text`.
+fn colour_sequence_len(text: &str) -> Option<usize> {
+    let params = text.strip_prefix("\x1b[")?;
+    let digits = params
+        .find(|c: char| !(c.is_ascii_digit() || c == ';'))
+        .unwrap_or(params.len());
+    params[digits..].starts_with('m').then_some(2 + digits + 1)
 }
 
 /// Writes to standard output; a reader that went away (`| head`) is not an error.
@@ -144,6 +187,62 @@ mod tests {
         let json: serde_json::Value = serde_json::from_str(&inspect(&["--json"])).unwrap();
         assert_eq!(json["flows"].as_array().map(Vec::len), Some(4));
         assert_eq!(json["operations"][0]["title"], "push jockerdragon/test");
+    }
+
+    #[test]
+    fn quoted_credentials_and_terminal_controls_never_reach_the_output() {
+        use regtap_capture::factory::FlowBuilder;
+        let signed = "https://s3.test/blob?X-Amz-Expires=60&X-Amz-Signature=5ec7e7516a7e";
+        let blob = format!("https://r.test/v2/lab/app/blobs/sha256:{}", "a".repeat(64));
+        let flows = vec![
+            FlowBuilder::new(1, "GET", &blob)
+                .status(307)
+                .response_header("Location", signed)
+                .build(),
+            FlowBuilder::new(2, "GET", signed).status(200).build(),
+            FlowBuilder::new(3, "GET", "https://r.test/v2/lab/app/manifests/latest")
+                .status(404)
+                .response_header("Content-Type", "application/json")
+                .response_body(
+                    br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"gone]0;owned[2J"}]}"#,
+                )
+                .build(),
+        ];
+        let args = |extra: &[&str]| {
+            let mut argv = vec!["inspect", "x"];
+            argv.extend_from_slice(extra);
+            Cli::parse_from(argv).args
+        };
+        for (extra, color) in [(&["--json"][..], false), (&[][..], false), (&[][..], true)] {
+            let out = output(&args(extra), &flows, color).unwrap();
+            assert!(!out.contains("5ec7e7516a7e"), "{out}");
+            if extra == ["--json"] {
+                // What is not secret stays.
+                assert!(out.contains("X-Amz-Expires=60"), "{out}");
+            }
+            assert!(!out.contains("\x1b]0") && !out.contains("\x1b[2J"), "{out}");
+            assert!(!out.contains('\x07'), "{out}");
+        }
+    }
+
+    #[test]
+    fn terminal_controls_from_the_registry_are_escaped() {
+        let hostile = "denied\x1b]0;owned\x07\x1b[2J\r\u{9b}31m\x1b[1mbold\x1b[0m\nnext\tcol";
+        let plain = escape_controls(hostile, false);
+        assert!(
+            !plain
+                .chars()
+                .any(|c| c.is_control() && c != '\n' && c != '\t'),
+            "{plain}"
+        );
+        assert!(plain.starts_with("denied\\x{1b}]0;owned\\x{7}"), "{plain}");
+        let coloured = escape_controls(hostile, true);
+        assert!(coloured.contains("\x1b[1mbold\x1b[0m"), "{coloured}");
+        assert!(
+            !coloured.contains("\x1b[2J") && !coloured.contains("\x1b]0"),
+            "{coloured}"
+        );
+        assert!(coloured.contains("\nnext\tcol"));
     }
 
     #[test]

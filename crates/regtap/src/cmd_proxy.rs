@@ -18,6 +18,10 @@ pub struct ProxyArgs {
     /// Address to listen on (port 0: any free port; the chosen one is printed)
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// Allow --listen on an address other machines can reach: whoever connects
+    /// can use the proxy and read what it decrypts
+    #[arg(long)]
+    allow_remote: bool,
     /// Capture file to write (default: ./regtap-<UTC time>.jsonl); an
     /// existing file is refused unless --append or --force, a symlink always
     #[arg(long, value_name = "FILE")]
@@ -117,6 +121,7 @@ fn init_logging(quiet: bool) {
 }
 
 async fn serve(args: ProxyArgs) -> anyhow::Result<ExitCode> {
+    check_listen(args.listen, args.allow_remote)?;
     // A capture that cannot be created fails before anything is set up (a
     // CA created for a run that never starts would only confuse).
     if let Some(parent) = args
@@ -269,7 +274,7 @@ async fn print_until_stopped(
                 return Ok(());
             }
             event = live.recv() => match event {
-                Ok(LiveEvent::Finished(flow)) if !quiet => eprintln!("{}", summary_line(&flow)),
+                Ok(LiveEvent::Finished(flow)) if !quiet => eprintln!("{}", masked_summary(&flow)),
                 Ok(_) => {}
                 Err(RecvError::Lagged(missed)) if !quiet => {
                     eprintln!("regtap: ({missed} live events skipped; the capture has every flow)");
@@ -279,6 +284,41 @@ async fn print_until_stopped(
             },
         }
     }
+}
+
+/// A proxy that decrypts TLS is for this machine only, unless asked.
+fn check_listen(listen: SocketAddr, allow_remote: bool) -> anyhow::Result<()> {
+    if listen.ip().is_loopback() {
+        return Ok(());
+    }
+    anyhow::ensure!(
+        allow_remote,
+        "--listen {listen} is reachable from other machines, which could then use the proxy \
+         and see the traffic it decrypts; pass --allow-remote to do so anyway"
+    );
+    eprintln!("regtap: --allow-remote: listening on {listen}, reachable from other machines");
+    Ok(())
+}
+
+/// The line per exchange, with secret-shaped query values (`?access_token=`,
+/// pre-signed URL signatures) and URL passwords shown as `***`: terminals
+/// get logged and screen-shared.
+fn masked_summary(flow: &regtap_capture::Flow) -> String {
+    let line = summary_line(flow);
+    let url = &flow.request.url;
+    let masked = regtap_har::redact::url_masked(url);
+    let line = if masked == *url {
+        line
+    } else {
+        // The line shows `host path`: the URL's tail with a space before the path.
+        let tail = |u: &str| u.split_once("://").map_or(u, |(_, rest)| rest).to_owned();
+        let spaced = |u: String| match u.find('/') {
+            Some(i) => format!("{} {}", &u[..i], &u[i..]),
+            None => u,
+        };
+        line.replacen(&spaced(tail(url)), &spaced(tail(&masked)), 1)
+    };
+    crate::cmd_inspect::escape_controls(&line, false)
 }
 
 fn terminate_signal() -> anyhow::Result<tokio::signal::unix::Signal> {
@@ -344,6 +384,38 @@ mod tests {
         assert!(parse(&["--append", "--force"]).is_err());
         let args = parse(&["--idle-timeout", "1.5"]).unwrap();
         assert_eq!(args.idle_timeout, Duration::from_millis(1500));
+    }
+
+    #[test]
+    fn non_loopback_listening_needs_allow_remote() {
+        for loopback in ["127.0.0.1:8080", "127.0.0.2:0", "[::1]:8080"] {
+            assert!(check_listen(loopback.parse().unwrap(), false).is_ok());
+        }
+        for remote in ["0.0.0.0:8080", "[::]:8080", "192.168.1.5:8080"] {
+            let err = check_listen(remote.parse().unwrap(), false).unwrap_err();
+            assert!(err.to_string().contains("--allow-remote"), "{err}");
+            assert!(check_listen(remote.parse().unwrap(), true).is_ok());
+        }
+    }
+
+    #[test]
+    fn the_line_per_exchange_hides_secret_query_values() {
+        let flow = regtap_capture::factory::FlowBuilder::new(
+            1,
+            "GET",
+            "https://auth.test/token?service=r&access_token=s3cr3t-value&scope=x",
+        )
+        .status(200)
+        .build();
+        let line = masked_summary(&flow);
+        assert!(
+            line.starts_with("GET auth.test /token?service=r&access_token=***&scope=x 200"),
+            "{line}"
+        );
+        let plain = regtap_capture::factory::FlowBuilder::new(2, "GET", "https://r.test/v2/")
+            .status(401)
+            .build();
+        assert_eq!(masked_summary(&plain), summary_line(&plain));
     }
 
     #[test]

@@ -11,6 +11,13 @@ use regtap_proxy::{Ca, data_dir_from_env};
 /// Where systemd looks for dockerd's drop-ins.
 const DOCKER_DROP_IN: &str = "/etc/systemd/system/docker.service.d/http-proxy.conf";
 
+/// The system trust stores Go programs (dockerd) read, Debian's first.
+const SYSTEM_BUNDLES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/ca-bundle.pem",
+];
+
 #[derive(Args)]
 pub struct SetupArgs {
     #[command(subcommand)]
@@ -51,7 +58,38 @@ pub fn run(args: SetupArgs) -> anyhow::Result<ExitCode> {
         println!("# {DOCKER_DROP_IN} (install it with `regtap setup docker --write`)\n{drop_in}");
     }
     print!("{}", instructions(&proxy, &ca_path));
+    if let Some(ca) = data_dir_from_env().ok().and_then(|dir| Ca::load(&dir).ok()) {
+        let unconstrained = ca.info().is_ok_and(|info| info.name_constraints.is_empty());
+        let bundles: Vec<&Path> = SYSTEM_BUNDLES.iter().map(Path::new).collect();
+        if unconstrained && trusted_by_any(ca.cert_pem(), &bundles) {
+            eprintln!("{UNCONSTRAINED_WARNING}");
+        }
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+const UNCONSTRAINED_WARNING: &str = "\
+regtap: WARNING: regtap's CA has no name constraints and is trusted system-wide:
+  whoever reads its key can impersonate every site to this machine. Prefer a CA
+  limited to your registries (`regtap ca init --force --name-constraint
+  registry.example --validity-days 30`, then trust it again), or trust it per
+  registry in /etc/docker/certs.d/<registry-host>/ca.crt, and remove it from
+  the system store when you are done.";
+
+/// Whether the certificate of `cert_pem` is in one of the PEM `bundles`.
+fn trusted_by_any(cert_pem: &str, bundles: &[&Path]) -> bool {
+    let compact = |text: &str| -> String { text.split_whitespace().collect() };
+    let body = compact(
+        &cert_pem
+            .lines()
+            .filter(|line| !line.starts_with("-----"))
+            .collect::<Vec<_>>()
+            .join(""),
+    );
+    !body.is_empty()
+        && bundles.iter().any(|bundle| {
+            std::fs::read_to_string(bundle).is_ok_and(|text| compact(&text).contains(&body))
+        })
 }
 
 fn drop_in(proxy: &str) -> String {
@@ -70,7 +108,10 @@ Then reload systemd and restart dockerd (this stops running containers):
   sudo systemctl daemon-reload && sudo systemctl restart docker
   docker info | grep -i proxy        # shows the proxy in use
 
-Trust regtap's CA (created by `regtap ca init` or the first `regtap proxy`: {ca_path}):
+Trust regtap's CA (created by `regtap ca init` or the first `regtap proxy`: {ca_path}).
+Whoever holds its key can impersonate any site the CA is trusted for: before
+trusting it system-wide, limit it to your registries and shorten its life:
+  regtap ca init --force --name-constraint <registry-host> --validity-days 30
   System store (needed when blob downloads redirect to a storage host, which
   dockerd checks against the system store, not certs.d), Debian/Ubuntu:
     regtap ca export --format pem -o /usr/local/share/ca-certificates/regtap.crt
@@ -125,8 +166,33 @@ mod tests {
             "export HTTPS_PROXY=http://127.0.0.1:8080",
             "containerd.service.d",
             "/home/u/.local/share/regtap/ca.pem",
+            "--name-constraint <registry-host> --validity-days 30",
         ] {
             assert!(text.contains(needle), "missing {needle:?}");
         }
+    }
+
+    #[test]
+    fn a_ca_in_a_system_bundle_is_recognised() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = Ca::init(
+            &dir.path().join("home"),
+            &regtap_proxy::CaOptions::default(),
+        )
+        .unwrap();
+        let other = Ca::init(
+            &dir.path().join("other"),
+            &regtap_proxy::CaOptions::default(),
+        )
+        .unwrap();
+        let bundle = dir.path().join("ca-certificates.crt");
+        // update-ca-certificates concatenates PEM files.
+        std::fs::write(&bundle, format!("{}\n{}", other.cert_pem(), ca.cert_pem())).unwrap();
+        assert!(trusted_by_any(
+            ca.cert_pem(),
+            &[Path::new("/nonexistent"), &bundle]
+        ));
+        std::fs::write(&bundle, other.cert_pem()).unwrap();
+        assert!(!trusted_by_any(ca.cert_pem(), &[&bundle]));
     }
 }

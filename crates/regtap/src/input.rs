@@ -14,8 +14,12 @@ pub struct Loaded {
     pub flows: Vec<Flow>,
     pub warnings: Vec<String>,
     /// The proxy's body store (`--store-bodies DIR`) named by a capture's
-    /// header, resolved; `None` for HAR files and captures without one.
+    /// header, resolved, when it is in the capture's directory; `None` for
+    /// HAR files and captures without one.
     pub body_store: Option<PathBuf>,
+    /// A body store the header names elsewhere: someone else's capture must
+    /// not point regtap at arbitrary directories, so it is only reported.
+    pub foreign_body_store: Option<PathBuf>,
 }
 
 /// How many bytes are read to tell a capture from a HAR.
@@ -72,16 +76,36 @@ fn from_capture(path: &Path, capture: Capture) -> Loaded {
             capture.cut_off
         ));
     }
-    let body_store = capture
+    let named = capture
         .header
         .settings
         .get("store_bodies")
         .and_then(|v| v.as_str())
         .map(|dir| resolve_beside(path, Path::new(dir)));
+    let (body_store, foreign_body_store) = match named {
+        Some(store) if is_inside_directory_of(&store, path) => (Some(store), None),
+        Some(store) => (None, Some(store)),
+        None => (None, None),
+    };
     Loaded {
         flows: capture.flows,
         warnings,
         body_store,
+        foreign_body_store,
+    }
+}
+
+/// Whether `dir` is the directory of `capture` or inside it, symlinks
+/// resolved. A directory that does not exist holds nothing to read.
+fn is_inside_directory_of(dir: &Path, capture: &Path) -> bool {
+    let capture_dir = match capture.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    match (dir.canonicalize(), capture_dir.canonicalize()) {
+        (Ok(dir), Ok(capture_dir)) => dir.starts_with(capture_dir),
+        (Err(_), _) => true,
+        (Ok(_), Err(_)) => false,
     }
 }
 
@@ -98,9 +122,10 @@ fn resolve_beside(capture: &Path, dir: &Path) -> PathBuf {
 }
 
 fn load_har(path: &Path) -> anyhow::Result<Loaded> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let imported =
-        regtap_har::import(&bytes).with_context(|| format!("cannot import {}", path.display()))?;
+    let file = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    // Streamed: the file is never held whole.
+    let imported = regtap_har::import_reader(file, &regtap_har::ImportLimits::default())
+        .with_context(|| format!("cannot import {}", path.display()))?;
     if imported.flows.is_empty() && !imported.warnings.is_empty() {
         bail!(
             "{}: no HAR entry could be read:\n  {}",
@@ -130,6 +155,7 @@ fn load_har(path: &Path) -> anyhow::Result<Loaded> {
         flows: imported.flows,
         warnings,
         body_store: None,
+        foreign_body_store: None,
     })
 }
 
@@ -168,6 +194,7 @@ pub fn load_all(paths: &[PathBuf]) -> anyhow::Result<(Loaded, Vec<Renumbering>)>
     let mut flows: Vec<Flow> = Vec::new();
     let mut warnings = Vec::new();
     let mut body_store = None;
+    let mut foreign_body_store = None;
     let mut renumbering = Vec::new();
     let mut highest: u64 = 0;
     for (n, path) in paths.iter().enumerate() {
@@ -175,6 +202,7 @@ pub fn load_all(paths: &[PathBuf]) -> anyhow::Result<(Loaded, Vec<Renumbering>)>
         warnings.extend(loaded.warnings);
         if n == 0 {
             body_store = loaded.body_store;
+            foreign_body_store = loaded.foreign_body_store;
         }
         let offset = if n == 0 { 0 } else { highest };
         let ids = loaded
@@ -203,6 +231,7 @@ pub fn load_all(paths: &[PathBuf]) -> anyhow::Result<(Loaded, Vec<Renumbering>)>
             flows,
             warnings,
             body_store,
+            foreign_body_store,
         },
         renumbering,
     ))

@@ -17,6 +17,7 @@ mod cmd_setup;
 mod cmd_tui;
 mod doctor;
 mod input;
+mod private_file;
 mod select;
 
 #[derive(Parser)]

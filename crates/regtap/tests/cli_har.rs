@@ -154,6 +154,19 @@ fn har_writes_a_redacted_har_and_the_blob_bodies() {
         sha256_hex(&std::fs::read(&stored_file).expect("stored body copied")),
         stored_hex
     );
+    // Credentials inside: the HAR and the bodies are private.
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = |path: &Path| {
+        std::fs::metadata(path)
+            .expect("exists")
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode(&out), 0o600);
+    assert_eq!(mode(&layer_file), 0o600);
+    assert_eq!(mode(&stored_file), 0o600);
+    assert_eq!(mode(&bodies.join("sha256")), 0o700);
     let patch = &value["log"]["entries"][3]["request"]["postData"];
     assert_eq!(
         patch["_file"],
@@ -188,6 +201,72 @@ fn a_body_that_cannot_be_written_is_not_referenced() {
     let content = &value["log"]["entries"][5]["response"]["content"];
     assert_eq!(content["_sha256"], stored_hex.as_str());
     assert!(content.get("_file").is_none(), "{content}");
+}
+
+/// Rewrites the capture's header to name another body store.
+fn point_store_at(capture: &Path, store: &str) {
+    let text = std::fs::read_to_string(capture).expect("capture");
+    let (header, rest) = text.split_once('\n').expect("header line");
+    let mut header: serde_json::Value = serde_json::from_str(header).expect("header");
+    let settings = header
+        .pointer_mut("/settings")
+        .and_then(serde_json::Value::as_object_mut)
+        .expect("settings");
+    settings.insert("store_bodies".to_owned(), store.into());
+    std::fs::write(capture, format!("{header}\n{rest}")).expect("rewrite");
+}
+
+#[test]
+fn a_crafted_capture_cannot_make_har_copy_other_files() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (capture, _, stored_hex) = write_capture(dir.path());
+    let out = dir.path().join("out.har");
+    let bodies = dir.path().join("bodies");
+    let har = |extra: &[&str]| {
+        let mut args = vec![
+            "har",
+            capture.to_str().expect("utf-8"),
+            "-o",
+            out.to_str().expect("utf-8"),
+            "--bodies",
+            bodies.to_str().expect("utf-8"),
+        ];
+        args.extend_from_slice(extra);
+        regtap(&args)
+    };
+    let copied = bodies.join("sha256").join(&stored_hex);
+
+    // A store outside the capture's directory is not used unless given.
+    let elsewhere = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir_all(elsewhere.path().join("sha256")).expect("dir");
+    std::fs::copy(
+        dir.path().join("store/sha256").join(&stored_hex),
+        elsewhere.path().join("sha256").join(&stored_hex),
+    )
+    .expect("copy");
+    point_store_at(&capture, &elsewhere.path().display().to_string());
+    let output = har(&[]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("outside the capture's directory: not used"),
+        "{}",
+        text(&output.stderr)
+    );
+    assert!(!copied.exists());
+    let explicit = elsewhere.path().display().to_string();
+    assert!(har(&["--body-store", &explicit]).status.success());
+    assert!(copied.exists());
+    std::fs::remove_file(&copied).expect("rm");
+
+    // The capture's own store, but the body there is another file.
+    point_store_at(&capture, "store");
+    let stored = dir.path().join("store/sha256").join(&stored_hex);
+    std::fs::remove_file(&stored).expect("rm");
+    std::os::unix::fs::symlink("/etc/passwd", &stored).expect("symlink");
+    let output = har(&[]);
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("does not hold that body"), "{stderr}");
+    assert!(!copied.exists());
 }
 
 #[test]
@@ -247,7 +326,7 @@ fn inspect_and_har_accept_hars_from_other_tools() {
     let har = std::fs::read_to_string(&out).expect("HAR");
     // The browser's Basic credentials are redacted on re-export.
     assert!(!har.contains("YWxpY2U6YnJvd3Nlci11aS1wYXNzd29yZC00Mg=="));
-    assert!(har.contains("Basic <redacted sha256:"));
+    assert!(har.contains("Basic <redacted hmac:"));
 }
 
 #[test]

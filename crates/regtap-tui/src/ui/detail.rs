@@ -190,13 +190,13 @@ pub fn flow_lines(app: &App, flow: &Flow, within: Option<(&Operation, &Step)>) -
             format!(
                 "{} {} {}",
                 flow.method(),
-                request_target(flow.url()),
+                request_target(flow.url(), app.reveal_secrets),
                 flow.request.http_version
             ),
             Style::new().bold(),
         ),
     ]));
-    header_lines(&mut lines, &flow.request.headers);
+    header_lines(&mut lines, &flow.request.headers, app.reveal_secrets);
     body_line(&mut lines, &flow.request.body);
     match &flow.response {
         Some(response) => {
@@ -207,7 +207,7 @@ pub fn flow_lines(app: &App, flow: &Flow, within: Option<(&Operation, &Step)>) -
                     Style::new().bold(),
                 ),
             ]));
-            header_lines(&mut lines, &response.headers);
+            header_lines(&mut lines, &response.headers, app.reveal_secrets);
             body_line(&mut lines, &response.body);
         }
         None => lines.push(Line::styled("◀ no response", Style::new().dim())),
@@ -229,19 +229,33 @@ pub fn flow_lines(app: &App, flow: &Flow, within: Option<(&Operation, &Step)>) -
 }
 
 /// The URL with a long query cut: `_state` values run to hundreds of
-/// characters and are decoded below.
-fn request_target(url: &str) -> String {
+/// characters and are decoded below. Secret query values are masked unless
+/// `reveal`.
+fn request_target(url: &str, reveal: bool) -> String {
     const MAX_QUERY: usize = 48;
+    let masked;
+    let url = if reveal {
+        url
+    } else {
+        masked = regtap_har::redact::url_masked(url);
+        &masked
+    };
     match url.split_once('?') {
         Some((path, query)) => format!("{path}?{}", format::clip(query, MAX_QUERY)),
         None => url.to_owned(),
     }
 }
 
-fn header_lines(lines: &mut Lines, headers: &Headers) {
+/// Headers, credentials masked unless `reveal` (the `s` key): a TUI gets
+/// screen-shared and screenshotted.
+fn header_lines(lines: &mut Lines, headers: &Headers, reveal: bool) {
     for header in headers.iter() {
         let value = match header.1.as_text() {
-            Some(text) => format::clip(text, MAX_HEADER_VALUE),
+            Some(text) if reveal => format::clip(text, MAX_HEADER_VALUE),
+            Some(text) => format::clip(
+                &regtap_har::redact::header_masked(&header.0, text),
+                MAX_HEADER_VALUE,
+            ),
             None => "(binary value)".to_owned(),
         };
         lines.push(Line::from(vec![

@@ -145,6 +145,40 @@ fn flow_detail_shows_request_response_and_decoded_error() {
 }
 
 #[test]
+fn credentials_are_masked_until_s_reveals_them() {
+    let mut app = fixtures::app();
+    press(&mut app, "j\nj");
+    let screen = render(&app, 150, 45);
+    assert!(screen.contains("Authorization: Basic ***"), "{screen}");
+    assert!(!screen.contains("YWxpY2U6c2VjcmV0"));
+    press(&mut app, "s");
+    let screen = render(&app, 150, 45);
+    assert!(
+        screen.contains("Authorization: Basic YWxpY2U6c2VjcmV0"),
+        "{screen}"
+    );
+    assert!(screen.contains("credentials shown"), "{screen}");
+    press(&mut app, "s");
+    assert!(!render(&app, 150, 45).contains("YWxpY2U6c2VjcmV0"));
+}
+
+#[test]
+fn terminal_controls_from_a_registry_are_not_drawn() {
+    let flow = regtap_capture::factory::FlowBuilder::new(1, "GET", "https://r.test/v2/")
+        .status(401)
+        .response_header(
+            "WWW-Authenticate",
+            "Bearer realm=\"x\x1b]0;owned\x07\x1b[2J\"",
+        )
+        .build();
+    let mut app = App::new("hostile", vec![flow], &regtap_decode::Options::default());
+    press(&mut app, "3\n");
+    let screen = render(&app, 120, 30);
+    assert!(screen.contains("WWW-Authenticate"), "{screen}");
+    assert!(!screen.contains(['\x1b', '\x07']), "{screen:?}");
+}
+
+#[test]
 fn help_overlay_lists_every_key() {
     let mut app = fixtures::app();
     press(&mut app, "?");
