@@ -161,7 +161,11 @@ fn a_user_browses_a_push_and_quits_with_q() {
     tmux.wait_for(&["Sequence · push lab/app:latest", "client", "token"]);
 
     tmux.keys(&["?"]);
-    tmux.wait_for(&["Keys · Esc or ? closes", "play / pause", "kind filter / none"]);
+    tmux.wait_for(&[
+        "Keys · Esc or ? closes",
+        "play / pause",
+        "kind filter / none",
+    ]);
     tmux.keys(&["Escape"]);
     tmux.wait_until_gone("Keys · Esc or ? closes");
 
