@@ -1,6 +1,6 @@
 //! Downloads checked against the digest they were asked by: the proxy hashed
-//! every body, so a complete blob or manifest fetched by digest can be
-//! compared with that digest and with the registry's `Docker-Content-Digest`.
+//! every body, so a complete blob or manifest fetched by digest is compared
+//! with that digest (and the registry's `Docker-Content-Digest` with it).
 //! Ranged downloads (`206`) of one blob in one operation are checked as one.
 
 use std::collections::BTreeMap;
@@ -29,8 +29,8 @@ pub(crate) fn check(works: &mut Works) {
                 reference: Reference::Digest(digest),
                 ..
             } => Some(digest.clone()),
-            // By tag, the registry's own header is the digest to check.
-            FlowKind::ManifestGet { .. } => header.clone(),
+            // A manifest by tag is checked against its header where it is
+            // decoded (`local::manifest_body`).
             _ => None,
         };
         let Some(digest) = asked else {
@@ -146,7 +146,13 @@ pub(crate) fn verdict_of_bytes(
             reason: format!("{digest} is not a well-formed digest"),
         };
     }
+    let known = sha256_hex.len() == 64 && sha256_hex.bytes().all(|b| b.is_ascii_hexdigit());
     let (computed, expected) = match digest.split_once(':') {
+        Some(("sha256", _)) if !known => {
+            return DigestCheck::NotVerifiable {
+                reason: "the capture holds no SHA-256 of these bytes".to_owned(),
+            };
+        }
         Some(("sha256", hex)) => (format!("sha256:{sha256_hex}"), hex),
         Some(("sha512", hex)) => match bytes() {
             Some(bytes) => (
@@ -341,6 +347,15 @@ mod tests {
         assert!(matches!(
             verdict_of_bytes(&digest, &sha256, || Some(b"other".to_vec())),
             DigestCheck::Mismatch { .. }
+        ));
+    }
+
+    #[test]
+    fn no_hash_is_no_mismatch() {
+        let digest = format!("sha256:{}", "ab".repeat(32));
+        assert!(matches!(
+            verdict_of_bytes(&digest, "", || None),
+            DigestCheck::NotVerifiable { .. }
         ));
     }
 }
