@@ -61,7 +61,7 @@ pub(crate) struct Group {
     /// Every member so far is a ping that got no answer.
     unanswered_pings_only: bool,
     /// The latest request was answered 401: a token request comes next.
-    challenged_at: Option<i64>,
+    challenged: bool,
     /// `(method, repository, tag)` of manifests asked for by tag (and not
     /// answered 401).
     resolved: HashSet<(String, String, String)>,
@@ -86,7 +86,7 @@ impl Group {
             finished: false,
             login_pending: false,
             unanswered_pings_only: true,
-            challenged_at: None,
+            challenged: false,
             resolved: HashSet::new(),
             tokens: HashSet::new(),
             deleted: HashSet::new(),
@@ -203,7 +203,7 @@ fn note(state: &mut State, g: usize, w: &crate::Work) {
     }
     group.unanswered_pings_only &=
         matches!(kind, FlowKind::ApiCheck { .. }) && w.local.flow.response.is_none();
-    group.challenged_at = (w.local.status() == Some(401)).then(|| w.local.end());
+    group.challenged = w.local.status() == Some(401);
     if let Some(hash) = &w.local.bearer_hash {
         group.tokens.insert(hash.clone());
     }
@@ -373,7 +373,7 @@ fn repository_group(state: &mut State, works: &Works, w: &crate::Work, registry:
             // ended on) was asked for this command: a slow token server
             // does not split it.
             let fresh_token = token_issued_at.is_some_and(|t| t >= group.last_end);
-            let answers_challenge = group.repository.is_none() || group.challenged_at.is_some();
+            let answers_challenge = group.repository.is_none() || group.challenged;
             same_repository
                 && (start.saturating_sub(group.last_end) < IDLE_NS
                     || (answers_challenge && fresh_token))

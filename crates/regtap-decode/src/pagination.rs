@@ -38,7 +38,11 @@ fn is_list(kind: &FlowKind) -> bool {
 }
 
 /// One list of one operation: (operation, list kind, repository).
-type ListKey = (Option<usize>, &'static str, Option<String>);
+type ListKey = (
+    Option<usize>,
+    std::mem::Discriminant<FlowKind>,
+    Option<String>,
+);
 
 /// Annotates each page, and the last page a client read when the registry
 /// offered another.
@@ -50,7 +54,7 @@ pub(crate) fn annotate(works: &mut Works) {
             asked
                 .entry((
                     w.operation,
-                    w.local.kind.label(),
+                    std::mem::discriminant(&w.local.kind),
                     w.local.kind.repository().map(str::to_owned),
                 ))
                 .or_default()

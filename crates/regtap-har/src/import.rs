@@ -231,6 +231,46 @@ impl<R: Read> Read for Counting<'_, R> {
     }
 }
 
+/// The visitor methods that skip what a HAR part is not: values of any
+/// other shape are read over (a part missing is reported later), so
+/// malformed input is never an error of its own.
+macro_rules! skip_other_shapes {
+    (seq) => {
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(())
+        }
+        skip_other_shapes!(scalars);
+    };
+    (map) => {
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            Ok(())
+        }
+        skip_other_shapes!(scalars);
+    };
+    (scalars) => {
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+    };
+}
+
 struct ReadState<'a> {
     limits: ImportLimits,
     counter: &'a Counter,
@@ -267,28 +307,7 @@ impl<'de> Visitor<'de> for Root<'_, '_> {
         }
         Ok(())
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(())
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_unit<E>(self) -> Result<(), E> {
-        Ok(())
-    }
+    skip_other_shapes!(seq);
 }
 
 /// `log`: `creator` and `entries` are read, the rest skipped.
@@ -316,9 +335,7 @@ impl<'de> Visitor<'de> for Log<'_, '_> {
                     map.next_value_seed(Entries(&mut *state))?;
                 }
                 "creator" if state.creator.is_none() => {
-                    state.counter.start_value(state.limits.max_entry_bytes, 0);
-                    let creator: Value = map.next_value()?;
-                    state.counter.end_value();
+                    let creator = bounded_value(state, &mut map)?;
                     state.creator = Some(
                         format!(
                             "{} {}",
@@ -330,9 +347,7 @@ impl<'de> Visitor<'de> for Log<'_, '_> {
                     );
                 }
                 "_tlsErrors" => {
-                    state.counter.start_value(state.limits.max_entry_bytes, 0);
-                    let failed: Value = map.next_value()?;
-                    state.counter.end_value();
+                    let failed = bounded_value(state, &mut map)?;
                     if let Some(failed) = failed.as_array().filter(|list| !list.is_empty()) {
                         state.warnings.push(tls_errors_warning(failed));
                     }
@@ -344,28 +359,18 @@ impl<'de> Visitor<'de> for Log<'_, '_> {
         }
         Ok(())
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(())
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_unit<E>(self) -> Result<(), E> {
-        Ok(())
-    }
+    skip_other_shapes!(seq);
+}
+
+/// The next value of `map`, held whole but no bigger than an entry may be.
+fn bounded_value<'de, A: MapAccess<'de>>(
+    state: &ReadState<'_>,
+    map: &mut A,
+) -> Result<Value, A::Error> {
+    state.counter.start_value(state.limits.max_entry_bytes, 0);
+    let value = map.next_value();
+    state.counter.end_value();
+    value
 }
 
 /// `log.entries`: each entry becomes a flow as soon as it is parsed.
@@ -413,28 +418,7 @@ impl<'de> Visitor<'de> for Entries<'_, '_> {
             }
         }
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(())
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_unit<E>(self) -> Result<(), E> {
-        Ok(())
-    }
+    skip_other_shapes!(map);
 }
 
 /// Flow ids and order, once every entry is read.
