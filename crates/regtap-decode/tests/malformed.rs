@@ -1,7 +1,7 @@
 //! Malformed input of every kind: the analysis never panics, keeps every
 //! flow, and says what it could not decode.
 
-mod common;
+use regtap_fixtures as common;
 
 use common::*;
 use regtap_capture::factory::FlowBuilder;

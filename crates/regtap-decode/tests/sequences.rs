@@ -1,8 +1,8 @@
-//! The dockerd 20.10 sequences of shared/reference/dockerd-20.10-sequences.md,
+//! The dockerd 20.10 sequences of `regtap_fixtures` (observed dockerd traffic),
 //! rebuilt with FlowBuilder, and what a user reading `regtap inspect` would
 //! check about each.
 
-mod common;
+use regtap_fixtures as common;
 
 use common::*;
 use regtap_capture::Flow;

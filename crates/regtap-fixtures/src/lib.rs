@@ -1,14 +1,37 @@
-//! Builders for the registry exchanges of the dockerd 20.10 reference
-//! sequences (shared/reference/dockerd-20.10-sequences.md): a registry on
-//! registry.test:5000 with a token server on auth.test:5001, and a
-//! Basic-auth registry on registry.test:5002.
+//! The test scenarios of regtap, shared by the decoder's, the HAR export's
+//! and the TUI's tests (dev-dependency only; never part of the binary).
+//!
+//! Two kinds:
+//!
+//! - **dockerd 20.10 sequences**, built flow by flow with
+//!   [`FlowBuilder`]: what dockerd 20.10.24 (Debian `docker.io`) sent to
+//!   distribution 2.8.2 (Debian `docker-registry`) as seen through an
+//!   intercepting proxy — `docker login`, a first push, a push to another
+//!   repository (cross-repository mounts), a push again, `docker rmi` and
+//!   pull, then login and push on a Basic-auth registry. The registry is
+//!   registry.test:5000 with Docker-Hub-style token auth (realm
+//!   `https://auth.test:5001/token`, service `registry.test`), the
+//!   Basic-auth registry registry.test:5002 (realm `registry-lab-basic`).
+//!   The image has three layers (256 KiB, 64 KiB, tiny) and a config.
+//!   dockerd opened a new connection per request; times (ms after
+//!   [`EPOCH`]) and the order of requests are the observed ones. Each
+//!   builder's comment says what the wire showed. The `captures/` of the
+//!   repository hold the same sequences recorded by the end-to-end tests
+//!   (`push.jsonl`, `mount.jsonl`, `re-push.jsonl`, `pull.jsonl`,
+//!   `login.jsonl`, `basic-auth-*.jsonl`).
+//! - **real captures** of other clients, read from `captures/`:
+//!   [`captured`] (`skopeo-copy`, `ctr` for containerd, `crane`, …) and
+//!   [`captures`] (all of them).
+//!
+//! Where a test needs one exchange shaped a certain way, the builders
+//! ([`ping`], [`token`], [`upload`], [`blob_get`], …) make it.
 
-#![allow(dead_code)]
+use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use hmac::{Hmac, Mac as _};
-use regtap_capture::Flow;
 use regtap_capture::factory::FlowBuilder;
+use regtap_capture::{Capture, Flow};
 use sha2::Sha256;
 
 pub const REGISTRY: &str = "https://registry.test:5000";
@@ -17,8 +40,12 @@ pub const REALM: &str = "https://auth.test:5001/token";
 pub const SECRET: &[u8] = b"lab-http-secret";
 /// Start of every sequence, in nanoseconds (the FlowBuilder epoch).
 pub const EPOCH: i64 = 1_700_000_000_000_000_000;
+/// alice's password, on both registries.
+pub const PASSWORD: &str = "wonderland";
 /// `alice:wonderland`.
 pub const BASIC_ALICE: &str = "Basic YWxpY2U6d29uZGVybGFuZA==";
+/// The refresh token `docker login` gets (an offline token).
+pub const REFRESH_TOKEN: &str = "refresh-secret";
 
 pub fn at(ms: i64) -> i64 {
     EPOCH + ms * 1_000_000
@@ -174,7 +201,7 @@ pub fn login_token(id: u64, ms: i64) -> (Flow, String) {
     let url =
         format!("{REALM}?account=alice&client_id=docker&offline_token=true&service=registry.test");
     let body =
-        serde_json::json!({"token": token, "expires_in": 300, "refresh_token": "refresh-secret"});
+        serde_json::json!({"token": token, "expires_in": 300, "refresh_token": REFRESH_TOKEN});
     let flow = FlowBuilder::new(id, "GET", &url)
         .start_ns(at(ms))
         .request_header("Authorization", BASIC_ALICE)
@@ -218,6 +245,7 @@ pub fn upload_chunk(
     FlowBuilder::new(id, "PATCH", &url)
         .start_ns(at(ms))
         .request_header("Authorization", auth)
+        .request_header("Content-Type", "application/octet-stream")
         .request_header("Transfer-Encoding", "chunked")
         .request_body(bytes)
         .status(202)
@@ -675,9 +703,63 @@ pub fn whole_reference() -> Vec<Flow> {
     flows
 }
 
+/// `flows` as the proxy records them: dockerd opens one TCP+TLS connection
+/// per request (a client port each), through a CONNECT to the registry's
+/// authority, which listens on 127.0.0.1.
+pub fn as_recorded(mut flows: Vec<Flow>) -> Vec<Flow> {
+    for flow in &mut flows {
+        flow.client_addr = Some(format!("127.0.0.1:{}", 40_000 + flow.id));
+        let authority = flow
+            .request
+            .url
+            .split('/')
+            .nth(2)
+            .unwrap_or_default()
+            .to_owned();
+        let port = authority.rsplit(':').next().unwrap_or("443").to_owned();
+        flow.connect_authority = Some(authority);
+        flow.server_addr = Some(format!("127.0.0.1:{port}"));
+    }
+    flows
+}
+
 /// Flows in the order they finished (what a live proxy hands over).
 pub fn in_finishing_order(flows: &[Flow]) -> Vec<Flow> {
     let mut sorted = flows.to_vec();
     sorted.sort_by_key(|f| (f.timing.end(), f.id));
     sorted
+}
+
+/// The repository's `captures/` directory.
+fn captures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../captures")
+}
+
+/// The flows of `captures/NAME.jsonl`, a capture recorded by the
+/// end-to-end tests with the real client (`skopeo-copy`, `ctr`, `crane`, …).
+pub fn captured(name: &str) -> Vec<Flow> {
+    let path = captures_dir().join(format!("{name}.jsonl"));
+    Capture::read(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .flows
+}
+
+/// Every `captures/*.jsonl`, by file stem, sorted (listed when called, so a
+/// capture added later is covered without touching a test).
+pub fn captures() -> Vec<(String, Vec<Flow>)> {
+    let dir = captures_dir();
+    let mut stems: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .collect();
+    stems.sort();
+    stems
+        .into_iter()
+        .map(|stem| {
+            let flows = captured(&stem);
+            (stem, flows)
+        })
+        .collect()
 }
