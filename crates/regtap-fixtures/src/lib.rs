@@ -65,6 +65,12 @@ pub struct Image {
     pub config: Vec<u8>,
 }
 
+impl Default for Image {
+    fn default() -> Self {
+        Image::new()
+    }
+}
+
 impl Image {
     pub fn new() -> Self {
         Image {

@@ -7,6 +7,7 @@ use ratatui::crossterm::event::{
 };
 
 use super::{Action, App, Cursor, FASTEST_STEP, Pane, SLOWEST_STEP, View};
+use crate::keys::{self, Command};
 
 impl App {
     /// Handles one key press.
@@ -15,8 +16,9 @@ impl App {
             return Action::Continue;
         }
         self.notice = None;
+        // Ctrl-c quits even while a search is typed.
         let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
-        if ctrl && key.code == KeyCode::Char('c') {
+        if ctrl && keys::command(key) == Some(Command::Quit) {
             return Action::Quit;
         }
         if self.search_input.is_some() {
@@ -31,10 +33,18 @@ impl App {
             }
             return Action::Continue;
         }
-        match key.code {
-            KeyCode::Char('q') => return Action::Quit,
-            KeyCode::Char('?') => self.help = true,
-            KeyCode::Char('s') => {
+        match keys::command(key) {
+            Some(command) => self.run(command),
+            None => Action::Continue,
+        }
+    }
+
+    /// Does what a key is bound to (see [`crate::keys::BINDINGS`]).
+    pub(crate) fn run(&mut self, command: Command) -> Action {
+        match command {
+            Command::Quit => return Action::Quit,
+            Command::Help => self.help = true,
+            Command::RevealSecrets => {
                 self.reveal_secrets = !self.reveal_secrets;
                 self.notice = Some(if self.reveal_secrets {
                     "credentials shown (s hides them)".to_owned()
@@ -42,53 +52,50 @@ impl App {
                     "credentials hidden".to_owned()
                 });
             }
-            KeyCode::Char('1') => self.show(View::Operations),
-            KeyCode::Char('2') => self.show(View::Sequence),
-            KeyCode::Char('3') => self.show(View::Flows),
-            KeyCode::Tab => self.cycle_pane(1),
-            KeyCode::BackTab => self.cycle_pane(-1),
-            KeyCode::Enter => self.drill_down(),
-            KeyCode::Esc => self.back(),
-            KeyCode::Up | KeyCode::Char('k') => self.move_selection(-1),
-            KeyCode::Down | KeyCode::Char('j') => self.move_selection(1),
-            KeyCode::Char('u') if ctrl => self.move_page(-1),
-            KeyCode::Char('d') if ctrl => self.move_page(1),
-            KeyCode::PageUp => self.move_page(-1),
-            KeyCode::PageDown => self.move_page(1),
-            KeyCode::Home | KeyCode::Char('g') => self.move_selection(isize::MIN / 2),
-            KeyCode::End | KeyCode::Char('G') => self.move_selection(isize::MAX / 2),
-            KeyCode::Left | KeyCode::Char('h') => self.left(),
-            KeyCode::Right | KeyCode::Char('l') => self.right(),
-            KeyCode::Char('n') => self.move_step(1),
-            KeyCode::Char('p') => self.move_step(-1),
-            KeyCode::Char(' ') => self.toggle_playback(),
-            KeyCode::Char('+') | KeyCode::Char('=') => self.change_speed(true),
-            KeyCode::Char('-') | KeyCode::Char('_') => self.change_speed(false),
-            KeyCode::Char('/') => {
+            Command::ShowOperations => self.show(View::Operations),
+            Command::ShowSequence => self.show(View::Sequence),
+            Command::ShowFlows => self.show(View::Flows),
+            Command::NextPane => self.cycle_pane(1),
+            Command::PreviousPane => self.cycle_pane(-1),
+            Command::DrillDown => self.drill_down(),
+            Command::Back => self.back(),
+            Command::Up => self.move_selection(-1),
+            Command::Down => self.move_selection(1),
+            Command::PageUp => self.move_page(-1),
+            Command::PageDown => self.move_page(1),
+            Command::First => self.move_selection(isize::MIN / 2),
+            Command::Last => self.move_selection(isize::MAX / 2),
+            Command::Left => self.left(),
+            Command::Right => self.right(),
+            Command::NextStep => self.move_step(1),
+            Command::PreviousStep => self.move_step(-1),
+            Command::PlayPause => self.toggle_playback(),
+            Command::Faster => self.change_speed(true),
+            Command::Slower => self.change_speed(false),
+            Command::Search => {
                 self.show(View::Flows);
                 self.search_input = Some(self.flow_list.search.clone());
             }
-            KeyCode::Char('f') => self.cycle_kind_filter(),
-            KeyCode::Char('F') => {
+            Command::NextKind => self.cycle_kind_filter(),
+            Command::AnyKind => {
                 self.flow_list.kind = None;
                 self.rebuild_rows();
             }
-            KeyCode::Char('c') => self.cycle_client_filter(),
-            KeyCode::Char('C') => {
+            Command::NextClient => self.cycle_client_filter(),
+            Command::AnyClient => {
                 self.flow_list.client = None;
                 self.rebuild_rows();
             }
-            KeyCode::Char('r') => self.cycle_repository_filter(),
-            KeyCode::Char('R') => {
+            Command::NextRepository => self.cycle_repository_filter(),
+            Command::AnyRepository => {
                 self.flow_list.repository = None;
                 self.rebuild_rows();
             }
-            KeyCode::Char('x') => {
+            Command::FailedOnly => {
                 self.flow_list.failed_only = !self.flow_list.failed_only;
                 self.show(View::Flows);
                 self.rebuild_rows();
             }
-            _ => {}
         }
         Action::Continue
     }
