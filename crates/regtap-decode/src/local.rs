@@ -20,7 +20,7 @@ use crate::model::{
     Options, RateLimit, RegistryError, StateInfo, TokenInfo,
 };
 use crate::{errors, jwt, manifest, state};
-use wording::{challenge_error_text, rate_limit_text, user_hint};
+use wording::{challenge_error_text, rate_limit_text, token_annotations, user_hint};
 pub(crate) use wording::{challenge_text, manifest_text};
 
 mod wording;
@@ -479,66 +479,6 @@ fn client_id(local: &mut Local) {
         local.annotations.push(Annotation::info(
             AnnotationKind::Token,
             format!("client_id {}", errors::one_line(&id)),
-        ));
-    }
-}
-
-fn token_annotations(local: &mut Local, info: &TokenInfo) {
-    let mut text = format!("issued token {}", info.fingerprint);
-    match &info.jwt {
-        Some(jwt) => {
-            let c = &jwt.claims;
-            if let Some(iss) = &c.iss {
-                text.push_str(&format!(", iss {iss}"));
-            }
-            if !c.aud.is_empty() {
-                text.push_str(&format!(", aud {}", c.aud.join(",")));
-            }
-            if let Some(exp) = &c.exp {
-                text.push_str(&format!(", exp {}", exp.utc));
-            }
-            if let Some(cert) = &jwt.header.x5c_first {
-                text.push_str(&format!(", signed by {}", cert.subject));
-            }
-            for problem in &jwt.problems {
-                local.annotations.push(Annotation::warning(
-                    AnnotationKind::Jwt,
-                    format!("token JWT: {problem}"),
-                ));
-            }
-        }
-        None => text.push_str(" (opaque: not a JWT)"),
-    }
-    if let Some(seconds) = info.expires_in {
-        text.push_str(&format!(", expires_in {seconds} s"));
-    }
-    local
-        .annotations
-        .push(Annotation::info(AnnotationKind::Token, text));
-    if !info.requested_scopes.is_empty() {
-        local.annotations.push(Annotation::info(
-            AnnotationKind::Scope,
-            format!("requested {}", info.requested_scopes.join(" ")),
-        ));
-    }
-    if info.jwt.is_some() {
-        let granted: Vec<String> = info.granted.iter().map(access_scope).collect();
-        local.annotations.push(Annotation::info(
-            AnnotationKind::Granted,
-            if granted.is_empty() {
-                "granted no repository access".to_owned()
-            } else {
-                format!("granted {}", granted.join(" "))
-            },
-        ));
-    }
-    if !info.missing_grants.is_empty() {
-        local.annotations.push(Annotation::warning(
-            AnnotationKind::Granted,
-            format!(
-                "the token server granted less than requested: missing {}",
-                info.missing_grants.join(" ")
-            ),
         ));
     }
 }

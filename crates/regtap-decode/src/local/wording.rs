@@ -1,11 +1,15 @@
 //! How [`super`]'s facts are worded: the sentences of annotations and
-//! summaries, from parsed challenges, manifests, rate limits and user names.
+//! summaries, from parsed challenges, tokens, manifests, rate limits and
+//! user names.
 
 use url::Url;
 
+use super::Local;
 use crate::http::short_digest;
+use crate::jwt::access_scope;
 use crate::model::{
-    Challenge, Descriptor, DescriptorRole, ManifestInfo, ManifestPurpose, RateLimit,
+    Annotation, AnnotationKind, Challenge, Descriptor, DescriptorRole, ManifestInfo,
+    ManifestPurpose, RateLimit, TokenInfo,
 };
 use crate::{errors, manifest};
 
@@ -160,4 +164,66 @@ pub(super) fn rate_limit_text(limit: &RateLimit) -> String {
         text.push_str(&format!(", counted for {source}"));
     }
     text
+}
+
+/// What a token response says, as annotations: the token, its claims and
+/// problems, the scopes asked for and granted.
+pub(super) fn token_annotations(local: &mut Local, info: &TokenInfo) {
+    let mut text = format!("issued token {}", info.fingerprint);
+    match &info.jwt {
+        Some(jwt) => {
+            let c = &jwt.claims;
+            if let Some(iss) = &c.iss {
+                text.push_str(&format!(", iss {iss}"));
+            }
+            if !c.aud.is_empty() {
+                text.push_str(&format!(", aud {}", c.aud.join(",")));
+            }
+            if let Some(exp) = &c.exp {
+                text.push_str(&format!(", exp {}", exp.utc));
+            }
+            if let Some(cert) = &jwt.header.x5c_first {
+                text.push_str(&format!(", signed by {}", cert.subject));
+            }
+            for problem in &jwt.problems {
+                local.annotations.push(Annotation::warning(
+                    AnnotationKind::Jwt,
+                    format!("token JWT: {problem}"),
+                ));
+            }
+        }
+        None => text.push_str(" (opaque: not a JWT)"),
+    }
+    if let Some(seconds) = info.expires_in {
+        text.push_str(&format!(", expires_in {seconds} s"));
+    }
+    local
+        .annotations
+        .push(Annotation::info(AnnotationKind::Token, text));
+    if !info.requested_scopes.is_empty() {
+        local.annotations.push(Annotation::info(
+            AnnotationKind::Scope,
+            format!("requested {}", info.requested_scopes.join(" ")),
+        ));
+    }
+    if info.jwt.is_some() {
+        let granted: Vec<String> = info.granted.iter().map(access_scope).collect();
+        local.annotations.push(Annotation::info(
+            AnnotationKind::Granted,
+            if granted.is_empty() {
+                "granted no repository access".to_owned()
+            } else {
+                format!("granted {}", granted.join(" "))
+            },
+        ));
+    }
+    if !info.missing_grants.is_empty() {
+        local.annotations.push(Annotation::warning(
+            AnnotationKind::Granted,
+            format!(
+                "the token server granted less than requested: missing {}",
+                info.missing_grants.join(" ")
+            ),
+        ));
+    }
 }
