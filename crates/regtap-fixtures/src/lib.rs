@@ -403,24 +403,21 @@ pub fn upload(
     ]
 }
 
-/// The first push of lab/seq, as in the reference: three parallel uploads
-/// whose POSTs, PATCHes and PUTs interleave, then the config, then the manifest.
-pub fn first_push(image: &Image, first_id: u64, ms: i64, registry: &str) -> Vec<Flow> {
-    let repo = "lab/seq";
+/// The first `docker push registry.test:5000/lab/seq:latest` (20 requests,
+/// the first at `ms`): ping, token, three parallel uploads whose POSTs,
+/// PATCHes and PUTs interleave, HEADs of the layers and of the config
+/// (404), the config's upload, its HEAD, the manifest.
+pub fn first_push(image: &Image, first_id: u64, ms: i64) -> Vec<Flow> {
+    let (registry, repo) = (REGISTRY, "lab/seq");
     let i = first_id;
-    let mut flows = vec![ping(i, ms, registry)];
-    let auth = if registry == BASIC_REGISTRY {
-        BASIC_ALICE.to_owned()
-    } else {
-        let (t, token) = token(
-            i + 1,
-            ms + 15,
-            &["repository:lab/seq:push,pull"],
-            &[("lab/seq", &["pull", "push"])],
-        );
-        flows.push(t);
-        bearer(&token)
-    };
+    let (t, token) = token(
+        i + 1,
+        ms + 15,
+        &["repository:lab/seq:push,pull"],
+        &[("lab/seq", &["pull", "push"])],
+    );
+    let auth = bearer(&token);
+    let mut flows = vec![ping(i, ms, registry), t];
     let a = &auth;
     let [l1, l2, l3] = [&image.layers[0], &image.layers[1], &image.layers[2]];
     flows.extend([
@@ -495,6 +492,83 @@ pub fn first_push(image: &Image, first_id: u64, ms: i64, registry: &str) -> Vec<
     flows.push(manifest_put(
         i + 19,
         ms + 251,
+        registry,
+        repo,
+        "latest",
+        &image.manifest(),
+        a,
+    ));
+    flows
+}
+
+/// `docker push registry.test:5002/lab/seq:latest` on the Basic-auth
+/// registry: no token; dockerd first asks for the three layers (404), then
+/// uploads them in parallel, checks them, uploads the config and puts the
+/// manifest (22 requests, the first at `ms`).
+pub fn basic_push(image: &Image, first_id: u64, ms: i64) -> Vec<Flow> {
+    let (registry, repo, a) = (BASIC_REGISTRY, "lab/seq", BASIC_ALICE);
+    let i = first_id;
+    let [l1, l2, l3] = [&image.layers[0], &image.layers[1], &image.layers[2]];
+    let finish = |id: u64, at_ms: i64, uuid: &str, bytes: &[u8]| {
+        upload_finish(
+            id,
+            at_ms,
+            registry,
+            repo,
+            uuid,
+            a,
+            bytes.len() as u64,
+            &digest(bytes),
+        )
+    };
+    let mut flows = vec![
+        ping(i, ms, registry),
+        blob_head(i + 1, ms + 23, registry, repo, &digest(l2), a, 404),
+        blob_head(i + 2, ms + 24, registry, repo, &digest(l1), a, 404),
+        blob_head(i + 3, ms + 25, registry, repo, &digest(l3), a, 404),
+        upload_start(i + 4, ms + 44, registry, repo, "uuid-1", a),
+        upload_start(i + 5, ms + 54, registry, repo, "uuid-2", a),
+        upload_start(i + 6, ms + 56, registry, repo, "uuid-3", a),
+        upload_chunk(i + 7, ms + 79, registry, repo, "uuid-1", a, l1),
+        upload_chunk(i + 8, ms + 83, registry, repo, "uuid-2", a, l2),
+        upload_chunk(i + 9, ms + 84, registry, repo, "uuid-3", a, l3),
+        finish(i + 10, ms + 109, "uuid-1", l1),
+        finish(i + 11, ms + 122, "uuid-2", l2),
+        finish(i + 12, ms + 125, "uuid-3", l3),
+        blob_head(i + 13, ms + 146, registry, repo, &digest(l1), a, 200),
+        blob_head(i + 14, ms + 163, registry, repo, &digest(l3), a, 200),
+        blob_head(i + 15, ms + 165, registry, repo, &digest(l2), a, 200),
+        blob_head(
+            i + 16,
+            ms + 187,
+            registry,
+            repo,
+            &digest(&image.config),
+            a,
+            404,
+        ),
+    ];
+    flows.extend(upload(
+        [i + 17, i + 18, i + 19],
+        [ms + 205, ms + 222, ms + 242],
+        registry,
+        repo,
+        "uuid-4",
+        a,
+        &image.config,
+    ));
+    flows.push(blob_head(
+        i + 20,
+        ms + 259,
+        registry,
+        repo,
+        &digest(&image.config),
+        a,
+        200,
+    ));
+    flows.push(manifest_put(
+        i + 21,
+        ms + 272,
         registry,
         repo,
         "latest",
@@ -700,12 +774,12 @@ pub fn basic_login(first_id: u64, ms: i64) -> Vec<Flow> {
 pub fn whole_reference() -> Vec<Flow> {
     let image = Image::new();
     let mut flows = login(1, 0);
-    flows.extend(first_push(&image, 4, 676, REGISTRY));
+    flows.extend(first_push(&image, 4, 676));
     flows.extend(cross_repo_push(&image, 24, 1598));
     flows.extend(re_push(&image, 44, 2451));
     flows.extend(pull(&image, 51, 3217));
     flows.extend(basic_login(59, 4081));
-    flows.extend(first_push(&image, 61, 4756, BASIC_REGISTRY));
+    flows.extend(basic_push(&image, 61, 4756));
     flows
 }
 

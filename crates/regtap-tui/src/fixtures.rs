@@ -6,7 +6,7 @@
 use regtap_capture::Flow;
 use regtap_capture::factory::FlowBuilder;
 use regtap_decode::{Analysis, Options};
-use regtap_fixtures::{Image, REGISTRY, at, first_push, pull};
+use regtap_fixtures::{Image, at, first_push, pull};
 
 /// `docker login registry.test:5000`: flows 1 to 3.
 pub fn login() -> Vec<Flow> {
@@ -15,7 +15,7 @@ pub fn login() -> Vec<Flow> {
 
 /// The first `docker push registry.test:5000/lab/seq:latest`: flows 4 to 23.
 pub fn push() -> Vec<Flow> {
-    first_push(&Image::new(), 4, 676, REGISTRY)
+    first_push(&Image::new(), 4, 676)
 }
 
 /// Login, push and pull (flows 24 to 31), in that order.
