@@ -615,6 +615,7 @@ fn flow_from_entry(
         response,
         timing,
         error,
+        reverse: None,
     };
     Ok((id, flow))
 }
