@@ -195,6 +195,7 @@ fn dockerd_and_skopeo_through_reverse_mode() {
         lab,
         image,
         skopeo_image,
+        record_to: recording_dir(),
     };
     run_scenarios(&mut world, reverse::ALL, |w| w.lab.log_tails());
     eprintln!(

@@ -20,9 +20,15 @@ pub struct ReverseWorld {
     pub lab: Lab,
     pub image: TestImage,
     pub skopeo_image: TestImage,
+    /// `captures/` with `REGTAP_RECORD_CAPTURES=1`: the push is recorded there.
+    pub record_to: Option<std::path::PathBuf>,
 }
 
 type Scenario = fn(&mut ReverseWorld);
+
+/// The captures kept as samples (the others show nothing the forward-mode
+/// samples do not).
+const RECORDED: &[&str] = &["reverse-push"];
 
 pub const ALL: &[(&str, Scenario)] = &[
     ("reverse-login", login),
@@ -34,7 +40,8 @@ pub const ALL: &[(&str, Scenario)] = &[
 
 impl ReverseWorld {
     fn captured(&mut self, name: &str, action: impl FnOnce(&Lab)) -> Capture {
-        let capture = crate::captured(&mut self.lab, None, name, action);
+        let record_to = self.record_to.as_deref().filter(|_| RECORDED.contains(&name));
+        let capture = crate::captured(&mut self.lab, record_to, name, action);
         served(&self.lab, &capture);
         capture
     }
