@@ -40,7 +40,10 @@ pub const ALL: &[(&str, Scenario)] = &[
 
 impl ReverseWorld {
     fn captured(&mut self, name: &str, action: impl FnOnce(&Lab)) -> Capture {
-        let record_to = self.record_to.as_deref().filter(|_| RECORDED.contains(&name));
+        let record_to = self
+            .record_to
+            .as_deref()
+            .filter(|_| RECORDED.contains(&name));
         let capture = crate::captured(&mut self.lab, record_to, name, action);
         served(&self.lab, &capture);
         capture

@@ -344,13 +344,12 @@ pub async fn start(config: ProxyConfig, ca: &Ca) -> Result<ProxyHandle, ProxyErr
     let leaves = ca
         .leaf_authority(Arc::clone(&provider))?
         .with_key_log(keylog.clone());
-    // Checked before anything is created: a bad --cert fails the start.
-    let reverse_tls_check = config
+    // Loaded before anything is created: a bad --cert fails the start.
+    let reverse_tls = config
         .reverse
         .as_ref()
-        .map(|r| reverse::ReverseFront::new(r, config.listen, &provider, keylog.clone()))
+        .map(|r| reverse::ClientTls::new(r, &provider, keylog.clone()))
         .transpose()?;
-    drop(reverse_tls_check);
     let mut tls = upstream::client_tls_config(
         &upstream::UpstreamTrust {
             extra_roots: config.upstream_ca.clone(),
@@ -358,7 +357,7 @@ pub async fn start(config: ProxyConfig, ca: &Ca) -> Result<ProxyHandle, ProxyErr
         },
         Arc::clone(&provider),
     )?;
-    if let Some(keylog) = keylog.clone() {
+    if let Some(keylog) = keylog {
         tls.key_log = keylog;
     }
     let store = config
@@ -383,12 +382,12 @@ pub async fn start(config: ProxyConfig, ca: &Ca) -> Result<ProxyHandle, ProxyErr
         source,
     })?;
 
-    let reverse = config
-        .reverse
-        .as_ref()
-        .map(|r| reverse::ReverseFront::new(r, local_addr, &provider, keylog.clone()))
-        .transpose()?
-        .map(Arc::new);
+    let reverse = match (&config.reverse, reverse_tls) {
+        (Some(reverse), Some(tls)) => Some(Arc::new(reverse::ReverseFront::new(
+            reverse, tls, local_addr,
+        )?)),
+        _ => None,
+    };
     let header = CaptureHeader::new(
         env!("CARGO_PKG_VERSION"),
         now_ns(),
