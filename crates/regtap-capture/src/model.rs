@@ -62,7 +62,8 @@ pub struct Rewrite {
     /// `request`: the client sent `original`, the upstream got `rewritten`;
     /// `response`: the upstream sent `original`, the client got `rewritten`.
     pub direction: Direction,
-    /// Lower-case header name: `host`, `location`, `www-authenticate`.
+    /// Lower-case header name: `host` (`:authority` for HTTP/2 clients),
+    /// `location`, `www-authenticate`.
     pub header: String,
     pub original: String,
     pub rewritten: String,

@@ -504,11 +504,17 @@ impl Front {
             }
         };
         let upstream_host = route.upstream_authority.as_str();
+        // HTTP/2 clients name the host in `:authority`; upstream gets `Host`.
+        let host_field = if req.version() == Version::HTTP_2 && req.uri().authority().is_some() {
+            ":authority"
+        } else {
+            HOST.as_str()
+        };
         let mut rewrites = Vec::new();
         if host.as_deref() != Some(upstream_host) {
             rewrites.push(Rewrite {
                 direction: Direction::Request,
-                header: HOST.as_str().to_owned(),
+                header: host_field.to_owned(),
                 original: host.unwrap_or_default(),
                 rewritten: upstream_host.to_owned(),
             });

@@ -276,6 +276,56 @@ fn response_header(flow: &Flow, name: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_clients_are_routed_by_their_authority() {
+    let lab = lab().await;
+    let config = reverse_config(&lab, ReverseTls::RegtapCa, true);
+    let (ca, resolve) = (lab.ca_pem.clone(), lab.resolve());
+    let mut harness = start_proxy(|c| {
+        c.reverse = Some(config);
+        c.upstream_ca.push(ca);
+        c.resolve = vec![resolve.parse().unwrap()];
+    })
+    .await;
+    let at = harness.proxy.local_addr();
+    let client = reqwest::Client::builder()
+        .use_preconfigured_tls(harness.client_tls())
+        .no_proxy()
+        .http2_prior_knowledge()
+        .resolve("auth.test", at)
+        .build()
+        .unwrap();
+    let token = client
+        .get(format!("https://auth.test:{}/token", at.port()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(token.version(), reqwest::Version::HTTP_2);
+    assert_eq!(token.text().await.unwrap(), r#"{"token":"t0k3n"}"#);
+    harness.finished(1).await;
+    let (capture, _dir) = harness.stop().await;
+    let flow = &capture.flows[0];
+    assert_eq!(flow.request.http_version, "HTTP/2");
+    assert_eq!(
+        flow.request.url,
+        format!("https://localhost:{}/token", lab.auth.port())
+    );
+    let reverse = flow.reverse.as_ref().unwrap();
+    assert_eq!(
+        reverse.served_as,
+        format!("https://auth.test:{}", at.port())
+    );
+    assert_eq!(
+        reverse.rewrites,
+        vec![rewrite(
+            Direction::Request,
+            ":authority",
+            &format!("auth.test:{}", at.port()),
+            &format!("localhost:{}", lab.auth.port()),
+        )]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_rewrite_urls_the_upstream_answers_pass_unchanged() {
     let lab = lab().await;
     let config = reverse_config(&lab, ReverseTls::RegtapCa, false);
