@@ -37,6 +37,7 @@ impl FlowBuilder {
                     response_end: None,
                 },
                 error: None,
+                reverse: None,
             },
         }
     }

@@ -13,5 +13,5 @@ pub use file::{
 };
 pub use model::{
     Body, Data, Direction, ErrorStage, Flow, FlowError, Header, Headers, LiveEvent, Request,
-    Response, Timing, UnixNanos, human_bytes, reason_phrase, sha256_hex,
+    Response, ReverseExchange, Rewrite, Timing, UnixNanos, human_bytes, reason_phrase, sha256_hex,
 };

@@ -148,6 +148,9 @@ fn capture_facts(flow: &Flow) -> Value {
                 map.insert(key.to_owned(), json!(value));
             }
         }
+        if let Some(reverse) = &flow.reverse {
+            map.insert("reverse".to_owned(), to_value(reverse));
+        }
     }
     facts
 }

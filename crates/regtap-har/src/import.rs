@@ -615,6 +615,10 @@ fn flow_from_entry(
         response,
         timing,
         error,
+        reverse: facts
+            .0
+            .and_then(|c| c.get("reverse"))
+            .and_then(|r| serde_json::from_value(r.clone()).ok()),
     };
     Ok((id, flow))
 }

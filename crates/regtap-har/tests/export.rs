@@ -615,6 +615,7 @@ fn capture_to_har_with_secrets_and_back_gives_the_same_operations_and_steps() {
             assert_eq!(back.client_addr, original.client_addr, "{name}");
             assert_eq!(back.server_addr, original.server_addr, "{name}");
             assert_eq!(back.error, original.error, "{name}");
+            assert_eq!(back.reverse, original.reverse, "{name}");
             assert_eq!(back.request.body.size, original.request.body.size, "{name}");
             assert_eq!(
                 back.request.body.sha256, original.request.body.sha256,

@@ -27,6 +27,7 @@ mod conn;
 mod handler;
 mod keylog;
 mod recorder;
+mod reverse;
 mod server;
 mod tap;
 mod upstream;
@@ -50,6 +51,7 @@ pub use ca::{
     LEAF_CACHE_CAPACITY, LeafAuthority, data_dir_from_env, fingerprint,
 };
 pub use regtap_capture::{ExistingCapture, LiveEvent};
+pub use reverse::{ClientNet, ReverseConfig, ReverseRoute, ReverseTls};
 pub use upstream::ResolveRule;
 
 use recorder::Shared;
@@ -134,6 +136,10 @@ pub enum ProxyError {
         #[source]
         source: std::io::Error,
     },
+    #[error("reverse mode: {0}")]
+    Reverse(String),
+    #[error("reverse mode's certificate {path}: {reason}")]
+    ReverseCert { path: PathBuf, reason: String },
     #[error("TLS set-up: {0}")]
     Tls(String),
     #[error("cannot start the capture writer: {0}")]
@@ -179,6 +185,10 @@ pub struct ProxyConfig {
     pub max_connections: usize,
     /// Where to append the NSS key log of both TLS legs (`SSLKEYLOGFILE`).
     pub keylog: Option<PathBuf>,
+    /// Reverse mode: listen as the registry itself instead of as a proxy.
+    pub reverse: Option<ReverseConfig>,
+    /// When not empty, clients from other addresses get a 403 (recorded).
+    pub allow_clients: Vec<ClientNet>,
 }
 
 impl ProxyConfig {
@@ -198,6 +208,8 @@ impl ProxyConfig {
             timeouts: Timeouts::default(),
             max_connections: DEFAULT_MAX_CONNECTIONS,
             keylog: None,
+            reverse: None,
+            allow_clients: Vec::new(),
         }
     }
 
@@ -205,10 +217,51 @@ impl ProxyConfig {
         &self,
         listen: SocketAddr,
         ca: &Ca,
+        reverse: Option<&reverse::ReverseFront>,
     ) -> serde_json::Map<String, serde_json::Value> {
         let path = |p: &Path| serde_json::Value::from(p.display().to_string());
         let mut settings = serde_json::Map::new();
         settings.insert("listen".into(), listen.to_string().into());
+        settings.insert(
+            "mode".into(),
+            if reverse.is_some() {
+                "reverse"
+            } else {
+                "forward"
+            }
+            .into(),
+        );
+        if let (Some(front), Some(config)) = (reverse, &self.reverse) {
+            let upstreams: Vec<serde_json::Value> = front
+                .routes
+                .iter()
+                .map(|r| {
+                    serde_json::json!({
+                        "name": r.name,
+                        "served_as": r.served_as,
+                        "upstream": format!("{}://{}", r.upstream_scheme, r.upstream_authority),
+                    })
+                })
+                .collect();
+            let (tls, cert) = match &config.tls {
+                ReverseTls::RegtapCa => ("regtap_ca", serde_json::Value::Null),
+                ReverseTls::Provided { cert, .. } => ("provided", path(cert)),
+                ReverseTls::PlainHttp => ("plain_http", serde_json::Value::Null),
+            };
+            settings.insert(
+                "reverse".into(),
+                serde_json::json!({
+                    "upstreams": upstreams,
+                    "client_tls": tls,
+                    "cert": cert,
+                    "rewrite_urls": config.rewrite_urls,
+                }),
+            );
+        }
+        settings.insert(
+            "allow_client".into(),
+            self.allow_clients.iter().map(|n| n.to_string()).collect(),
+        );
         settings.insert("upstream_insecure".into(), self.upstream_insecure.into());
         settings.insert(
             "upstream_ca".into(),
@@ -291,6 +344,12 @@ pub async fn start(config: ProxyConfig, ca: &Ca) -> Result<ProxyHandle, ProxyErr
     let leaves = ca
         .leaf_authority(Arc::clone(&provider))?
         .with_key_log(keylog.clone());
+    // Loaded before anything is created: a bad --cert fails the start.
+    let reverse_tls = config
+        .reverse
+        .as_ref()
+        .map(|r| reverse::ClientTls::new(r, &provider, keylog.clone()))
+        .transpose()?;
     let mut tls = upstream::client_tls_config(
         &upstream::UpstreamTrust {
             extra_roots: config.upstream_ca.clone(),
@@ -323,10 +382,16 @@ pub async fn start(config: ProxyConfig, ca: &Ca) -> Result<ProxyHandle, ProxyErr
         source,
     })?;
 
+    let reverse = match (&config.reverse, reverse_tls) {
+        (Some(reverse), Some(tls)) => Some(Arc::new(reverse::ReverseFront::new(
+            reverse, tls, local_addr,
+        )?)),
+        _ => None,
+    };
     let header = CaptureHeader::new(
         env!("CARGO_PKG_VERSION"),
         now_ns(),
-        config.header_settings(local_addr, ca),
+        config.header_settings(local_addr, ca, reverse.as_deref()),
     );
     let capture = CaptureWriter::open(&config.capture, &header, config.existing_capture)?
         .sync_each_record(config.sync_each_record);
@@ -386,6 +451,8 @@ pub async fn start(config: ProxyConfig, ca: &Ca) -> Result<ProxyHandle, ProxyErr
         counters: server::FrontCounters::default(),
         http: server::Front::server_builder(),
         stop: stopped,
+        reverse,
+        allow_clients: config.allow_clients.clone(),
     });
     let server = tokio::spawn(Arc::clone(&front).accept_loop(listener));
 

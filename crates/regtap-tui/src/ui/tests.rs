@@ -179,6 +179,42 @@ fn terminal_controls_from_a_registry_are_not_drawn() {
 }
 
 #[test]
+fn a_reverse_mode_flow_says_what_the_client_addressed_and_what_was_rewritten() {
+    use regtap_capture::{Direction, ReverseExchange, Rewrite};
+    let mut flow = regtap_capture::factory::FlowBuilder::new(
+        1,
+        "POST",
+        "https://r.test:5000/v2/a/blobs/uploads/",
+    )
+    .status(202)
+    .response_header("Location", "https://r.test:5000/v2/a/blobs/uploads/u1")
+    .build();
+    flow.reverse = Some(ReverseExchange {
+        served_as: "https://r.test:8443".to_owned(),
+        rewrites: vec![Rewrite {
+            direction: Direction::Response,
+            header: "location".to_owned(),
+            original: "https://r.test:5000/v2/a/blobs/uploads/u1".to_owned(),
+            rewritten: "https://r.test:8443/v2/a/blobs/uploads/u1".to_owned(),
+        }],
+    });
+    let mut app = App::new("reverse", vec![flow], &regtap_decode::Options::default());
+    press(&mut app, "3\n");
+    let screen = render(&app, 160, 30);
+    assert!(
+        screen.contains("reverse mode: the client addressed https://r.test:8443"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains(
+            "location: upstream sent https://r.test:5000/v2/a/blobs/uploads/u1, \
+             client got https://r.test:8443/v2/a/blobs/uploads/u1"
+        ),
+        "{screen}"
+    );
+}
+
+#[test]
 fn help_overlay_lists_every_key() {
     let mut app = fixtures::app();
     press(&mut app, "?");
