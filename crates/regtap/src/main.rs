@@ -47,7 +47,7 @@ enum Command {
     Har(cmd_har::HarArgs),
     /// Browse a capture in the terminal: operations, sequence diagrams, flows
     Tui(cmd_tui::TuiArgs),
-    /// Run a local Docker-Hub-like lab (token server, registries, dockerd) through regtap
+    /// Run a local Docker-Hub-like lab (token server, registries, dockerd) through regtap (built with `--features lab`)
     Lab(cmd_lab::LabArgs),
     /// Check that docker/containerd/podman really go through this regtap and trust its CA
     Doctor(cmd_doctor::DoctorArgs),
