@@ -255,8 +255,9 @@ pub(crate) enum ChainedProxyError {
         reason = if .reason.is_empty() { String::new() } else { format!(" {}", .reason) },
         agent = .agent.as_deref().map(|a| format!(" (Proxy-Agent: {a})")).unwrap_or_default(),
         hint = match (.status, .sent_credentials) {
-            (407, true) => "; regtap sent Basic credentials: check them",
-            (407, false) => "; regtap sent none: give them in --upstream-proxy-auth-file or the proxy URL",
+            // tinyproxy answers a wrong password with 401.
+            (401 | 407, true) => "; regtap sent Basic credentials: check them",
+            (401 | 407, false) => "; regtap sent none: give them in --upstream-proxy-auth-file or the proxy URL",
             _ => "",
         }
     )]
