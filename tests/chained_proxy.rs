@@ -29,22 +29,32 @@ fn missing() -> Vec<String> {
         .collect()
 }
 
-/// tinyproxy in the foreground on a free loopback port, with Basic auth,
-/// allowing CONNECT to any port (the lab registry is not on 443).
-fn start_tinyproxy(dir: &Path) -> (ChildGuard, u16) {
+/// tinyproxy in the foreground on a free loopback port, with Basic auth or
+/// without, allowing CONNECT to any port (the lab registry is not on 443).
+fn start_tinyproxy(dir: &Path, basic_auth: bool) -> (ChildGuard, u16) {
     let port = free_port().unwrap();
-    let config = dir.join("tinyproxy.conf");
+    let name = if basic_auth {
+        "tinyproxy-auth"
+    } else {
+        "tinyproxy-open"
+    };
+    let config = dir.join(format!("{name}.conf"));
+    let auth = if basic_auth {
+        format!("BasicAuth {PROXY_USER} {PROXY_PASSWORD}\n")
+    } else {
+        String::new()
+    };
     std::fs::write(
         &config,
         format!(
             "Port {port}\nListen 127.0.0.1\nTimeout 60\nMaxClients 50\nAllow 127.0.0.1\n\
-             BasicAuth {PROXY_USER} {PROXY_PASSWORD}\nLogLevel Connect\n"
+             {auth}LogLevel Connect\n"
         ),
     )
     .unwrap();
     let mut command = Command::new("tinyproxy");
     command.arg("-d").arg("-c").arg(&config);
-    let mut process = ChildGuard::spawn("tinyproxy", command, &dir.join("tinyproxy.log")).unwrap();
+    let mut process = ChildGuard::spawn(name, command, &dir.join(format!("{name}.log"))).unwrap();
     process
         .wait_until("its port", Duration::from_secs(10), || port_open(port))
         .unwrap();
@@ -58,15 +68,32 @@ struct Chain {
     registry_host: String,
     ca_bundle: PathBuf,
     upstream_ca: PathBuf,
-    tinyproxy_port: u16,
 }
 
 impl Chain {
-    /// Runs `regtap proxy` chained to tinyproxy with the credentials in
-    /// `auth_line`, runs `action` with the proxy's URL, and reads the capture.
-    fn capture(&self, name: &str, auth_line: &str, action: impl FnOnce(&str)) -> (Capture, String) {
-        let auth_file = self.dir.path().join(format!("{name}.auth"));
-        std::fs::write(&auth_file, format!("{auth_line}\n")).unwrap();
+    /// Runs `regtap proxy` chained to the tinyproxy on `tinyproxy_port`,
+    /// with the credentials in `auth_line` if any, runs `action` with
+    /// regtap's URL, and reads the capture back.
+    fn capture(
+        &self,
+        name: &str,
+        tinyproxy_port: u16,
+        auth_line: Option<&str>,
+        action: impl FnOnce(&str),
+    ) -> (Capture, String) {
+        let mut args = vec![
+            "--no-env-proxy".to_owned(),
+            "--upstream-proxy".to_owned(),
+            format!("http://127.0.0.1:{tinyproxy_port}"),
+            "--store-bodies".to_owned(),
+            self.dir.path().join("bodies").display().to_string(),
+        ];
+        if let Some(auth_line) = auth_line {
+            let auth_file = self.dir.path().join(format!("{name}.auth"));
+            std::fs::write(&auth_file, format!("{auth_line}\n")).unwrap();
+            args.push("--upstream-proxy-auth-file".to_owned());
+            args.push(auth_file.display().to_string());
+        }
         let capture = self.dir.path().join(format!("{name}.jsonl"));
         let log = self.dir.path().join(format!("{name}.log"));
         let port = free_port().unwrap();
@@ -76,15 +103,7 @@ impl Chain {
             &capture,
             &[format!("{}=127.0.0.1", self.registry_host)],
             &self.upstream_ca,
-            &[
-                "--no-env-proxy".to_owned(),
-                "--upstream-proxy".to_owned(),
-                format!("http://127.0.0.1:{}", self.tinyproxy_port),
-                "--upstream-proxy-auth-file".to_owned(),
-                auth_file.display().to_string(),
-                "--store-bodies".to_owned(),
-                self.dir.path().join("bodies").display().to_string(),
-            ],
+            &args,
             &log,
         )
         .unwrap();
@@ -165,14 +184,14 @@ fn skopeo_pushes_through_regtap_chained_to_tinyproxy() {
     bundle.push(b'\n');
     bundle.extend(std::fs::read(&regtap_ca).unwrap());
     std::fs::write(&ca_bundle, bundle).unwrap();
-    let (tinyproxy, tinyproxy_port) = start_tinyproxy(dir.path());
+    let (tinyproxy, tinyproxy_port) = start_tinyproxy(dir.path(), true);
+    let (_open_tinyproxy, open_port) = start_tinyproxy(dir.path(), false);
     let chain = Chain {
         registry_host: format!("{}:{}", hosts.registry(), registry.port),
         registry,
         regtap,
         ca_bundle,
         upstream_ca: pki_files.ca.clone(),
-        tinyproxy_port,
         dir,
     };
     let tinyproxy_url = format!("http://127.0.0.1:{tinyproxy_port}");
@@ -183,8 +202,11 @@ fn skopeo_pushes_through_regtap_chained_to_tinyproxy() {
     let archive = chain.dir.path().join("image.tar");
     image.write_docker_archive(&archive, &[&target]).unwrap();
     let creds = format!("{LAB_USER}:{LAB_PASSWORD}");
-    let (capture, log) =
-        chain.capture("push", &format!("{PROXY_USER}:{PROXY_PASSWORD}"), |proxy| {
+    let (capture, log) = chain.capture(
+        "push",
+        tinyproxy_port,
+        Some(&format!("{PROXY_USER}:{PROXY_PASSWORD}")),
+        |proxy| {
             chain
                 .skopeo(
                     proxy,
@@ -197,7 +219,8 @@ fn skopeo_pushes_through_regtap_chained_to_tinyproxy() {
                     ],
                 )
                 .assert_success();
-        });
+        },
+    );
     let listing: Vec<String> = capture
         .flows
         .iter()
@@ -251,11 +274,39 @@ fn skopeo_pushes_through_regtap_chained_to_tinyproxy() {
         "{tinyproxy_log}"
     );
 
+    // A proxy without authentication: the image reads back through it.
+    let open_url = format!("http://127.0.0.1:{open_port}");
+    let (open, _) = chain.capture("open", open_port, None, |proxy| {
+        chain
+            .skopeo(
+                proxy,
+                &["inspect", "--creds", &creds, &format!("docker://{target}")],
+            )
+            .assert_success();
+    });
+    assert_eq!(
+        open.header.settings["upstream_proxy"]["https"]["basic_auth"],
+        false
+    );
+    let manifest_get = open
+        .flows
+        .iter()
+        .find(|f| {
+            f.request.method == "GET" && f.request.url.ends_with("/v2/chain/app/manifests/v1")
+        })
+        .unwrap_or_else(|| panic!("no manifest GET in {:?}", open.flows));
+    assert_eq!(manifest_get.status(), Some(200));
+    for flow in &open.flows {
+        assert_eq!(flow.error, None);
+        assert_eq!(flow.upstream_proxy.as_deref(), Some(open_url.as_str()));
+    }
+
     // A wrong password: tinyproxy's refusal (401, not 407, from tinyproxy
     // 1.11) is the flow's error, naming it.
     let (refused, _) = chain.capture(
         "refused",
-        &format!("{PROXY_USER}:wrong-password"),
+        tinyproxy_port,
+        Some(&format!("{PROXY_USER}:wrong-password")),
         |proxy| {
             let out = chain.skopeo(
                 proxy,
@@ -290,10 +341,8 @@ fn skopeo_pushes_through_regtap_chained_to_tinyproxy() {
     let mut checked = 0;
     for file in files_under(chain.dir.path()) {
         let name = file.display().to_string();
-        if name.ends_with(".auth")
-            || name.ends_with("tinyproxy.conf")
-            || name.ends_with("tinyproxy.log")
-        {
+        // The secret's own files, and tinyproxy's.
+        if name.ends_with(".auth") || name.contains("/tinyproxy-") {
             continue;
         }
         let text = String::from_utf8_lossy(&std::fs::read(&file).unwrap()).into_owned();
