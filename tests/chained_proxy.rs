@@ -81,8 +81,8 @@ impl Chain {
         auth_line: Option<&str>,
         action: impl FnOnce(&str),
     ) -> (Capture, String) {
+        // The lab's proxy ignores the environment's proxy (--no-env-proxy).
         let mut args = vec![
-            "--no-env-proxy".to_owned(),
             "--upstream-proxy".to_owned(),
             format!("http://127.0.0.1:{tinyproxy_port}"),
             "--store-bodies".to_owned(),

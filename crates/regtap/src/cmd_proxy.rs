@@ -51,35 +51,10 @@ pub struct ProxyArgs {
     /// --resolve (repeatable); ADDR is an IP or IP:PORT
     #[arg(long = "resolve", value_name = "HOST:PORT=ADDR")]
     resolve: Vec<ResolveRule>,
-    /// Go to registries and auth servers through this HTTP proxy (a corporate
-    /// proxy): http://[user:password@]host:port; replaces HTTPS_PROXY and
-    /// HTTP_PROXY of regtap's own environment
-    ///
-    /// https targets go through a CONNECT tunnel (TLS stays end to end, with
-    /// the target's name), http targets as absolute URLs. Credentials in the
-    /// URL are percent-decoded and sent as Basic auth; keep them off the
-    /// command line with --upstream-proxy-auth-file. They are never written to
-    /// the capture, which records the proxy as http://host:port. localhost,
-    /// loopback IPs and NO_PROXY (or --upstream-no-proxy) targets stay direct.
-    /// A --resolve rule still applies to an https target: the proxy is asked
-    /// to CONNECT to the rule's address, while TLS and Host keep the name;
-    /// http targets are named to the proxy, which resolves them itself.
-    /// Only http:// proxies are supported (no TLS to the proxy, no SOCKS).
-    #[arg(long, value_name = "URL")]
-    upstream_proxy: Option<String>,
-    /// File whose first line is user:password (as typed, not encoded) for the
-    /// upstream proxy's Basic auth
-    #[arg(long, value_name = "FILE")]
-    upstream_proxy_auth_file: Option<PathBuf>,
-    /// Targets reached directly rather than through the upstream proxy, in
-    /// NO_PROXY's syntax (corp.example,.internal,10.0.0.0/8,host:5000,*);
-    /// replaces NO_PROXY
-    #[arg(long, value_name = "LIST")]
-    upstream_no_proxy: Option<String>,
-    /// Ignore HTTPS_PROXY, HTTP_PROXY and NO_PROXY (and their lower-case forms)
-    /// in regtap's own environment, which are often set for the clients
-    #[arg(long)]
-    no_env_proxy: bool,
+    /// The corporate proxy regtap itself goes through (boxed: it would make
+    /// every `regtap` command's arguments as large as these)
+    #[command(flatten)]
+    upstream: Box<UpstreamProxyArgs>,
     /// Bodies up to this many bytes are kept whole in the capture (at most 64 MiB)
     #[arg(long, value_name = "BYTES", default_value_t = regtap_proxy::DEFAULT_MAX_INLINE,
           value_parser = parse_max_inline)]
@@ -130,6 +105,40 @@ pub struct ProxyArgs {
     registry_secret: Option<String>,
 }
 
+/// `--upstream-proxy` and its companions.
+#[derive(Args)]
+struct UpstreamProxyArgs {
+    /// Go to registries and auth servers through this HTTP proxy (a corporate
+    /// proxy): http://[user:password@]host:port; replaces HTTPS_PROXY and
+    /// HTTP_PROXY of regtap's own environment
+    ///
+    /// https targets go through a CONNECT tunnel (TLS stays end to end, with
+    /// the target's name), http targets as absolute URLs. Credentials in the
+    /// URL are percent-decoded and sent as Basic auth; keep them off the
+    /// command line with --upstream-proxy-auth-file. They are never written to
+    /// the capture, which records the proxy as http://host:port. localhost,
+    /// loopback IPs and NO_PROXY (or --upstream-no-proxy) targets stay direct.
+    /// A --resolve rule still applies to an https target: the proxy is asked
+    /// to CONNECT to the rule's address, while TLS and Host keep the name;
+    /// http targets are named to the proxy, which resolves them itself.
+    /// Only http:// proxies are supported (no TLS to the proxy, no SOCKS).
+    #[arg(long, value_name = "URL")]
+    upstream_proxy: Option<String>,
+    /// File whose first line is user:password (as typed, not encoded) for the
+    /// upstream proxy's Basic auth
+    #[arg(long, value_name = "FILE")]
+    upstream_proxy_auth_file: Option<PathBuf>,
+    /// Targets reached directly rather than through the upstream proxy, in
+    /// NO_PROXY's syntax (corp.example,.internal,10.0.0.0/8,host:5000,*);
+    /// replaces NO_PROXY
+    #[arg(long, value_name = "LIST")]
+    upstream_no_proxy: Option<String>,
+    /// Ignore HTTPS_PROXY, HTTP_PROXY and NO_PROXY (and their lower-case forms)
+    /// in regtap's own environment, which are often set for the clients
+    #[arg(long)]
+    no_env_proxy: bool,
+}
+
 pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     // Log lines would be drawn over the TUI's screen.
     init_logging(args.quiet || args.tui);
@@ -166,7 +175,7 @@ async fn serve(args: ProxyArgs) -> anyhow::Result<ExitCode> {
             parent.display()
         );
     }
-    let upstream_proxies = upstream_proxies(&args, |name| std::env::var(name).ok())?;
+    let upstream_proxies = upstream_proxies(&args.upstream, |name| std::env::var(name).ok())?;
     let dir = data_dir_from_env()?;
     let (ca, created) = Ca::load_or_init(&dir)?;
     if created {
@@ -274,7 +283,7 @@ async fn serve(args: ProxyArgs) -> anyhow::Result<ExitCode> {
 /// The upstream proxies from the flags and `env`. A bad URL is reported
 /// without repeating it: it may hold a password.
 fn upstream_proxies(
-    args: &ProxyArgs,
+    args: &UpstreamProxyArgs,
     env: impl Fn(&str) -> Option<String>,
 ) -> anyhow::Result<UpstreamProxies> {
     let proxy = args
@@ -489,7 +498,9 @@ mod tests {
             }
         };
         let args = parse(&["--upstream-proxy", "https://u:s3cret@proxy.corp:3128"]).unwrap();
-        let err = upstream_proxies(&args, env(&[])).unwrap_err().to_string();
+        let err = upstream_proxies(&args.upstream, env(&[]))
+            .unwrap_err()
+            .to_string();
         assert!(
             err.starts_with("--upstream-proxy: https:// proxies"),
             "{err}"
@@ -500,7 +511,7 @@ mod tests {
             ("https_proxy", "http://u:s3cret@proxy.corp:3128"),
             ("NO_PROXY", "internal.corp,.svc"),
         ]);
-        let proxies = upstream_proxies(&parse(&[]).unwrap(), &from_env).unwrap();
+        let proxies = upstream_proxies(&parse(&[]).unwrap().upstream, from_env).unwrap();
         let lines = upstream_proxy_lines(&proxies).join("\n");
         assert_eq!(
             lines,
@@ -508,7 +519,8 @@ mod tests {
              upstream proxy for http targets: none, direct\n\
              direct: localhost, loopback IPs, internal.corp,.svc"
         );
-        let ignored = upstream_proxies(&parse(&["--no-env-proxy"]).unwrap(), &from_env).unwrap();
+        let ignored =
+            upstream_proxies(&parse(&["--no-env-proxy"]).unwrap().upstream, from_env).unwrap();
         assert!(ignored.is_empty());
         assert!(upstream_proxy_lines(&ignored).is_empty());
     }
