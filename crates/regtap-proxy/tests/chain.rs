@@ -27,6 +27,8 @@ enum Policy {
     Basic,
     /// 403 to every request.
     Refuse,
+    /// Reads the request and never answers.
+    Silent,
 }
 
 /// A minimal HTTP proxy: CONNECT tunnels and absolute-form requests, with
@@ -85,6 +87,10 @@ async fn serve(
     )
     .to_ascii_lowercase();
     let refusal = match policy {
+        Policy::Silent => {
+            std::future::pending::<()>().await;
+            None
+        }
         Policy::Refuse => Some("403 Forbidden"),
         Policy::Basic if !head.to_ascii_lowercase().contains(&expected) => {
             Some("407 Proxy Authentication Required")
@@ -156,12 +162,14 @@ async fn https_through_a_proxy_with_basic_auth_is_recorded_without_its_credentia
     let port = upstream.addr.port();
     let chained = ChainedProxy::start(Policy::Basic, Vec::new()).await;
     let bodies = pki_dir.path().join("bodies");
+    let keylog = pki_dir.path().join("keys.log");
     let mut harness = start_proxy(|c| {
         c.upstream_ca.push(pki.ca_pem.clone());
         c.resolve
             .push(format!("registry.test:{port}=127.0.0.1").parse().unwrap());
         c.upstream_proxies = through(&with_credentials(&chained.url()), "");
         c.store_bodies = Some(bodies.clone());
+        c.keylog = Some(keylog.clone());
     })
     .await;
     let url = format!("https://registry.test:{port}/v2/_catalog");
@@ -197,7 +205,15 @@ async fn https_through_a_proxy_with_basic_auth_is_recorded_without_its_credentia
     assert_eq!(setting["https"]["from"], "--upstream-proxy");
 
     let token = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
-    let mut files = vec![std::fs::read(&capture_path).unwrap()];
+    // The key log has both legs: the client's, and regtap's TLS with the
+    // server through the tunnel.
+    let keys = std::fs::read_to_string(&keylog).unwrap();
+    let traffic_secrets = keys
+        .lines()
+        .filter(|l| l.starts_with("CLIENT_TRAFFIC_SECRET_0 "))
+        .count();
+    assert_eq!(traffic_secrets, 2, "{keys}");
+    let mut files = vec![std::fs::read(&capture_path).unwrap(), keys.into_bytes()];
     for entry in walk(&bodies) {
         files.push(std::fs::read(entry).unwrap());
     }
@@ -231,7 +247,7 @@ async fn plain_http_goes_in_absolute_form_and_no_proxy_targets_go_direct() {
     let plain_upstream = start_upstream(None).await;
     let (tls_port, plain_port) = (tls_upstream.addr.port(), plain_upstream.addr.port());
     let chained = ChainedProxy::start(
-        Policy::Open,
+        Policy::Basic,
         vec![("plain.test".into(), plain_upstream.addr)],
     )
     .await;
@@ -242,7 +258,7 @@ async fn plain_http_goes_in_absolute_form_and_no_proxy_targets_go_direct() {
                 .parse()
                 .unwrap(),
         );
-        c.upstream_proxies = through(&chained.url(), "registry.test");
+        c.upstream_proxies = through(&with_credentials(&chained.url()), "registry.test");
     })
     .await;
     let client = harness.client();
@@ -260,6 +276,12 @@ async fn plain_http_goes_in_absolute_form_and_no_proxy_targets_go_direct() {
         heads[0].starts_with(&format!("GET {plain} HTTP/1.1\r\n")),
         "{heads:?}"
     );
+    assert!(
+        heads[0]
+            .to_ascii_lowercase()
+            .contains("\r\nproxy-authorization: basic "),
+        "{heads:?}"
+    );
     let flow = |url: &str| capture.flows.iter().find(|f| f.request.url == url).unwrap();
     assert_eq!(flow(&direct).upstream_proxy, None);
     assert_eq!(
@@ -267,6 +289,8 @@ async fn plain_http_goes_in_absolute_form_and_no_proxy_targets_go_direct() {
         Some(format!("127.0.0.1:{tls_port}"))
     );
     let through = flow(&plain);
+    // Added for the proxy after the request was recorded.
+    assert_eq!(through.request.headers.get("proxy-authorization"), None);
     assert_eq!(
         through.upstream_proxy.as_deref(),
         Some(chained.url().as_str())
@@ -422,4 +446,35 @@ async fn a_chained_proxy_that_is_regtap_itself_is_refused() {
         !dir.path().join("capture.jsonl").exists(),
         "no capture is started by a proxy that cannot run"
     );
+}
+
+#[tokio::test]
+async fn a_chained_proxy_that_never_answers_is_a_connect_timeout_that_says_where() {
+    let silent = ChainedProxy::start(Policy::Silent, Vec::new()).await;
+    let mut harness = start_proxy(|c| {
+        c.timeouts.connect = std::time::Duration::from_millis(500);
+        c.upstream_proxies = through(&silent.url(), "");
+    })
+    .await;
+    let response = harness
+        .client()
+        .get("https://registry.test:4443/v2/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 502);
+    harness.finished(1).await;
+    let (capture, _dir) = harness.stop().await;
+    let error = capture.flows[0].error.as_ref().unwrap();
+    assert_eq!(error.stage, ErrorStage::ConnectTimeout);
+    assert_eq!(
+        error.message,
+        format!(
+            "cannot connect to registry.test:4443: no connection within 0.5s \
+             (--connect-timeout), waiting for the upstream proxy {} (--upstream-proxy) \
+             to answer CONNECT",
+            silent.url()
+        )
+    );
+    assert_eq!(silent.heads().len(), 1);
 }
