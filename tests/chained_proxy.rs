@@ -301,8 +301,8 @@ fn skopeo_pushes_through_regtap_chained_to_tinyproxy() {
         assert_eq!(flow.upstream_proxy.as_deref(), Some(open_url.as_str()));
     }
 
-    // A wrong password: tinyproxy's refusal (401, not 407, from tinyproxy
-    // 1.11) is the flow's error, naming it.
+    // A wrong password: tinyproxy's refusal (1.11 answers 401, not 407, with
+    // a Server header, no Proxy-Agent) is the flow's error, naming it.
     let (refused, _) = chain.capture(
         "refused",
         tinyproxy_port,
@@ -325,7 +325,7 @@ fn skopeo_pushes_through_regtap_chained_to_tinyproxy() {
         assert_eq!(error.stage, ErrorStage::UpstreamProxy, "{error:?}");
         assert!(
             error.message.contains(&format!(
-                "the upstream proxy {tinyproxy_url} (--upstream-proxy, Basic auth) refused CONNECT 127.0.0.1:{}: 401 Unauthorized (Proxy-Agent: tinyproxy/",
+                "the upstream proxy {tinyproxy_url} (--upstream-proxy, Basic auth) refused CONNECT 127.0.0.1:{}: 401 Unauthorized (Server: tinyproxy/",
                 chain.registry.port
             )),
             "{error:?}"

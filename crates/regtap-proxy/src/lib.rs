@@ -153,15 +153,26 @@ pub enum ProxyError {
     WriterPanicked,
     #[error(
         "the upstream proxy {proxy} is this regtap itself (listening on {listen}): every \
-         exchange would come back to it. {origin} is probably set for the clients; start \
-         regtap without it (env -u {origin} regtap proxy …), or with --no-env-proxy, or name \
-         the real upstream proxy with --upstream-proxy"
+         exchange would come back to it{}",
+        loop_advice(origin)
     )]
     UpstreamProxyLoop {
         proxy: String,
         origin: ProxyOrigin,
         listen: SocketAddr,
     },
+}
+
+/// How to get out of [`ProxyError::UpstreamProxyLoop`].
+fn loop_advice(origin: &ProxyOrigin) -> String {
+    match origin {
+        ProxyOrigin::Flag => "; give --upstream-proxy the corporate proxy's address".to_owned(),
+        ProxyOrigin::Env(name) => format!(
+            ". {name} is probably set for the clients; start regtap without it \
+             (env -u {name} regtap proxy …), or with --no-env-proxy, or name the real \
+             upstream proxy with --upstream-proxy"
+        ),
+    }
 }
 
 /// How to run the proxy.

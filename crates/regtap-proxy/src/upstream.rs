@@ -253,7 +253,7 @@ pub(crate) enum ChainedProxyError {
     #[error(
         "the upstream proxy {proxy} refused CONNECT {target}: {status}{reason}{agent}{hint}",
         reason = if .reason.is_empty() { String::new() } else { format!(" {}", .reason) },
-        agent = .agent.as_deref().map(|a| format!(" (Proxy-Agent: {a})")).unwrap_or_default(),
+        agent = .agent.as_deref().map(|a| format!(" ({a})")).unwrap_or_default(),
         hint = match (.status, .sent_credentials) {
             // tinyproxy answers a wrong password with 401.
             (401 | 407, true) => "; regtap sent Basic credentials: check them",
@@ -266,6 +266,7 @@ pub(crate) enum ChainedProxyError {
         target: String,
         status: u16,
         reason: String,
+        /// `Proxy-Agent: …`, else `Server: …`, when the answer had one.
         agent: Option<String>,
         sent_credentials: bool,
     },
@@ -462,14 +463,14 @@ async fn connect_tunnel(
                         .headers
                         .iter()
                         .find(|h| h.name.eq_ignore_ascii_case(name))
-                        .map(|h| one_line(&String::from_utf8_lossy(h.value)))
+                        .map(|h| format!("{name}: {}", one_line(&String::from_utf8_lossy(h.value))))
                 };
                 return Err(ChainedProxyError::Refused {
                     proxy: proxy.describe(),
                     target: target.to_owned(),
                     status,
                     reason: one_line(parsed.reason.unwrap_or("")),
-                    agent: header("proxy-agent").or_else(|| header("server")),
+                    agent: header("Proxy-Agent").or_else(|| header("Server")),
                     sent_credentials: credentials.is_some(),
                 });
             }
