@@ -20,8 +20,9 @@ pub const FORMAT_NAME: &str = "regtap-capture";
 /// Readers refuse files whose major version differs from theirs.
 pub const FORMAT_MAJOR: u32 = 1;
 /// 1.1 added in-flight records (start, response head, progress) and appended
-/// sessions; 1.0 files read unchanged.
-pub const FORMAT_MINOR: u32 = 1;
+/// sessions; 1.2 the `upstream_proxy` of flows and its error stage (a 1.1
+/// reader would refuse such a flow). Older files read unchanged.
+pub const FORMAT_MINOR: u32 = 2;
 
 /// First line of a capture file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

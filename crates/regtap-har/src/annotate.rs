@@ -143,6 +143,7 @@ fn capture_facts(flow: &Flow) -> Value {
             ("client_addr", &flow.client_addr),
             ("connect_authority", &flow.connect_authority),
             ("server_addr", &flow.server_addr),
+            ("upstream_proxy", &flow.upstream_proxy),
         ] {
             if let Some(value) = value {
                 map.insert(key.to_owned(), json!(value));

@@ -604,6 +604,7 @@ fn flow_from_entry(
         client_addr,
         connect_authority: facts.text("connect_authority"),
         server_addr,
+        upstream_proxy: facts.text("upstream_proxy"),
         scheme,
         request: Request {
             method: method.to_owned(),

@@ -59,7 +59,7 @@ pub struct RegtapProxy {
 }
 
 impl RegtapProxy {
-    /// `regtap proxy --listen 127.0.0.1:PORT --capture FILE --resolve … --upstream-ca … -q EXTRA…`,
+    /// `regtap proxy --listen 127.0.0.1:PORT --capture FILE --resolve … --upstream-ca … --no-env-proxy -q EXTRA…`,
     /// waiting for its "listening on" line.
     pub fn start(
         regtap: &Regtap,
@@ -85,6 +85,9 @@ impl RegtapProxy {
                 .arg("--force")
                 .arg("--upstream-ca")
                 .arg(upstream_ca)
+                // The lab is self-contained: a proxy in the environment of
+                // whoever runs it (set for the clients) is not its upstream.
+                .arg("--no-env-proxy")
                 .arg("-q")
                 .args(extra_args);
             for entry in resolve {
