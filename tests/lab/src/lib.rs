@@ -148,6 +148,15 @@ pub enum Via {
     },
     /// Through a plain CONNECT tunnel; dockerd trusts the lab CA directly.
     Tunnel,
+    /// For benchmarks: through whatever listens on [`Lab::proxy_port`] at the
+    /// time, `regtap proxy` ([`Lab::start_capture`]), a plain tunnel
+    /// ([`Lab::tunnel_on_proxy_port`]) or another MITM proxy that signs with
+    /// its own CA; dockerd trusts the lab CA, regtap's and `also_trusted`
+    /// (PEM files: the other proxies' CAs).
+    Compared {
+        bin: PathBuf,
+        also_trusted: Vec<PathBuf>,
+    },
 }
 
 pub struct Lab {
@@ -220,12 +229,25 @@ impl Lab {
         let mut bundle = std::fs::read(SYSTEM_CA_BUNDLE)
             .map_err(|e| LabError::io(Path::new(SYSTEM_CA_BUNDLE), e))?;
         bundle.push(b'\n');
-        let (tunnel, regtap, proxy_port, proxy_url) = match via {
+        let regtap_via = match via {
             Via::Regtap {
                 bin,
-                mut proxy_args,
+                proxy_args,
                 store_bodies,
-            } => {
+            } => Some((bin, proxy_args, store_bodies)),
+            Via::Compared { bin, also_trusted } => {
+                bundle.extend(pki.ca_pem.as_bytes());
+                bundle.push(b'\n');
+                for pem in also_trusted {
+                    bundle.extend(std::fs::read(&pem).map_err(|e| LabError::io(&pem, e))?);
+                    bundle.push(b'\n');
+                }
+                Some((bin, Vec::new(), false))
+            }
+            Via::Tunnel => None,
+        };
+        let (tunnel, regtap, proxy_port, proxy_url) = match regtap_via {
+            Some((bin, mut proxy_args, store_bodies)) => {
                 if store_bodies {
                     proxy_args.push("--store-bodies".to_owned());
                     proxy_args.push(root.join("bodies").display().to_string());
@@ -245,19 +267,13 @@ impl Lab {
                     format!("http://127.0.0.1:{port}"),
                 )
             }
-            Via::Tunnel => {
+            None => {
                 bundle.extend(pki.ca_pem.as_bytes());
-                let tunnel = Tunnel::start(vec![
-                    (
-                        format!("{}:{}", hosts.registry(), registry.port),
-                        registry.port,
-                    ),
-                    (
-                        format!("{}:{}", hosts.registry(), basic_registry.port),
-                        basic_registry.port,
-                    ),
-                    (format!("{}:{auth_port}", hosts.auth()), auth_port),
-                ])?;
+                let tunnel = Tunnel::start(tunnel_routes(
+                    &hosts,
+                    &[registry.port, basic_registry.port],
+                    auth_port,
+                ))?;
                 let url = tunnel.url();
                 (Some(tunnel), None, 0, url)
             }
@@ -324,6 +340,37 @@ impl Lab {
     /// The URL dockerd and skopeo use as `HTTPS_PROXY`.
     pub fn proxy_url(&self) -> &str {
         &self.proxy_url
+    }
+
+    /// The port of [`Lab::proxy_url`].
+    pub fn proxy_port(&self) -> u16 {
+        self.proxy_port
+    }
+
+    /// The pid of the running `regtap proxy`, if any.
+    pub fn proxy_pid(&self) -> Option<u32> {
+        self.proxy.as_ref().and_then(RegtapProxy::pid)
+    }
+
+    /// Stops the running `regtap proxy`, if any, so that something else can
+    /// listen on [`Lab::proxy_port`] (another proxy, for comparisons).
+    pub fn release_proxy_port(&mut self) {
+        self.stop_proxy();
+    }
+
+    /// Stops the running `regtap proxy`, if any, and serves a plain CONNECT
+    /// tunnel on [`Lab::proxy_port`] instead, until the tunnel is dropped:
+    /// dockerd then reaches the registries as directly as it can.
+    pub fn tunnel_on_proxy_port(&mut self) -> Result<Tunnel, LabError> {
+        self.stop_proxy();
+        Tunnel::start_on(
+            self.proxy_port,
+            tunnel_routes(
+                &self.hosts,
+                &[self.registry.port, self.basic_registry.port],
+                self.token_server.port(),
+            ),
+        )
     }
 
     /// The `--resolve` arguments that map the lab names to 127.0.0.1.
@@ -451,6 +498,16 @@ impl Drop for Lab {
             );
         }
     }
+}
+
+/// What the plain tunnel connects: each registry's and the token server's
+/// `name:port` to the same port on 127.0.0.1.
+fn tunnel_routes(hosts: &LabHosts, registry_ports: &[u16], auth_port: u16) -> Vec<(String, u16)> {
+    registry_ports
+        .iter()
+        .map(|&port| (format!("{}:{port}", hosts.registry()), port))
+        .chain([(format!("{}:{auth_port}", hosts.auth()), auth_port)])
+        .collect()
 }
 
 /// Returns once `path` kept its size for `quiet`, or after `timeout`.
