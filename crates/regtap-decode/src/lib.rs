@@ -74,7 +74,7 @@ pub fn analyze(flows: &[Flow], options: &Options) -> Analysis {
     for flow in flows {
         analyzer.push(flow);
     }
-    analyzer.analysis()
+    link_all(analyzer.decoded)
 }
 
 /// Incremental analysis for live mode: push flows as they finish, in any
@@ -109,17 +109,21 @@ impl Analyzer {
     }
 
     pub fn analysis(&self) -> Analysis {
-        let mut items: Vec<Work> = self.decoded.iter().cloned().map(Work::new).collect();
-        // Time order, ties broken by id (then URL): the order the flows
-        // arrived in does not matter.
-        items.sort_by(|a, b| {
-            (a.local.start(), a.local.flow.id)
-                .cmp(&(b.local.start(), b.local.flow.id))
-                .then_with(|| a.local.flow.url().cmp(b.local.flow.url()))
-        });
-        let mut works = Works::new(items);
-        link::link(&mut works)
+        link_all(self.decoded.clone())
     }
+}
+
+/// Links decoded flows, taken in time order, ties broken by id (then URL):
+/// the order the flows arrived in does not matter.
+fn link_all(decoded: Vec<Local>) -> Analysis {
+    let mut items: Vec<Work> = decoded.into_iter().map(Work::new).collect();
+    items.sort_by(|a, b| {
+        (a.local.start(), a.local.flow.id)
+            .cmp(&(b.local.start(), b.local.flow.id))
+            .then_with(|| a.local.flow.url().cmp(b.local.flow.url()))
+    });
+    let mut works = Works::new(items);
+    link::link(&mut works)
 }
 
 /// One flow while its links to the others are being made.

@@ -173,7 +173,37 @@ pub(crate) fn decode_flow(flow: &Flow, options: &Options) -> Local {
         ));
         local.rate_limit = Some(limit);
     }
+    forget_unneeded_bytes(&mut local);
     local
+}
+
+/// Drops the response bytes the passes after this one never read, so that
+/// an analysis does not hold a second copy of every blob it saw. What this
+/// flow says alone is decoded by now; the linking passes read bytes only to
+/// hash a blob by sha512, to join ranges, to count a listing, and to join
+/// an upload's chunks (requests, always kept). A flow of unknown kind may
+/// turn out to follow a redirect to a blob: its bytes stay too.
+fn forget_unneeded_bytes(local: &mut Local) {
+    let needed = match &local.kind {
+        FlowKind::BlobGet { digest, range, .. } => {
+            digest.starts_with("sha512:") || range.is_some() || local.status() == Some(206)
+        }
+        FlowKind::ManifestGet { reference, .. } => reference.as_str().starts_with("sha512:"),
+        FlowKind::TagsList { .. } | FlowKind::Catalog { .. } | FlowKind::Unknown => true,
+        _ => false,
+    };
+    let holds_bytes = local
+        .flow
+        .response
+        .as_ref()
+        .is_some_and(|r| r.body.inline.is_some());
+    if needed || !holds_bytes {
+        return;
+    }
+    let flow = Arc::make_mut(&mut local.flow);
+    if let Some(response) = flow.response.as_mut() {
+        response.body.inline = None;
+    }
 }
 
 fn exchange_problems(local: &mut Local) {
