@@ -11,7 +11,9 @@ use ratatui::crossterm::event::{
     KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEvent, MouseEventKind,
 };
 use regtap_capture::{Direction, Flow, LiveEvent, UnixNanos};
-use regtap_decode::{Analysis, Analyzer, FlowAnalysis, Operation, Options, Step};
+use regtap_decode::{Analysis, FlowAnalysis, Operation, Options, Step};
+
+use crate::relink::{Linked, Relinker};
 
 use crate::format;
 
@@ -152,9 +154,12 @@ impl Transfer {
 /// Live mode: the analyzer fed by finished flows and the exchanges in flight.
 #[derive(Debug)]
 pub struct Live {
-    analyzer: Analyzer,
-    /// Finished flows not yet merged into the shown state (see [`App::refresh`]).
+    relinker: Relinker,
+    /// Finished flows not yet merged into the shown state (see [`App::refresh`]),
+    /// in the order they were pushed to the relinker.
     pending: Vec<Flow>,
+    /// Flows pushed to the relinker and shown.
+    shown: usize,
     pub in_flight: BTreeMap<u64, Transfer>,
     /// The event source has gone (the proxy stopped).
     pub ended: bool,
@@ -256,8 +261,9 @@ impl App {
     /// The state for live traffic: empty until [`App::apply`] brings flows.
     pub fn live(options: Options) -> App {
         let live = Live {
-            analyzer: Analyzer::new(options),
+            relinker: Relinker::new(options),
             pending: Vec::new(),
+            shown: 0,
             in_flight: BTreeMap::new(),
             ended: false,
             missed: 0,
@@ -839,8 +845,8 @@ impl App {
         self.rebuild_rows();
     }
 
-    /// Takes in one live event. Finished flows wait in the analyzer until
-    /// [`App::refresh`], so that a burst of flows is analysed once.
+    /// Takes in one live event. Finished flows go to the relinker and wait
+    /// until their analysis comes back ([`App::poll_refresh`]).
     pub fn apply(&mut self, event: LiveEvent) {
         let Some(live) = self.live.as_mut() else {
             return;
@@ -897,7 +903,7 @@ impl App {
             }
             LiveEvent::Finished(flow) => {
                 live.in_flight.remove(&flow.id);
-                live.analyzer.push(&flow);
+                live.relinker.push((*flow).clone());
                 live.pending.push(*flow);
             }
         }
@@ -926,16 +932,31 @@ impl App {
             .is_some_and(|live| !live.pending.is_empty())
     }
 
-    /// Merges finished live flows into what is shown and re-reads the analysis.
+    /// Waits for the analysis of every finished live flow and shows them.
     pub fn refresh(&mut self) {
-        let Some(live) = self.live.as_mut() else {
+        let linked = self.live.as_mut().and_then(|live| live.relinker.complete());
+        self.take_in(linked);
+    }
+
+    /// Shows the finished live flows the relinker has analysed by now, if
+    /// any; never waits. The cost on this thread is that of merging them
+    /// into the shown list, whatever linking the capture takes.
+    pub fn poll_refresh(&mut self) {
+        let linked = self.live.as_mut().and_then(|live| live.relinker.latest());
+        self.take_in(linked);
+    }
+
+    fn take_in(&mut self, linked: Option<Linked>) {
+        let (Some(live), Some(linked)) = (self.live.as_mut(), linked) else {
             return;
         };
-        if live.pending.is_empty() {
-            return;
-        }
-        self.analysis = live.analyzer.analysis();
-        for flow in live.pending.drain(..) {
+        let covered = linked
+            .covers
+            .saturating_sub(live.shown)
+            .min(live.pending.len());
+        live.shown += covered;
+        self.analysis = linked.analysis;
+        for flow in live.pending.drain(..covered) {
             let key = (flow.timing.request_start, flow.id);
             let position = self
                 .flows

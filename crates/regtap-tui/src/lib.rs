@@ -13,6 +13,7 @@
 mod app;
 mod format;
 mod live;
+mod relink;
 mod terminal;
 mod ui;
 
