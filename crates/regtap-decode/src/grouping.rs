@@ -641,7 +641,8 @@ fn merge_copies(works: &Works, state: &mut State) {
         } else {
             &w.local.flow.request.body
         };
-        (body.complete && body.size > 0).then(|| body.digest())
+        body.digest()
+            .filter(|_| body.is_complete() && body.size > 0)
     };
     let span = |g: &Group| -> Option<(i64, i64)> {
         let first = g

@@ -88,7 +88,7 @@ impl Local {
             .and_then(|v| v.trim().parse::<u64>().ok());
         match expected {
             Some(length) => response.body.size >= length,
-            None => response.body.complete && self.flow.error.is_none(),
+            None => response.body.is_complete() && self.flow.error.is_none(),
         }
     }
 
@@ -232,7 +232,7 @@ fn exchange_problems(local: &mut Local) {
             "no response was received",
         ));
     }
-    if !local.flow.request.body.complete {
+    if local.flow.request.body.is_cut_off() {
         local.annotations.push(Annotation::warning(
             AnnotationKind::RequestBody,
             format!(

@@ -4,7 +4,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
-use regtap_capture::{Body, Flow, Headers, UnixNanos, rfc3339};
+use regtap_capture::{Body, Ending, Flow, Headers, UnixNanos, rfc3339};
 use regtap_decode::{Analysis, FlowKind, Operation};
 use serde::Serialize;
 use serde::ser::SerializeStruct as _;
@@ -430,15 +430,15 @@ fn entry(
 ) -> Entry {
     let request_type = flow.request.headers.get("content-type");
     let request_body = render_body(&flow.request.body, request_type, blobs.request, redactor);
-    let post_data = (flow.request.body.size > 0 || !flow.request.body.complete).then(|| {
+    let post_data = (flow.request.body.size > 0 || !flow.request.body.is_complete()).then(|| {
         let file = reference_body(&flow.request.body, &request_body, options, bodies);
         PostData {
             mime_type: request_type.unwrap_or("").to_owned(),
             text: request_body.text.clone().unwrap_or_default(),
             comment: request_body.description.clone(),
             body: BodyFacts {
-                sha256: Some(flow.request.body.sha256.clone()),
-                incomplete: !flow.request.body.complete,
+                sha256: flow.request.body.sha256.clone(),
+                incomplete: flow.request.body.is_cut_off(),
                 file,
             },
         }
@@ -479,8 +479,8 @@ fn entry(
                     encoding: None,
                     comment: rendered.description,
                     body: BodyFacts {
-                        sha256: Some(response.body.sha256.clone()),
-                        incomplete: !response.body.complete,
+                        sha256: response.body.sha256.clone(),
+                        incomplete: response.body.is_cut_off(),
                         file,
                     },
                 },
@@ -711,8 +711,10 @@ fn render_body(
     blob: bool,
     redactor: Option<&Redactor>,
 ) -> RenderedBody {
-    let stored = body.stored.clone().map(BodySource::Stored);
-    if body.size == 0 && body.complete {
+    let stored = body
+        .stored()
+        .map(|path| BodySource::Stored(path.to_owned()));
+    if body.size == 0 && body.is_complete() {
         return RenderedBody {
             text: None,
             description: None,
@@ -726,7 +728,7 @@ fn render_body(
         .filter(|_| textual)
         .and_then(|bytes| std::str::from_utf8(bytes).ok());
     if let Some(text) = text
-        && body.complete
+        && body.is_complete()
     {
         let text = match redactor {
             None => Some(text.to_owned()),
@@ -746,22 +748,20 @@ fn render_body(
             described_bytes: None,
         };
     }
-    let what = if !body.complete {
-        "cut off (the exchange broke)"
-    } else if blob {
-        "blob"
-    } else if textual {
-        "not fully captured"
-    } else {
-        "binary"
+    let what = match body.ended {
+        Ending::CutOff => "cut off (the exchange broke)",
+        Ending::Unknown => "not in the recording it was imported from",
+        Ending::Complete if blob => "blob",
+        Ending::Complete if textual => "not fully captured",
+        Ending::Complete => "binary",
     };
-    let description = format!(
-        "{} bytes, sha256:{}, {what}; not included",
-        body.size, body.sha256
-    );
+    let description = match body.digest() {
+        Some(digest) => format!("{} bytes, {digest}, {what}; not included", body.size),
+        None => format!("{} bytes, {what}; not included", body.size),
+    };
     let described_bytes = match full {
-        Some(bytes) if body.complete => Some(BodySource::Inline(bytes)),
-        _ if body.complete => stored,
+        Some(bytes) if body.is_complete() => Some(BodySource::Inline(bytes)),
+        _ if body.is_complete() => stored,
         _ => None,
     };
     RenderedBody {
@@ -781,13 +781,8 @@ fn reference_body(
 ) -> Option<String> {
     let dir = options.bodies_dir.as_deref()?;
     let source = rendered.described_bytes.clone()?;
-    bodies.push(BodyToWrite {
-        sha256: body.sha256.clone(),
-        source,
-    });
-    Some(format!(
-        "{}/sha256/{}",
-        dir.trim_end_matches('/'),
-        body.sha256
-    ))
+    let sha256 = body.sha256.clone()?;
+    let path = format!("{}/sha256/{sha256}", dir.trim_end_matches('/'));
+    bodies.push(BodyToWrite { sha256, source });
+    Some(path)
 }

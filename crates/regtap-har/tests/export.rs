@@ -504,11 +504,19 @@ fn blob_bodies_are_described_and_written_with_bodies_dir() {
         .request
         .headers
         .push("Content-Type", "application/octet-stream");
-    let mut stored = regtap_capture::Body::from_bytes(b"");
-    stored.size = 262_435;
-    stored.sha256 = "ab".repeat(32);
-    stored.truncated = true;
-    stored.stored = Some(format!("sha256/{}", "ab".repeat(32)));
+    let stored = regtap_capture::Body {
+        size: 262_435,
+        sha256: Some("ab".repeat(32)),
+        kept: regtap_capture::Kept::Prefix {
+            data: None,
+            reason: regtap_capture::TruncationReason::SizeLimit,
+        },
+        elsewhere: Some(regtap_capture::Elsewhere::BodyStore(format!(
+            "sha256/{}",
+            "ab".repeat(32)
+        ))),
+        ended: regtap_capture::Ending::Complete,
+    };
     flows[1].response.as_mut().expect("response").body = stored;
     flows[1].response.as_mut().expect("response").headers = Default::default();
     flows[1]

@@ -57,7 +57,7 @@ impl Forwarder {
                 url: canonical_url(&parts.uri),
                 http_version: version_name(parts.version),
                 headers: headers(&parts.headers),
-                body: regtap_capture::Body::default(),
+                body: regtap_capture::Body::pending(),
             },
         };
         let (recorder, start_recorded) = FlowRecorder::start(&self.shared, head);
@@ -115,7 +115,7 @@ impl Forwarder {
                 status: parts.status.as_u16(),
                 http_version: version_name(parts.version),
                 headers: headers(&parts.headers),
-                body: regtap_capture::Body::default(),
+                body: regtap_capture::Body::pending(),
             },
             server_addr,
         );
