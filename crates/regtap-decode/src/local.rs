@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use regtap_capture::{Flow, Headers};
+use regtap_capture::{Flow, Headers, Kept, TruncationReason};
 use sha2::Digest as _;
 use url::Url;
 
@@ -115,16 +115,16 @@ impl Local {
     }
 }
 
-pub(crate) fn decode_flow(flow: &Flow, options: &Options) -> Local {
+pub(crate) fn decode_flow(flow: Arc<Flow>, options: &Options) -> Local {
     let url = Url::parse(flow.url()).ok();
-    let kind = classify(flow, url.as_ref());
+    let kind = classify(&flow, url.as_ref());
     let location = flow
         .response
         .as_ref()
         .and_then(|r| r.headers.get("location"))
         .and_then(|l| resolve(url.as_ref(), l));
     let mut local = Local {
-        flow: Arc::new(flow.clone()),
+        flow,
         url,
         kind,
         annotations: Vec::new(),
@@ -148,7 +148,7 @@ pub(crate) fn decode_flow(flow: &Flow, options: &Options) -> Local {
     if local.url.is_none() {
         local.annotations.push(Annotation::warning(
             AnnotationKind::Url,
-            format!("the request URL does not parse: {}", flow.url()),
+            format!("the request URL does not parse: {}", local.flow.url()),
         ));
     }
     exchange_problems(&mut local);
@@ -196,13 +196,18 @@ fn forget_unneeded_bytes(local: &mut Local) {
         .flow
         .response
         .as_ref()
-        .is_some_and(|r| r.body.inline.is_some());
+        .is_some_and(|r| r.body.size > 0 && matches!(r.body.kept, Kept::Inline(_)));
     if needed || !holds_bytes {
         return;
     }
     let flow = Arc::make_mut(&mut local.flow);
     if let Some(response) = flow.response.as_mut() {
-        response.body.inline = None;
+        // As if the capture had kept none of them: the bytes are unknown
+        // here, while the size, hash and ending stay what the capture says.
+        response.body.kept = Kept::Prefix {
+            data: None,
+            reason: TruncationReason::SizeLimit,
+        };
     }
 }
 

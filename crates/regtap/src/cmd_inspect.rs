@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
-use regtap_decode::{Analysis, Options, analyze, render_text};
+use regtap_capture::Flow;
+use regtap_decode::{Analysis, Analyzer, Options, render_text};
 use regtap_har::redact::{Redactor, Salt};
 use serde::Serialize;
 use serde::ser::SerializeMap as _;
@@ -48,13 +49,26 @@ pub enum ColorMode {
 }
 
 pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
-    let (loaded, renumbering) = crate::input::load_all(&args.captures)?;
-    for warning in &loaded.warnings {
+    // Each flow is decoded as it is read and only what the analysis needs
+    // of it is kept: a capture is never held whole.
+    let mut analyzer = Analyzer::new(options(&args));
+    // The text's times count from the earliest flow.
+    let mut earliest: Option<Flow> = None;
+    let streamed = crate::input::for_each_flow(&args.captures, |flow| {
+        if earliest
+            .as_ref()
+            .is_none_or(|e| flow.timing.request_start < e.timing.request_start)
+        {
+            earliest = Some(flow.clone());
+        }
+        analyzer.push_owned(flow);
+    })?;
+    for warning in &streamed.warnings {
         eprintln!("regtap: warning: {warning}");
     }
-    if renumbering.len() > 1 {
+    if streamed.renumbering.len() > 1 {
         eprintln!("regtap: flow ids of the merged captures:");
-        for file in &renumbering {
+        for file in &streamed.renumbering {
             eprintln!("  {}", file.describe());
         }
     }
@@ -66,7 +80,9 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    let written = write_output(&args, &loaded.flows, color, &mut out).and_then(|()| {
+    let analysis = analyzer.finish();
+    let earliest = earliest.as_slice();
+    let written = write_output(&args, analysis, earliest, color, &mut out).and_then(|()| {
         out.flush()?;
         Ok(())
     });
@@ -89,17 +105,21 @@ fn is_broken_pipe(error: &anyhow::Error) -> bool {
     })
 }
 
-/// Writes what `inspect` prints for these flows to `out`.
+fn options(args: &InspectArgs) -> Options {
+    Options {
+        registry_secret: args.registry_secret.clone().map(String::into_bytes),
+    }
+}
+
+/// Writes what `inspect` prints for an analysis to `out`; `flows` are the
+/// flows analysed, or at least the earliest of them.
 fn write_output(
     args: &InspectArgs,
-    flows: &[regtap_capture::Flow],
+    mut analysis: Analysis,
+    flows: &[Flow],
     color: bool,
     out: &mut impl std::io::Write,
 ) -> anyhow::Result<()> {
-    let options = Options {
-        registry_secret: args.registry_secret.clone().map(String::into_bytes),
-    };
-    let mut analysis = analyze(flows, &options);
     crate::select::retain(
         &mut analysis,
         &crate::select::OperationFilter {
@@ -229,14 +249,11 @@ pub fn print_all(text: &str) -> anyhow::Result<()> {
 mod tests {
     use super::*;
     use clap::Parser;
+    use regtap_decode::analyze;
 
-    fn output(
-        args: &InspectArgs,
-        flows: &[regtap_capture::Flow],
-        color: bool,
-    ) -> anyhow::Result<String> {
+    fn output(args: &InspectArgs, flows: &[Flow], color: bool) -> anyhow::Result<String> {
         let mut out = Vec::new();
-        write_output(args, flows, color, &mut out)?;
+        write_output(args, analyze(flows, &options(args)), flows, color, &mut out)?;
         Ok(String::from_utf8(out)?)
     }
 
