@@ -299,11 +299,15 @@ impl<'a> Plan<'a> {
             },
         };
         // The decoder names tokens in any entry and on the pages: the
-        // redactor learns every token of the export before the first is
-        // written, so that each gets this export's fingerprint.
-        if plan.redactor.is_some() {
+        // redactor learns every credential the entries show before the
+        // first is written, so that each gets this export's fingerprint
+        // wherever the decoder names it. (The `_regtap` objects are redacted
+        // as each entry is written, in entry order.)
+        if let Some(redactor) = &plan.redactor {
             for flow in &plan.flows {
-                plan.entry(flow, &mut Vec::new());
+                let kind = analysis.flow(flow.id).map(|f| &f.kind);
+                let blobs = BlobSides::of(kind, flow.status());
+                entry(flow, blobs, options, Some(redactor), &mut Vec::new());
             }
         }
         Ok(plan)
