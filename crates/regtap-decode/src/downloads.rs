@@ -92,12 +92,12 @@ pub(crate) fn check(works: &mut Works) {
             }
             _ => {}
         }
-        local.download = Some(DownloadCheck {
+        local.download = Some(Box::new(DownloadCheck {
             digest,
             verdict,
             content_digest_header: header,
             range,
-        });
+        }));
     }
 }
 

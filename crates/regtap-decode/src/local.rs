@@ -20,6 +20,7 @@ use crate::model::{
 use crate::model::{AnnotationKind, ManifestPurpose};
 use crate::{errors, jwt, manifest, state};
 
+/// The large, mostly absent parts are boxed: a capture has many flows.
 #[derive(Debug, Clone)]
 pub(crate) struct Local {
     /// Shared: every analysis clones the decoded flows, not their bodies.
@@ -27,28 +28,28 @@ pub(crate) struct Local {
     pub url: Option<Url>,
     pub kind: FlowKind,
     pub annotations: Vec<Annotation>,
-    pub token: Option<TokenInfo>,
+    pub token: Option<Box<TokenInfo>>,
     /// SHA-256 of the token this flow issued: tokens are matched on it.
     pub issued_hash: Option<String>,
-    pub bearer: Option<BearerUse>,
+    pub bearer: Option<Box<BearerUse>>,
     pub bearer_hash: Option<String>,
     /// `exp` and `nbf` (Unix seconds) of the Bearer token carried, if a JWT.
     pub bearer_exp: Option<i64>,
     pub bearer_nbf: Option<i64>,
     pub basic_user: Option<String>,
     /// `_state` of the request URL.
-    pub request_state: Option<StateInfo>,
+    pub request_state: Option<Box<StateInfo>>,
     /// `_state` of the response `Location`.
-    pub response_state: Option<StateInfo>,
+    pub response_state: Option<Box<StateInfo>>,
     /// Upload id named by the response (`Location` path or `Docker-Upload-UUID`).
     pub response_upload_id: Option<String>,
     pub location: Option<Url>,
-    pub manifest: Option<ManifestInfo>,
+    pub manifest: Option<Box<ManifestInfo>>,
     pub registry_errors: Vec<RegistryError>,
     pub challenges: Vec<Challenge>,
     pub rate_limit: Option<RateLimit>,
     /// Set by [`crate::downloads::check`].
-    pub download: Option<DownloadCheck>,
+    pub download: Option<Box<DownloadCheck>>,
 }
 
 impl Local {
@@ -291,12 +292,12 @@ fn credentials(local: &mut Local) {
             local
                 .annotations
                 .push(Annotation::info(AnnotationKind::Bearer, text));
-            local.bearer = Some(BearerUse {
+            local.bearer = Some(Box::new(BearerUse {
                 fingerprint: print,
                 issued_by: None,
                 expired: false,
                 not_yet_valid: false,
-            });
+            }));
         }
         Credentials::Basic {
             user,
@@ -524,7 +525,7 @@ fn issued_token(local: &mut Local) {
     token_annotations(local, &info);
     audience(local, &info);
     local.issued_hash = Some(crate::http::fingerprint_full(&token));
-    local.token = Some(info);
+    local.token = Some(Box::new(info));
 }
 
 /// A JWT whose `aud` is not the service asked for is refused by the registry
@@ -675,14 +676,14 @@ fn upload_details(local: &mut Local, options: &Options) {
     }
     let secret = options.registry_secret.as_deref();
     if let Some(value) = local.url.as_ref().and_then(|u| query_first(u, "_state")) {
-        local.request_state = decode_state(local, &value, secret, "request");
+        local.request_state = decode_state(local, &value, secret, "request").map(Box::new);
     }
     let location_state = local
         .location
         .as_ref()
         .and_then(|l| query_first(l, "_state"));
     if let Some(value) = location_state {
-        local.response_state = decode_state(local, &value, secret, "Location");
+        local.response_state = decode_state(local, &value, secret, "Location").map(Box::new);
     }
     local.response_upload_id = local
         .location
@@ -790,7 +791,7 @@ fn manifest_body(local: &mut Local) {
                     ),
                 ));
             }
-            local.manifest = Some(info);
+            local.manifest = Some(Box::new(info));
         }
         Err(reason) => local
             .annotations
