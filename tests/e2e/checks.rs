@@ -33,7 +33,10 @@ pub fn common(lab: &Lab, capture: &Capture) {
             Some(exchange.url.authority.as_str()),
             "{line}: not seen inside a CONNECT tunnel to its host"
         );
-        assert!(flow.request.body.complete, "{line}: request body cut off");
+        assert!(
+            flow.request.body.is_complete(),
+            "{line}: request body cut off"
+        );
         let response = flow
             .response
             .as_ref()
@@ -54,7 +57,7 @@ pub fn common(lab: &Lab, capture: &Capture) {
             );
         }
         match &flow.error {
-            None => assert!(response.body.complete, "{line}: response body cut off"),
+            None => assert!(response.body.is_complete(), "{line}: response body cut off"),
             // A body that went through whole is complete, whoever stopped first.
             Some(error) => assert!(
                 error.stage == ErrorStage::Response

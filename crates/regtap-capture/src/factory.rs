@@ -1,7 +1,10 @@
 //! Builders for flows, for tests and for importers that assemble flows from
 //! other formats.
 
-use crate::model::{Body, Flow, FlowError, Headers, Request, Response, Timing, UnixNanos};
+use crate::model::{
+    Body, Data, Ending, Flow, FlowError, Headers, Kept, Request, Response, Timing,
+    TruncationReason, UnixNanos,
+};
 
 /// Builds a [`Flow`]: `FlowBuilder::new(1, "GET", "https://r.test/v2/").status(401).build()`.
 #[derive(Debug, Clone)]
@@ -133,11 +136,16 @@ impl FlowBuilder {
 fn summary_body(size: u64, sha256_hex: &str) -> Body {
     Body {
         size,
-        sha256: sha256_hex.to_owned(),
-        complete: true,
-        inline: None,
-        truncated: size > 0,
-        truncated_reason: None,
-        stored: None,
+        sha256: Some(sha256_hex.to_owned()),
+        kept: if size > 0 {
+            Kept::Prefix {
+                data: None,
+                reason: TruncationReason::SizeLimit,
+            }
+        } else {
+            Kept::Inline(Data::Text(String::new()))
+        },
+        elsewhere: None,
+        ended: Ending::Complete,
     }
 }

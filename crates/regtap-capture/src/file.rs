@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Body, ErrorStage, Flow, FlowError, Response, UnixNanos};
+use crate::model::{Body, ErrorStage, Flow, FlowError, Kept, Response, UnixNanos};
 
 /// The value of [`CaptureHeader::format`].
 pub const FORMAT_NAME: &str = "regtap-capture";
@@ -379,9 +379,12 @@ impl Unfinished {
         } = self;
         let cut = |size: u64| Body {
             size,
-            complete: false,
-            truncated: size > 0,
-            ..Body::default()
+            kept: if size > 0 {
+                Kept::Unknown
+            } else {
+                Body::pending().kept
+            },
+            ..Body::pending()
         };
         flow.request.body = cut(request_bytes);
         if let Some(response) = flow.response.as_mut() {

@@ -12,6 +12,7 @@ pub use file::{
     FORMAT_MAJOR, FORMAT_MINOR, FORMAT_NAME, InFlightRecord, now_ns, rfc3339,
 };
 pub use model::{
-    Body, Data, Direction, ErrorStage, Flow, FlowError, Header, Headers, LiveEvent, Request,
-    Response, ReverseExchange, Rewrite, Timing, UnixNanos, human_bytes, reason_phrase, sha256_hex,
+    Body, Data, Direction, Elsewhere, Ending, ErrorStage, Flow, FlowError, Header, Headers, Kept,
+    LiveEvent, Request, Response, ReverseExchange, Rewrite, Timing, TruncationReason, UnixNanos,
+    human_bytes, reason_phrase, sha256_hex,
 };

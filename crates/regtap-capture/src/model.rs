@@ -7,6 +7,8 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 /// Nanoseconds since the Unix epoch (UTC).
@@ -178,6 +180,14 @@ impl Data {
         }
     }
 
+    /// No bytes at all.
+    pub fn is_empty(&self) -> bool {
+        match self {
+            Data::Text(text) => text.is_empty(),
+            Data::Binary { base64 } => base64.is_empty(),
+        }
+    }
+
     pub fn as_text(&self) -> Option<&str> {
         match self {
             Data::Text(text) => Some(text),
@@ -200,28 +210,106 @@ impl From<String> for Data {
 
 /// What was seen of one body. Every body is counted and hashed as it streams;
 /// only small ones are kept whole.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// On disk a body keeps the JSON of capture format 1.0/1.1 (`complete`,
+/// `inline`, `truncated`, `truncated_reason`, `stored`); see [`BodyWire`].
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(from = "BodyWire<'static>")]
 pub struct Body {
-    /// Bytes seen on the wire (after de-chunking, before any content decoding).
+    /// Bytes seen on the wire (after de-chunking, before any content
+    /// decoding); for an imported body, the size its recorder gave (0 when
+    /// it gave none).
     pub size: u64,
-    /// Lowercase hex SHA-256 of those bytes.
-    pub sha256: String,
-    /// False when the body was cut off (client or server hung up, error).
-    pub complete: bool,
-    /// The body, or its first bytes when `truncated`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub inline: Option<Data>,
-    /// `inline` holds only a prefix of the body.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub truncated: bool,
-    /// Why a body no larger than `--max-inline` was still truncated (for
-    /// instance the proxy's memory budget for inline bodies was used up).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub truncated_reason: Option<String>,
-    /// Path of the whole body in the body store, relative to the store root
-    /// (`sha256/<hex>`), when `--store-bodies` was given.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stored: Option<String>,
+    /// Lowercase hex SHA-256 of those bytes; `None` when the recorder did not
+    /// hash them (a HAR from another tool without the body).
+    pub sha256: Option<String>,
+    /// What the capture itself holds of the bytes.
+    pub kept: Kept,
+    /// A whole copy outside the capture, when there is one.
+    pub elsewhere: Option<Elsewhere>,
+    /// How the transfer of the body ended.
+    pub ended: Ending,
+}
+
+/// What the capture holds of a body's bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kept {
+    /// Every byte (none for an empty body).
+    Inline(Data),
+    /// Only the first bytes; `None` when not even those were kept
+    /// (`--max-inline 0`).
+    Prefix {
+        data: Option<Data>,
+        reason: TruncationReason,
+    },
+    /// Nothing is known of the bytes: a HAR entry without its content, or an
+    /// exchange whose flow the proxy never wrote.
+    Unknown,
+}
+
+/// Why only a prefix of a body was kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TruncationReason {
+    /// Larger than what the recorder keeps inline (the proxy's
+    /// `--max-inline`, or the HAR tool's own limit).
+    SizeLimit,
+    /// No larger than `--max-inline`, but the proxy's memory budget for
+    /// inline bodies (`--inline-budget`, in bytes) was in use.
+    InlineBudget { limit: u64 },
+    /// A reason written by another regtap version, kept as written.
+    Other(String),
+}
+
+const BUDGET_REASON_START: &str = "the proxy's memory budget for inline bodies (";
+const BUDGET_REASON_END: &str = " bytes, --inline-budget) was in use by other exchanges; \
+                                 size, hash and first bytes kept";
+
+impl TruncationReason {
+    /// The sentence a capture stores in `truncated_reason`; `None` for a
+    /// body that was simply too large.
+    pub fn sentence(&self) -> Option<String> {
+        match self {
+            TruncationReason::SizeLimit => None,
+            TruncationReason::InlineBudget { limit } => {
+                Some(format!("{BUDGET_REASON_START}{limit}{BUDGET_REASON_END}"))
+            }
+            TruncationReason::Other(text) => Some(text.clone()),
+        }
+    }
+
+    fn from_sentence(sentence: Option<String>) -> Self {
+        let Some(sentence) = sentence else {
+            return TruncationReason::SizeLimit;
+        };
+        // Only a sentence written back identically is recognised.
+        let limit = sentence
+            .strip_prefix(BUDGET_REASON_START)
+            .and_then(|rest| rest.strip_suffix(BUDGET_REASON_END))
+            .and_then(|n| n.parse::<u64>().ok().filter(|limit| limit.to_string() == n));
+        match limit {
+            Some(limit) => TruncationReason::InlineBudget { limit },
+            None => TruncationReason::Other(sentence),
+        }
+    }
+}
+
+/// Where a whole copy of a body lives outside the capture.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Elsewhere {
+    /// In the body store of `--store-bodies`, at this path relative to the
+    /// store root (`sha256/<hex>`). Only complete bodies are stored.
+    BodyStore(String),
+}
+
+/// How the transfer of a body ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// Every byte went through.
+    Complete,
+    /// The body was cut off (client or server hung up, error).
+    CutOff,
+    /// The recorder did not say (a HAR entry without its content).
+    Unknown,
 }
 
 impl Body {
@@ -229,33 +317,150 @@ impl Body {
     pub fn from_bytes(bytes: &[u8]) -> Self {
         Body {
             size: bytes.len() as u64,
-            sha256: sha256_hex(bytes),
-            complete: true,
-            inline: (!bytes.is_empty()).then(|| Data::from_bytes(bytes)),
-            truncated: false,
-            truncated_reason: None,
-            stored: None,
+            sha256: Some(sha256_hex(bytes)),
+            kept: Kept::Inline(Data::from_bytes(bytes)),
+            elsewhere: None,
+            ended: Ending::Complete,
+        }
+    }
+
+    /// A body of which nothing has streamed yet: what the start record of an
+    /// exchange holds (on disk: size 0, no hash, not complete).
+    pub fn pending() -> Self {
+        Body {
+            size: 0,
+            sha256: None,
+            kept: Kept::Inline(Data::Text(String::new())),
+            elsewhere: None,
+            ended: Ending::CutOff,
         }
     }
 
     /// The whole body, when the capture kept all of it.
     pub fn full_bytes(&self) -> Option<Vec<u8>> {
-        if self.truncated {
-            return None;
+        match &self.kept {
+            Kept::Inline(data) => data.to_bytes(),
+            Kept::Prefix { .. } | Kept::Unknown => None,
         }
-        match &self.inline {
-            Some(data) => data.to_bytes(),
-            None if self.size == 0 => Some(Vec::new()),
+    }
+
+    /// What the capture holds of the bytes: all of them or a prefix.
+    pub fn inline(&self) -> Option<&Data> {
+        match &self.kept {
+            Kept::Inline(data) => Some(data),
+            Kept::Prefix { data, .. } => data.as_ref(),
+            Kept::Unknown => None,
+        }
+    }
+
+    /// Why only a prefix was kept, when that is the case.
+    pub fn truncation(&self) -> Option<&TruncationReason> {
+        match &self.kept {
+            Kept::Prefix { reason, .. } => Some(reason),
+            Kept::Inline(_) | Kept::Unknown => None,
+        }
+    }
+
+    /// The path of the body in the body store, relative to its root.
+    pub fn stored(&self) -> Option<&str> {
+        match &self.elsewhere {
+            Some(Elsewhere::BodyStore(path)) => Some(path),
             None => None,
         }
     }
 
-    /// `sha256:<hex>`, the OCI digest form.
-    pub fn digest(&self) -> String {
-        format!("sha256:{}", self.sha256)
+    pub fn is_complete(&self) -> bool {
+        self.ended == Ending::Complete
+    }
+
+    pub fn is_cut_off(&self) -> bool {
+        self.ended == Ending::CutOff
+    }
+
+    /// `sha256:<hex>`, the OCI digest form, when the body was hashed.
+    pub fn digest(&self) -> Option<String> {
+        self.sha256.as_ref().map(|hex| format!("sha256:{hex}"))
     }
 }
 
+/// A body as capture files hold it (formats 1.0 and 1.1). Two optional
+/// fields, written only for imported bodies, say what that JSON cannot:
+/// `bytes_unknown` (nothing is known of the bytes) and `ending_unknown`
+/// (nobody said whether the transfer ended). Readers that do not know them
+/// take such a body for an empty prefix of a cut-off body, as they did
+/// before they existed.
+#[derive(Serialize, Deserialize)]
+struct BodyWire<'a> {
+    size: u64,
+    /// Empty when unknown.
+    sha256: Cow<'a, str>,
+    complete: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    ending_unknown: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    inline: Option<Cow<'a, Data>>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    truncated: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    bytes_unknown: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    truncated_reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    stored: Option<Cow<'a, str>>,
+}
+
+impl Serialize for Body {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let (inline, truncated, bytes_unknown, truncated_reason) = match &self.kept {
+            Kept::Inline(data) => (Some(data).filter(|d| !d.is_empty()), false, false, None),
+            Kept::Prefix { data, reason } => (data.as_ref(), true, false, reason.sentence()),
+            Kept::Unknown => (None, true, true, None),
+        };
+        BodyWire {
+            size: self.size,
+            sha256: Cow::Borrowed(self.sha256.as_deref().unwrap_or_default()),
+            complete: self.ended == Ending::Complete,
+            ending_unknown: self.ended == Ending::Unknown,
+            inline: inline.map(Cow::Borrowed),
+            truncated,
+            bytes_unknown,
+            truncated_reason,
+            stored: self.stored().map(Cow::Borrowed),
+        }
+        .serialize(serializer)
+    }
+}
+
+impl From<BodyWire<'static>> for Body {
+    fn from(wire: BodyWire<'static>) -> Self {
+        let kept = match (wire.bytes_unknown, wire.truncated, wire.inline) {
+            (true, _, _) => Kept::Unknown,
+            (false, true, data) => Kept::Prefix {
+                data: data.map(Cow::into_owned),
+                reason: TruncationReason::from_sentence(wire.truncated_reason),
+            },
+            (false, false, Some(data)) => Kept::Inline(data.into_owned()),
+            (false, false, None) if wire.size == 0 => Kept::Inline(Data::Text(String::new())),
+            // Not truncated, yet nothing inline: no regtap writes this; the
+            // bytes were never in the capture.
+            (false, false, None) => Kept::Unknown,
+        };
+        let ended = match (wire.complete, wire.ending_unknown) {
+            (true, _) => Ending::Complete,
+            (false, true) => Ending::Unknown,
+            (false, false) => Ending::CutOff,
+        };
+        Body {
+            size: wire.size,
+            sha256: Some(wire.sha256.into_owned()).filter(|hex| !hex.is_empty()),
+            kept,
+            elsewhere: wire
+                .stored
+                .map(|path| Elsewhere::BodyStore(path.into_owned())),
+            ended,
+        }
+    }
+}
 /// The reason phrase of a status code (`Unauthorized` for 401), empty when
 /// the code is not one a registry exchange commonly uses.
 pub fn reason_phrase(status: u16) -> &'static str {
@@ -491,5 +696,117 @@ mod tests {
         assert_eq!(human_bytes(64 << 20), "64.0 MiB");
         assert_eq!(human_bytes(3 << 30), "3.0 GiB");
         assert_eq!(human_bytes(u64::MAX), "16777216.0 TiB");
+    }
+
+    const HEX: &str = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
+
+    /// Each body state next to its JSON in a capture (format 1.1).
+    fn shapes() -> Vec<(Body, String)> {
+        let budget = "the proxy's memory budget for inline bodies (4096 bytes, --inline-budget) \
+                      was in use by other exchanges; size, hash and first bytes kept";
+        let whole = Body::from_bytes(b"hello");
+        let mut whole_stored = whole.clone();
+        whole_stored.elsewhere = Some(Elsewhere::BodyStore(format!("sha256/{HEX}")));
+        let prefix = |reason| Body {
+            size: 9000,
+            sha256: Some(HEX.to_owned()),
+            kept: Kept::Prefix {
+                data: Some(Data::from_bytes(b"he")),
+                reason,
+            },
+            elsewhere: None,
+            ended: Ending::Complete,
+        };
+        let cut_nothing = Body {
+            size: 3,
+            sha256: Some(HEX.to_owned()),
+            kept: Kept::Prefix {
+                data: None,
+                reason: TruncationReason::SizeLimit,
+            },
+            elsewhere: None,
+            ended: Ending::CutOff,
+        };
+        let unknown = Body {
+            size: 10,
+            sha256: None,
+            kept: Kept::Unknown,
+            elsewhere: None,
+            ended: Ending::Unknown,
+        };
+        vec![
+            (
+                Body::from_bytes(b""),
+                r#"{"size":0,"sha256":"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855","complete":true}"#.to_owned(),
+            ),
+            (
+                Body::pending(),
+                r#"{"size":0,"sha256":"","complete":false}"#.to_owned(),
+            ),
+            (
+                whole,
+                format!(r#"{{"size":5,"sha256":"{HEX}","complete":true,"inline":"hello"}}"#),
+            ),
+            (
+                whole_stored,
+                format!(
+                    r#"{{"size":5,"sha256":"{HEX}","complete":true,"inline":"hello","stored":"sha256/{HEX}"}}"#
+                ),
+            ),
+            (
+                prefix(TruncationReason::SizeLimit),
+                format!(
+                    r#"{{"size":9000,"sha256":"{HEX}","complete":true,"inline":"he","truncated":true}}"#
+                ),
+            ),
+            (
+                prefix(TruncationReason::InlineBudget { limit: 4096 }),
+                format!(
+                    r#"{{"size":9000,"sha256":"{HEX}","complete":true,"inline":"he","truncated":true,"truncated_reason":"{budget}"}}"#
+                ),
+            ),
+            (
+                prefix(TruncationReason::Other("a newer reason".to_owned())),
+                format!(
+                    r#"{{"size":9000,"sha256":"{HEX}","complete":true,"inline":"he","truncated":true,"truncated_reason":"a newer reason"}}"#
+                ),
+            ),
+            (
+                cut_nothing,
+                format!(r#"{{"size":3,"sha256":"{HEX}","complete":false,"truncated":true}}"#),
+            ),
+            (
+                unknown,
+                r#"{"size":10,"sha256":"","complete":false,"ending_unknown":true,"truncated":true,"bytes_unknown":true}"#
+                    .to_owned(),
+            ),
+        ]
+    }
+
+    #[test]
+    fn bodies_keep_the_json_of_format_1_1_both_ways() {
+        for (body, json) in shapes() {
+            assert_eq!(serde_json::to_string(&body).unwrap(), json);
+            assert_eq!(serde_json::from_str::<Body>(&json).unwrap(), body, "{json}");
+        }
+    }
+
+    #[test]
+    fn a_budget_reason_is_recognised_only_when_it_reads_back_identically() {
+        let odd = "the proxy's memory budget for inline bodies (04096 bytes, --inline-budget) \
+                   was in use by other exchanges; size, hash and first bytes kept";
+        assert_eq!(
+            TruncationReason::from_sentence(Some(odd.to_owned())),
+            TruncationReason::Other(odd.to_owned())
+        );
+    }
+
+    #[test]
+    fn a_body_neither_inline_nor_truncated_is_not_taken_for_an_empty_one() {
+        let json = format!(r#"{{"size":7,"sha256":"{HEX}","complete":true}}"#);
+        let body: Body = serde_json::from_str(&json).unwrap();
+        assert_eq!(body.kept, Kept::Unknown);
+        assert_eq!(body.full_bytes(), None);
+        assert!(body.is_complete());
     }
 }

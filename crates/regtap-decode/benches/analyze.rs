@@ -1,5 +1,6 @@
-//! How long the analysis takes on big captures: batch, and live (a flow
-//! pushed, then the analysis asked for, as the TUI does).
+//! How long the analysis takes on big captures (1k, 10k and 100k flows):
+//! batch, and live (the flows replayed into an `Analyzer`: the cost of one
+//! more flow, and of linking them all, as the TUI's relinker does).
 //!
 //!     cargo bench -p regtap-decode --bench analyze
 
@@ -60,33 +61,35 @@ fn best_of<T>(runs: usize, mut f: impl FnMut() -> T) -> Duration {
 
 fn main() {
     let options = Options::default();
-    for copies in [1, 10, 50] {
+    // Batch, and the link pass alone, at growing sizes: time per flow
+    // should stay flat.
+    for copies in [13, 127, 1266] {
         let flows = capture(copies);
-        let batch = best_of(5, || analyze(&flows, &options));
+        let runs = if copies > 200 { 1 } else { 3 };
+        let batch = best_of(runs, || analyze(&flows, &options));
+        // Live: the cost of pushing one more flow (its decoding) at 1k, 10k
+        // and 100k flows already pushed, and of linking them all once (what
+        // the TUI's relinker does after each burst, off the UI thread).
         let mut analyzer = Analyzer::new(options.clone());
-        for f in &flows {
+        let (first, last) = flows.split_at(flows.len() - 1000);
+        for f in first {
             analyzer.push(f);
         }
-        let relink = best_of(5, || analyzer.analysis());
+        let start = Instant::now();
+        for f in last {
+            analyzer.push(f);
+        }
+        let push = start.elapsed() / 1000;
+        let relink = best_of(runs, || analyzer.analysis());
         println!(
-            "{:>5} flows: analyze {:>9.2?} ({:>6.1} µs/flow); analysis() of a filled Analyzer {:>9.2?}",
+            "{:>6} flows: analyze {:>9.2?} ({:>5.1} µs/flow); live push {:>7.2?}/flow; \
+             link all {:>9.2?} ({:>5.1} µs/flow)",
             flows.len(),
             batch,
             batch.as_secs_f64() * 1e6 / flows.len() as f64,
+            push,
             relink,
+            relink.as_secs_f64() * 1e6 / flows.len() as f64,
         );
     }
-    // Live: the TUI asks for the analysis after every flow.
-    let flows = capture(10);
-    let start = Instant::now();
-    let mut analyzer = Analyzer::new(options);
-    for f in &flows {
-        analyzer.push(f);
-        std::hint::black_box(analyzer.analysis());
-    }
-    println!(
-        "{:>5} flows live, analysis() after each push: {:.2?} in all",
-        flows.len(),
-        start.elapsed()
-    );
 }

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use regtap_capture::Ending;
 use sha2::Digest as _;
 
 use crate::Works;
@@ -91,12 +92,12 @@ pub(crate) fn check(works: &mut Works) {
             }
             _ => {}
         }
-        local.download = Some(DownloadCheck {
+        local.download = Some(Box::new(DownloadCheck {
             digest,
             verdict,
             content_digest_header: header,
             range,
-        });
+        }));
     }
 }
 
@@ -108,7 +109,13 @@ fn whole_body_verdict(local: &crate::local::Local, digest: &str) -> DigestCheck 
         };
     };
     let body = &response.body;
-    if !body.complete || !local.response_body_whole() {
+    let whole = local.response_body_whole();
+    if body.ended == Ending::Unknown && !whole {
+        return DigestCheck::NotVerifiable {
+            reason: "the recording does not say whether the body arrived whole".to_owned(),
+        };
+    }
+    if body.is_cut_off() || !whole {
         return DigestCheck::NotVerifiable {
             reason: format!("the body was cut off after {}", human_bytes(body.size)),
         };
@@ -125,13 +132,13 @@ fn whole_body_verdict(local: &crate::local::Local, digest: &str) -> DigestCheck 
             ),
         };
     }
-    verdict_of_bytes(digest, &body.sha256, || body.full_bytes())
+    verdict_of_bytes(digest, body.sha256.as_deref(), || body.full_bytes())
 }
 
 /// Compares bytes known by their SHA-256 (and, when kept, whole) with a digest.
 pub(crate) fn verdict_of_bytes(
     digest: &str,
-    sha256_hex: &str,
+    sha256_hex: Option<&str>,
     bytes: impl FnOnce() -> Option<Vec<u8>>,
 ) -> DigestCheck {
     let well_formed = match digest.split_once(':') {
@@ -146,6 +153,7 @@ pub(crate) fn verdict_of_bytes(
             reason: format!("{digest} is not a well-formed digest"),
         };
     }
+    let sha256_hex = sha256_hex.unwrap_or_default();
     let known = sha256_hex.len() == 64 && sha256_hex.bytes().all(|b| b.is_ascii_hexdigit());
     let (computed, expected) = match digest.split_once(':') {
         Some(("sha256", _)) if !known => {
@@ -260,9 +268,11 @@ pub(crate) fn ranges(works: &mut Works) {
             None
         };
         let verdict = match &bytes {
-            Some(all) => verdict_of_bytes(&digest, &hex::encode(sha2::Sha256::digest(all)), || {
-                Some(all.clone())
-            }),
+            Some(all) => verdict_of_bytes(
+                &digest,
+                Some(&hex::encode(sha2::Sha256::digest(all))),
+                || Some(all.clone()),
+            ),
             None if whole => DigestCheck::NotVerifiable {
                 reason:
                     "the ranges cover the whole blob, but the capture holds only each range's hash"
@@ -337,15 +347,15 @@ mod tests {
         let digest = format!("sha512:{}", hex::encode(sha2::Sha512::digest(&bytes)));
         let sha256 = hex::encode(sha2::Sha256::digest(&bytes));
         assert_eq!(
-            verdict_of_bytes(&digest, &sha256, || Some(bytes.clone())),
+            verdict_of_bytes(&digest, Some(&sha256), || Some(bytes.clone())),
             DigestCheck::Verified
         );
         assert!(matches!(
-            verdict_of_bytes(&digest, &sha256, || None),
+            verdict_of_bytes(&digest, Some(&sha256), || None),
             DigestCheck::NotVerifiable { .. }
         ));
         assert!(matches!(
-            verdict_of_bytes(&digest, &sha256, || Some(b"other".to_vec())),
+            verdict_of_bytes(&digest, Some(&sha256), || Some(b"other".to_vec())),
             DigestCheck::Mismatch { .. }
         ));
     }
@@ -354,7 +364,7 @@ mod tests {
     fn no_hash_is_no_mismatch() {
         let digest = format!("sha256:{}", "ab".repeat(32));
         assert!(matches!(
-            verdict_of_bytes(&digest, "", || None),
+            verdict_of_bytes(&digest, None, || None),
             DigestCheck::NotVerifiable { .. }
         ));
     }

@@ -66,8 +66,6 @@ pub(crate) struct Group {
     /// `(method, repository, tag)` of manifests asked for by tag (and not
     /// answered 401).
     resolved: HashSet<(String, String, String)>,
-    /// Bearer tokens (full hashes) the group's requests carried.
-    tokens: HashSet<String>,
     /// `(repository, reference)` of what the group deleted.
     deleted: HashSet<(String, String)>,
     /// The next page a list answer offered (`Link: <…>; rel="next"`).
@@ -89,7 +87,6 @@ impl Group {
             unanswered_pings_only: true,
             challenged: false,
             resolved: HashSet::new(),
-            tokens: HashSet::new(),
             deleted: HashSet::new(),
             next_page: None,
         }
@@ -105,6 +102,9 @@ struct State {
     /// The group a client connection carried last.
     by_connection: HashMap<String, usize>,
     by_session: HashMap<usize, usize>,
+    /// The groups whose requests carried each Bearer token (full hash), in
+    /// the order they were opened.
+    by_token: HashMap<String, Vec<usize>>,
     group_of: Vec<Option<usize>>,
 }
 
@@ -195,6 +195,12 @@ fn note(state: &mut State, g: usize, w: &crate::Work) {
     if let Some(s) = w.session {
         state.by_session.entry(s).or_insert(g);
     }
+    if let Some(hash) = &w.local.bearer_hash {
+        let carried = state.by_token.entry(hash.clone()).or_default();
+        if let Err(position) = carried.binary_search(&g) {
+            carried.insert(position, g);
+        }
+    }
     let Some(group) = state.groups.get_mut(g) else {
         return;
     };
@@ -205,9 +211,6 @@ fn note(state: &mut State, g: usize, w: &crate::Work) {
     group.unanswered_pings_only &=
         matches!(kind, FlowKind::ApiCheck { .. }) && w.local.flow.response.is_none();
     group.challenged = w.local.status() == Some(401);
-    if let Some(hash) = &w.local.bearer_hash {
-        group.tokens.insert(hash.clone());
-    }
     match kind {
         FlowKind::ApiCheck { .. } => {
             group.login_pending = w.local.status() == Some(401);
@@ -331,10 +334,13 @@ fn repository_group(state: &mut State, works: &Works, w: &crate::Work, registry:
     // started another command, an idle group's token no longer ties).
     let latest = candidates.last().copied();
     if let Some(hash) = &w.local.bearer_hash
-        && let Some(&g) = candidates.iter().rev().find(|&&g| {
-            state.groups.get(g).is_some_and(|group| {
-                group.tokens.contains(hash)
-                    && (Some(g) == latest || start.saturating_sub(group.last_end) < IDLE_NS)
+        && let Some(&g) = state.by_token.get(hash).and_then(|carried| {
+            carried.iter().rev().find(|&&g| {
+                state.groups.get(g).is_some_and(|group| {
+                    group.actor == w.actor
+                        && group.registry.as_deref() == Some(registry)
+                        && (Some(g) == latest || start.saturating_sub(group.last_end) < IDLE_NS)
+                })
             })
         })
         && !restarts(g)
@@ -643,7 +649,8 @@ fn merge_copies(works: &Works, state: &mut State) {
         } else {
             &w.local.flow.request.body
         };
-        (body.complete && body.size > 0).then(|| body.digest())
+        body.digest()
+            .filter(|_| body.is_complete() && body.size > 0)
     };
     let span = |g: &Group| -> Option<(i64, i64)> {
         let first = g

@@ -35,6 +35,7 @@
 //! ```
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use regtap_capture::Flow;
 
@@ -74,7 +75,7 @@ pub fn analyze(flows: &[Flow], options: &Options) -> Analysis {
     for flow in flows {
         analyzer.push(flow);
     }
-    analyzer.analysis()
+    analyzer.finish()
 }
 
 /// Incremental analysis for live mode: push flows as they finish, in any
@@ -96,7 +97,15 @@ impl Analyzer {
     }
 
     pub fn push(&mut self, flow: &Flow) {
-        self.decoded.push(local::decode_flow(flow, &self.options));
+        self.push_owned(flow.clone());
+    }
+
+    /// As [`Analyzer::push`], for a flow the caller no longer needs: what
+    /// the analysis keeps of it is not copied, and the bytes no later pass
+    /// reads (blob bodies) are dropped at once.
+    pub fn push_owned(&mut self, flow: Flow) {
+        self.decoded
+            .push(local::decode_flow(Arc::new(flow), &self.options));
     }
 
     /// Number of flows pushed.
@@ -109,17 +118,27 @@ impl Analyzer {
     }
 
     pub fn analysis(&self) -> Analysis {
-        let mut items: Vec<Work> = self.decoded.iter().cloned().map(Work::new).collect();
-        // Time order, ties broken by id (then URL): the order the flows
-        // arrived in does not matter.
-        items.sort_by(|a, b| {
-            (a.local.start(), a.local.flow.id)
-                .cmp(&(b.local.start(), b.local.flow.id))
-                .then_with(|| a.local.flow.url().cmp(b.local.flow.url()))
-        });
-        let mut works = Works::new(items);
-        link::link(&mut works)
+        link_all(self.decoded.clone())
     }
+
+    /// The analysis of every flow pushed, without the copy that
+    /// [`Analyzer::analysis`] makes to keep the analyzer going.
+    pub fn finish(self) -> Analysis {
+        link_all(self.decoded)
+    }
+}
+
+/// Links decoded flows, taken in time order, ties broken by id (then URL):
+/// the order the flows arrived in does not matter.
+fn link_all(decoded: Vec<Local>) -> Analysis {
+    let mut items: Vec<Work> = decoded.into_iter().map(Work::new).collect();
+    items.sort_by(|a, b| {
+        (a.local.start(), a.local.flow.id)
+            .cmp(&(b.local.start(), b.local.flow.id))
+            .then_with(|| a.local.flow.url().cmp(b.local.flow.url()))
+    });
+    let mut works = Works::new(items);
+    link::link(&mut works)
 }
 
 /// One flow while its links to the others are being made.

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use regtap_capture::{Flow, Headers};
+use regtap_capture::{Flow, Headers, Kept, TruncationReason};
 use sha2::Digest as _;
 use url::Url;
 
@@ -25,6 +25,7 @@ pub(crate) use wording::{challenge_text, manifest_text};
 
 mod wording;
 
+/// The large, mostly absent parts are boxed: a capture has many flows.
 #[derive(Debug, Clone)]
 pub(crate) struct Local {
     /// Shared: every analysis clones the decoded flows, not their bodies.
@@ -32,28 +33,28 @@ pub(crate) struct Local {
     pub url: Option<Url>,
     pub kind: FlowKind,
     pub annotations: Vec<Annotation>,
-    pub token: Option<TokenInfo>,
+    pub token: Option<Box<TokenInfo>>,
     /// SHA-256 of the token this flow issued: tokens are matched on it.
     pub issued_hash: Option<String>,
-    pub bearer: Option<BearerUse>,
+    pub bearer: Option<Box<BearerUse>>,
     pub bearer_hash: Option<String>,
     /// `exp` and `nbf` (Unix seconds) of the Bearer token carried, if a JWT.
     pub bearer_exp: Option<i64>,
     pub bearer_nbf: Option<i64>,
     pub basic_user: Option<String>,
     /// `_state` of the request URL.
-    pub request_state: Option<StateInfo>,
+    pub request_state: Option<Box<StateInfo>>,
     /// `_state` of the response `Location`.
-    pub response_state: Option<StateInfo>,
+    pub response_state: Option<Box<StateInfo>>,
     /// Upload id named by the response (`Location` path or `Docker-Upload-UUID`).
     pub response_upload_id: Option<String>,
     pub location: Option<Url>,
-    pub manifest: Option<ManifestInfo>,
+    pub manifest: Option<Box<ManifestInfo>>,
     pub registry_errors: Vec<RegistryError>,
     pub challenges: Vec<Challenge>,
     pub rate_limit: Option<RateLimit>,
     /// Set by [`crate::downloads::check`].
-    pub download: Option<DownloadCheck>,
+    pub download: Option<Box<DownloadCheck>>,
 }
 
 impl Local {
@@ -93,7 +94,7 @@ impl Local {
             .and_then(|v| v.trim().parse::<u64>().ok());
         match expected {
             Some(length) => response.body.size >= length,
-            None => response.body.complete && self.flow.error.is_none(),
+            None => response.body.is_complete() && self.flow.error.is_none(),
         }
     }
 
@@ -120,16 +121,16 @@ impl Local {
     }
 }
 
-pub(crate) fn decode_flow(flow: &Flow, options: &Options) -> Local {
+pub(crate) fn decode_flow(flow: Arc<Flow>, options: &Options) -> Local {
     let url = Url::parse(flow.url()).ok();
-    let kind = classify(flow, url.as_ref());
+    let kind = classify(&flow, url.as_ref());
     let location = flow
         .response
         .as_ref()
         .and_then(|r| r.headers.get("location"))
         .and_then(|l| resolve(url.as_ref(), l));
     let mut local = Local {
-        flow: Arc::new(flow.clone()),
+        flow,
         url,
         kind,
         annotations: Vec::new(),
@@ -153,7 +154,7 @@ pub(crate) fn decode_flow(flow: &Flow, options: &Options) -> Local {
     if local.url.is_none() {
         local.annotations.push(Annotation::warning(
             AnnotationKind::Url,
-            format!("the request URL does not parse: {}", flow.url()),
+            format!("the request URL does not parse: {}", local.flow.url()),
         ));
     }
     exchange_problems(&mut local);
@@ -178,7 +179,42 @@ pub(crate) fn decode_flow(flow: &Flow, options: &Options) -> Local {
         ));
         local.rate_limit = Some(limit);
     }
+    forget_unneeded_bytes(&mut local);
     local
+}
+
+/// Drops the response bytes the passes after this one never read, so that
+/// an analysis does not hold a second copy of every blob it saw. What this
+/// flow says alone is decoded by now; the linking passes read bytes only to
+/// hash a blob by sha512, to join ranges, to count a listing, and to join
+/// an upload's chunks (requests, always kept). A flow of unknown kind may
+/// turn out to follow a redirect to a blob: its bytes stay too.
+fn forget_unneeded_bytes(local: &mut Local) {
+    let needed = match &local.kind {
+        FlowKind::BlobGet { digest, range, .. } => {
+            digest.starts_with("sha512:") || range.is_some() || local.status() == Some(206)
+        }
+        FlowKind::ManifestGet { reference, .. } => reference.as_str().starts_with("sha512:"),
+        FlowKind::TagsList { .. } | FlowKind::Catalog { .. } | FlowKind::Unknown => true,
+        _ => false,
+    };
+    let holds_bytes = local
+        .flow
+        .response
+        .as_ref()
+        .is_some_and(|r| r.body.size > 0 && matches!(r.body.kept, Kept::Inline(_)));
+    if needed || !holds_bytes {
+        return;
+    }
+    let flow = Arc::make_mut(&mut local.flow);
+    if let Some(response) = flow.response.as_mut() {
+        // As if the capture had kept none of them: the bytes are unknown
+        // here, while the size, hash and ending stay what the capture says.
+        response.body.kept = Kept::Prefix {
+            data: None,
+            reason: TruncationReason::SizeLimit,
+        };
+    }
 }
 
 fn exchange_problems(local: &mut Local) {
@@ -207,7 +243,7 @@ fn exchange_problems(local: &mut Local) {
             "no response was received",
         ));
     }
-    if !local.flow.request.body.complete {
+    if local.flow.request.body.is_cut_off() {
         local.annotations.push(Annotation::warning(
             AnnotationKind::RequestBody,
             format!(
@@ -261,12 +297,12 @@ fn credentials(local: &mut Local) {
             local
                 .annotations
                 .push(Annotation::info(AnnotationKind::Bearer, text));
-            local.bearer = Some(BearerUse {
+            local.bearer = Some(Box::new(BearerUse {
                 fingerprint: print,
                 issued_by: None,
                 expired: false,
                 not_yet_valid: false,
-            });
+            }));
         }
         Credentials::Basic {
             user,
@@ -436,7 +472,7 @@ fn issued_token(local: &mut Local) {
     token_annotations(local, &info);
     audience(local, &info);
     local.issued_hash = Some(crate::http::fingerprint_full(&token));
-    local.token = Some(info);
+    local.token = Some(Box::new(info));
 }
 
 /// A JWT whose `aud` is not the service asked for is refused by the registry
@@ -527,14 +563,14 @@ fn upload_details(local: &mut Local, options: &Options) {
     }
     let secret = options.registry_secret.as_deref();
     if let Some(value) = local.url.as_ref().and_then(|u| query_first(u, "_state")) {
-        local.request_state = decode_state(local, &value, secret, "request");
+        local.request_state = decode_state(local, &value, secret, "request").map(Box::new);
     }
     let location_state = local
         .location
         .as_ref()
         .and_then(|l| query_first(l, "_state"));
     if let Some(value) = location_state {
-        local.response_state = decode_state(local, &value, secret, "Location");
+        local.response_state = decode_state(local, &value, secret, "Location").map(Box::new);
     }
     local.response_upload_id = local
         .location
@@ -642,7 +678,7 @@ fn manifest_body(local: &mut Local) {
                     ),
                 ));
             }
-            local.manifest = Some(info);
+            local.manifest = Some(Box::new(info));
         }
         Err(reason) => local
             .annotations

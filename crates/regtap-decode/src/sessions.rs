@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use regtap_capture::Ending;
 use sha2::Digest as _;
 
 use crate::http::human_bytes;
@@ -252,7 +253,7 @@ fn follow(session: &mut UploadSession, w: &mut Work) {
     match &kind {
         FlowKind::UploadChunk { .. } => add_chunk(session, w),
         FlowKind::UploadFinish { digest, .. } => {
-            if w.local.flow.request.body.size > 0 || !w.local.flow.request.body.complete {
+            if w.local.flow.request.body.size > 0 || !w.local.flow.request.body.is_complete() {
                 add_chunk(session, w);
             }
             if digest.is_some() {
@@ -323,7 +324,7 @@ fn add_chunk(session: &mut UploadSession, w: &mut Work) {
     }
     // The spec's Content-Range is inclusive; regclient sends an exclusive end.
     if let (Some(start), Some(end)) = (declared_start, content_range.as_deref().and_then(range_end))
-        && body.complete
+        && body.is_complete()
         && body.size > 0
     {
         let inclusive = end.checked_sub(start).map(|d| d.saturating_add(1));
@@ -351,7 +352,7 @@ fn add_chunk(session: &mut UploadSession, w: &mut Work) {
         offset_start,
         offset_end: offset_start.saturating_add(body.size),
         bytes: body.size,
-        sha256: body.sha256.clone(),
+        sha256: body.sha256.clone().unwrap_or_default(),
         content_range,
         server_range: w.local.response_header("range").map(str::to_owned),
         acknowledged: status.is_some(),
@@ -545,8 +546,11 @@ fn digest_check(session: &UploadSession, works: &Works) -> DigestCheck {
                 .map(|w| (c, &w.local.flow.request.body))
         })
         .collect();
-    if bodies.iter().any(|(_, b)| !b.complete) {
+    if bodies.iter().any(|(_, b)| b.is_cut_off()) {
         return not("a chunk was cut off".to_owned());
+    }
+    if bodies.iter().any(|(_, b)| b.ended == Ending::Unknown) {
+        return not("the recording does not say whether every chunk arrived whole".to_owned());
     }
     // The chunks must tile the blob from byte 0, in order, without gaps or
     // overlaps, for their concatenation to be the blob.
@@ -572,12 +576,16 @@ fn digest_check(session: &UploadSession, works: &Works) -> DigestCheck {
     };
     let sha256 = match non_empty.as_slice() {
         [] => Some(hex::encode(sha2::Sha256::digest(b""))),
-        [(_, only)] => Some(only.sha256.clone()),
+        [(_, only)] => {
+            return crate::downloads::verdict_of_bytes(digest, only.sha256.as_deref(), || {
+                only.full_bytes()
+            });
+        }
         _ => whole().map(|all| hex::encode(sha2::Sha256::digest(&all))),
     };
     match (digest.split_once(':'), sha256) {
         (Some(("sha256", _)), None) => {
-            let stored = non_empty.iter().all(|(_, b)| b.stored.is_some());
+            let stored = non_empty.iter().all(|(_, b)| b.stored().is_some());
             not(if stored {
                 format!(
                     "{} chunks; their bytes are in the body store, which the analysis does not read (only each chunk's hash is in the capture)",
@@ -590,9 +598,7 @@ fn digest_check(session: &UploadSession, works: &Works) -> DigestCheck {
                 )
             })
         }
-        (_, sha256) => {
-            crate::downloads::verdict_of_bytes(digest, sha256.as_deref().unwrap_or_default(), whole)
-        }
+        (_, sha256) => crate::downloads::verdict_of_bytes(digest, sha256.as_deref(), whole),
     }
 }
 

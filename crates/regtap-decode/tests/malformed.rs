@@ -5,7 +5,7 @@ use regtap_fixtures as common;
 
 use common::*;
 use regtap_capture::factory::FlowBuilder;
-use regtap_capture::{Body, Data, ErrorStage, Flow, FlowError, Header};
+use regtap_capture::{Body, Data, Ending, ErrorStage, Flow, FlowError, Header, Kept};
 use regtap_decode::AnnotationKind;
 use regtap_decode::{Analysis, Options, Severity, analyze, render_text};
 
@@ -397,14 +397,12 @@ fn binary_and_undecodable_data_anywhere() {
         .push(Header("Content-Encoding".into(), Data::Text("gzip".into())));
     response.body = Body {
         size: 10,
-        sha256: String::new(),
-        complete: true,
-        inline: Some(Data::Binary {
+        sha256: None,
+        kept: Kept::Inline(Data::Binary {
             base64: "not base64!".into(),
         }),
-        truncated: false,
-        truncated_reason: None,
-        stored: None,
+        elsewhere: None,
+        ended: Ending::Complete,
     };
     let empty = Flow {
         id: 2,

@@ -5,8 +5,8 @@
 use regtap_fixtures as common;
 
 use common::*;
-use regtap_capture::Flow;
 use regtap_capture::factory::FlowBuilder;
+use regtap_capture::{Elsewhere, Flow};
 use regtap_decode::AnnotationKind;
 use regtap_decode::{
     Analysis, Analyzer, BlobStatus, DigestCheck, FlowKind, HmacStatus, OperationKind,
@@ -1056,7 +1056,10 @@ fn bytes_in_the_body_store_are_named_in_the_reason() {
         .request_body_summary(10, &sha256(b"0123456789"))
         .status(202)
         .build();
-        chunk.request.body.stored = Some(format!("sha256/{}", sha256(b"0123456789")));
+        chunk.request.body.elsewhere = Some(Elsewhere::BodyStore(format!(
+            "sha256/{}",
+            sha256(b"0123456789")
+        )));
         flows.push(chunk);
     }
     flows.push(upload_finish(

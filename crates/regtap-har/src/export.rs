@@ -1,10 +1,13 @@
 //! Flows and their analysis → HAR 1.2.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
-use regtap_capture::{Body, Flow, Headers, UnixNanos, rfc3339};
+use regtap_capture::{Body, Ending, Flow, Headers, UnixNanos, rfc3339};
 use regtap_decode::{Analysis, FlowKind, Operation};
+use serde::Serialize;
+use serde::ser::SerializeStruct as _;
 
 use crate::model::{
     BodyFacts, Cache, Content, Cookie, Creator, Entry, EntryError, Har, Log, NameValue, Page,
@@ -67,69 +70,271 @@ pub fn export(
     analysis: &Analysis,
     options: &ExportOptions,
 ) -> Result<Export, ExportError> {
-    let operations: Vec<&Operation> = match options.operation {
-        None => analysis.operations.iter().collect(),
-        Some(requested) => {
-            let operation = analysis
-                .operations
-                .iter()
-                .find(|op| op.index == requested)
-                .ok_or(ExportError::NoSuchOperation {
-                    requested,
-                    available: analysis.operations.len(),
-                })?;
-            vec![operation]
-        }
-    };
+    let plan = Plan::new(flows, analysis, options)?;
+    let pages = plan.pages();
+    let mut bodies = Vec::new();
+    let entries: Vec<Entry> = plan
+        .flows
+        .iter()
+        .map(|flow| plan.entry(flow, &mut bodies))
+        .collect();
+    bodies.sort_by(|a: &BodyToWrite, b| a.sha256.cmp(&b.sha256));
+    bodies.dedup_by(|a, b| a.sha256 == b.sha256);
+    Ok(Export {
+        har: Har {
+            log: Log {
+                version: "1.2".to_owned(),
+                creator: creator(),
+                pages,
+                entries,
+                comment: plan.comment(),
+            },
+        },
+        bodies,
+    })
+}
 
-    // Where each flow sits: its operation's page and its step.
-    let mut place: HashMap<u64, (usize, &str)> = HashMap::new();
-    for operation in &operations {
-        for step in &operation.steps {
-            for id in &step.flow_ids {
-                place.insert(*id, (operation.index, step.explanation.as_str()));
+/// What [`export_to`] wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    pub entries: usize,
+    pub pages: usize,
+    /// Distinct bodies `write_body` said it wrote.
+    pub bodies: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExportToError {
+    #[error(transparent)]
+    Export(#[from] ExportError),
+    #[error("cannot write the HAR: {0}")]
+    Write(#[from] serde_json::Error),
+}
+
+/// Writes the HAR of `flows` to `out` entry by entry (pretty-printed, the
+/// same document [`export`] builds), never holding more than one entry.
+/// With `bodies_dir`, `write_body` is asked to write each distinct body the
+/// entries reference, once, before the first entry that references it is
+/// written; when it answers `false` (not written) no entry references it.
+pub fn export_to(
+    flows: &[Flow],
+    analysis: &Analysis,
+    options: &ExportOptions,
+    out: impl std::io::Write,
+    write_body: impl FnMut(&BodyToWrite) -> bool,
+) -> Result<Written, ExportToError> {
+    let plan = Plan::new(flows, analysis, options)?;
+    let pages = plan.pages();
+    let bodies = RefCell::new(BodyFiles {
+        write: write_body,
+        written: HashMap::new(),
+    });
+    let har = StreamedHar {
+        plan: &plan,
+        pages: &pages,
+        bodies: &bodies,
+    };
+    let mut serializer = serde_json::Serializer::pretty(out);
+    har.serialize(&mut serializer)?;
+    let mut out = serializer.into_inner();
+    out.write_all(b"\n").map_err(serde_json::Error::io)?;
+    out.flush().map_err(serde_json::Error::io)?;
+    let written = bodies.borrow().written.values().filter(|&&w| w).count();
+    Ok(Written {
+        entries: plan.flows.len(),
+        pages: pages.len(),
+        bodies: written,
+    })
+}
+
+/// The bodies `--bodies DIR` asked for: each written once, by the caller.
+struct BodyFiles<F> {
+    write: F,
+    /// sha256 → whether the caller wrote it.
+    written: HashMap<String, bool>,
+}
+
+impl<F: FnMut(&BodyToWrite) -> bool> BodyFiles<F> {
+    /// Writes the entry's bodies not yet asked for; an entry must not
+    /// point at a file that is not there.
+    fn settle(&mut self, entry: &mut Entry, bodies: Vec<BodyToWrite>) {
+        for body in bodies {
+            if !self.written.contains_key(&body.sha256) {
+                let ok = (self.write)(&body);
+                self.written.insert(body.sha256, ok);
             }
         }
-        for id in &operation.flow_ids {
-            place.entry(*id).or_insert((operation.index, ""));
+        let forget_unwritten = |facts: &mut BodyFacts| {
+            let unwritten = facts
+                .sha256
+                .as_ref()
+                .is_some_and(|s| self.written.get(s) == Some(&false));
+            if unwritten {
+                facts.file = None;
+            }
+        };
+        if let Some(post) = entry.request.post_data.as_mut() {
+            forget_unwritten(&mut post.body);
         }
+        forget_unwritten(&mut entry.response.content.body);
+    }
+}
+
+struct StreamedHar<'p, F> {
+    plan: &'p Plan<'p>,
+    pages: &'p [Page],
+    bodies: &'p RefCell<BodyFiles<F>>,
+}
+
+impl<F: FnMut(&BodyToWrite) -> bool> Serialize for StreamedHar<'_, F> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut har = serializer.serialize_struct("Har", 1)?;
+        har.serialize_field("log", &StreamedLog(self))?;
+        har.end()
+    }
+}
+
+/// [`Log`], its entries made one at a time as they are written.
+struct StreamedLog<'a, 'p, F>(&'a StreamedHar<'p, F>);
+
+impl<F: FnMut(&BodyToWrite) -> bool> Serialize for StreamedLog<'_, '_, F> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let har = self.0;
+        let comment = har.plan.comment();
+        let mut log = serializer.serialize_struct("Log", 5)?;
+        log.serialize_field("version", "1.2")?;
+        log.serialize_field("creator", &creator())?;
+        log.serialize_field("pages", har.pages)?;
+        log.serialize_field("entries", &StreamedEntries(har))?;
+        match &comment {
+            Some(comment) => log.serialize_field("comment", comment)?,
+            None => log.skip_field("comment")?,
+        }
+        log.end()
+    }
+}
+
+struct StreamedEntries<'a, 'p, F>(&'a StreamedHar<'p, F>);
+
+impl<F: FnMut(&BodyToWrite) -> bool> Serialize for StreamedEntries<'_, '_, F> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let har = self.0;
+        serializer.collect_seq(har.plan.flows.iter().map(|flow| {
+            let mut bodies = Vec::new();
+            let mut entry = har.plan.entry(flow, &mut bodies);
+            har.bodies.borrow_mut().settle(&mut entry, bodies);
+            entry
+        }))
+    }
+}
+
+fn creator() -> Creator {
+    Creator {
+        name: CREATOR_NAME.to_owned(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+    }
+}
+
+/// What every entry of one export needs, prepared once.
+struct Plan<'a> {
+    analysis: &'a Analysis,
+    options: &'a ExportOptions,
+    operations: Vec<&'a Operation>,
+    /// The flows exported, in time order.
+    flows: Vec<&'a Flow>,
+    /// Where each flow sits: its operation's page and its step.
+    place: HashMap<u64, (usize, &'a str)>,
+    redactor: Option<Redactor>,
+    /// Claim values dropped with `redact_claims`.
+    identifying: Vec<String>,
+}
+
+impl<'a> Plan<'a> {
+    fn new(
+        flows: &'a [Flow],
+        analysis: &'a Analysis,
+        options: &'a ExportOptions,
+    ) -> Result<Self, ExportError> {
+        let operations: Vec<&Operation> = match options.operation {
+            None => analysis.operations.iter().collect(),
+            Some(requested) => {
+                let operation = analysis
+                    .operations
+                    .iter()
+                    .find(|op| op.index == requested)
+                    .ok_or(ExportError::NoSuchOperation {
+                        requested,
+                        available: analysis.operations.len(),
+                    })?;
+                vec![operation]
+            }
+        };
+        let mut place: HashMap<u64, (usize, &str)> = HashMap::new();
+        for operation in &operations {
+            for step in &operation.steps {
+                for id in &step.flow_ids {
+                    place.insert(*id, (operation.index, step.explanation.as_str()));
+                }
+            }
+            for id in &operation.flow_ids {
+                place.entry(*id).or_insert((operation.index, ""));
+            }
+        }
+        let mut selected: Vec<&Flow> = flows
+            .iter()
+            .filter(|f| options.operation.is_none() || place.contains_key(&f.id))
+            .collect();
+        selected.sort_by_key(|f| (f.timing.request_start, f.id));
+        let plan = Plan {
+            analysis,
+            options,
+            operations,
+            flows: selected,
+            place,
+            redactor: (!options.include_secrets).then(|| Redactor::new(options.salt.clone())),
+            identifying: if options.redact_claims {
+                annotate::identifying_claims(analysis)
+            } else {
+                Vec::new()
+            },
+        };
+        // The decoder names tokens in any entry and on the pages: the
+        // redactor learns every credential the entries show before the
+        // first is written, so that each gets this export's fingerprint
+        // wherever the decoder names it. (The `_regtap` objects are redacted
+        // as each entry is written, in entry order.)
+        if let Some(redactor) = &plan.redactor {
+            for flow in &plan.flows {
+                let kind = analysis.flow(flow.id).map(|f| &f.kind);
+                let blobs = BlobSides::of(kind, flow.status());
+                entry(flow, blobs, options, Some(redactor), &mut Vec::new());
+            }
+        }
+        Ok(plan)
     }
 
-    let mut selected: Vec<&Flow> = flows
-        .iter()
-        .filter(|f| options.operation.is_none() || place.contains_key(&f.id))
-        .collect();
-    selected.sort_by_key(|f| (f.timing.request_start, f.id));
-
-    let redactor = (!options.include_secrets).then(|| Redactor::new(options.salt.clone()));
-    let mut bodies = Vec::new();
-    let mut entries: Vec<Entry> = selected
-        .into_iter()
-        .map(|flow| {
-            let (pageref, comment) = match place.get(&flow.id) {
-                Some((index, explanation)) => (
-                    Some(page_id(*index)),
-                    (!explanation.is_empty()).then(|| (*explanation).to_owned()),
-                ),
-                None => (None, None),
-            };
-            let kind = analysis.flow(flow.id).map(|f| &f.kind);
-            let mut entry = entry(
-                flow,
-                BlobSides::of(kind, flow.status()),
-                options,
-                redactor.as_ref(),
-                &mut bodies,
-            );
-            entry.pageref = pageref;
-            entry.comment = comment;
-            entry.regtap = annotate::flow(flow, analysis, options);
-            entry
-        })
-        .collect();
-    // After every entry: the redactor now knows every token the decoder names.
-    if let Some(redactor) = &redactor {
-        for entry in &mut entries {
+    /// The entry of one flow, redacted; the bodies it references are added
+    /// to `bodies`.
+    fn entry(&self, flow: &Flow, bodies: &mut Vec<BodyToWrite>) -> Entry {
+        let (pageref, comment) = match self.place.get(&flow.id) {
+            Some((index, explanation)) => (
+                Some(page_id(*index)),
+                (!explanation.is_empty()).then(|| (*explanation).to_owned()),
+            ),
+            None => (None, None),
+        };
+        let kind = self.analysis.flow(flow.id).map(|f| &f.kind);
+        let mut entry = entry(
+            flow,
+            BlobSides::of(kind, flow.status()),
+            self.options,
+            self.redactor.as_ref(),
+            bodies,
+        );
+        entry.pageref = pageref;
+        entry.comment = comment;
+        entry.regtap = annotate::flow(flow, self.analysis, self.options);
+        if let Some(redactor) = &self.redactor {
             redactor.annotations(&mut entry.regtap);
             if let Some(comment) = entry.comment.as_mut() {
                 *comment = redactor.annotations_text(comment);
@@ -138,75 +343,62 @@ pub fn export(
                 error.message = redactor.annotations_text(&error.message);
             }
         }
-    }
-    bodies.sort_by(|a: &BodyToWrite, b| a.sha256.cmp(&b.sha256));
-    bodies.dedup_by(|a, b| a.sha256 == b.sha256);
-
-    let mut pages: Vec<Page> = operations
-        .iter()
-        .map(|operation| Page {
-            started_date_time: rfc3339(operation.start_ns),
-            id: page_id(operation.index),
-            title: operation.title.clone(),
-            page_timings: PageTimings {
-                on_content_load: -1.0,
-                on_load: -1.0,
-            },
-            comment: Some(annotate::operation_status(operation)),
-            regtap: Some(annotate::operation(operation)),
-        })
-        .collect();
-    if let Some(redactor) = &redactor {
-        for page in &mut pages {
-            page.title = redactor.annotations_text(&page.title);
-            if let Some(comment) = page.comment.as_mut() {
-                *comment = redactor.annotations_text(comment);
-            }
-            if let Some(regtap) = page.regtap.as_mut() {
-                redactor.annotations(regtap);
-            }
-        }
-    }
-    if options.redact_claims {
-        let identifying = annotate::identifying_claims(analysis);
-        for entry in &mut entries {
-            annotate::scrub(&mut entry.regtap, &identifying);
+        if self.options.redact_claims {
+            annotate::scrub(&mut entry.regtap, &self.identifying);
             if let Some(comment) = entry.comment.as_mut() {
-                annotate::scrub_text(comment, &identifying);
+                annotate::scrub_text(comment, &self.identifying);
             }
         }
-        // Titles name repositories, which URLs show anyway: left as they are.
-        for page in &mut pages {
-            if let Some(regtap) = page.regtap.as_mut() {
-                annotate::scrub(regtap, &identifying);
-            }
-        }
+        entry
     }
 
-    Ok(Export {
-        har: Har {
-            log: Log {
-                version: "1.2".to_owned(),
-                creator: Creator {
-                    name: CREATOR_NAME.to_owned(),
-                    version: env!("CARGO_PKG_VERSION").to_owned(),
-                },
-                pages,
-                entries,
-                comment: redactor.as_ref().map(|redactor| {
-                    format!(
-                        "Credentials (credential headers, cookies, URL passwords, token, \
-                         password, secret, key and signature fields, pre-signed URL \
-                         parameters) are replaced by <redacted hmac:…> fingerprints: \
-                         HMAC-SHA256 of the value keyed with this export's salt {}, so \
-                         equal values correlate within this file only.",
-                        redactor.salt().hex()
-                    )
-                }),
-            },
-        },
-        bodies,
-    })
+    fn pages(&self) -> Vec<Page> {
+        self.operations
+            .iter()
+            .map(|operation| {
+                let mut page = Page {
+                    started_date_time: rfc3339(operation.start_ns),
+                    id: page_id(operation.index),
+                    title: operation.title.clone(),
+                    page_timings: PageTimings {
+                        on_content_load: -1.0,
+                        on_load: -1.0,
+                    },
+                    comment: Some(annotate::operation_status(operation)),
+                    regtap: Some(annotate::operation(operation)),
+                };
+                if let Some(redactor) = &self.redactor {
+                    page.title = redactor.annotations_text(&page.title);
+                    if let Some(comment) = page.comment.as_mut() {
+                        *comment = redactor.annotations_text(comment);
+                    }
+                    if let Some(regtap) = page.regtap.as_mut() {
+                        redactor.annotations(regtap);
+                    }
+                }
+                // Titles name repositories, which URLs show anyway: left as they are.
+                if self.options.redact_claims
+                    && let Some(regtap) = page.regtap.as_mut()
+                {
+                    annotate::scrub(regtap, &self.identifying);
+                }
+                page
+            })
+            .collect()
+    }
+
+    fn comment(&self) -> Option<String> {
+        self.redactor.as_ref().map(|redactor| {
+            format!(
+                "Credentials (credential headers, cookies, URL passwords, token, \
+                 password, secret, key and signature fields, pre-signed URL \
+                 parameters) are replaced by <redacted hmac:…> fingerprints: \
+                 HMAC-SHA256 of the value keyed with this export's salt {}, so \
+                 equal values correlate within this file only.",
+                redactor.salt().hex()
+            )
+        })
+    }
 }
 
 fn page_id(operation_index: usize) -> String {
@@ -242,15 +434,15 @@ fn entry(
 ) -> Entry {
     let request_type = flow.request.headers.get("content-type");
     let request_body = render_body(&flow.request.body, request_type, blobs.request, redactor);
-    let post_data = (flow.request.body.size > 0 || !flow.request.body.complete).then(|| {
+    let post_data = (flow.request.body.size > 0 || !flow.request.body.is_complete()).then(|| {
         let file = reference_body(&flow.request.body, &request_body, options, bodies);
         PostData {
             mime_type: request_type.unwrap_or("").to_owned(),
             text: request_body.text.clone().unwrap_or_default(),
             comment: request_body.description.clone(),
             body: BodyFacts {
-                sha256: Some(flow.request.body.sha256.clone()),
-                incomplete: !flow.request.body.complete,
+                sha256: flow.request.body.sha256.clone(),
+                incomplete: flow.request.body.is_cut_off(),
                 file,
             },
         }
@@ -291,8 +483,8 @@ fn entry(
                     encoding: None,
                     comment: rendered.description,
                     body: BodyFacts {
-                        sha256: Some(response.body.sha256.clone()),
-                        incomplete: !response.body.complete,
+                        sha256: response.body.sha256.clone(),
+                        incomplete: response.body.is_cut_off(),
                         file,
                     },
                 },
@@ -523,8 +715,10 @@ fn render_body(
     blob: bool,
     redactor: Option<&Redactor>,
 ) -> RenderedBody {
-    let stored = body.stored.clone().map(BodySource::Stored);
-    if body.size == 0 && body.complete {
+    let stored = body
+        .stored()
+        .map(|path| BodySource::Stored(path.to_owned()));
+    if body.size == 0 && body.is_complete() {
         return RenderedBody {
             text: None,
             description: None,
@@ -538,7 +732,7 @@ fn render_body(
         .filter(|_| textual)
         .and_then(|bytes| std::str::from_utf8(bytes).ok());
     if let Some(text) = text
-        && body.complete
+        && body.is_complete()
     {
         let text = match redactor {
             None => Some(text.to_owned()),
@@ -558,22 +752,20 @@ fn render_body(
             described_bytes: None,
         };
     }
-    let what = if !body.complete {
-        "cut off (the exchange broke)"
-    } else if blob {
-        "blob"
-    } else if textual {
-        "not fully captured"
-    } else {
-        "binary"
+    let what = match body.ended {
+        Ending::CutOff => "cut off (the exchange broke)",
+        Ending::Unknown => "not in the recording it was imported from",
+        Ending::Complete if blob => "blob",
+        Ending::Complete if textual => "not fully captured",
+        Ending::Complete => "binary",
     };
-    let description = format!(
-        "{} bytes, sha256:{}, {what}; not included",
-        body.size, body.sha256
-    );
+    let description = match body.digest() {
+        Some(digest) => format!("{} bytes, {digest}, {what}; not included", body.size),
+        None => format!("{} bytes, {what}; not included", body.size),
+    };
     let described_bytes = match full {
-        Some(bytes) if body.complete => Some(BodySource::Inline(bytes)),
-        _ if body.complete => stored,
+        Some(bytes) if body.is_complete() => Some(BodySource::Inline(bytes)),
+        _ if body.is_complete() => stored,
         _ => None,
     };
     RenderedBody {
@@ -593,13 +785,8 @@ fn reference_body(
 ) -> Option<String> {
     let dir = options.bodies_dir.as_deref()?;
     let source = rendered.described_bytes.clone()?;
-    bodies.push(BodyToWrite {
-        sha256: body.sha256.clone(),
-        source,
-    });
-    Some(format!(
-        "{}/sha256/{}",
-        dir.trim_end_matches('/'),
-        body.sha256
-    ))
+    let sha256 = body.sha256.clone()?;
+    let path = format!("{}/sha256/{sha256}", dir.trim_end_matches('/'));
+    bodies.push(BodyToWrite { sha256, source });
+    Some(path)
 }

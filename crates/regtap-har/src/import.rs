@@ -20,8 +20,8 @@ use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess,
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use regtap_capture::{
-    Body, Data, ErrorStage, Flow, FlowError, Header, Headers, Request, Response, Timing, UnixNanos,
-    sha256_hex,
+    Body, Data, Ending, ErrorStage, Flow, FlowError, Header, Headers, Kept, Request, Response,
+    Timing, TruncationReason, UnixNanos, sha256_hex,
 };
 use serde_json::Value;
 
@@ -708,15 +708,17 @@ fn summary_body(size: u64, sha256: Option<&str>, absent: bool) -> Body {
     }
     Body {
         size,
-        sha256: sha256.unwrap_or_default().to_owned(),
-        // Without bytes or a hash the body cannot be checked against a digest;
-        // the flow model's way to say so is an incomplete body.
-        complete: sha256.is_some(),
-        inline: None,
-        // Nothing of it is known: an empty prefix.
-        truncated: true,
-        truncated_reason: None,
-        stored: None,
+        sha256: sha256.map(str::to_owned),
+        kept: Kept::Unknown,
+        elsewhere: None,
+        // A hash is written by regtap, which says when a body was cut off
+        // (`_incomplete`); other tools leave a body out without saying
+        // whether it arrived whole.
+        ended: if sha256.is_some() {
+            Ending::Complete
+        } else {
+            Ending::Unknown
+        },
     }
 }
 
@@ -725,12 +727,13 @@ fn body_from_bytes(bytes: &[u8], declared_size: Option<u64>, sha256: Option<&str
         // The tool cut the text short: what is there is a prefix.
         Some(size) if size > bytes.len() as u64 => Body {
             size,
-            sha256: sha256.unwrap_or_default().to_owned(),
-            complete: true,
-            inline: Some(Data::from_bytes(bytes)),
-            truncated: true,
-            truncated_reason: None,
-            stored: None,
+            sha256: sha256.map(str::to_owned),
+            kept: Kept::Prefix {
+                data: (!bytes.is_empty()).then(|| Data::from_bytes(bytes)),
+                reason: TruncationReason::SizeLimit,
+            },
+            elsewhere: None,
+            ended: Ending::Complete,
         },
         _ => Body::from_bytes(bytes),
     }
@@ -809,7 +812,9 @@ fn request_body(
             summary_body(size, sha256, absent)
         }
     };
-    body.complete &= !incomplete;
+    if incomplete {
+        body.ended = Ending::CutOff;
+    }
     body
 }
 
@@ -842,7 +847,9 @@ fn response_body(response: &Value, number: usize, warnings: &mut Vec<String>) ->
             summary_body(size, sha256, size == 0)
         }
     };
-    body.complete &= !incomplete;
+    if incomplete {
+        body.ended = Ending::CutOff;
+    }
     body
 }
 

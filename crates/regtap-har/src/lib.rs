@@ -11,6 +11,7 @@ pub mod model;
 pub mod redact;
 
 pub use export::{
-    BodySource, BodyToWrite, CREATOR_NAME, Export, ExportError, ExportOptions, export,
+    BodySource, BodyToWrite, CREATOR_NAME, Export, ExportError, ExportOptions, ExportToError,
+    Written, export, export_to,
 };
 pub use import::{ImportError, ImportLimits, Imported, import, import_reader, looks_like_har};

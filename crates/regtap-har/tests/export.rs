@@ -510,11 +510,19 @@ fn blob_bodies_are_described_and_written_with_bodies_dir() {
         .request
         .headers
         .push("Content-Type", "application/octet-stream");
-    let mut stored = regtap_capture::Body::from_bytes(b"");
-    stored.size = 262_435;
-    stored.sha256 = "ab".repeat(32);
-    stored.truncated = true;
-    stored.stored = Some(format!("sha256/{}", "ab".repeat(32)));
+    let stored = regtap_capture::Body {
+        size: 262_435,
+        sha256: Some("ab".repeat(32)),
+        kept: regtap_capture::Kept::Prefix {
+            data: None,
+            reason: regtap_capture::TruncationReason::SizeLimit,
+        },
+        elsewhere: Some(regtap_capture::Elsewhere::BodyStore(format!(
+            "sha256/{}",
+            "ab".repeat(32)
+        ))),
+        ended: regtap_capture::Ending::Complete,
+    };
     flows[1].response.as_mut().expect("response").body = stored;
     flows[1].response.as_mut().expect("response").headers = Default::default();
     flows[1]
@@ -730,4 +738,88 @@ fn extreme_times_do_not_panic_and_stay_valid_numbers() {
             entry["time"]
         );
     }
+}
+
+// ---------------------------------------------------------------- streaming
+
+/// `export_to` writes, entry by entry, the document `export` builds: byte
+/// for byte, redacted or not, for every input.
+#[test]
+fn the_streamed_har_is_the_built_har() {
+    for (name, flows) in &common::all_inputs() {
+        let analysis = analyze(flows, &Options::default());
+        for options in [
+            ExportOptions::default(),
+            ExportOptions {
+                redact_claims: true,
+                ..ExportOptions::default()
+            },
+            ExportOptions {
+                include_secrets: true,
+                ..ExportOptions::default()
+            },
+        ] {
+            let options = ExportOptions {
+                salt: Salt::from_bytes([0x5a; 16]),
+                ..options
+            };
+            let built = export(flows, &analysis, &options).expect("export");
+            let mut expected = serde_json::to_vec_pretty(&built.har).expect("json");
+            expected.push(b'\n');
+            let mut streamed = Vec::new();
+            let written =
+                regtap_har::export_to(flows, &analysis, &options, &mut streamed, |_| true)
+                    .expect("export_to");
+            assert_eq!(
+                String::from_utf8_lossy(&streamed),
+                String::from_utf8_lossy(&expected),
+                "{name}"
+            );
+            assert_eq!(written.entries, built.har.log.entries.len(), "{name}");
+            assert_eq!(written.pages, built.har.log.pages.len(), "{name}");
+        }
+    }
+}
+
+/// With `--bodies`, each distinct body is handed over once, and an entry
+/// never references a body that could not be written.
+#[test]
+fn the_streamed_har_references_only_bodies_written() {
+    let mut flows = common::dockerd_sequences();
+    let blob = vec![0x1f_u8, 0x8b, 0x08, 0x00, 0xff, 0xfe];
+    let other = vec![0x1f_u8, 0x8b, 0x08, 0x01];
+    for (i, bytes) in [(0, &blob), (1, &blob), (2, &other)] {
+        flows[i].request.body = regtap_capture::Body::from_bytes(bytes);
+        flows[i]
+            .request
+            .headers
+            .push("Content-Type", "application/octet-stream");
+    }
+    let analysis = analyze(&flows, &Options::default());
+    let options = ExportOptions {
+        bodies_dir: Some("out".to_owned()),
+        ..ExportOptions::default()
+    };
+    let refused = regtap_capture::sha256_hex(&other);
+    let mut asked = Vec::new();
+    let mut streamed = Vec::new();
+    let written = regtap_har::export_to(&flows, &analysis, &options, &mut streamed, |body| {
+        asked.push(body.sha256.clone());
+        body.sha256 != refused
+    })
+    .expect("export_to");
+    assert_eq!(
+        asked,
+        vec![regtap_capture::sha256_hex(&blob), refused.clone()]
+    );
+    assert_eq!(written.bodies, 1);
+    let har: Value = serde_json::from_slice(&streamed).expect("json");
+    let files: Vec<&Value> = entries(&har)
+        .iter()
+        .map(|e| &e["request"]["postData"]["_file"])
+        .filter(|f| !f.is_null())
+        .collect();
+    let kept = format!("out/sha256/{}", regtap_capture::sha256_hex(&blob));
+    assert_eq!(files, vec![&Value::from(kept.clone()), &Value::from(kept)]);
+    assert!(!String::from_utf8_lossy(&streamed).contains(&format!("sha256/{refused}")));
 }

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use regtap_capture::{Flow, sha256_hex};
+use regtap_capture::{Ending, Flow, Kept, TruncationReason, sha256_hex};
 use regtap_har::{ImportError, import, looks_like_har};
 
 fn fixture(path: &str) -> Vec<u8> {
@@ -64,7 +64,7 @@ fn mitmproxy_hardump_becomes_flows_with_exact_body_bytes() {
         let body = &flows[patch].request.body;
         let digest = query_param(flows[put].url(), "digest").expect("PUT has ?digest=");
         assert_eq!(
-            format!("sha256%3A{}", body.sha256),
+            format!("sha256%3A{}", body.sha256.as_deref().unwrap()),
             digest,
             "flow {}",
             flows[patch].id
@@ -76,8 +76,10 @@ fn mitmproxy_hardump_becomes_flows_with_exact_body_bytes() {
     // The streamed PATCH: mitmproxy kept nothing, and the import says so.
     let streamed = &flows[5].request.body;
     assert!(streamed.full_bytes().is_none());
-    // Neither bytes nor hash: no digest check may treat it as an empty body.
-    assert!(!streamed.complete);
+    // Neither bytes nor hash: no digest check may treat it as an empty body,
+    // and nothing says it was cut off.
+    assert_eq!(streamed.kept, Kept::Unknown);
+    assert_eq!(streamed.ended, Ending::Unknown);
     assert!(
         imported
             .warnings
@@ -90,7 +92,7 @@ fn mitmproxy_hardump_becomes_flows_with_exact_body_bytes() {
     // The manifest PUT body is text, and its hash is the digest the registry computed.
     let manifest_put = &flows[15];
     assert_eq!(
-        Some(format!("sha256:{}", manifest_put.request.body.sha256).as_str()),
+        manifest_put.request.body.digest().as_deref(),
         response_header(manifest_put, "docker-content-digest")
     );
 
@@ -98,7 +100,7 @@ fn mitmproxy_hardump_becomes_flows_with_exact_body_bytes() {
     for blob_get in &flows[16..18] {
         let body = &blob_get.response.as_ref().unwrap().body;
         assert_eq!(
-            Some(format!("sha256:{}", body.sha256).as_str()),
+            body.digest().as_deref(),
             response_header(blob_get, "docker-content-digest"),
             "flow {}",
             blob_get.id
@@ -172,8 +174,8 @@ fn chrome_devtools_har_becomes_flows() {
     );
     let config = &flows[5].response.as_ref().unwrap().body;
     let bytes = config.full_bytes().expect("base64 content decoded");
-    assert_eq!(sha256_hex(&bytes), config.sha256);
-    assert!(flows[4].url().ends_with(&config.sha256));
+    assert_eq!(Some(sha256_hex(&bytes)), config.sha256);
+    assert!(flows[4].url().ends_with(config.sha256.as_deref().unwrap()));
 
     // A refused connection: no response, the browser's error kept.
     let refused = &flows[7];
@@ -255,7 +257,7 @@ fn broken_entries_are_skipped_with_warnings_and_the_rest_kept() {
 
     // Text shorter than the declared size: a prefix, not the body.
     let short = &imported.flows[1].response.as_ref().unwrap().body;
-    assert!(short.truncated);
+    assert_eq!(short.truncation(), Some(&TruncationReason::SizeLimit));
     assert_eq!(short.size, 10);
 }
 
@@ -345,7 +347,7 @@ fn http_toolkit_har_becomes_flows_with_upload_bytes() {
 
     // Over HTTP Toolkit's limit: the size, no bytes, and a warning saying why.
     let big = &flows[8].response.as_ref().unwrap().body;
-    assert_eq!((big.size, big.inline.is_none()), (734_003, true));
+    assert_eq!((big.size, big.inline().is_none()), (734_003, true));
     // Aborted: no response.
     assert_eq!(flows[9].response, None);
 
@@ -392,11 +394,83 @@ fn http_toolkit_discarded_request_bodies_say_why() {
     }]}});
     let imported = import(har.to_string().as_bytes()).unwrap();
     let body = &imported.flows[0].request.body;
-    assert_eq!((body.size, body.complete), (734_003, false));
+    assert_eq!((body.size, body.ended), (734_003, Ending::Unknown));
     assert!(
         imported.warnings.iter().any(|w| w
             .contains("the request body is not in the HAR: Body discarded during HAR generation: longer than limit of 500000 bytes")),
         "{:?}",
         imported.warnings
+    );
+}
+
+/// A HAR that leaves bodies out says nothing about how they ended: the
+/// decoder must not call them cut off, and whatever needs their bytes is
+/// "not verifiable".
+#[test]
+fn bodies_left_out_of_a_har_are_not_called_cut_off() {
+    use regtap_decode::{DigestCheck, Options, analyze, render_text};
+    let digest = format!("sha256:{}", "7e".repeat(32));
+    let header = |name: &str, value: &str| serde_json::json!({"name": name, "value": value});
+    let entry = |method: &str,
+                 path: &str,
+                 request_headers: Vec<serde_json::Value>,
+                 body_size: u64,
+                 status: u16,
+                 response_headers: Vec<serde_json::Value>,
+                 content_size: u64| {
+        serde_json::json!({
+            "startedDateTime": "2026-11-22T22:38:36.086+01:00", "time": 1,
+            "request": {"method": method, "url": format!("https://registry.test{path}"),
+                "httpVersion": "HTTP/1.1", "cookies": [], "queryString": [],
+                "headers": request_headers, "headersSize": -1, "bodySize": body_size},
+            "response": {"status": status, "statusText": "", "httpVersion": "HTTP/1.1",
+                "cookies": [], "headers": response_headers, "redirectURL": "",
+                "headersSize": -1, "bodySize": content_size,
+                "content": {"mimeType": "application/octet-stream", "size": content_size}},
+            "cache": {}, "timings": {"send": 0, "wait": 1, "receive": 0}
+        })
+    };
+    let upload = "/v2/lab/app/blobs/uploads/u-1";
+    let har = serde_json::json!({"log": {"version": "1.2",
+    "creator": {"name": "some recorder", "version": "1"},
+    "entries": [
+        entry("GET", &format!("/v2/lab/app/blobs/{digest}"), vec![], 0, 200,
+              vec![header("Docker-Content-Digest", &digest)], 1234),
+        entry("POST", "/v2/lab/app/blobs/uploads/", vec![], 0, 202,
+              vec![header("Location", upload)], 0),
+        entry("PATCH", upload, vec![header("Content-Type", "application/octet-stream")],
+              1234, 202, vec![header("Location", upload), header("Range", "0-1233")], 0),
+        entry("PUT", &format!("{upload}?digest={digest}"), vec![], 0, 201,
+              vec![header("Docker-Content-Digest", &digest)], 0),
+    ]}});
+    let imported = import(har.to_string().as_bytes()).unwrap();
+    let flows = &imported.flows;
+    let blob_body = &flows[0].response.as_ref().unwrap().body;
+    assert_eq!(
+        (blob_body.kept.clone(), blob_body.ended),
+        (Kept::Unknown, Ending::Unknown)
+    );
+    assert_eq!(flows[2].request.body.ended, Ending::Unknown);
+
+    let analysis = analyze(flows, &Options::default());
+    let text = render_text(&analysis, flows, false);
+    assert!(!text.contains("cut off"), "{text}");
+    let download = analysis.flows[0]
+        .download
+        .as_ref()
+        .expect("a blob download");
+    assert_eq!(
+        download.verdict,
+        DigestCheck::NotVerifiable {
+            reason: "the recording does not say whether the body arrived whole".to_owned()
+        }
+    );
+    let session = analysis.sessions.first().expect("an upload session");
+    assert_eq!(
+        session.digest_check,
+        DigestCheck::NotVerifiable {
+            reason: "the recording does not say whether every chunk arrived whole".to_owned()
+        },
+        "{text}"
     );
 }

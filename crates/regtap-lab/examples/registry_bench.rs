@@ -301,9 +301,13 @@ impl Bench {
             .flows
             .iter()
             .filter(|flow| {
-                let response = flow.response.as_ref().map(|r| &r.body.sha256);
-                flow.request.body.sha256 == self.blob_digest
-                    || (flow.request.method == "GET" && response == Some(&self.blob_digest))
+                let carries = |sha256: &Option<String>| sha256.as_ref() == Some(&self.blob_digest);
+                carries(&flow.request.body.sha256)
+                    || (flow.request.method == "GET"
+                        && flow
+                            .response
+                            .as_ref()
+                            .is_some_and(|r| carries(&r.body.sha256)))
             })
             .count();
         if with_blob != raw {

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::{MIB, random_mib, start_upstream, upstream_pki};
-use regtap_capture::{Capture, ErrorStage};
+use regtap_capture::{Capture, ErrorStage, TruncationReason};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -327,7 +327,12 @@ async fn inline_budget(bench: &Bench, base: &str, budget: Option<usize>) -> Resu
     let budgeted = capture
         .flows
         .iter()
-        .filter(|f| f.request.body.truncated_reason.is_some())
+        .filter(|f| {
+            matches!(
+                f.request.body.truncation(),
+                Some(TruncationReason::InlineBudget { .. })
+            )
+        })
         .count();
     let whole = capture
         .flows

@@ -68,7 +68,7 @@ impl Forwarder {
                 url: canonical_url(&parts.uri),
                 http_version: version_name(parts.version),
                 headers: headers(&parts.headers),
-                body: regtap_capture::Body::default(),
+                body: regtap_capture::Body::pending(),
             },
             reverse: reverse.as_ref().map(|r| r.exchange.clone()),
         };
@@ -136,7 +136,7 @@ impl Forwarder {
                 status: parts.status.as_u16(),
                 http_version: version_name(parts.version),
                 headers: headers(&parts.headers),
-                body: regtap_capture::Body::default(),
+                body: regtap_capture::Body::pending(),
             },
             server_addr,
         );

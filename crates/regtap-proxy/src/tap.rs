@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use regtap_capture::{Body, Data};
+use regtap_capture::{Body, Data, Elsewhere, Ending, Kept, TruncationReason};
 use sha2::{Digest as _, Sha256};
 
 /// How many bytes of a body larger than `--max-inline` are kept: enough to
@@ -88,9 +88,8 @@ pub(crate) struct BodyTap {
     hasher: Sha256,
     max_inline: usize,
     kept: Vec<u8>,
-    truncated: bool,
-    /// Why the body was truncated although it fit `max_inline`.
-    truncated_reason: Option<String>,
+    /// Why only a prefix is kept, once that is decided.
+    truncated: Option<TruncationReason>,
     budget: Option<Arc<InlineBudget>>,
     /// Bytes of `kept` taken from `budget`.
     reserved: usize,
@@ -112,8 +111,7 @@ impl BodyTap {
             hasher: Sha256::new(),
             max_inline,
             kept: Vec::new(),
-            truncated: false,
-            truncated_reason: None,
+            truncated: None,
             budget,
             reserved: 0,
             store,
@@ -135,20 +133,18 @@ impl BodyTap {
 
     fn keep(&mut self, data: &[u8]) {
         let prefix_len = self.max_inline.min(TRUNCATED_PREFIX);
-        if !self.truncated {
+        if self.truncated.is_none() {
             let fits = self.kept.len() + data.len() <= self.max_inline;
             if fits && self.reserve(data.len()) {
                 self.kept.extend_from_slice(data);
                 return;
             }
-            if fits && let Some(budget) = &self.budget {
-                self.truncated_reason = Some(format!(
-                    "the proxy's memory budget for inline bodies ({} bytes, --inline-budget) \
-                     was in use by other exchanges; size, hash and first bytes kept",
-                    budget.limit()
-                ));
-            }
-            self.truncated = true;
+            self.truncated = Some(match &self.budget {
+                Some(budget) if fits => TruncationReason::InlineBudget {
+                    limit: budget.limit() as u64,
+                },
+                _ => TruncationReason::SizeLimit,
+            });
             self.kept.truncate(prefix_len);
             self.kept.shrink_to_fit();
             self.release();
@@ -233,21 +229,23 @@ impl BodyTap {
             (Some(file), Some(store)) => finish_store_file(file, &store, &sha256, complete),
             _ => None,
         };
-        let inline = if self.kept.is_empty() {
-            None
-        } else if self.truncated {
-            Some(prefix_data(&self.kept))
-        } else {
-            Some(Data::from_bytes(&self.kept))
+        let kept = match self.truncated.take() {
+            None => Kept::Inline(Data::from_bytes(&self.kept)),
+            Some(reason) => Kept::Prefix {
+                data: (!self.kept.is_empty()).then(|| prefix_data(&self.kept)),
+                reason,
+            },
         };
         let body = Body {
             size: self.size,
-            sha256,
-            complete,
-            inline,
-            truncated: self.truncated,
-            truncated_reason: self.truncated_reason.take(),
-            stored,
+            sha256: Some(sha256),
+            kept,
+            elsewhere: stored.map(Elsewhere::BodyStore),
+            ended: if complete {
+                Ending::Complete
+            } else {
+                Ending::CutOff
+            },
         };
         (body, hold)
     }
@@ -333,23 +331,28 @@ mod tests {
         let mut second = BodyTap::new(1 << 20, Some(Arc::clone(&budget)), None, "b".into());
         second.push(&body);
         let (second, _) = second.finish(true);
-        assert!(second.truncated);
+        assert_eq!(
+            second.truncation(),
+            Some(&TruncationReason::InlineBudget {
+                limit: TRUNCATED_PREFIX as u64
+            }),
+        );
         assert!(
             second
-                .truncated_reason
-                .as_deref()
+                .truncation()
+                .and_then(TruncationReason::sentence)
                 .unwrap()
                 .contains("--inline-budget"),
             "{second:?}"
         );
         assert_eq!(second.size, body.len() as u64);
-        assert_eq!(second.sha256, regtap_capture::sha256_hex(&body));
+        assert_eq!(second.sha256, Some(regtap_capture::sha256_hex(&body)));
         let (first, hold) = first.finish(true);
         assert_eq!(first.full_bytes(), Some(body.clone()));
         // The first body's memory is held until its flow is written.
         let mut third = BodyTap::new(1 << 20, Some(Arc::clone(&budget)), None, "c".into());
         third.push(&body);
-        assert!(third.finish(true).0.truncated);
+        assert!(third.finish(true).0.truncation().is_some());
         drop(hold);
         let mut fourth = BodyTap::new(1 << 20, Some(budget), None, "d".into());
         fourth.push(&body);
@@ -374,9 +377,9 @@ mod tests {
         }
         let body = t.finish(true).0;
         assert_eq!(body.size, 20_000);
-        assert_eq!(body.sha256, regtap_capture::sha256_hex(&data));
-        assert!(body.truncated);
-        let prefix = body.inline.and_then(|d| d.to_bytes()).unwrap();
+        assert_eq!(body.sha256, Some(regtap_capture::sha256_hex(&data)));
+        assert_eq!(body.truncation(), Some(&TruncationReason::SizeLimit));
+        let prefix = body.inline().and_then(Data::to_bytes).unwrap();
         assert_eq!(prefix, data[..TRUNCATED_PREFIX]);
     }
 
@@ -385,7 +388,7 @@ mod tests {
         let mut t = tap(4);
         t.push(b"abcd");
         let body = t.finish(true).0;
-        assert!(!body.truncated);
+        assert_eq!(body.truncation(), None);
         assert_eq!(body.full_bytes(), Some(b"abcd".to_vec()));
     }
 
@@ -394,9 +397,14 @@ mod tests {
         let mut t = tap(0);
         t.push(b"abc");
         let body = t.finish(false).0;
-        assert_eq!(body.inline, None);
-        assert!(body.truncated);
-        assert!(!body.complete);
+        assert_eq!(
+            body.kept,
+            Kept::Prefix {
+                data: None,
+                reason: TruncationReason::SizeLimit
+            }
+        );
+        assert!(body.is_cut_off());
         assert_eq!(body.size, 3);
     }
 
@@ -419,7 +427,7 @@ mod tests {
         let mut t = BodyTap::new(2, None, Some(store), "1-req".to_owned());
         t.push(b"secret body");
         let (body, _hold) = t.finish(true);
-        assert!(body.stored.is_some());
+        assert!(body.stored().is_some());
         assert_eq!(fs::read(&victim).unwrap(), b"keep me");
     }
 
@@ -431,7 +439,7 @@ mod tests {
         t.push(b"hello ");
         t.push(b"world");
         let body = t.finish(true).0;
-        let stored = body.stored.unwrap();
+        let stored = body.stored().unwrap().to_owned();
         assert_eq!(
             stored,
             format!("sha256/{}", regtap_capture::sha256_hex(b"hello world"))
@@ -445,7 +453,7 @@ mod tests {
         let mut cut = BodyTap::new(2, None, Some(store), "2-req".to_owned());
         cut.push(b"partial");
         let body = cut.finish(false).0;
-        assert_eq!(body.stored, None);
+        assert_eq!(body.stored(), None);
         assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
 
         // A store created 0755 by an older regtap is closed when reopened.

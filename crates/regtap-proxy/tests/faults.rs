@@ -252,7 +252,7 @@ async fn a_response_body_that_stalls_is_cut_by_the_body_timeout() {
     assert_eq!(error.stage, ErrorStage::BodyTimeout, "{}", error.message);
     let body = &flow.response.as_ref().unwrap().body;
     assert_eq!(body.size, 10);
-    assert!(!body.complete);
+    assert!(body.is_cut_off());
 }
 
 #[tokio::test]
@@ -284,7 +284,7 @@ async fn an_upstream_reset_mid_body_is_recorded_with_the_bytes_seen() {
     assert_eq!(error.stage, ErrorStage::Response, "{}", error.message);
     let body = &flow.response.as_ref().unwrap().body;
     assert_eq!(body.size, 4000);
-    assert!(!body.complete);
+    assert!(body.is_cut_off());
 }
 
 /// CONNECT `authority` through the proxy; returns the tunnel once it is open.

@@ -381,7 +381,7 @@ async fn after_kill_9_every_started_upload_is_in_the_capture_cut_off() {
             "{} bytes",
             flow.request.body.size
         );
-        assert!(!flow.request.body.complete);
+        assert!(flow.request.body.is_cut_off());
     }
 }
 

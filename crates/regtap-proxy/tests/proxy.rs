@@ -66,18 +66,21 @@ async fn streams_a_64_mib_upload_and_download_recording_their_hashes() {
     assert_eq!(put.error, None);
     let sent = &put.request.body;
     assert_eq!(sent.size, (BIG_MIB * MIB) as u64);
-    assert_eq!(sent.sha256, expected);
-    assert!(sent.complete);
-    assert!(sent.truncated, "a 64 MiB body must not be inlined");
-    let prefix = sent.inline.as_ref().and_then(Data::to_bytes).unwrap();
+    assert_eq!(sent.sha256.as_deref(), Some(expected.as_str()));
+    assert!(sent.is_complete());
+    assert!(
+        sent.truncation().is_some(),
+        "a 64 MiB body must not be inlined"
+    );
+    let prefix = sent.inline().and_then(Data::to_bytes).unwrap();
     assert_eq!(prefix, chunk[..4096]);
 
     let get = &capture.flows[1];
     let got = &get.response.as_ref().unwrap().body;
     assert_eq!(get.request.url, format!("{base}/download/{BIG_MIB}"));
     assert_eq!(got.size, (BIG_MIB * MIB) as u64);
-    assert_eq!(got.sha256, expected);
-    assert!(got.complete && got.truncated);
+    assert_eq!(got.sha256.as_deref(), Some(expected.as_str()));
+    assert!(got.is_complete() && got.truncation().is_some());
     assert_eq!(get.error, None);
 }
 
@@ -145,7 +148,7 @@ async fn small_json_is_inlined_with_headers_addresses_and_times() {
         response.body.full_bytes().unwrap(),
         br#"{"repositories":["library/alpine"]}"#
     );
-    assert!(!response.body.truncated && response.body.complete);
+    assert!(response.body.truncation().is_none() && response.body.is_complete());
     let t = &flow.timing;
     let head = t.response_head.unwrap();
     assert!(t.request_start <= t.request_end.unwrap());
@@ -220,9 +223,12 @@ async fn client_hanging_up_mid_upload_is_recorded_with_the_bytes_seen() {
     let flow = harness.finished(1).await.remove(0);
     assert_eq!(flow.request.method, "PATCH");
     let body = &flow.request.body;
-    assert!(!body.complete);
+    assert!(body.is_cut_off());
     assert_eq!(body.size, MIB as u64);
-    assert_eq!(body.sha256, repeated_sha256(&chunk, 1));
+    assert_eq!(
+        body.sha256.as_deref(),
+        Some(repeated_sha256(&chunk, 1).as_str())
+    );
     let error = flow.error.as_ref().unwrap();
     assert_eq!(error.stage, ErrorStage::Request, "{}", error.message);
     assert!(
@@ -329,10 +335,10 @@ async fn store_bodies_keeps_complete_bodies_under_their_hash() {
     let (capture, _dir) = harness.stop().await;
     let body = &capture.flows[0].request.body;
     assert_eq!(
-        body.inline.as_ref().and_then(Data::to_bytes).unwrap(),
+        body.inline().and_then(Data::to_bytes).unwrap(),
         chunk[..1024]
     );
-    let stored = body.stored.as_ref().unwrap();
+    let stored = body.stored().unwrap();
     assert_eq!(stored, &format!("sha256/{}", repeated_sha256(&chunk, 1)));
     assert_eq!(std::fs::read(store.join(stored)).unwrap(), chunk);
 }
@@ -423,7 +429,7 @@ async fn stopping_the_proxy_records_exchanges_in_flight() {
     assert_eq!(capture.flows.len(), 1);
     let flow = &capture.flows[0];
     assert_eq!(flow.request.body.size, MIB as u64);
-    assert!(!flow.request.body.complete);
+    assert!(flow.request.body.is_cut_off());
     let error = flow.error.as_ref().unwrap();
     assert_eq!(error.stage, ErrorStage::Request);
     assert!(error.message.contains("proxy stopped"), "{}", error.message);

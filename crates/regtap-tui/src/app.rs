@@ -16,7 +16,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use regtap_capture::{Direction, Flow, UnixNanos};
-use regtap_decode::{Analysis, Analyzer, FlowAnalysis, Operation, Options, Step};
+use regtap_decode::{Analysis, FlowAnalysis, Operation, Options, Step};
+
+use crate::relink::Relinker;
 
 use crate::format;
 
@@ -157,9 +159,12 @@ impl Transfer {
 /// Live mode: the analyzer fed by finished flows and the exchanges in flight.
 #[derive(Debug)]
 pub struct Live {
-    analyzer: Analyzer,
-    /// Finished flows not yet merged into the shown state (see [`App::refresh`]).
+    relinker: Relinker,
+    /// Finished flows not yet merged into the shown state (see [`App::refresh`]),
+    /// in the order they were pushed to the relinker.
     pending: Vec<Flow>,
+    /// Flows pushed to the relinker and shown.
+    shown: usize,
     pub in_flight: BTreeMap<u64, Transfer>,
     /// The event source has gone (the proxy stopped).
     pub ended: bool,
@@ -261,8 +266,9 @@ impl App {
     /// The state for live traffic: empty until [`App::apply`] brings flows.
     pub fn live(options: Options) -> App {
         let live = Live {
-            analyzer: Analyzer::new(options),
+            relinker: Relinker::new(options),
             pending: Vec::new(),
+            shown: 0,
             in_flight: BTreeMap::new(),
             ended: false,
             missed: 0,

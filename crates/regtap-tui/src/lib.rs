@@ -14,6 +14,7 @@ mod app;
 mod format;
 mod keys;
 mod live;
+mod relink;
 mod terminal;
 mod ui;
 

@@ -28,9 +28,6 @@ pub enum TuiError {
     Terminal(#[from] io::Error),
 }
 
-/// How often live flows are merged into the analysis, at most: a burst of
-/// finished flows is decoded once.
-const LIVE_REFRESH: Duration = Duration::from_millis(250);
 /// Input wait while something moves (playback, live traffic).
 const FAST_TICK: Duration = Duration::from_millis(50);
 /// Input wait while nothing moves.
@@ -74,7 +71,6 @@ fn run_app(
 ) -> Result<(), TuiError> {
     let mut session = TerminalSession::enter()?;
     let mut last_tick = Instant::now();
-    let mut last_refresh: Option<Instant> = None;
     loop {
         if let Some(receiver) = &analysis {
             match receiver.try_recv() {
@@ -107,9 +103,8 @@ fn run_app(
                 }
             }
         }
-        if app.needs_refresh() && last_refresh.is_none_or(|at| at.elapsed() >= LIVE_REFRESH) {
-            app.refresh();
-            last_refresh = Some(Instant::now());
+        if app.needs_refresh() {
+            app.poll_refresh();
         }
         session.terminal.draw(|frame| ui::draw(frame, &app))?;
 

@@ -1,17 +1,14 @@
 //! `regtap har`: export a capture (or re-export a HAR) as an annotated HAR 1.2,
 //! credentials redacted unless asked otherwise.
 
-use std::collections::HashSet;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Args;
 use regtap_decode::{Options, analyze};
-use regtap_har::model::{BodyFacts, Har};
 use regtap_har::redact::Salt;
-use regtap_har::{BodySource, BodyToWrite, ExportOptions, export};
+use regtap_har::{BodySource, BodyToWrite, ExportOptions, export_to};
 
 #[derive(Args)]
 pub struct HarArgs {
@@ -73,37 +70,35 @@ pub fn run(args: HarArgs) -> anyhow::Result<ExitCode> {
         bodies_dir: args.bodies.as_ref().map(|dir| dir.display().to_string()),
         salt: Salt::random(),
     };
-    let mut exported = export(&loaded.flows, &analysis, &options)?;
-
-    let mut written = 0;
-    if let Some(dir) = &args.bodies {
-        let store = args.body_store.as_deref().or(loaded.body_store.as_deref());
-        let mut unwritten = HashSet::new();
-        for body in &exported.bodies {
-            match write_body(dir, store, body) {
-                Ok(()) => written += 1,
-                Err(reason) => {
-                    eprintln!(
-                        "regtap: warning: body sha256:{} not written: {reason:#}",
-                        body.sha256
-                    );
-                    unwritten.insert(body.sha256.clone());
-                }
+    let store = args.body_store.as_deref().or(loaded.body_store.as_deref());
+    let write_one = |body: &BodyToWrite| match &args.bodies {
+        Some(dir) => match write_body(dir, store, body) {
+            Ok(()) => true,
+            Err(reason) => {
+                eprintln!(
+                    "regtap: warning: body sha256:{} not written: {reason:#}",
+                    body.sha256
+                );
+                false
             }
-        }
-        // An entry must not point at a file that is not there.
-        drop_references(&mut exported.har, &unwritten);
-    }
-
-    let mut json = serde_json::to_vec_pretty(&exported.har)?;
-    json.push(b'\n');
-    if args.output == Path::new("-") {
-        let mut out = std::io::stdout().lock();
-        out.write_all(&json).and_then(|()| out.flush())?;
+        },
+        None => false,
+    };
+    // Written entry by entry: the HAR is never held whole.
+    let written = if args.output == Path::new("-") {
+        let out = std::io::BufWriter::new(std::io::stdout().lock());
+        export_to(&loaded.flows, &analysis, &options, out, write_one)?
     } else {
-        crate::private_file::write(&args.output, &json)?;
-    }
-    let log = &exported.har.log;
+        crate::private_file::write_with(&args.output, |out| {
+            Ok(export_to(
+                &loaded.flows,
+                &analysis,
+                &options,
+                out,
+                write_one,
+            )?)
+        })?
+    };
     eprintln!(
         "regtap: wrote {}: {} entries, {} operation{}{}{}",
         if args.output == Path::new("-") {
@@ -111,11 +106,15 @@ pub fn run(args: HarArgs) -> anyhow::Result<ExitCode> {
         } else {
             args.output.display().to_string()
         },
-        log.entries.len(),
-        log.pages.len(),
-        if log.pages.len() == 1 { "" } else { "s" },
+        written.entries,
+        written.pages,
+        if written.pages == 1 { "" } else { "s" },
         match &args.bodies {
-            Some(dir) => format!(", {written} bodies in {}", dir.join("sha256").display()),
+            Some(dir) => format!(
+                ", {} bodies in {}",
+                written.bodies,
+                dir.join("sha256").display()
+            ),
             None => String::new(),
         },
         if args.include_secrets {
@@ -162,18 +161,4 @@ fn write_body(dir: &Path, store: Option<&Path>, body: &BodyToWrite) -> anyhow::R
         }
     }
     Ok(())
-}
-
-fn drop_references(har: &mut Har, unwritten: &HashSet<String>) {
-    let forget_file = |facts: &mut BodyFacts| {
-        if facts.sha256.as_ref().is_some_and(|s| unwritten.contains(s)) {
-            facts.file = None;
-        }
-    };
-    for entry in &mut har.log.entries {
-        if let Some(post) = entry.request.post_data.as_mut() {
-            forget_file(&mut post.body);
-        }
-        forget_file(&mut entry.response.content.body);
-    }
 }

@@ -5,8 +5,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
-use regtap_decode::{Options, analyze, render_text};
+use regtap_capture::Flow;
+use regtap_decode::{Analysis, Analyzer, Options, render_text};
 use regtap_har::redact::{Redactor, Salt};
+use serde::Serialize;
+use serde::ser::SerializeMap as _;
 
 #[derive(Args)]
 pub struct InspectArgs {
@@ -46,13 +49,26 @@ pub enum ColorMode {
 }
 
 pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
-    let (loaded, renumbering) = crate::input::load_all(&args.captures)?;
-    for warning in &loaded.warnings {
+    // Each flow is decoded as it is read and only what the analysis needs
+    // of it is kept: a capture is never held whole.
+    let mut analyzer = Analyzer::new(options(&args));
+    // The text's times count from the earliest flow.
+    let mut earliest: Option<Flow> = None;
+    let streamed = crate::input::for_each_flow(&args.captures, |flow| {
+        if earliest
+            .as_ref()
+            .is_none_or(|e| flow.timing.request_start < e.timing.request_start)
+        {
+            earliest = Some(flow.clone());
+        }
+        analyzer.push_owned(flow);
+    })?;
+    for warning in &streamed.warnings {
         eprintln!("regtap: warning: {warning}");
     }
-    if renumbering.len() > 1 {
+    if streamed.renumbering.len() > 1 {
         eprintln!("regtap: flow ids of the merged captures:");
-        for file in &renumbering {
+        for file in &streamed.renumbering {
             eprintln!("  {}", file.describe());
         }
     }
@@ -63,20 +79,47 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
             std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
         }
     };
-    print_all(&output(&args, &loaded.flows, color)?)?;
-    Ok(ExitCode::SUCCESS)
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let analysis = analyzer.finish();
+    let earliest = earliest.as_slice();
+    let written = write_output(&args, analysis, earliest, color, &mut out).and_then(|()| {
+        out.flush()?;
+        Ok(())
+    });
+    match written {
+        // A reader that went away (`| head`) is not an error.
+        Err(e) if is_broken_pipe(&e) => Ok(ExitCode::SUCCESS),
+        other => other.map(|()| ExitCode::SUCCESS),
+    }
 }
 
-/// What `inspect` prints for these flows.
-fn output(
-    args: &InspectArgs,
-    flows: &[regtap_capture::Flow],
-    color: bool,
-) -> anyhow::Result<String> {
-    let options = Options {
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+            || cause
+                .downcast_ref::<serde_json::Error>()
+                .and_then(serde_json::Error::io_error_kind)
+                == Some(std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+fn options(args: &InspectArgs) -> Options {
+    Options {
         registry_secret: args.registry_secret.clone().map(String::into_bytes),
-    };
-    let mut analysis = analyze(flows, &options);
+    }
+}
+
+/// Writes what `inspect` prints for an analysis to `out`; `flows` are the
+/// flows analysed, or at least the earliest of them.
+fn write_output(
+    args: &InspectArgs,
+    mut analysis: Analysis,
+    flows: &[Flow],
+    color: bool,
+    out: &mut impl std::io::Write,
+) -> anyhow::Result<()> {
     crate::select::retain(
         &mut analysis,
         &crate::select::OperationFilter {
@@ -86,19 +129,75 @@ fn output(
             failed: args.failed,
         },
     );
-    Ok(if args.json {
+    let redactor = Redactor::new(Salt::random());
+    if args.json {
         // Credentials the decoder quotes (signed redirect URLs, error
         // messages) are redacted as in a HAR; token fingerprints stay the
         // decoder's, as the text output shows them.
-        let mut value = serde_json::to_value(&analysis)?;
-        Redactor::new(Salt::random()).analysis(&mut value);
-        let mut json = serde_json::to_string_pretty(&value)?;
-        json.push('\n');
-        json
+        write_json(&analysis, &redactor, &mut *out)?;
+        out.write_all(b"\n")?;
     } else {
-        let text = Redactor::new(Salt::random()).text(&render_text(&analysis, flows, color));
-        escape_controls(&text, color)
-    })
+        let text = redactor.text(&render_text(&analysis, flows, color));
+        out.write_all(escape_controls(&text, color).as_bytes())?;
+    }
+    Ok(())
+}
+
+/// The analysis as pretty JSON, redacted, written one flow (session,
+/// operation, diagnostic) at a time: the document is never held whole.
+/// Keys are in the order of `serde_json::Value` (sorted), and the redactor
+/// sees the values in that order, as a walk over the whole document would.
+fn write_json(
+    analysis: &Analysis,
+    redactor: &Redactor,
+    out: impl std::io::Write,
+) -> serde_json::Result<()> {
+    let mut serializer = serde_json::Serializer::pretty(out);
+    RedactedAnalysis { analysis, redactor }.serialize(&mut serializer)
+}
+
+struct RedactedAnalysis<'a> {
+    analysis: &'a Analysis,
+    redactor: &'a Redactor,
+}
+
+impl Serialize for RedactedAnalysis<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let Analysis {
+            flows,
+            sessions,
+            operations,
+            diagnostics,
+            ..
+        } = self.analysis;
+        let redactor = self.redactor;
+        let mut map = serializer.serialize_map(Some(4))?;
+        map.serialize_entry("diagnostics", &Redacted(diagnostics, redactor))?;
+        map.serialize_entry("flows", &Redacted(flows, redactor))?;
+        map.serialize_entry("operations", &Redacted(operations, redactor))?;
+        map.serialize_entry("sessions", &Redacted(sessions, redactor))?;
+        map.end()
+    }
+}
+
+/// Items each redacted as a JSON value, one at a time.
+struct Redacted<'a, T>(&'a [T], &'a Redactor);
+
+impl<T: Serialize> Serialize for Redacted<'_, T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let Redacted(items, redactor) = *self;
+        serializer.collect_seq(items.iter().map(|item| RedactedItem(item, redactor)))
+    }
+}
+
+struct RedactedItem<'a, T>(&'a T, &'a Redactor);
+
+impl<T: Serialize> Serialize for RedactedItem<'_, T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut value = serde_json::to_value(self.0).map_err(serde::ser::Error::custom)?;
+        self.1.analysis(&mut value);
+        value.serialize(serializer)
+    }
 }
 
 /// `text` safe for a terminal: registry-controlled text (error messages,
@@ -150,6 +249,13 @@ pub fn print_all(text: &str) -> anyhow::Result<()> {
 mod tests {
     use super::*;
     use clap::Parser;
+    use regtap_decode::analyze;
+
+    fn output(args: &InspectArgs, flows: &[Flow], color: bool) -> anyhow::Result<String> {
+        let mut out = Vec::new();
+        write_output(args, analyze(flows, &options(args)), flows, color, &mut out)?;
+        Ok(String::from_utf8(out)?)
+    }
 
     #[derive(Parser)]
     struct Cli {
@@ -249,5 +355,34 @@ mod tests {
     fn a_wrong_registry_secret_is_reported() {
         let text = inspect(&["--registry-secret", "not-docker-hubs", "--color", "never"]);
         assert!(text.contains("HMAC INVALID"), "{text}");
+    }
+
+    /// Streamed one item at a time, `inspect --json` is the document a
+    /// redacting walk over the whole analysis gives, byte for byte.
+    #[test]
+    fn streamed_json_is_the_whole_document_redacted() {
+        let captures = concat!(env!("CARGO_MANIFEST_DIR"), "/../../captures");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(captures).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "jsonl") {
+                continue;
+            }
+            let (loaded, _) = crate::input::load_all(std::slice::from_ref(&path)).unwrap();
+            let analysis = analyze(&loaded.flows, &Options::default());
+            let salt = || Salt::from_bytes([7; 16]);
+            let mut whole = serde_json::to_value(&analysis).unwrap();
+            Redactor::new(salt()).analysis(&mut whole);
+            let mut streamed = Vec::new();
+            write_json(&analysis, &Redactor::new(salt()), &mut streamed).unwrap();
+            assert_eq!(
+                String::from_utf8(streamed).unwrap(),
+                serde_json::to_string_pretty(&whole).unwrap(),
+                "{}",
+                path.display()
+            );
+            checked += 1;
+        }
+        assert!(checked >= 10, "{checked} captures");
     }
 }

@@ -7,7 +7,7 @@ use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
-use regtap_capture::{Capture, CaptureError, Flow};
+use regtap_capture::{BadLine, Capture, CaptureError, CaptureReader, Flow};
 
 /// Flows read from a file, and what the user should be told about the read.
 pub struct Loaded {
@@ -52,30 +52,13 @@ pub fn load(path: &Path) -> anyhow::Result<Loaded> {
 }
 
 fn from_capture(path: &Path, capture: Capture) -> Loaded {
-    let mut warnings = Vec::new();
-    if capture.truncated_tail {
-        warnings.push(format!(
-            "{}: the last record is cut off (the proxy was stopped mid-write); {} complete flows read",
-            path.display(),
-            capture.flows.len()
-        ));
-    }
-    for bad in &capture.bad_lines {
-        warnings.push(format!(
-            "{}:{}: not a record regtap reads, skipped ({}); every other record was read",
-            path.display(),
-            bad.line,
-            bad.reason
-        ));
-    }
-    if capture.cut_off > 0 {
-        warnings.push(format!(
-            "{}: {} exchanges were cut off: the proxy stopped before they finished \
-             (shown with what was known: request, response head, bytes so far)",
-            path.display(),
-            capture.cut_off
-        ));
-    }
+    let warnings = capture_warnings(
+        path,
+        capture.flows.len(),
+        capture.truncated_tail,
+        &capture.bad_lines,
+        capture.cut_off,
+    );
     let named = capture
         .header
         .settings
@@ -93,6 +76,39 @@ fn from_capture(path: &Path, capture: Capture) -> Loaded {
         body_store,
         foreign_body_store,
     }
+}
+
+/// What the user is told about a capture read with `flows` flows.
+fn capture_warnings(
+    path: &Path,
+    flows: usize,
+    truncated_tail: bool,
+    bad_lines: &[BadLine],
+    cut_off: usize,
+) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if truncated_tail {
+        warnings.push(format!(
+            "{}: the last record is cut off (the proxy was stopped mid-write); {flows} complete flows read",
+            path.display(),
+        ));
+    }
+    for bad in bad_lines {
+        warnings.push(format!(
+            "{}:{}: not a record regtap reads, skipped ({}); every other record was read",
+            path.display(),
+            bad.line,
+            bad.reason
+        ));
+    }
+    if cut_off > 0 {
+        warnings.push(format!(
+            "{}: {cut_off} exchanges were cut off: the proxy stopped before they finished \
+             (shown with what was known: request, response head, bytes so far)",
+            path.display(),
+        ));
+    }
+    warnings
 }
 
 /// Whether `dir` is the directory of `capture` or inside it, symlinks
@@ -234,5 +250,93 @@ pub fn load_all(paths: &[PathBuf]) -> anyhow::Result<(Loaded, Vec<Renumbering>)>
             foreign_body_store,
         },
         renumbering,
+    ))
+}
+
+/// What [`for_each_flow`] read, besides the flows.
+pub struct Streamed {
+    pub warnings: Vec<String>,
+    pub renumbering: Vec<Renumbering>,
+}
+
+/// Reads several captures (or HAR files) as [`load_all`] does, handing each
+/// flow to `each` as it is read instead of keeping them: a capture file is
+/// never held whole (a HAR file is, as its import needs).
+pub fn for_each_flow(paths: &[PathBuf], mut each: impl FnMut(Flow)) -> anyhow::Result<Streamed> {
+    let mut warnings = Vec::new();
+    let mut renumbering = Vec::new();
+    let mut highest: u64 = 0;
+    for (n, path) in paths.iter().enumerate() {
+        let offset = if n == 0 { 0 } else { highest };
+        let mut ids: Option<(u64, u64)> = None;
+        let mut renumbered = |mut flow: Flow| -> anyhow::Result<()> {
+            ids = Some(ids.map_or((flow.id, flow.id), |(lo, hi)| {
+                (lo.min(flow.id), hi.max(flow.id))
+            }));
+            flow.id = flow
+                .id
+                .checked_add(offset)
+                .with_context(|| format!("{}: flow ids too large to renumber", path.display()))?;
+            highest = highest.max(flow.id);
+            each(flow);
+            Ok(())
+        };
+        if is_capture(path)? {
+            warnings.extend(stream_capture(path, &mut renumbered)?);
+        } else {
+            let loaded = load(path)?;
+            warnings.extend(loaded.warnings);
+            for flow in loaded.flows {
+                renumbered(flow)?;
+            }
+        }
+        renumbering.push(Renumbering {
+            path: path.clone(),
+            offset,
+            ids,
+        });
+    }
+    Ok(Streamed {
+        warnings,
+        renumbering,
+    })
+}
+
+/// Whether `path` starts as a regtap capture (else it is read as [`load`] does).
+fn is_capture(path: &Path) -> anyhow::Result<bool> {
+    let mut head = Vec::new();
+    File::open(path)
+        .and_then(|file| file.take(SNIFF_LEN).read_to_end(&mut head))
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(Capture::sniff(&head))
+}
+
+/// The flows of one capture file, one at a time; returns the warnings.
+fn stream_capture(
+    path: &Path,
+    each: &mut impl FnMut(Flow) -> anyhow::Result<()>,
+) -> anyhow::Result<Vec<String>> {
+    let mut reader =
+        CaptureReader::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut bad_lines = Vec::new();
+    let mut flows = 0;
+    while let Some(record) = reader.next_flow() {
+        match record {
+            Ok(flow) => {
+                flows += 1;
+                each(flow)?;
+            }
+            Err(CaptureError::BadRecord { line, reason, .. }) => {
+                bad_lines.push(BadLine { line, reason });
+            }
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        }
+    }
+    Ok(capture_warnings(
+        path,
+        flows,
+        reader.truncated_tail(),
+        &bad_lines,
+        reader.cut_off_count(),
     ))
 }

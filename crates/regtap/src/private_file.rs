@@ -36,14 +36,29 @@ fn temporary_beside(path: &Path) -> anyhow::Result<tempfile::NamedTempFile> {
 
 /// Writes `bytes` to `path` (mode 0600), replacing it whole.
 pub fn write(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    write_with(path, |file| {
+        file.write_all(bytes)
+            .with_context(|| format!("cannot write {}", path.display()))
+    })
+}
+
+/// Writes `path` (mode 0600) through `fill`, which streams into it; the file
+/// replaces `path` only once `fill` succeeded, so a failed export leaves no
+/// half-written file behind.
+pub fn write_with<T>(
+    path: &Path,
+    fill: impl FnOnce(&mut io::BufWriter<&mut fs::File>) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
     let mut file = temporary_beside(path)?;
-    file.write_all(bytes)
-        .and_then(|()| file.flush())
+    let mut out = io::BufWriter::with_capacity(256 * 1024, file.as_file_mut());
+    let value = fill(&mut out)?;
+    out.flush()
         .with_context(|| format!("cannot write {}", path.display()))?;
+    drop(out);
     file.persist(path)
         .map_err(|e| e.error)
         .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
+    Ok(value)
 }
 
 /// Copies the regular file `source` to `target` (mode 0600) only if its bytes

@@ -4,7 +4,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use regtap_capture::factory::FlowBuilder;
-use regtap_capture::{Body, CaptureHeader, CaptureWriter, sha256_hex};
+use regtap_capture::{
+    Body, CaptureHeader, CaptureWriter, Data, Elsewhere, Ending, Kept, TruncationReason, sha256_hex,
+};
 
 fn regtap(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_regtap"))
@@ -43,11 +45,16 @@ fn write_capture(dir: &Path) -> (PathBuf, Vec<u8>, String) {
     let reg = "https://registry.test:5000";
     let upload = "/v2/lab/app/blobs/uploads/5eed0001-3a56-46e5-9512-f5c9559f2179";
     let token_body = format!(r#"{{"token":"{TOKEN}","expires_in":300}}"#);
-    let mut stored_body = Body::from_bytes(&stored_bytes[..64]);
-    stored_body.size = stored_bytes.len() as u64;
-    stored_body.sha256 = stored_hex.clone();
-    stored_body.truncated = true;
-    stored_body.stored = Some(format!("sha256/{stored_hex}"));
+    let stored_body = Body {
+        size: stored_bytes.len() as u64,
+        sha256: Some(stored_hex.clone()),
+        kept: Kept::Prefix {
+            data: Some(Data::from_bytes(&stored_bytes[..64])),
+            reason: TruncationReason::SizeLimit,
+        },
+        elsewhere: Some(Elsewhere::BodyStore(format!("sha256/{stored_hex}"))),
+        ended: Ending::Complete,
+    };
     let mut blob_get = FlowBuilder::new(
         7,
         "GET",

@@ -1,15 +1,16 @@
-//! Live mode: events from the proxy taken in, finished flows analysed in
-//! bursts.
+//! Live mode: events from the proxy taken in; finished flows analysed by
+//! the relinker thread and shown when their analysis comes back.
 
 use std::sync::Arc;
 
 use regtap_capture::{Direction, LiveEvent};
 
 use super::{App, BodyProgress, Transfer};
+use crate::relink::Linked;
 
 impl App {
-    /// Takes in one live event. Finished flows wait in the analyzer until
-    /// [`App::refresh`], so that a burst of flows is analysed once.
+    /// Takes in one live event. Finished flows go to the relinker and wait
+    /// until their analysis comes back ([`App::poll_refresh`]).
     pub fn apply(&mut self, event: LiveEvent) {
         let Some(live) = self.live.as_mut() else {
             return;
@@ -66,7 +67,7 @@ impl App {
             }
             LiveEvent::Finished(flow) => {
                 live.in_flight.remove(&flow.id);
-                live.analyzer.push(&flow);
+                live.relinker.push((*flow).clone());
                 live.pending.push(*flow);
             }
         }
@@ -95,16 +96,31 @@ impl App {
             .is_some_and(|live| !live.pending.is_empty())
     }
 
-    /// Merges finished live flows into what is shown and re-reads the analysis.
+    /// Waits for the analysis of every finished live flow and shows them.
     pub fn refresh(&mut self) {
-        let Some(live) = self.live.as_mut() else {
+        let linked = self.live.as_mut().and_then(|live| live.relinker.complete());
+        self.take_in(linked);
+    }
+
+    /// Shows the finished live flows the relinker has analysed by now, if
+    /// any; never waits. The cost on this thread is that of merging them
+    /// into the shown list, whatever linking the capture takes.
+    pub fn poll_refresh(&mut self) {
+        let linked = self.live.as_mut().and_then(|live| live.relinker.latest());
+        self.take_in(linked);
+    }
+
+    fn take_in(&mut self, linked: Option<Linked>) {
+        let (Some(live), Some(linked)) = (self.live.as_mut(), linked) else {
             return;
         };
-        if live.pending.is_empty() {
-            return;
-        }
-        self.analysis = live.analyzer.analysis();
-        for flow in live.pending.drain(..) {
+        let covered = linked
+            .covers
+            .saturating_sub(live.shown)
+            .min(live.pending.len());
+        live.shown += covered;
+        self.analysis = linked.analysis;
+        for flow in live.pending.drain(..covered) {
             let key = (flow.timing.request_start, flow.id);
             let position = self
                 .flows

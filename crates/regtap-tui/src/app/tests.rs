@@ -652,3 +652,27 @@ fn repository_and_failed_filters_combine_and_esc_drops_them() {
     );
     assert_eq!(shown_ids(&app).len(), 3);
 }
+
+#[test]
+fn live_flows_are_linked_off_the_ui_thread_and_end_as_the_batch_analysis() {
+    let mut app = App::live(Options::default());
+    let flows = fixtures::push();
+    for flow in flows.iter().rev() {
+        app.apply(LiveEvent::Finished(Box::new(flow.clone())));
+    }
+    // Polling never waits for the relinker: flows show once it is done.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while app.needs_refresh() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the relinker never answered"
+        );
+        app.poll_refresh();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert_eq!(app.flows.len(), flows.len());
+    assert_eq!(
+        app.analysis,
+        regtap_decode::analyze(&flows, &Options::default())
+    );
+}

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use ratatui::style::{Color, Style};
 use ratatui::text::{Line, Span};
-use regtap_capture::{Body, Direction, ErrorStage, Flow, Headers, ReverseExchange};
+use regtap_capture::{Body, Direction, Ending, ErrorStage, Flow, Headers, ReverseExchange};
 use regtap_decode::{
     Annotation, BearerUse, BlobStatus, Descriptor, DigestCheck, FlowAnalysis, HmacStatus, JwtInfo,
     ManifestInfo, Operation, OperationStatus, RegistryError, SessionOutcome, Severity, StateInfo,
@@ -300,15 +300,17 @@ fn header_lines(lines: &mut Lines, headers: &Headers, reveal: bool) {
 }
 
 fn body_line(lines: &mut Lines, body: &Body) {
-    if body.size == 0 && body.complete {
+    if body.size == 0 && body.is_complete() {
         return;
     }
     let mut text = format!("  body: {}", format::bytes(body.size));
-    if !body.complete {
-        text.push_str(", cut off");
+    match body.ended {
+        Ending::Complete => {}
+        Ending::CutOff => text.push_str(", cut off"),
+        Ending::Unknown => text.push_str(", not in the recording"),
     }
-    if !body.sha256.is_empty() {
-        text.push_str(&format!(", {}", format::short_digest(&body.digest())));
+    if let Some(digest) = body.digest() {
+        text.push_str(&format!(", {}", format::short_digest(&digest)));
     }
     lines.push(Line::styled(text, Style::new().dim()));
 }
