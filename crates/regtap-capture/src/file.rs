@@ -24,7 +24,7 @@ pub const FORMAT_MAJOR: u32 = 1;
 pub const FORMAT_MINOR: u32 = 1;
 
 /// First line of a capture file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CaptureHeader {
     pub format: String,
     /// `major.minor` of the file format.
@@ -34,17 +34,138 @@ pub struct CaptureHeader {
     /// RFC 3339 UTC.
     pub started_at: String,
     pub started_at_ns: UnixNanos,
-    /// How the proxy was configured; free-form so new settings need no new version.
+    /// How the proxy was configured.
     #[serde(default)]
-    pub settings: serde_json::Map<String, serde_json::Value>,
+    pub settings: CaptureSettings,
+}
+
+/// How the proxy that wrote a capture was configured: the header's
+/// `settings`. Every field is optional on read (older files hold fewer, and
+/// one of an unexpected type is taken as absent); keys this regtap does not
+/// know are kept in `other`, so new settings need no new format version.
+/// Fields are in the order the JSON has always had its keys (alphabetical).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CaptureSettings {
+    /// SHA-256 fingerprint of the proxy's CA certificate (`AA:BB:…`).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub ca_sha256_fingerprint: Option<String>,
+    /// `--inline-budget`, bytes.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub inline_budget: Option<u64>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub keep_forwarding_unrecorded: Option<bool>,
+    /// The NSS key log file (`--keylog`), when the traffic's keys were written.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub keylog: Option<String>,
+    /// The address the proxy listened on.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub listen: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub max_connections: Option<u64>,
+    /// `--max-inline`, bytes.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub max_inline: Option<u64>,
+    /// `--resolve` rules, `host:port=addr:port`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub resolve: Option<Vec<String>>,
+    /// The body store (`--store-bodies`): `Some(None)` (JSON `null`) when
+    /// there was none, `None` when the header does not say.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub store_bodies: Option<Option<String>>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub sync_each_record: Option<bool>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub timeouts_s: Option<TimeoutSettings>,
+    /// `--upstream-ca` files.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub upstream_ca: Option<Vec<String>>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub upstream_insecure: Option<bool>,
+    /// Settings written by another regtap version, kept as written.
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
+}
+
+impl CaptureSettings {
+    /// The body store's directory, as the proxy was given it.
+    pub fn body_store(&self) -> Option<&str> {
+        self.store_bodies.as_ref().and_then(Option::as_deref)
+    }
+}
+
+/// The proxy's timeouts, in seconds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TimeoutSettings {
+    pub body: f64,
+    pub connect: f64,
+    pub idle: f64,
+    pub request_head: f64,
+    pub response: f64,
+}
+
+fn lenient<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    let value = serde_json::Value::deserialize(deserializer)?;
+    Ok(serde_json::from_value(value).ok())
 }
 
 impl CaptureHeader {
-    pub fn new(
-        regtap_version: &str,
-        started_at_ns: UnixNanos,
-        settings: serde_json::Map<String, serde_json::Value>,
-    ) -> Self {
+    pub fn new(regtap_version: &str, started_at_ns: UnixNanos, settings: CaptureSettings) -> Self {
         CaptureHeader {
             format: FORMAT_NAME.to_owned(),
             version: format!("{FORMAT_MAJOR}.{FORMAT_MINOR}"),

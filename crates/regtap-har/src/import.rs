@@ -26,6 +26,7 @@ use regtap_capture::{
 use serde_json::Value;
 
 use crate::media;
+use crate::model::CaptureFacts;
 
 /// Flows read from a HAR, and what the user should be told about the read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -514,15 +515,6 @@ fn parse_time(text: &str) -> Option<UnixNanos> {
     UnixNanos::try_from(parsed.unix_timestamp_nanos()).ok()
 }
 
-/// What regtap wrote about the flow for the round trip (`_regtap.capture`).
-struct CaptureFacts<'a>(Option<&'a Value>);
-
-impl CaptureFacts<'_> {
-    fn text(&self, key: &str) -> Option<String> {
-        self.0.and_then(|c| text_field(c, key)).map(str::to_owned)
-    }
-}
-
 fn flow_from_entry(
     entry: &Value,
     number: usize,
@@ -541,11 +533,9 @@ fn flow_from_entry(
     let method = text_field(request, "method")
         .filter(|m| !m.is_empty())
         .ok_or("the request has no method")?;
-    let facts = CaptureFacts(entry.get("_regtap").and_then(|r| r.get("capture")));
-    let id = facts
-        .0
-        .and_then(|c| c.get("flow_id"))
-        .and_then(Value::as_u64);
+    // What regtap wrote about the flow for the round trip.
+    let facts = CaptureFacts::of_entry(entry);
+    let id = facts.flow_id;
     let scheme = url
         .split_once("://")
         .map(|(scheme, _)| scheme.to_ascii_lowercase())
@@ -569,16 +559,12 @@ fn flow_from_entry(
         })
     });
 
-    let timing = match facts
-        .0
-        .and_then(|c| c.get("timing"))
-        .and_then(|t| serde_json::from_value::<Timing>(t.clone()).ok())
-    {
+    let timing = match facts.timing {
         Some(timing) => timing,
         None => timing(entry, response.is_some(), number, warnings),
     };
 
-    let server_addr = facts.text("server_addr").or_else(|| {
+    let server_addr = facts.server_addr.or_else(|| {
         text_field(entry, "serverIPAddress")
             .filter(|ip| !ip.is_empty())
             .map(|ip| {
@@ -590,7 +576,7 @@ fn flow_from_entry(
                 }
             })
     });
-    let client_addr = facts.text("client_addr").or_else(|| {
+    let client_addr = facts.client_addr.or_else(|| {
         // regtap writes the client's address as the connection; other tools
         // write a connection number, which is no address.
         text_field(entry, "connection")
@@ -602,7 +588,7 @@ fn flow_from_entry(
     let flow = Flow {
         id: 0,
         client_addr,
-        connect_authority: facts.text("connect_authority"),
+        connect_authority: facts.connect_authority,
         server_addr,
         scheme,
         request: Request {

@@ -4,7 +4,9 @@
 //! `_`-prefixed fields the spec reserves for custom data. Optional fields are
 //! left out rather than written as `null`, which strict validators reject.
 
-use serde::Serialize;
+use regtap_capture::Timing;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Har {
@@ -214,4 +216,57 @@ impl Timings {
         // Phases are whole nanoseconds; keep the sum free of float noise.
         (sum * 1e6).round() / 1e6
     }
+}
+
+/// `_regtap.capture` of an entry: what HAR has no field for, written by the
+/// export and read by the import so that the HAR gives the same flows back.
+/// Read leniently: a field of the wrong type is taken as absent.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaptureFacts {
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub flow_id: Option<u64>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub timing: Option<Timing>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub client_addr: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub connect_authority: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub server_addr: Option<String>,
+}
+
+impl CaptureFacts {
+    /// The facts of an entry's `_regtap.capture`, when it has one.
+    pub fn of_entry(entry: &serde_json::Value) -> Self {
+        entry
+            .get("_regtap")
+            .and_then(|r| r.get("capture"))
+            .and_then(|c| CaptureFacts::deserialize(c).ok())
+            .unwrap_or_default()
+    }
+}
+
+fn lenient<'de, D: Deserializer<'de>, T: DeserializeOwned>(d: D) -> Result<Option<T>, D::Error> {
+    let value = serde_json::Value::deserialize(d)?;
+    Ok(serde_json::from_value(value).ok())
 }

@@ -40,7 +40,10 @@ use std::time::Duration;
 
 use http::header::CONTENT_TYPE;
 use http::{HeaderValue, Response, StatusCode};
-use regtap_capture::{CaptureError, CaptureHeader, CaptureWriter, Flow, human_bytes, now_ns};
+use regtap_capture::{
+    CaptureError, CaptureHeader, CaptureSettings, CaptureWriter, Flow, TimeoutSettings,
+    human_bytes, now_ns,
+};
 use rustls::crypto::CryptoProvider;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, broadcast, watch};
@@ -201,58 +204,32 @@ impl ProxyConfig {
         }
     }
 
-    fn header_settings(
-        &self,
-        listen: SocketAddr,
-        ca: &Ca,
-    ) -> serde_json::Map<String, serde_json::Value> {
-        let path = |p: &Path| serde_json::Value::from(p.display().to_string());
-        let mut settings = serde_json::Map::new();
-        settings.insert("listen".into(), listen.to_string().into());
-        settings.insert("upstream_insecure".into(), self.upstream_insecure.into());
-        settings.insert(
-            "upstream_ca".into(),
-            self.upstream_ca.iter().map(|p| path(p)).collect(),
-        );
-        settings.insert(
-            "resolve".into(),
-            self.resolve.iter().map(|r| r.to_string()).collect(),
-        );
-        settings.insert("max_inline".into(), self.max_inline.into());
-        settings.insert("inline_budget".into(), self.inline_budget.into());
-        settings.insert("max_connections".into(), self.max_connections.into());
-        // Whoever reads the capture learns that the traffic's keys exist.
-        if let Some(keylog) = &self.keylog {
-            settings.insert("keylog".into(), path(keylog));
-        }
-        let seconds = |d: Duration| serde_json::Value::from(d.as_secs_f64());
+    fn header_settings(&self, listen: SocketAddr, ca: &Ca) -> CaptureSettings {
+        let path = |p: &PathBuf| p.display().to_string();
         let t = &self.timeouts;
-        settings.insert(
-            "timeouts_s".into(),
-            serde_json::json!({
-                "request_head": seconds(t.request_head),
-                "idle": seconds(t.idle),
-                "connect": seconds(t.connect),
-                "response": seconds(t.response),
-                "body": seconds(t.body),
+        CaptureSettings {
+            ca_sha256_fingerprint: Some(fingerprint(ca.cert_der())),
+            inline_budget: Some(self.inline_budget as u64),
+            keep_forwarding_unrecorded: Some(self.keep_forwarding_unrecorded),
+            // Whoever reads the capture learns that the traffic's keys exist.
+            keylog: self.keylog.as_ref().map(path),
+            listen: Some(listen.to_string()),
+            max_connections: Some(self.max_connections as u64),
+            max_inline: Some(self.max_inline as u64),
+            resolve: Some(self.resolve.iter().map(|r| r.to_string()).collect()),
+            store_bodies: Some(self.store_bodies.as_ref().map(path)),
+            sync_each_record: Some(self.sync_each_record),
+            timeouts_s: Some(TimeoutSettings {
+                body: t.body.as_secs_f64(),
+                connect: t.connect.as_secs_f64(),
+                idle: t.idle.as_secs_f64(),
+                request_head: t.request_head.as_secs_f64(),
+                response: t.response.as_secs_f64(),
             }),
-        );
-        settings.insert("sync_each_record".into(), self.sync_each_record.into());
-        settings.insert(
-            "keep_forwarding_unrecorded".into(),
-            self.keep_forwarding_unrecorded.into(),
-        );
-        settings.insert(
-            "store_bodies".into(),
-            self.store_bodies
-                .as_deref()
-                .map_or(serde_json::Value::Null, path),
-        );
-        settings.insert(
-            "ca_sha256_fingerprint".into(),
-            fingerprint(ca.cert_der()).into(),
-        );
-        settings
+            upstream_ca: Some(self.upstream_ca.iter().map(path).collect()),
+            upstream_insecure: Some(self.upstream_insecure),
+            other: serde_json::Map::new(),
+        }
     }
 }
 
