@@ -939,10 +939,10 @@ pub struct RateLimit {
 }
 
 /// Why a value could not be decoded.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
     #[error("not a JWT: {0}")]
-    Jwt(String),
+    Jwt(#[from] crate::jwt::JwtError),
     #[error("not a distribution _state value: {0}")]
-    State(String),
+    State(#[from] crate::state::StateError),
 }
