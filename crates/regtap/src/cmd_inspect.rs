@@ -67,6 +67,21 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The version of the `inspect --json` document (`docs/inspect-json.md`):
+/// raised when a field is removed, renamed or changes meaning; new fields
+/// and new enum values do not raise it.
+pub const SCHEMA_VERSION: &str = "1";
+
+/// The `inspect --json` document: the decoder's analysis, whose every field
+/// is documented in `docs/inspect-json.md` (a test holds the two together),
+/// under a version.
+#[derive(serde::Serialize)]
+struct InspectJson<'a> {
+    schema_version: &'static str,
+    #[serde(flatten)]
+    analysis: &'a regtap_decode::Analysis,
+}
+
 /// What `inspect` prints for these flows.
 fn output(
     args: &InspectArgs,
@@ -90,7 +105,10 @@ fn output(
         // Credentials the decoder quotes (signed redirect URLs, error
         // messages) are redacted as in a HAR; token fingerprints stay the
         // decoder's, as the text output shows them.
-        let mut value = serde_json::to_value(&analysis)?;
+        let mut value = serde_json::to_value(InspectJson {
+            schema_version: SCHEMA_VERSION,
+            analysis: &analysis,
+        })?;
         Redactor::new(Salt::random()).analysis(&mut value);
         let mut json = serde_json::to_string_pretty(&value)?;
         json.push('\n');
@@ -185,6 +203,7 @@ mod tests {
         assert!(!text.contains('\x1b'));
         assert!(inspect(&["--color", "always"]).contains('\x1b'));
         let json: serde_json::Value = serde_json::from_str(&inspect(&["--json"])).unwrap();
+        assert_eq!(json["schema_version"], SCHEMA_VERSION);
         assert_eq!(json["flows"].as_array().map(Vec::len), Some(4));
         assert_eq!(json["operations"][0]["title"], "push jockerdragon/test");
     }
