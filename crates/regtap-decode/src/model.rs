@@ -659,8 +659,9 @@ pub struct Chunk {
     pub offset_start: u64,
     pub offset_end: u64,
     pub bytes: u64,
-    /// Lowercase hex SHA-256 of the bytes sent.
-    pub sha256: String,
+    /// Lowercase hex SHA-256 of the bytes sent; `None` when the recording
+    /// holds no hash of them (a HAR from another tool).
+    pub sha256: Option<String>,
     /// The request's `Content-Range`.
     pub content_range: Option<String>,
     /// The response's `Range` (inclusive; distribution says `0-0` both for 0 and 1 byte).

@@ -646,7 +646,7 @@ pub mod analysis {
                     offset_start: 0,
                     offset_end: size,
                     bytes: size,
-                    sha256: all[blob].hex.clone(),
+                    sha256: Some(all[blob].hex.clone()),
                     content_range: None,
                     server_range: Some(format!("0-{}", size - 1)),
                     acknowledged: true,
