@@ -26,7 +26,7 @@ use regtap_capture::{
 use serde_json::Value;
 
 use crate::media;
-use crate::model::CaptureFacts;
+use crate::model::{BodyFacts, CaptureFacts};
 
 /// Flows read from a HAR, and what the user should be told about the read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -734,11 +734,9 @@ fn request_body(
     warnings: &mut Vec<String>,
 ) -> Body {
     let post = request.get("postData").filter(|p| p.is_object());
-    let sha256 = post.and_then(|p| text_field(p, "_sha256"));
-    let incomplete = post
-        .and_then(|p| p.get("_incomplete"))
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+    let facts = post.map(BodyFacts::of).unwrap_or_default();
+    let sha256 = facts.sha256.as_deref();
+    let incomplete = facts.incomplete;
     let body_size = non_negative(request, "bodySize");
     let content_length = request_headers
         .get("content-length")
@@ -804,11 +802,9 @@ fn response_body(response: &Value, number: usize, warnings: &mut Vec<String>) ->
         let size = non_negative(response, "bodySize").unwrap_or(0);
         return summary_body(size, None, size == 0);
     };
-    let sha256 = text_field(content, "_sha256");
-    let incomplete = content
-        .get("_incomplete")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+    let facts = BodyFacts::of(content);
+    let sha256 = facts.sha256.as_deref();
+    let incomplete = facts.incomplete;
     let size = non_negative(content, "size").or_else(|| non_negative(response, "bodySize"));
     let mut body = match text_field(content, "text").filter(|t| !t.is_empty()) {
         Some(text) => {
