@@ -11,6 +11,7 @@ mod checks;
 mod clients;
 mod expect;
 mod flows;
+mod reverse;
 mod scenarios;
 
 use std::panic::AssertUnwindSafe;
@@ -169,6 +170,47 @@ fn dockerd_and_skopeo_through_regtap() {
 
     run_scenarios(&mut world, scenarios::ALL, |w| w.lab.log_tails());
     eprintln!("the lab and all scenarios in {:?}", started.elapsed());
+}
+
+/// dockerd and skopeo addressing `regtap proxy --reverse` as the registry,
+/// in front of the token-auth registry and the token server (issue #15).
+#[test]
+fn dockerd_and_skopeo_through_reverse_mode() {
+    let test = "the reverse-mode tests (dockerd, skopeo, regtap --reverse)";
+    if skip_without_prerequisites(test) {
+        return;
+    }
+    // curl sends a request for a name regtap does not serve.
+    let missing: Vec<String> = (!regtap_lab::on_path("curl"))
+        .then(|| "the `curl` program".to_owned())
+        .into_iter()
+        .collect();
+    if skip_when_missing(test, &missing) {
+        return;
+    }
+    let started = Instant::now();
+    let lab = Lab::start(Via::Reverse {
+        bin: PathBuf::from(env!("CARGO_BIN_EXE_regtap")),
+        proxy_args: vec!["--max-inline".into(), MAX_INLINE.to_string()],
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let (Ok(image), Ok(skopeo_image)) = (
+        TestImage::new(3, &[40_000, 24_000, 16_000]),
+        TestImage::new(4, &[30_000, 20_000]),
+    ) else {
+        panic!("cannot build the test images");
+    };
+    let mut world = reverse::ReverseWorld {
+        lab,
+        image,
+        skopeo_image,
+        record_to: recording_dir(),
+    };
+    run_scenarios(&mut world, reverse::ALL, |w| w.lab.log_tails());
+    eprintln!(
+        "the reverse-mode lab and its scenarios in {:?}",
+        started.elapsed()
+    );
 }
 
 /// ctr, crane, oras-py, python-dxf and several clients at once through

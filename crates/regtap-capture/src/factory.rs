@@ -40,6 +40,7 @@ impl FlowBuilder {
                     response_end: None,
                 },
                 error: None,
+                reverse: None,
             },
         }
     }

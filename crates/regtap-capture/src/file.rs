@@ -46,6 +46,13 @@ pub struct CaptureHeader {
 /// Fields are in the order the JSON has always had its keys (alphabetical).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CaptureSettings {
+    /// `--allow-client` networks.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub allow_client: Option<Vec<String>>,
     /// SHA-256 fingerprint of the proxy's CA certificate (`AA:BB:…`).
     #[serde(
         default,
@@ -93,6 +100,12 @@ pub struct CaptureSettings {
         deserialize_with = "lenient"
     )]
     pub max_inline: Option<u64>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub mode: Option<ProxyMode>,
     /// `--resolve` rules, `host:port=addr:port`.
     #[serde(
         default,
@@ -100,6 +113,13 @@ pub struct CaptureSettings {
         deserialize_with = "lenient"
     )]
     pub resolve: Option<Vec<String>>,
+    /// How a reverse proxy (`--reverse`) served its upstreams.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub reverse: Option<ReverseSettings>,
     /// The body store (`--store-bodies`): `Some(None)` (JSON `null`) when
     /// there was none, `None` when the header does not say.
     #[serde(
@@ -143,6 +163,48 @@ impl CaptureSettings {
     pub fn body_store(&self) -> Option<&str> {
         self.store_bodies.as_ref().and_then(Option::as_deref)
     }
+}
+
+/// How clients reached the proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProxyMode {
+    /// As their HTTP(S) proxy.
+    Forward,
+    /// As the registry itself (`--reverse`).
+    Reverse,
+}
+
+/// The `reverse` setting of a reverse proxy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReverseSettings {
+    /// The operator's certificate file, with `client_tls: provided`.
+    pub cert: Option<String>,
+    pub client_tls: ClientTlsSetting,
+    pub rewrite_urls: bool,
+    pub upstreams: Vec<ReverseUpstream>,
+}
+
+/// How a reverse proxy spoke TLS to its clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientTlsSetting {
+    /// Certificates signed by regtap's CA.
+    RegtapCa,
+    /// The operator's certificate (`cert`).
+    Provided,
+    /// No TLS.
+    PlainHttp,
+}
+
+/// One upstream a reverse proxy served.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReverseUpstream {
+    pub name: String,
+    /// The name with regtap's scheme and port (`https://registry.internal:5000`).
+    pub served_as: String,
+    /// `scheme://authority` of the upstream.
+    pub upstream: String,
 }
 
 /// The proxy's timeouts, in seconds.

@@ -9,11 +9,11 @@ mod model;
 
 pub use file::{
     BadLine, Capture, CaptureError, CaptureHeader, CaptureReader, CaptureSettings, CaptureWriter,
-    ExistingCapture, FORMAT_MAJOR, FORMAT_MINOR, FORMAT_NAME, InFlightRecord, TimeoutSettings,
-    now_ns, rfc3339,
+    ClientTlsSetting, ExistingCapture, FORMAT_MAJOR, FORMAT_MINOR, FORMAT_NAME, InFlightRecord,
+    ProxyMode, ReverseSettings, ReverseUpstream, TimeoutSettings, now_ns, rfc3339,
 };
 pub use model::{
     Body, Data, Direction, Elsewhere, Ending, ErrorStage, Flow, FlowError, Header, Headers, Kept,
-    LiveEvent, Request, Response, Timing, TruncationReason, UnixNanos, human_bytes, reason_phrase,
-    sha256_hex,
+    LiveEvent, Request, Response, ReverseExchange, Rewrite, Timing, TruncationReason, UnixNanos,
+    human_bytes, reason_phrase, sha256_hex,
 };

@@ -38,6 +38,37 @@ pub struct Flow {
     /// Why the exchange did not complete normally.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<FlowError>,
+    /// Set when the flow came through reverse mode (`regtap proxy --reverse`):
+    /// the name the client addressed and what regtap rewrote on the way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reverse: Option<ReverseExchange>,
+}
+
+/// How a reverse-mode exchange differed between the client and the upstream.
+///
+/// The flow itself holds the exchange as the upstream saw it: `request.url`
+/// is the URL regtap asked the upstream for, `response` is what the upstream
+/// answered. The request headers are the client's. What the client saw
+/// differently is here, every change with both values.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReverseExchange {
+    /// The origin the client addressed: `https://registry.internal:5000`.
+    pub served_as: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rewrites: Vec<Rewrite>,
+}
+
+/// One header value regtap changed between the client and the upstream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rewrite {
+    /// `request`: the client sent `original`, the upstream got `rewritten`;
+    /// `response`: the upstream sent `original`, the client got `rewritten`.
+    pub direction: Direction,
+    /// Lower-case header name: `host` (`:authority` for HTTP/2 clients),
+    /// `location`, `www-authenticate`.
+    pub header: String,
+    pub original: String,
+    pub rewritten: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -538,6 +569,10 @@ pub enum ErrorStage {
     BodyTimeout,
     /// The proxy was at its connection limit and refused the connection.
     ConnectionLimit,
+    /// The client's address is not in the proxy's `--allow-client` list.
+    ClientRefused,
+    /// Reverse mode: the request named a host regtap serves no upstream for.
+    Misdirected,
     /// The proxy stopped (or was killed) before the exchange finished; only
     /// its in-flight records tell what was known.
     ProxyStopped,
@@ -558,6 +593,8 @@ impl ErrorStage {
             ErrorStage::ResponseTimeout => "response_timeout",
             ErrorStage::BodyTimeout => "body_timeout",
             ErrorStage::ConnectionLimit => "connection_limit",
+            ErrorStage::ClientRefused => "client_refused",
+            ErrorStage::Misdirected => "misdirected",
             ErrorStage::ProxyStopped => "proxy_stopped",
         }
     }
@@ -576,6 +613,8 @@ impl ErrorStage {
             ErrorStage::ResponseTimeout => "waiting for the response head",
             ErrorStage::BodyTimeout => "waiting for body bytes",
             ErrorStage::ConnectionLimit => "accepting the connection (limit reached)",
+            ErrorStage::ClientRefused => "checking the client's address (not allowed)",
+            ErrorStage::Misdirected => "choosing the upstream (no such name served)",
             ErrorStage::ProxyStopped => "in flight (the proxy stopped)",
         }
     }
@@ -618,7 +657,8 @@ pub enum LiveEvent {
     Finished(Box<Flow>),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Direction {
     Request,
     Response,

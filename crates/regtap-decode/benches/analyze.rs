@@ -3,8 +3,7 @@
 //!
 //!     cargo bench -p regtap-decode --bench analyze
 
-#[path = "../tests/common/mod.rs"]
-mod common;
+use regtap_fixtures as common;
 
 use std::time::{Duration, Instant};
 

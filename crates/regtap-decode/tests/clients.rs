@@ -3,7 +3,7 @@
 //! the OCI conformance suite and go-containerregistry's registry sent
 //! (`captures/` holds the real captures; these are the same shapes, small).
 
-mod common;
+use regtap_fixtures as common;
 
 use regtap_capture::factory::FlowBuilder;
 use regtap_capture::{Flow, FlowError};

@@ -3,7 +3,7 @@
 //! content negotiation, redirects, Docker Hub quota, pagination, mirrors,
 //! warnings), built with the shared flow factory.
 
-mod common;
+use regtap_fixtures as common;
 
 use base64::Engine as _;
 use regtap_capture::Flow;

@@ -7,49 +7,25 @@
 //!
 //!     INSTA_UPDATE=always cargo test -p regtap-decode --test golden
 
-use std::path::{Path, PathBuf};
-
-use regtap_capture::Capture;
 use regtap_decode::{Options, analyze, render_text};
-
-fn captures() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../captures");
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
-        .collect();
-    paths.sort();
-    paths
-}
 
 #[test]
 fn inspect_of_every_capture_matches_its_snapshot() {
-    let paths = captures();
+    let captures = regtap_fixtures::captures();
     assert!(
-        paths.iter().any(|p| p.ends_with("dockerhub-push.jsonl")),
-        "the transcribed Docker Hub capture is missing: {paths:?}"
+        captures.iter().any(|(stem, _)| stem == "dockerhub-push"),
+        "the transcribed Docker Hub capture is missing"
     );
-    for path in paths {
-        let stem = path
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or_default()
-            .to_owned();
-        let capture = Capture::read(&path).unwrap_or_else(|e| panic!("{e}"));
-        let analysis = analyze(&capture.flows, &Options::default());
-        assert_eq!(
-            analysis.flows.len(),
-            capture.flows.len(),
-            "{stem}: flows lost"
-        );
+    for (stem, flows) in captures {
+        let analysis = analyze(&flows, &Options::default());
+        assert_eq!(analysis.flows.len(), flows.len(), "{stem}: flows lost");
         let mut holders: std::collections::HashMap<u64, usize> = std::collections::HashMap::new();
         for operation in &analysis.operations {
             for id in &operation.flow_ids {
                 *holders.entry(*id).or_default() += 1;
             }
         }
-        for (flow, decoded) in analysis.pair(&capture.flows) {
+        for (flow, decoded) in analysis.pair(&flows) {
             assert_eq!(
                 decoded.map(|d| d.flow_id),
                 Some(flow.id),
@@ -57,7 +33,7 @@ fn inspect_of_every_capture_matches_its_snapshot() {
                 flow.id
             );
         }
-        for flow in &capture.flows {
+        for flow in &flows {
             assert_eq!(
                 holders.get(&flow.id),
                 Some(&1),
@@ -65,7 +41,7 @@ fn inspect_of_every_capture_matches_its_snapshot() {
                 flow.id
             );
         }
-        let text = render_text(&analysis, &capture.flows, false);
+        let text = render_text(&analysis, &flows, false);
         insta::with_settings!({ snapshot_suffix => "text", prepend_module_to_snapshot => false }, {
             insta::assert_snapshot!(stem.clone(), text);
         });

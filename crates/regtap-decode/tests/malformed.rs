@@ -1,7 +1,7 @@
 //! Malformed input of every kind: the analysis never panics, keeps every
 //! flow, and says what it could not decode.
 
-mod common;
+use regtap_fixtures as common;
 
 use common::*;
 use regtap_capture::factory::FlowBuilder;
@@ -80,7 +80,7 @@ fn cut(text: &str, n: usize) -> String {
 fn every_header_value_cut_or_garbled() {
     let image = Image::new();
     let mut base = login(1, 0);
-    base.extend(first_push(&image, 4, 676, REGISTRY));
+    base.extend(first_push(&image, 4, 676));
     let mut noise = Noise(7);
     for target in 0..base.len() {
         let headers: Vec<(bool, usize)> = {

@@ -1,8 +1,8 @@
-//! The dockerd 20.10 sequences of shared/reference/dockerd-20.10-sequences.md,
+//! The dockerd 20.10 sequences of `regtap_fixtures` (observed dockerd traffic),
 //! rebuilt with FlowBuilder, and what a user reading `regtap inspect` would
 //! check about each.
 
-mod common;
+use regtap_fixtures as common;
 
 use common::*;
 use regtap_capture::factory::FlowBuilder;
@@ -57,7 +57,7 @@ fn login_is_one_operation_with_three_steps() {
 #[test]
 fn first_push_rebuilds_three_interleaved_uploads() {
     let image = Image::new();
-    let flows = first_push(&image, 4, 676, REGISTRY);
+    let flows = first_push(&image, 4, 676);
     let analysis = run(&flows);
     assert_eq!(titles(&analysis), vec!["push lab/seq:latest"]);
     let op = &analysis.operations[0];
@@ -138,7 +138,7 @@ fn first_push_rebuilds_three_interleaved_uploads() {
 #[test]
 fn upload_state_hmac_is_checked_with_the_registry_secret() {
     let image = Image::new();
-    let flows = first_push(&image, 4, 676, REGISTRY);
+    let flows = first_push(&image, 4, 676);
     let checked = analyze(
         &flows,
         &Options {
@@ -362,7 +362,7 @@ fn pull_by_tag_downloads_the_blobs() {
 fn basic_auth_login_and_push_never_show_the_password() {
     let image = Image::new();
     let mut flows = basic_login(59, 4081);
-    flows.extend(first_push(&image, 61, 4756, BASIC_REGISTRY));
+    flows.extend(basic_push(&image, 61, 4756));
     let analysis = run(&flows);
     assert_eq!(
         titles(&analysis),
@@ -1083,7 +1083,7 @@ fn bytes_in_the_body_store_are_named_in_the_reason() {
 fn a_pull_started_during_a_push_is_its_own_operation() {
     let image = Image::new();
     // The push of lab/seq runs from 0 to 251 ms; a pull of lab/other starts at 100 ms.
-    let mut flows = first_push(&image, 1, 0, REGISTRY);
+    let mut flows = first_push(&image, 1, 0);
     let (t, token) = token(
         102,
         110,
@@ -1125,12 +1125,12 @@ fn a_pull_started_during_a_push_is_its_own_operation() {
 fn a_push_run_again_after_an_abort_is_a_second_operation() {
     let image = Image::new();
     // The first attempt stops after its PATCHes (Ctrl-C): no PUT, no manifest.
-    let aborted: Vec<Flow> = first_push(&image, 1, 0, REGISTRY)
+    let aborted: Vec<Flow> = first_push(&image, 1, 0)
         .into_iter()
         .filter(|f| f.id <= 8)
         .collect();
     let mut flows = aborted;
-    flows.extend(first_push(&image, 101, 5_000, REGISTRY));
+    flows.extend(first_push(&image, 101, 5_000));
     let analysis = run(&flows);
     assert_eq!(
         titles(&analysis),

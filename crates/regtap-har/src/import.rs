@@ -601,6 +601,7 @@ fn flow_from_entry(
         response,
         timing,
         error,
+        reverse: facts.reverse,
     };
     Ok((id, flow))
 }

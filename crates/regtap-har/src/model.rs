@@ -4,7 +4,7 @@
 //! `_`-prefixed fields the spec reserves for custom data. Optional fields are
 //! left out rather than written as `null`, which strict validators reject.
 
-use regtap_capture::Timing;
+use regtap_capture::{ReverseExchange, Timing};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -276,6 +276,13 @@ pub struct CaptureFacts {
         deserialize_with = "lenient"
     )]
     pub server_addr: Option<String>,
+    /// How a reverse-mode exchange differed between client and upstream.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub reverse: Option<ReverseExchange>,
 }
 
 impl CaptureFacts {

@@ -18,8 +18,16 @@ use regtap_capture::{Direction, ErrorStage, FlowError, Headers};
 
 use crate::body::RecordingBody;
 use crate::recorder::{FlowRecorder, RequestHead, Shared};
+use crate::reverse::UrlRewriter;
 use crate::upstream::{ConnectTimedOut, ResolveMap, UpstreamConnector};
 use crate::{error_chain, text_response};
+
+/// What a reverse-mode exchange carries into the forwarder.
+pub(crate) struct ReverseContext {
+    pub exchange: regtap_capture::ReverseExchange,
+    /// `Some` with `--rewrite-urls`.
+    pub rewriter: Option<Arc<UrlRewriter>>,
+}
 
 pub(crate) struct Forwarder {
     pub shared: Arc<Shared>,
@@ -34,12 +42,14 @@ pub(crate) struct Forwarder {
 }
 
 impl Forwarder {
-    /// Records and forwards one request with an absolute URI.
+    /// Records and forwards one request with an absolute URI (in reverse
+    /// mode: the upstream's URI, with what differs for the client in `reverse`).
     pub(crate) async fn forward(
         &self,
         req: Request<Incoming>,
         client_addr: SocketAddr,
         connect_authority: Option<String>,
+        reverse: Option<ReverseContext>,
     ) -> Response<Body> {
         let (parts, body) = req.into_parts();
         let upstream = parts
@@ -59,7 +69,9 @@ impl Forwarder {
                 headers: headers(&parts.headers),
                 body: regtap_capture::Body::pending(),
             },
+            reverse: reverse.as_ref().map(|r| r.exchange.clone()),
         };
+        let rewriter = reverse.and_then(|r| r.rewriter);
         let (recorder, start_recorded) = FlowRecorder::start(&self.shared, head);
         // Nothing goes upstream before the capture holds the start of the exchange.
         if !start_recorded.await.unwrap_or(false) && !self.keep_forwarding {
@@ -87,7 +99,7 @@ impl Forwarder {
         };
         tokio::select! {
             result = self.client.request(request) => match result {
-                Ok(res) => self.response(recorder, res.map(Body::from)),
+                Ok(res) => self.response(recorder, res.map(Body::from), rewriter.as_deref()),
                 Err(err) => upstream_failed(&recorder, &upstream, &err),
             },
             () = response_deadline => {
@@ -104,8 +116,15 @@ impl Forwarder {
         }
     }
 
-    fn response(&self, recorder: Arc<FlowRecorder>, res: Response<Body>) -> Response<Body> {
-        let (parts, body) = res.into_parts();
+    /// Records the response head as the upstream sent it, then (reverse mode
+    /// with `--rewrite-urls`) rewrites what the client gets and records that.
+    fn response(
+        &self,
+        recorder: Arc<FlowRecorder>,
+        res: Response<Body>,
+        rewriter: Option<&UrlRewriter>,
+    ) -> Response<Body> {
+        let (mut parts, body) = res.into_parts();
         let server_addr = parts
             .extensions
             .get::<HttpInfo>()
@@ -119,6 +138,9 @@ impl Forwarder {
             },
             server_addr,
         );
+        if let Some(rewriter) = rewriter {
+            recorder.response_rewrites(rewriter.rewrite_response(&mut parts.headers));
+        }
         let total = content_length(&parts.headers);
         let body = RecordingBody::wrap(
             body,
@@ -183,7 +205,7 @@ fn normalize_request(mut req: Request<Body>) -> Request<Body> {
     req
 }
 
-fn headers(map: &HeaderMap) -> Headers {
+pub(crate) fn headers(map: &HeaderMap) -> Headers {
     map.iter()
         .map(|(name, value)| {
             (
@@ -197,7 +219,7 @@ fn headers(map: &HeaderMap) -> Headers {
 /// The URL without a port that is its scheme's default: requests inside a
 /// tunnel carry the CONNECT authority (`registry.test:443`), while the client
 /// asked for `https://registry.test/…`.
-fn canonical_url(uri: &Uri) -> String {
+pub(crate) fn canonical_url(uri: &Uri) -> String {
     let default_port = match uri.scheme_str() {
         Some("https") => Some(443),
         Some("http") => Some(80),
@@ -216,7 +238,7 @@ fn content_length(map: &HeaderMap) -> Option<u64> {
     map.get(CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
 }
 
-fn version_name(version: Version) -> String {
+pub(crate) fn version_name(version: Version) -> String {
     match version {
         Version::HTTP_09 => "HTTP/0.9",
         Version::HTTP_10 => "HTTP/1.0",

@@ -27,6 +27,7 @@ mod conn;
 mod handler;
 mod keylog;
 mod recorder;
+mod reverse;
 mod server;
 mod tap;
 mod upstream;
@@ -41,8 +42,8 @@ use std::time::Duration;
 use http::header::CONTENT_TYPE;
 use http::{HeaderValue, Response, StatusCode};
 use regtap_capture::{
-    CaptureError, CaptureHeader, CaptureSettings, CaptureWriter, Flow, TimeoutSettings,
-    human_bytes, now_ns,
+    CaptureError, CaptureHeader, CaptureSettings, CaptureWriter, ClientTlsSetting, Flow, ProxyMode,
+    ReverseSettings, ReverseUpstream, TimeoutSettings, human_bytes, now_ns,
 };
 use rustls::crypto::CryptoProvider;
 use tokio::net::TcpListener;
@@ -53,6 +54,7 @@ pub use ca::{
     LEAF_CACHE_CAPACITY, LeafAuthority, data_dir_from_env, fingerprint,
 };
 pub use regtap_capture::{ExistingCapture, LiveEvent};
+pub use reverse::{ClientNet, ReverseConfig, ReverseRoute, ReverseTls};
 pub use upstream::ResolveRule;
 
 use recorder::Shared;
@@ -137,6 +139,10 @@ pub enum ProxyError {
         #[source]
         source: std::io::Error,
     },
+    #[error("reverse mode: {0}")]
+    Reverse(String),
+    #[error("reverse mode's certificate {path}: {reason}")]
+    ReverseCert { path: PathBuf, reason: String },
     #[error("TLS set-up: {0}")]
     Tls(String),
     #[error("cannot start the capture writer: {0}")]
@@ -182,6 +188,10 @@ pub struct ProxyConfig {
     pub max_connections: usize,
     /// Where to append the NSS key log of both TLS legs (`SSLKEYLOGFILE`).
     pub keylog: Option<PathBuf>,
+    /// Reverse mode: listen as the registry itself instead of as a proxy.
+    pub reverse: Option<ReverseConfig>,
+    /// When not empty, clients from other addresses get a 403 (recorded).
+    pub allow_clients: Vec<ClientNet>,
 }
 
 impl ProxyConfig {
@@ -201,13 +211,47 @@ impl ProxyConfig {
             timeouts: Timeouts::default(),
             max_connections: DEFAULT_MAX_CONNECTIONS,
             keylog: None,
+            reverse: None,
+            allow_clients: Vec::new(),
         }
     }
 
-    fn header_settings(&self, listen: SocketAddr, ca: &Ca) -> CaptureSettings {
+    fn header_settings(
+        &self,
+        listen: SocketAddr,
+        ca: &Ca,
+        reverse: Option<&reverse::ReverseFront>,
+    ) -> CaptureSettings {
         let path = |p: &PathBuf| p.display().to_string();
+        let reverse_settings = match (reverse, &self.reverse) {
+            (Some(front), Some(config)) => {
+                let (client_tls, cert) = match &config.tls {
+                    ReverseTls::RegtapCa => (ClientTlsSetting::RegtapCa, None),
+                    ReverseTls::Provided { cert, .. } => {
+                        (ClientTlsSetting::Provided, Some(path(cert)))
+                    }
+                    ReverseTls::PlainHttp => (ClientTlsSetting::PlainHttp, None),
+                };
+                Some(ReverseSettings {
+                    cert,
+                    client_tls,
+                    rewrite_urls: config.rewrite_urls,
+                    upstreams: front
+                        .routes
+                        .iter()
+                        .map(|r| ReverseUpstream {
+                            name: r.name.clone(),
+                            served_as: r.served_as.clone(),
+                            upstream: format!("{}://{}", r.upstream_scheme, r.upstream_authority),
+                        })
+                        .collect(),
+                })
+            }
+            _ => None,
+        };
         let t = &self.timeouts;
         CaptureSettings {
+            allow_client: Some(self.allow_clients.iter().map(|n| n.to_string()).collect()),
             ca_sha256_fingerprint: Some(fingerprint(ca.cert_der())),
             inline_budget: Some(self.inline_budget as u64),
             keep_forwarding_unrecorded: Some(self.keep_forwarding_unrecorded),
@@ -216,7 +260,13 @@ impl ProxyConfig {
             listen: Some(listen.to_string()),
             max_connections: Some(self.max_connections as u64),
             max_inline: Some(self.max_inline as u64),
+            mode: Some(if reverse.is_some() {
+                ProxyMode::Reverse
+            } else {
+                ProxyMode::Forward
+            }),
             resolve: Some(self.resolve.iter().map(|r| r.to_string()).collect()),
+            reverse: reverse_settings,
             store_bodies: Some(self.store_bodies.as_ref().map(path)),
             sync_each_record: Some(self.sync_each_record),
             timeouts_s: Some(TimeoutSettings {
@@ -268,6 +318,12 @@ pub async fn start(config: ProxyConfig, ca: &Ca) -> Result<ProxyHandle, ProxyErr
     let leaves = ca
         .leaf_authority(Arc::clone(&provider))?
         .with_key_log(keylog.clone());
+    // Loaded before anything is created: a bad --cert fails the start.
+    let reverse_tls = config
+        .reverse
+        .as_ref()
+        .map(|r| reverse::ClientTls::new(r, &provider, keylog.clone()))
+        .transpose()?;
     let mut tls = upstream::client_tls_config(
         &upstream::UpstreamTrust {
             extra_roots: config.upstream_ca.clone(),
@@ -300,10 +356,16 @@ pub async fn start(config: ProxyConfig, ca: &Ca) -> Result<ProxyHandle, ProxyErr
         source,
     })?;
 
+    let reverse = match (&config.reverse, reverse_tls) {
+        (Some(reverse), Some(tls)) => Some(Arc::new(reverse::ReverseFront::new(
+            reverse, tls, local_addr,
+        )?)),
+        _ => None,
+    };
     let header = CaptureHeader::new(
         env!("CARGO_PKG_VERSION"),
         now_ns(),
-        config.header_settings(local_addr, ca),
+        config.header_settings(local_addr, ca, reverse.as_deref()),
     );
     let capture = CaptureWriter::open(&config.capture, &header, config.existing_capture)?
         .sync_each_record(config.sync_each_record);
@@ -363,6 +425,8 @@ pub async fn start(config: ProxyConfig, ca: &Ca) -> Result<ProxyHandle, ProxyErr
         counters: server::FrontCounters::default(),
         http: server::Front::server_builder(),
         stop: stopped,
+        reverse,
+        allow_clients: config.allow_clients.clone(),
     });
     let server = tokio::spawn(Arc::clone(&front).accept_loop(listener));
 

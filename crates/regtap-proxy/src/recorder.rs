@@ -118,6 +118,44 @@ impl Shared {
         );
     }
 
+    /// Records a reverse-mode TLS handshake with the client that failed;
+    /// `served` is the origin the client was after, when known.
+    pub(crate) fn record_reverse_tls_failure(
+        &self,
+        client_addr: SocketAddr,
+        served: String,
+        message: String,
+    ) {
+        self.record_failure(
+            client_addr,
+            None,
+            "https",
+            Request {
+                method: String::new(),
+                url: served,
+                http_version: String::new(),
+                headers: Headers::default(),
+                body: regtap_capture::Body::from_bytes(b""),
+            },
+            FlowError {
+                stage: ErrorStage::ClientTls,
+                message,
+            },
+        );
+    }
+
+    /// Records a request regtap answered itself without forwarding it (a
+    /// client outside `--allow-client`, a host reverse mode does not serve).
+    pub(crate) fn record_refused_request(
+        &self,
+        client_addr: SocketAddr,
+        scheme: &str,
+        request: Request,
+        error: FlowError,
+    ) {
+        self.record_failure(client_addr, None, scheme, request, error);
+    }
+
     fn record_failure(
         &self,
         client_addr: SocketAddr,
@@ -140,6 +178,7 @@ impl Shared {
                 ..Timing::default()
             },
             error: Some(error),
+            reverse: None,
         };
         self.send(flow, Vec::new());
     }
@@ -181,6 +220,8 @@ pub(crate) struct RequestHead {
     pub server_addr: Option<String>,
     pub scheme: String,
     pub request: Request,
+    /// Reverse mode: the origin served and the request's rewrites.
+    pub reverse: Option<regtap_capture::ReverseExchange>,
 }
 
 #[derive(Default)]
@@ -261,6 +302,7 @@ impl FlowRecorder {
                 ..Timing::default()
             },
             error: None,
+            reverse: head.reverse,
         };
         let (written, start_recorded) = oneshot::channel();
         let _ = shared.records.send(Record::Start {
@@ -355,6 +397,19 @@ impl FlowRecorder {
             if server_addr.is_some() {
                 flow.server_addr = server_addr;
             }
+        }
+    }
+
+    /// Reverse mode: what regtap changed in the response head the client got.
+    pub(crate) fn response_rewrites(&self, rewrites: Vec<regtap_capture::Rewrite>) {
+        if rewrites.is_empty() {
+            return;
+        }
+        let Ok(mut state) = self.state.lock() else {
+            return;
+        };
+        if let Some(reverse) = state.flow.as_mut().and_then(|f| f.reverse.as_mut()) {
+            reverse.rewrites.extend(rewrites);
         }
     }
 

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use http::header::HOST;
 use http::uri::{Authority, Scheme};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use hudsucker::Body;
@@ -20,7 +21,7 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use regtap_capture::ErrorStage;
+use regtap_capture::{Direction, ErrorStage, FlowError, ReverseExchange, Rewrite};
 use rustls::AlertDescription;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
@@ -29,8 +30,9 @@ use tokio::time::Instant;
 
 use crate::ca::LeafAuthority;
 use crate::conn::{ClientDeadlines, ConnState, ExchangeGuard, Rewind, TimedIo};
-use crate::handler::Forwarder;
+use crate::handler::{Forwarder, ReverseContext, headers, version_name};
 use crate::recorder::Shared;
+use crate::reverse::{ClientNet, ClientTls, ReverseFront};
 use crate::{error_chain, text_response};
 
 /// How long a failing `accept` (EMFILE, ENFILE, ENOBUFS) waits before trying
@@ -67,10 +69,14 @@ pub(crate) struct Front {
     pub counters: FrontCounters,
     pub http: auto::Builder<TokioExecutor>,
     pub stop: watch::Receiver<bool>,
+    /// `Some` in reverse mode: regtap is the registry, not a proxy.
+    pub reverse: Option<Arc<ReverseFront>>,
+    /// `--allow-client`: when not empty, only these networks are served.
+    pub allow_clients: Vec<ClientNet>,
 }
 
-/// Where a request arrived: straight from the client, or inside the tunnel
-/// of a CONNECT to `authority`.
+/// Where a request arrived: straight from the client, inside the tunnel
+/// of a CONNECT to `authority`, or on a reverse-mode listener.
 #[derive(Clone)]
 enum Origin {
     Direct,
@@ -78,6 +84,7 @@ enum Origin {
         scheme: Scheme,
         authority: Authority,
     },
+    Reverse(Arc<ReverseFront>),
 }
 
 impl Front {
@@ -178,6 +185,23 @@ impl Front {
             Arc::clone(&self.shared),
         );
         let permit = Arc::new(permit);
+        if let Some(reverse) = self.reverse.clone() {
+            let origin = Origin::Reverse(Arc::clone(&reverse));
+            match &reverse.tls {
+                ClientTls::Plain => {
+                    self.serve_tunnel(TokioIo::new(io), origin, conn, permit)
+                        .await;
+                }
+                tls => {
+                    let Some(tls) = self.accept_reverse_tls(io, &reverse, tls, &conn).await else {
+                        return;
+                    };
+                    self.serve_tunnel(TokioIo::new(tls), origin, conn, permit)
+                        .await;
+                }
+            }
+            return;
+        }
         let service = {
             let front = Arc::clone(&self);
             let conn = Arc::clone(&conn);
@@ -238,13 +262,17 @@ impl Front {
         permit: Arc<OwnedSemaphorePermit>,
     ) -> Response<Body> {
         let guard = conn.exchange(req.version());
-        let response = if req.method() == Method::CONNECT {
+        let response = if let Some(refusal) = self.refused_client(&req, &conn, &origin) {
+            refusal
+        } else if req.method() == Method::CONNECT {
             self.connect(req, &conn, &origin, permit)
+        } else if let Origin::Reverse(reverse) = &origin {
+            self.reverse_request(req, &conn, reverse).await
         } else {
             match absolute_request(req, &origin) {
                 Ok(req) => {
                     self.forwarder
-                        .forward(req, conn.client_addr, conn.connect_authority())
+                        .forward(req, conn.client_addr, conn.connect_authority(), None)
                         .await
                 }
                 Err(refusal) => {
@@ -278,6 +306,10 @@ impl Front {
                 req.uri()
             )),
             (Origin::Direct, Some(_)) => None,
+            (Origin::Reverse(_), _) => Some(format!(
+                "CONNECT {}: regtap runs in reverse mode here (it is the registry, not a proxy)",
+                req.uri()
+            )),
         };
         if let Some(refusal) = refusal {
             self.shared.record_connection_failure(
@@ -287,7 +319,7 @@ impl Front {
                 refusal.clone(),
             );
             let status = match origin {
-                Origin::Tunnel { .. } => StatusCode::METHOD_NOT_ALLOWED,
+                Origin::Tunnel { .. } | Origin::Reverse(_) => StatusCode::METHOD_NOT_ALLOWED,
                 Origin::Direct => StatusCode::BAD_REQUEST,
             };
             return text_response(status, &refusal);
@@ -377,6 +409,210 @@ impl Front {
         };
         if let Err(e) = result {
             self.connection_failed(&conn, e.as_ref());
+        }
+    }
+
+    /// A client outside `--allow-client`: answered 403 and recorded, once
+    /// per request (the connection itself is not worth a flow of its own).
+    fn refused_client(
+        &self,
+        req: &Request<Incoming>,
+        conn: &ConnState,
+        origin: &Origin,
+    ) -> Option<Response<Body>> {
+        let ip = conn.client_addr.ip();
+        if self.allow_clients.is_empty() || self.allow_clients.iter().any(|net| net.contains(ip)) {
+            return None;
+        }
+        let message = format!(
+            "regtap does not serve {ip}: the address is not in its --allow-client networks"
+        );
+        let (scheme, url) = match origin {
+            Origin::Tunnel { scheme, authority } => (
+                scheme.as_str().to_owned(),
+                format!("{scheme}://{authority}{}", path_of(req.uri())),
+            ),
+            Origin::Reverse(reverse) => {
+                let scheme = reverse_scheme(reverse);
+                (scheme.to_owned(), client_url(req, scheme))
+            }
+            Origin::Direct => (
+                req.uri().scheme_str().unwrap_or("http").to_owned(),
+                req.uri().to_string(),
+            ),
+        };
+        self.shared.record_refused_request(
+            conn.client_addr,
+            &scheme,
+            refused_request(req, url),
+            FlowError {
+                stage: ErrorStage::ClientRefused,
+                message: message.clone(),
+            },
+        );
+        Some(text_response(StatusCode::FORBIDDEN, &message))
+    }
+
+    /// Reverse mode: routes the request by its host to an upstream, or
+    /// answers 421 (recorded) when regtap serves no such name.
+    async fn reverse_request(
+        &self,
+        mut req: Request<Incoming>,
+        conn: &ConnState,
+        reverse: &ReverseFront,
+    ) -> Response<Body> {
+        let host = req
+            .uri()
+            .authority()
+            .map(|a| a.as_str().to_owned())
+            .or_else(|| {
+                req.headers()
+                    .get(HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(str::to_owned)
+            });
+        let route = host.as_deref().and_then(|h| reverse.route(h));
+        let target = route.map(|r| (r, r.upstream_uri(req.uri().path_and_query())));
+        let (route, uri) = match target {
+            Some((route, Ok(uri))) => (route, uri),
+            _ => {
+                let scheme = reverse_scheme(reverse);
+                let message = match (&host, target) {
+                    (_, Some((_, Err(reason)))) => reason,
+                    (None, _) => format!(
+                        "the request names no host (no Host header); regtap serves {}",
+                        reverse.names()
+                    ),
+                    (Some(host), _) => format!(
+                        "regtap serves no upstream for {host:?}; it serves {} (--reverse)",
+                        reverse.names()
+                    ),
+                };
+                self.shared.record_refused_request(
+                    conn.client_addr,
+                    scheme,
+                    refused_request(&req, client_url(&req, scheme)),
+                    FlowError {
+                        stage: ErrorStage::Misdirected,
+                        message: message.clone(),
+                    },
+                );
+                return text_response(
+                    StatusCode::MISDIRECTED_REQUEST,
+                    &format!("regtap: {message}"),
+                );
+            }
+        };
+        let upstream_host = route.upstream_authority.as_str();
+        // HTTP/2 clients name the host in `:authority`; upstream gets `Host`.
+        let host_field = if req.version() == Version::HTTP_2 && req.uri().authority().is_some() {
+            ":authority"
+        } else {
+            HOST.as_str()
+        };
+        let mut rewrites = Vec::new();
+        if host.as_deref() != Some(upstream_host) {
+            rewrites.push(Rewrite {
+                direction: Direction::Request,
+                header: host_field.to_owned(),
+                original: host.unwrap_or_default(),
+                rewritten: upstream_host.to_owned(),
+            });
+        }
+        *req.uri_mut() = uri;
+        let context = ReverseContext {
+            exchange: ReverseExchange {
+                served_as: route.served_as.clone(),
+                rewrites,
+            },
+            rewriter: reverse.rewriter.clone(),
+        };
+        self.forwarder
+            .forward(req, conn.client_addr, None, Some(context))
+            .await
+    }
+
+    /// Reverse mode's TLS handshake: the operator's certificate, or one from
+    /// regtap's CA for the served name the client asked for (by SNI).
+    async fn accept_reverse_tls<I>(
+        &self,
+        io: I,
+        reverse: &ReverseFront,
+        tls: &ClientTls,
+        conn: &ConnState,
+    ) -> Option<tokio_rustls::server::TlsStream<I>>
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        let first = &reverse.routes[0];
+        let fail = |served: &str, message: String| {
+            if !conn.timed_out() {
+                self.shared.record_reverse_tls_failure(
+                    conn.client_addr,
+                    served.to_owned(),
+                    message,
+                );
+            }
+        };
+        let acceptor =
+            tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io);
+        let start = match acceptor.await {
+            Ok(start) => start,
+            Err(e) => {
+                fail(
+                    &first.served_as,
+                    format!(
+                        "the client's TLS hello to regtap could not be read: {}",
+                        error_chain(&e)
+                    ),
+                );
+                return None;
+            }
+        };
+        let sni = start.client_hello().server_name().map(str::to_owned);
+        // Without SNI (a client that dialled an address) the first name is served.
+        let route = match sni.as_deref() {
+            None => Some(first),
+            Some(name) => reverse.route(name),
+        };
+        let served = route.map_or_else(
+            || format!("https://{}", sni.as_deref().unwrap_or_default()),
+            |r| r.served_as.clone(),
+        );
+        let config = match (tls, route) {
+            (ClientTls::Provided(config), _) => Arc::clone(config),
+            (_, Some(route)) => match self.leaves.server_config(&route.name) {
+                Ok(config) => config,
+                Err(reason) => {
+                    fail(
+                        &served,
+                        format!(
+                            "regtap cannot make a certificate for {:?}: {reason}",
+                            route.name
+                        ),
+                    );
+                    return None;
+                }
+            },
+            (_, None) => {
+                fail(
+                    &served,
+                    format!(
+                        "the client asked (SNI) for {:?}, which regtap does not serve; it serves {} (--reverse)",
+                        sni.unwrap_or_default(),
+                        reverse.names()
+                    ),
+                );
+                return None;
+            }
+        };
+        let host = route.map_or_else(|| sni.clone().unwrap_or_default(), |r| r.name.clone());
+        match start.into_stream(config).await {
+            Ok(stream) => Some(stream),
+            Err(e) => {
+                fail(&served, self.explain_client_tls_failure(&host, &e));
+                None
+            }
         }
     }
 
@@ -488,11 +724,47 @@ fn absolute_request(req: Request<Incoming>, origin: &Origin) -> Result<Request<I
             Ok(Request::from_parts(parts, body))
         }
         Origin::Direct if req.uri().authority().is_some() => Ok(req),
+        Origin::Reverse(_) => Err("reverse-mode requests are routed by their host".to_owned()),
         Origin::Direct => Err(format!(
             "{} {}: regtap is a proxy; send absolute URLs (http://host/…) or CONNECT host:port",
             req.method(),
             req.uri()
         )),
+    }
+}
+
+fn reverse_scheme(reverse: &ReverseFront) -> &'static str {
+    match reverse.tls {
+        ClientTls::Plain => "http",
+        _ => "https",
+    }
+}
+
+fn path_of(uri: &Uri) -> &str {
+    uri.path_and_query().map_or("/", |p| p.as_str())
+}
+
+/// The URL a reverse-mode client asked for, from its Host.
+fn client_url(req: &Request<Incoming>, scheme: &str) -> String {
+    if req.uri().authority().is_some() {
+        return req.uri().to_string();
+    }
+    let host = req
+        .headers()
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    format!("{scheme}://{host}{}", path_of(req.uri()))
+}
+
+/// The request head of a request regtap answered itself, for its flow.
+fn refused_request(req: &Request<Incoming>, url: String) -> regtap_capture::Request {
+    regtap_capture::Request {
+        method: req.method().to_string(),
+        url,
+        http_version: version_name(req.version()),
+        headers: headers(req.headers()),
+        body: regtap_capture::Body::from_bytes(b""),
     }
 }
 

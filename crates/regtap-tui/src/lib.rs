@@ -12,6 +12,7 @@
 
 mod app;
 mod format;
+mod keys;
 mod live;
 mod terminal;
 mod ui;

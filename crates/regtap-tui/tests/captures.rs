@@ -4,39 +4,22 @@
 //! `INSTA_UPDATE=always cargo test -p regtap-tui --test captures`, then read
 //! the new `.snap` files before committing them.
 
-use std::path::{Path, PathBuf};
-
 use insta::assert_snapshot;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use regtap_capture::Capture;
 use regtap_decode::Options;
 use regtap_tui::{App, draw};
 
-fn captures() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../captures");
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .map(|entry| entry.path())
-                .filter(|path| path.extension().is_some_and(|ext| ext == "jsonl"))
-                .collect()
+/// Every capture, as `regtap tui NAME.jsonl` opens it.
+fn captures() -> Vec<(String, App)> {
+    regtap_fixtures::captures()
+        .into_iter()
+        .map(|(name, flows)| {
+            let app = App::new(format!("{name}.jsonl"), flows, &Options::default());
+            (name, app)
         })
-        .unwrap_or_default();
-    paths.sort();
-    paths
-}
-
-fn open(path: &Path) -> (String, App) {
-    let capture = Capture::read(path).expect("a readable capture");
-    let name = path
-        .file_stem()
-        .map(|stem| stem.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let app = App::new(format!("{name}.jsonl"), capture.flows, &Options::default());
-    (name, app)
+        .collect()
 }
 
 fn render(app: &App, width: u16, height: u16) -> String {
@@ -78,8 +61,7 @@ fn there_are_captures_to_draw() {
 
 #[test]
 fn operations_view_over_every_capture() {
-    for path in captures() {
-        let (name, mut app) = open(&path);
+    for (name, mut app) in captures() {
         let overview = render(&app, 80, 24);
         for operation in app.analysis.operations.iter().take(5) {
             let start: String = operation.title.chars().take(20).collect();
@@ -94,8 +76,7 @@ fn operations_view_over_every_capture() {
 
 #[test]
 fn sequence_view_over_every_capture() {
-    for path in captures() {
-        let (name, mut app) = open(&path);
+    for (name, mut app) in captures() {
         select_busiest_operation(&mut app);
         press(&mut app, &[KeyCode::Char('2')]);
         let screen = render(&app, 80, 24);
@@ -113,8 +94,7 @@ fn sequence_view_over_every_capture() {
 
 #[test]
 fn flows_view_over_every_capture() {
-    for path in captures() {
-        let (name, mut app) = open(&path);
+    for (name, mut app) in captures() {
         press(&mut app, &[KeyCode::Char('3')]);
         let screen = render(&app, 80, 24);
         let listed = app.flows.len().min(19);

@@ -3,23 +3,38 @@
 //! registry, and a private dockerd whose HTTPS_PROXY is this regtap. Needs
 //! root, dockerd, docker-registry and skopeo (Debian: docker.io,
 //! docker-registry, skopeo). Everything is stopped and removed on Ctrl-C,
-//! except the capture.
+//! except the capture. Built only with the `lab` feature
+//! (`cargo run --release --features lab -- lab`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+#[cfg(feature = "lab")]
 use anyhow::Context as _;
 use clap::Args;
+#[cfg(feature = "lab")]
 use regtap_lab::image::TestImage;
+#[cfg(feature = "lab")]
 use regtap_lab::{LAB_PASSWORD, LAB_USER, Lab, Via, missing_prerequisites};
 
 #[derive(Args)]
 pub struct LabArgs {
     /// Where to write the capture when the lab stops (default: ./regtap-lab-<UTC time>.jsonl)
     #[arg(long, value_name = "FILE")]
+    #[cfg_attr(not(feature = "lab"), allow(dead_code))]
     capture: Option<PathBuf>,
 }
 
+/// Without the lab, the command still exists so that it can say how to get it.
+#[cfg(not(feature = "lab"))]
+pub fn run(_: LabArgs) -> anyhow::Result<ExitCode> {
+    anyhow::bail!(
+        "this regtap was built without the lab; build it with `--features lab` \
+         (from a checkout: `cargo run --release --features lab -- lab`)"
+    )
+}
+
+#[cfg(feature = "lab")]
 pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
     let missing = missing_prerequisites();
     if !missing.is_empty() {
@@ -84,6 +99,7 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Blocks until SIGINT (Ctrl-C) or SIGTERM.
+#[cfg(feature = "lab")]
 fn wait_for_stop_signal() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

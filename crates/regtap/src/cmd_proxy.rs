@@ -8,8 +8,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 use regtap_proxy::{
-    Ca, ExistingCapture, LiveEvent, ProxyConfig, ProxyHandle, ResolveRule, Timeouts,
-    data_dir_from_env, summary_line,
+    Ca, ClientNet, ExistingCapture, LiveEvent, ProxyConfig, ProxyHandle, ResolveRule,
+    ReverseConfig, ReverseRoute, ReverseTls, Timeouts, data_dir_from_env, summary_line,
 };
 use tokio::sync::broadcast::error::RecvError;
 
@@ -22,6 +22,30 @@ pub struct ProxyArgs {
     /// can use the proxy and read what it decrypts
     #[arg(long)]
     allow_remote: bool,
+    /// Serve only clients from this network (CIDR, e.g. 10.0.0.0/8, or one
+    /// address; repeatable); others get a 403, recorded
+    #[arg(long = "allow-client", value_name = "CIDR")]
+    allow_client: Vec<ClientNet>,
+    /// Reverse mode: listen as the registry itself, serving NAME (default:
+    /// the URL's host) from the upstream URL; clients address regtap by
+    /// NAME, routed by Host/SNI (repeatable, one upstream per name)
+    #[arg(long = "reverse", value_name = "[NAME=]URL")]
+    reverse: Vec<ReverseRoute>,
+    /// Reverse mode: serve this PEM certificate chain (for every name)
+    /// instead of certificates from regtap's CA
+    #[arg(long, value_name = "PEM", requires = "key", requires = "reverse")]
+    cert: Option<PathBuf>,
+    /// Reverse mode: the PEM private key of --cert
+    #[arg(long, value_name = "PEM", requires = "cert")]
+    key: Option<PathBuf>,
+    /// Reverse mode: clients speak plain HTTP to regtap (no TLS)
+    #[arg(long, requires = "reverse", conflicts_with = "cert")]
+    reverse_plain_http: bool,
+    /// Reverse mode: rewrite absolute Location URLs and Bearer realms that
+    /// name an upstream to the name regtap serves it under (each rewrite is
+    /// recorded with both values)
+    #[arg(long, requires = "reverse")]
+    rewrite_urls: bool,
     /// Capture file to write (default: ./regtap-<UTC time>.jsonl); an
     /// existing file is refused unless --append or --force, a symlink always
     #[arg(long, value_name = "FILE")]
@@ -177,6 +201,13 @@ async fn serve(args: ProxyArgs) -> anyhow::Result<ExitCode> {
         },
         max_connections: args.max_connections as usize,
         keylog: args.keylog.clone(),
+        reverse: reverse_config(
+            args.reverse,
+            args.cert.zip(args.key),
+            args.reverse_plain_http,
+            args.rewrite_urls,
+        ),
+        allow_clients: args.allow_client,
         ..ProxyConfig::new(args.listen, capture)
     };
     if let Some(keylog) = &args.keylog {
@@ -185,7 +216,11 @@ async fn serve(args: ProxyArgs) -> anyhow::Result<ExitCode> {
             keylog.display()
         );
     }
+    let reverse = config.reverse.clone();
     let proxy = regtap_proxy::start(config, &ca).await?;
+    if let Some(reverse) = &reverse {
+        print_reverse_routes(reverse, proxy.local_addr());
+    }
     let live = proxy.subscribe();
     eprintln!("regtap: capturing to {}", proxy.capture_path().display());
     // Scripts wait for this line; it comes last, once everything is ready.
@@ -283,6 +318,63 @@ async fn print_until_stopped(
                 Err(RecvError::Closed) => return Ok(()),
             },
         }
+    }
+}
+
+fn reverse_config(
+    routes: Vec<ReverseRoute>,
+    cert_and_key: Option<(PathBuf, PathBuf)>,
+    plain_http: bool,
+    rewrite_urls: bool,
+) -> Option<ReverseConfig> {
+    if routes.is_empty() {
+        return None;
+    }
+    let tls = match (cert_and_key, plain_http) {
+        (Some((cert, key)), _) => ReverseTls::Provided { cert, key },
+        (None, true) => ReverseTls::PlainHttp,
+        (None, false) => ReverseTls::RegtapCa,
+    };
+    Some(ReverseConfig {
+        routes,
+        tls,
+        rewrite_urls,
+    })
+}
+
+/// What clients must address, and when the upstream's own URLs would send
+/// them around regtap.
+fn print_reverse_routes(reverse: &ReverseConfig, listen: SocketAddr) {
+    let scheme = match reverse.tls {
+        ReverseTls::PlainHttp => "http",
+        _ => "https",
+    };
+    for route in &reverse.routes {
+        let served = format!("{scheme}://{}:{}", route.name, listen.port());
+        eprintln!(
+            "regtap: reverse: {served} -> {}",
+            route.upstream.to_string().trim_end_matches('/')
+        );
+        let same_origin = route.upstream.host() == Some(route.name.as_str())
+            && route.upstream.scheme_str() == Some(scheme)
+            && route
+                .upstream
+                .port_u16()
+                .unwrap_or(if scheme == "https" { 443 } else { 80 })
+                == listen.port();
+        if !same_origin && !reverse.rewrite_urls {
+            eprintln!(
+                "regtap: reverse: {} is served under another origin than its own: absolute \
+                 Location URLs and token realms naming it send clients around regtap \
+                 (--rewrite-urls rewrites them, recorded)",
+                route.upstream.to_string().trim_end_matches('/')
+            );
+        }
+    }
+    if matches!(reverse.tls, ReverseTls::RegtapCa) {
+        eprintln!(
+            "regtap: reverse: clients must trust regtap's CA for these names (`regtap ca export`)"
+        );
     }
 }
 
@@ -396,6 +488,55 @@ mod tests {
             assert!(err.to_string().contains("--allow-remote"), "{err}");
             assert!(check_listen(remote.parse().unwrap(), true).is_ok());
         }
+    }
+
+    #[test]
+    fn reverse_flags_build_the_reverse_configuration() {
+        let args = parse(&[
+            "--reverse",
+            "https://registry.internal:5000",
+            "--reverse",
+            "auth.internal=https://10.0.0.5:5001",
+            "--rewrite-urls",
+            "--allow-client",
+            "10.0.0.0/8",
+        ])
+        .unwrap();
+        assert_eq!(args.allow_client, vec!["10.0.0.0/8".parse().unwrap()]);
+        let reverse = reverse_config(args.reverse, None, false, args.rewrite_urls).unwrap();
+        assert_eq!(reverse.tls, ReverseTls::RegtapCa);
+        assert!(reverse.rewrite_urls);
+        assert_eq!(reverse.routes[1].name, "auth.internal");
+        assert!(reverse_config(Vec::new(), None, true, true).is_none());
+
+        // Reverse-only flags need --reverse; --cert needs --key.
+        for lonely in [
+            &["--rewrite-urls"][..],
+            &["--reverse-plain-http"],
+            &["--cert", "c.pem", "--key", "k.pem"],
+            &["--reverse", "https://r.test", "--cert", "c.pem"],
+            &[
+                "--reverse",
+                "https://r.test",
+                "--reverse-plain-http",
+                "--cert",
+                "c",
+                "--key",
+                "k",
+            ],
+        ] {
+            assert!(parse(lonely).is_err(), "{lonely:?} was accepted");
+        }
+        let err = parse(&["--reverse", "registry.internal:5000"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("http:// or https://"), "{err}");
+        let err = parse(&["--allow-client", "10.0.0.0/40"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("prefix length"), "{err}");
     }
 
     #[test]

@@ -34,7 +34,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the recording proxy (HTTPS_PROXY for dockerd and other clients)
-    Proxy(cmd_proxy::ProxyArgs),
+    Proxy(Box<cmd_proxy::ProxyArgs>),
     /// Manage the certificate authority the proxy signs its certificates with
     Ca(cmd_ca::CaArgs),
     /// Show how to point container tools at the proxy
@@ -47,7 +47,7 @@ enum Command {
     Har(cmd_har::HarArgs),
     /// Browse a capture in the terminal: operations, sequence diagrams, flows
     Tui(cmd_tui::TuiArgs),
-    /// Run a local Docker-Hub-like lab (token server, registries, dockerd) through regtap
+    /// Run a local Docker-Hub-like lab (token server, registries, dockerd) through regtap (built with `--features lab`)
     Lab(cmd_lab::LabArgs),
     /// Check that docker/containerd/podman really go through this regtap and trust its CA
     Doctor(cmd_doctor::DoctorArgs),
@@ -88,7 +88,7 @@ fn error_text(err: &anyhow::Error) -> String {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Proxy(args) => cmd_proxy::run(args),
+        Command::Proxy(args) => cmd_proxy::run(*args),
         Command::Ca(args) => cmd_ca::run(args),
         Command::Setup(args) => cmd_setup::run(args),
         Command::Inspect(args) => cmd_inspect::run(args),

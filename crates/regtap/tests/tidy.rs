@@ -136,6 +136,7 @@ fn libraries_use_thiserror_not_anyhow() {
         "regtap-decode",
         "regtap-tui",
         "regtap-har",
+        "regtap-lab",
     ] {
         let manifest = workspace().join("crates").join(krate).join("Cargo.toml");
         let text = std::fs::read_to_string(&manifest)
@@ -148,4 +149,48 @@ fn libraries_use_thiserror_not_anyhow() {
         let found = offences(&format!("crates/{krate}/src"), &["anyhow"]);
         assert!(found.is_empty(), "anyhow in {krate}:\n{}", found.join("\n"));
     }
+}
+
+/// The lab is test scaffolding: a build of the binary without the `lab`
+/// feature (the default) must not pull it in, nor what only it needs.
+#[test]
+fn the_binary_does_not_build_the_lab_by_default() {
+    let output = std::process::Command::new(env!("CARGO"))
+        .current_dir(workspace())
+        .args([
+            "tree",
+            "--locked",
+            "--package",
+            "regtap",
+            "--edges",
+            "normal",
+            "--prefix",
+            "none",
+            "--format",
+            "{p}",
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("cargo tree: {e}"));
+    let tree = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "cargo tree failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        tree.lines().any(|l| l.starts_with("regtap-proxy ")),
+        "cargo tree does not show the binary's dependencies:\n{tree}"
+    );
+    let lab_only: Vec<&str> = tree
+        .lines()
+        .filter(|l| {
+            ["regtap-lab ", "bcrypt ", "tar "]
+                .iter()
+                .any(|p| l.starts_with(p))
+        })
+        .collect();
+    assert!(
+        lab_only.is_empty(),
+        "the default build of regtap depends on the lab: {lab_only:?}"
+    );
 }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use ratatui::style::{Color, Style};
 use ratatui::text::{Line, Span};
-use regtap_capture::{Body, Ending, ErrorStage, Flow, Headers};
+use regtap_capture::{Body, Direction, Ending, ErrorStage, Flow, Headers, ReverseExchange};
 use regtap_decode::{
     Annotation, BearerUse, BlobStatus, Descriptor, DigestCheck, FlowAnalysis, HmacStatus, JwtInfo,
     ManifestInfo, Operation, OperationStatus, RegistryError, SessionOutcome, Severity, StateInfo,
@@ -212,6 +212,9 @@ pub fn flow_lines(app: &App, flow: &Flow, within: Option<(&Operation, &Step)>) -
         }
         None => lines.push(Line::styled("◀ no response", Style::new().dim())),
     }
+    if let Some(reverse) = &flow.reverse {
+        reverse_lines(&mut lines, reverse, app.reveal_secrets);
+    }
     if let Some(error) = &flow.error {
         let stage = match error.stage {
             ErrorStage::Connect => "connecting upstream",
@@ -226,6 +229,37 @@ pub fn flow_lines(app: &App, flow: &Flow, within: Option<(&Operation, &Step)>) -
         decoded_lines(&mut lines, app, analysis, steps);
     }
     lines
+}
+
+/// Reverse mode: the origin the client addressed, and what the client sent
+/// or got differently from the upstream (the headers above are the upstream's).
+fn reverse_lines(lines: &mut Lines, reverse: &ReverseExchange, reveal: bool) {
+    lines.push(Line::styled(
+        format!("⇄ reverse mode: the client addressed {}", reverse.served_as),
+        Style::new().fg(Color::Blue),
+    ));
+    for rewrite in &reverse.rewrites {
+        let shown = |value: &str| {
+            let value = if reveal {
+                value.to_owned()
+            } else {
+                regtap_har::redact::header_masked(&rewrite.header, value)
+            };
+            format::clip(&value, MAX_HEADER_VALUE)
+        };
+        let (side, verb) = match rewrite.direction {
+            Direction::Request => ("client sent", "upstream got"),
+            Direction::Response => ("upstream sent", "client got"),
+        };
+        lines.push(Line::from(vec![
+            Span::styled(format!("  {}: ", rewrite.header), Style::new().dim()),
+            Span::raw(format!(
+                "{side} {}, {verb} {}",
+                shown(&rewrite.original),
+                shown(&rewrite.rewritten)
+            )),
+        ]));
+    }
 }
 
 /// The URL with a long query cut: `_state` values run to hundreds of

@@ -6,56 +6,34 @@ use ratatui::style::{Color, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, BorderType, Clear, Paragraph};
 
-/// Every key the TUI knows, grouped: (keys, what they do).
-pub const KEYS: &[(&str, &[(&str, &str)])] = &[
-    (
-        "Everywhere",
-        &[
-            ("1 2 3", "the three views"),
-            ("Tab S-Tab", "next / previous pane"),
-            ("↑ ↓ j k", "move, scroll detail"),
-            ("PgUp PgDn ^u ^d", "page up / down"),
-            ("g G Home End", "first / last"),
-            ("← → h l", "previous / next pane"),
-            ("Enter", "drill down"),
-            ("Esc", "back"),
-            ("mouse wheel", "scroll the pane"),
-            ("s", "show credentials"),
-            ("?", "this help"),
-            ("q Ctrl-c", "quit"),
-        ],
-    ),
-    (
-        "Sequence view",
-        &[
-            ("← → n p", "previous / next step"),
-            ("space", "play / pause"),
-            ("+ -", "faster / slower"),
-        ],
-    ),
-    (
-        "Flows view",
-        &[
-            ("/", "search (Enter, Esc)"),
-            ("f F", "kind filter / none"),
-            ("c C", "client filter / none"),
-            ("r R", "repository / none"),
-            ("x", "failed only / all"),
-            ("Enter (detail)", "go to its step"),
-        ],
-    ),
-];
+use crate::keys::{BINDINGS, Context};
 
-/// The lines of each group of keys.
+/// The mouse, which is no key binding: it scrolls whatever has the focus.
+const MOUSE: (&str, &str) = ("mouse wheel", "scroll the pane");
+
+/// The lines of each group of keys, from [`BINDINGS`].
 fn groups() -> Vec<Vec<Line<'static>>> {
-    KEYS.iter()
-        .map(|(group, keys)| {
-            let mut lines = vec![Line::styled(*group, Style::new().bold().fg(Color::Cyan))];
-            for (key, meaning) in *keys {
-                lines.push(Line::from(vec![
-                    Span::styled(format!("  {key:<16}"), Style::new().bold()),
-                    Span::raw(*meaning),
-                ]));
+    let row = |keys: &'static str, meaning: &'static str| {
+        Line::from(vec![
+            Span::styled(format!("  {keys:<16}"), Style::new().bold()),
+            Span::raw(meaning),
+        ])
+    };
+    Context::ALL
+        .iter()
+        .map(|&context| {
+            let mut lines = vec![Line::styled(
+                context.title(),
+                Style::new().bold().fg(Color::Cyan),
+            )];
+            lines.extend(
+                BINDINGS
+                    .iter()
+                    .filter(|binding| binding.context == context)
+                    .map(|binding| row(binding.label, binding.help)),
+            );
+            if context == Context::Everywhere {
+                lines.push(row(MOUSE.0, MOUSE.1));
             }
             lines
         })

@@ -18,6 +18,7 @@ use regtap_decode::{OperationStatus, Severity};
 
 use crate::app::{App, Pane, View};
 use crate::format;
+use crate::keys::{self, Command};
 
 /// Terminals at least this wide get panes side by side where narrow ones stack them.
 const WIDE: u16 = 120;
@@ -97,28 +98,33 @@ fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
     } else if let Some(notice) = &app.notice {
         Line::styled(notice.clone(), Style::new().fg(Color::Yellow))
     } else {
-        let hints = match (app.view, app.focus) {
-            (View::Sequence, _) => {
-                let playback = if app.playback.playing {
-                    "▶ playing"
-                } else {
-                    "⏸ paused"
-                };
-                format!(
-                    "{playback}, {:.2} s/step · ←→ step · space play · +- speed · ? help · q quit",
-                    app.playback.interval.as_secs_f64()
-                )
-            }
-            (View::Flows, Pane::Detail) => {
-                "↑↓ scroll · Enter go to its step · Esc back · ? help · q quit".to_owned()
-            }
-            (View::Flows, _) => {
-                "↑↓ move · Enter detail · / search · f kind filter · Esc clear · ? help · q quit"
-                    .to_owned()
-            }
-            (_, Pane::Detail) => "↑↓ scroll · Esc back · Tab pane · ? help · q quit".to_owned(),
-            _ => "↑↓ move · Enter drill down · Tab pane · 1 2 3 views · ? help · q quit".to_owned(),
+        use crate::keys::Command::*;
+        let commands: &[Command] = match (app.view, app.focus) {
+            (View::Sequence, _) => &[Left, PlayPause, Faster, Help, Quit],
+            (View::Flows, Pane::Detail) => &[Up, DrillDown, Back, Help, Quit],
+            (View::Flows, _) => &[Up, DrillDown, Search, NextKind, Back, Help, Quit],
+            (_, Pane::Detail) => &[Up, Back, NextPane, Help, Quit],
+            _ => &[Up, DrillDown, NextPane, ShowOperations, Help, Quit],
         };
+        let mut hints: Vec<String> = Vec::new();
+        if app.view == View::Sequence {
+            let playback = if app.playback.playing {
+                "▶ playing"
+            } else {
+                "⏸ paused"
+            };
+            hints.push(format!(
+                "{playback}, {:.2} s/step",
+                app.playback.interval.as_secs_f64()
+            ));
+        }
+        hints.extend(
+            commands
+                .iter()
+                .filter_map(|&command| keys::hint(command))
+                .map(str::to_owned),
+        );
+        let hints = hints.join(" · ");
         Line::styled(hints, Style::new().dim())
     };
     frame.render_widget(line, area);

@@ -1,5 +1,5 @@
-//! Every view drawn on a `TestBackend`, over the hand-made analysis of the
-//! fixture session (so these snapshots change only when the drawing does).
+//! Every view drawn on a `TestBackend`, over the fixture session as the
+//! decoder analyses it.
 
 use insta::assert_snapshot;
 use ratatui::Terminal;
@@ -38,9 +38,10 @@ fn operations_view_lists_operations_and_the_overview_of_the_first() {
 #[test]
 fn operations_view_shows_the_steps_and_the_detail_of_a_parallel_step() {
     let mut app = fixtures::app();
-    press(&mut app, "j\njjjjj");
+    // Steps 3 to 5 of the push: the three layer uploads, side by side.
+    press(&mut app, "j\njjj");
     let screen = render(&app, 80, 24);
-    assert!(screen.contains("Step 6 of 18"));
+    assert!(screen.contains("Step 4 of 10"), "{screen}");
     assert_snapshot!("operations_parallel_step_80x24", screen);
 }
 
@@ -52,9 +53,10 @@ fn operations_view_wide_shows_a_decoded_token() {
     for expected in [
         "requested: repository:lab/seq:push,pull",
         "JWT claims",
-        "exp: 2024-07-22T17:11:40Z",
+        // regtap_fixtures::jwt: issued at the token request, valid 300 s.
+        "exp: 2023-11-14T22:18:20Z",
     ] {
-        assert!(screen.contains(expected), "{expected} missing");
+        assert!(screen.contains(expected), "{expected} missing:\n{screen}");
     }
     assert_snapshot!("operations_token_150x45", screen);
 }
@@ -64,22 +66,19 @@ fn manifest_layers_link_to_their_upload_steps() {
     let mut app = fixtures::app();
     press(&mut app, "j\nG\n");
     let screen = render(&app, 150, 45);
-    assert!(screen.contains("uploaded → step 6, step 8"), "{screen}");
+    assert!(screen.contains("uploaded → step 3"), "{screen}");
     assert_snapshot!("operations_manifest_150x45", screen);
 }
 
 #[test]
 fn upload_session_shows_chunks_and_the_digest_check() {
     let mut app = fixtures::app();
-    // Step 15: the PATCH of the config blob.
-    press(&mut app, "j\n");
-    for _ in 1..15 {
-        press(&mut app, "j");
-    }
+    // Step 8: the upload of the config blob (POST, PATCH, PUT).
+    press(&mut app, "j\njjjjjjj");
     let screen = render(&app, 150, 50);
-    assert!(screen.contains("chunk 1: bytes 0–766 (766 B)"), "{screen}");
-    assert!(screen.contains("digest check: verified"));
-    assert!(screen.contains("HMAC: not checked"));
+    assert!(screen.contains("chunk 1: bytes 0–64 (64 B)"), "{screen}");
+    assert!(screen.contains("digest check: verified"), "{screen}");
+    assert!(screen.contains("HMAC: not checked"), "{screen}");
     assert_snapshot!("operations_upload_150x50", screen);
 }
 
@@ -89,7 +88,7 @@ fn sequence_view_draws_one_arrow_per_step_and_brackets_parallel_steps() {
     press(&mut app, "j2nnnnn");
     let screen = render(&app, 80, 24);
     assert!(screen.contains("auth.test:5001"));
-    assert!(screen.contains("3× PATCH 202 upload-chunk"));
+    assert!(screen.contains("3× HEAD 200 blob-head"), "{screen}");
     assert_snapshot!("sequence_80x24", screen);
 }
 
@@ -138,9 +137,10 @@ fn flows_view_typing_a_search_shows_the_prompt() {
 #[test]
 fn flow_detail_shows_request_response_and_decoded_error() {
     let mut app = fixtures::app();
-    press(&mut app, "3\n");
+    // The detail of the first flow, scrolled down to its error body.
+    press(&mut app, "3\njjjjjj");
     let screen = render(&app, 80, 24);
-    assert!(screen.contains("UNAUTHORIZED"));
+    assert!(screen.contains("UNAUTHORIZED"), "{screen}");
     assert_snapshot!("flows_detail_80x24", screen);
 }
 
@@ -150,16 +150,16 @@ fn credentials_are_masked_until_s_reveals_them() {
     press(&mut app, "j\nj");
     let screen = render(&app, 150, 45);
     assert!(screen.contains("Authorization: Basic ***"), "{screen}");
-    assert!(!screen.contains("YWxpY2U6c2VjcmV0"));
+    assert!(!screen.contains("YWxpY2U6d29uZGVybGFuZA=="));
     press(&mut app, "s");
     let screen = render(&app, 150, 45);
     assert!(
-        screen.contains("Authorization: Basic YWxpY2U6c2VjcmV0"),
+        screen.contains("Authorization: Basic YWxpY2U6d29uZGVybGFuZA=="),
         "{screen}"
     );
     assert!(screen.contains("credentials shown"), "{screen}");
     press(&mut app, "s");
-    assert!(!render(&app, 150, 45).contains("YWxpY2U6c2VjcmV0"));
+    assert!(!render(&app, 150, 45).contains("YWxpY2U6d29uZGVybGFuZA=="));
 }
 
 #[test]
@@ -179,14 +179,53 @@ fn terminal_controls_from_a_registry_are_not_drawn() {
 }
 
 #[test]
+fn a_reverse_mode_flow_says_what_the_client_addressed_and_what_was_rewritten() {
+    use regtap_capture::{Direction, ReverseExchange, Rewrite};
+    let mut flow = regtap_capture::factory::FlowBuilder::new(
+        1,
+        "POST",
+        "https://r.test:5000/v2/a/blobs/uploads/",
+    )
+    .status(202)
+    .response_header("Location", "https://r.test:5000/v2/a/blobs/uploads/u1")
+    .build();
+    flow.reverse = Some(ReverseExchange {
+        served_as: "https://r.test:8443".to_owned(),
+        rewrites: vec![Rewrite {
+            direction: Direction::Response,
+            header: "location".to_owned(),
+            original: "https://r.test:5000/v2/a/blobs/uploads/u1".to_owned(),
+            rewritten: "https://r.test:8443/v2/a/blobs/uploads/u1".to_owned(),
+        }],
+    });
+    let mut app = App::new("reverse", vec![flow], &regtap_decode::Options::default());
+    press(&mut app, "3\n");
+    let screen = render(&app, 160, 30);
+    assert!(
+        screen.contains("reverse mode: the client addressed https://r.test:8443"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains(
+            "location: upstream sent https://r.test:5000/v2/a/blobs/uploads/u1, \
+             client got https://r.test:8443/v2/a/blobs/uploads/u1"
+        ),
+        "{screen}"
+    );
+}
+
+#[test]
 fn help_overlay_lists_every_key() {
     let mut app = fixtures::app();
     press(&mut app, "?");
     let screen = render(&app, 80, 24);
-    for (_, keys) in super::help::KEYS {
-        for (key, _) in *keys {
-            assert!(screen.contains(key), "{key} missing from the help");
-        }
+    for binding in crate::keys::BINDINGS {
+        assert!(
+            screen.contains(binding.label) && screen.contains(binding.help),
+            "{} ({}) missing from the help",
+            binding.label,
+            binding.help
+        );
     }
     assert_snapshot!("help_80x24", screen);
 }

@@ -600,6 +600,16 @@ pub fn stage_advice(stage: ErrorStage) -> (Level, &'static str, Option<&'static 
             "the proxy was at its connection limit and refused connections",
             Some("regtap proxy --max-connections 2048"),
         ),
+        ErrorStage::ClientRefused => (
+            Level::Warning,
+            "clients outside the proxy's --allow-client networks were refused",
+            Some("regtap proxy --allow-client 10.0.0.0/8   # one per network allowed"),
+        ),
+        ErrorStage::Misdirected => (
+            Level::Warning,
+            "clients in reverse mode asked for a host name regtap serves no upstream for (answered 421)",
+            Some("regtap proxy --reverse NAME=https://REGISTRY   # serve the name the clients use"),
+        ),
         ErrorStage::RequestHeadTimeout => (
             Level::Warning,
             "clients took too long to send a request head",

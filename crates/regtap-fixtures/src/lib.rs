@@ -1,14 +1,37 @@
-//! Builders for the registry exchanges of the dockerd 20.10 reference
-//! sequences (shared/reference/dockerd-20.10-sequences.md): a registry on
-//! registry.test:5000 with a token server on auth.test:5001, and a
-//! Basic-auth registry on registry.test:5002.
+//! The test scenarios of regtap, shared by the decoder's, the HAR export's
+//! and the TUI's tests (dev-dependency only; never part of the binary).
+//!
+//! Two kinds:
+//!
+//! - **dockerd 20.10 sequences**, built flow by flow with
+//!   [`FlowBuilder`]: what dockerd 20.10.24 (Debian `docker.io`) sent to
+//!   distribution 2.8.2 (Debian `docker-registry`) as seen through an
+//!   intercepting proxy — `docker login`, a first push, a push to another
+//!   repository (cross-repository mounts), a push again, `docker rmi` and
+//!   pull, then login and push on a Basic-auth registry. The registry is
+//!   registry.test:5000 with Docker-Hub-style token auth (realm
+//!   `https://auth.test:5001/token`, service `registry.test`), the
+//!   Basic-auth registry registry.test:5002 (realm `registry-lab-basic`).
+//!   The image has three layers (256 KiB, 64 KiB, tiny) and a config.
+//!   dockerd opened a new connection per request; times (ms after
+//!   [`EPOCH`]) and the order of requests are the observed ones. Each
+//!   builder's comment says what the wire showed. The `captures/` of the
+//!   repository hold the same sequences recorded by the end-to-end tests
+//!   (`push.jsonl`, `mount.jsonl`, `re-push.jsonl`, `pull.jsonl`,
+//!   `login.jsonl`, `basic-auth-*.jsonl`).
+//! - **real captures** of other clients, read from `captures/`:
+//!   [`captured`] (`skopeo-copy`, `ctr` for containerd, `crane`, …) and
+//!   [`captures`] (all of them).
+//!
+//! Where a test needs one exchange shaped a certain way, the builders
+//! ([`ping`], [`token`], [`upload`], [`blob_get`], …) make it.
 
-#![allow(dead_code)]
+use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use hmac::{Hmac, Mac as _};
-use regtap_capture::Flow;
 use regtap_capture::factory::FlowBuilder;
+use regtap_capture::{Capture, Flow};
 use sha2::Sha256;
 
 pub const REGISTRY: &str = "https://registry.test:5000";
@@ -17,8 +40,12 @@ pub const REALM: &str = "https://auth.test:5001/token";
 pub const SECRET: &[u8] = b"lab-http-secret";
 /// Start of every sequence, in nanoseconds (the FlowBuilder epoch).
 pub const EPOCH: i64 = 1_700_000_000_000_000_000;
+/// alice's password, on both registries.
+pub const PASSWORD: &str = "wonderland";
 /// `alice:wonderland`.
 pub const BASIC_ALICE: &str = "Basic YWxpY2U6d29uZGVybGFuZA==";
+/// The refresh token `docker login` gets (an offline token).
+pub const REFRESH_TOKEN: &str = "refresh-secret";
 
 pub fn at(ms: i64) -> i64 {
     EPOCH + ms * 1_000_000
@@ -36,6 +63,12 @@ pub fn digest(bytes: &[u8]) -> String {
 pub struct Image {
     pub layers: Vec<Vec<u8>>,
     pub config: Vec<u8>,
+}
+
+impl Default for Image {
+    fn default() -> Self {
+        Image::new()
+    }
 }
 
 impl Image {
@@ -174,7 +207,7 @@ pub fn login_token(id: u64, ms: i64) -> (Flow, String) {
     let url =
         format!("{REALM}?account=alice&client_id=docker&offline_token=true&service=registry.test");
     let body =
-        serde_json::json!({"token": token, "expires_in": 300, "refresh_token": "refresh-secret"});
+        serde_json::json!({"token": token, "expires_in": 300, "refresh_token": REFRESH_TOKEN});
     let flow = FlowBuilder::new(id, "GET", &url)
         .start_ns(at(ms))
         .request_header("Authorization", BASIC_ALICE)
@@ -218,6 +251,7 @@ pub fn upload_chunk(
     FlowBuilder::new(id, "PATCH", &url)
         .start_ns(at(ms))
         .request_header("Authorization", auth)
+        .request_header("Content-Type", "application/octet-stream")
         .request_header("Transfer-Encoding", "chunked")
         .request_body(bytes)
         .status(202)
@@ -369,24 +403,21 @@ pub fn upload(
     ]
 }
 
-/// The first push of lab/seq, as in the reference: three parallel uploads
-/// whose POSTs, PATCHes and PUTs interleave, then the config, then the manifest.
-pub fn first_push(image: &Image, first_id: u64, ms: i64, registry: &str) -> Vec<Flow> {
-    let repo = "lab/seq";
+/// The first `docker push registry.test:5000/lab/seq:latest` (20 requests,
+/// the first at `ms`): ping, token, three parallel uploads whose POSTs,
+/// PATCHes and PUTs interleave, HEADs of the layers and of the config
+/// (404), the config's upload, its HEAD, the manifest.
+pub fn first_push(image: &Image, first_id: u64, ms: i64) -> Vec<Flow> {
+    let (registry, repo) = (REGISTRY, "lab/seq");
     let i = first_id;
-    let mut flows = vec![ping(i, ms, registry)];
-    let auth = if registry == BASIC_REGISTRY {
-        BASIC_ALICE.to_owned()
-    } else {
-        let (t, token) = token(
-            i + 1,
-            ms + 15,
-            &["repository:lab/seq:push,pull"],
-            &[("lab/seq", &["pull", "push"])],
-        );
-        flows.push(t);
-        bearer(&token)
-    };
+    let (t, token) = token(
+        i + 1,
+        ms + 15,
+        &["repository:lab/seq:push,pull"],
+        &[("lab/seq", &["pull", "push"])],
+    );
+    let auth = bearer(&token);
+    let mut flows = vec![ping(i, ms, registry), t];
     let a = &auth;
     let [l1, l2, l3] = [&image.layers[0], &image.layers[1], &image.layers[2]];
     flows.extend([
@@ -461,6 +492,83 @@ pub fn first_push(image: &Image, first_id: u64, ms: i64, registry: &str) -> Vec<
     flows.push(manifest_put(
         i + 19,
         ms + 251,
+        registry,
+        repo,
+        "latest",
+        &image.manifest(),
+        a,
+    ));
+    flows
+}
+
+/// `docker push registry.test:5002/lab/seq:latest` on the Basic-auth
+/// registry: no token; dockerd first asks for the three layers (404), then
+/// uploads them in parallel, checks them, uploads the config and puts the
+/// manifest (22 requests, the first at `ms`).
+pub fn basic_push(image: &Image, first_id: u64, ms: i64) -> Vec<Flow> {
+    let (registry, repo, a) = (BASIC_REGISTRY, "lab/seq", BASIC_ALICE);
+    let i = first_id;
+    let [l1, l2, l3] = [&image.layers[0], &image.layers[1], &image.layers[2]];
+    let finish = |id: u64, at_ms: i64, uuid: &str, bytes: &[u8]| {
+        upload_finish(
+            id,
+            at_ms,
+            registry,
+            repo,
+            uuid,
+            a,
+            bytes.len() as u64,
+            &digest(bytes),
+        )
+    };
+    let mut flows = vec![
+        ping(i, ms, registry),
+        blob_head(i + 1, ms + 23, registry, repo, &digest(l2), a, 404),
+        blob_head(i + 2, ms + 24, registry, repo, &digest(l1), a, 404),
+        blob_head(i + 3, ms + 25, registry, repo, &digest(l3), a, 404),
+        upload_start(i + 4, ms + 44, registry, repo, "uuid-1", a),
+        upload_start(i + 5, ms + 54, registry, repo, "uuid-2", a),
+        upload_start(i + 6, ms + 56, registry, repo, "uuid-3", a),
+        upload_chunk(i + 7, ms + 79, registry, repo, "uuid-1", a, l1),
+        upload_chunk(i + 8, ms + 83, registry, repo, "uuid-2", a, l2),
+        upload_chunk(i + 9, ms + 84, registry, repo, "uuid-3", a, l3),
+        finish(i + 10, ms + 109, "uuid-1", l1),
+        finish(i + 11, ms + 122, "uuid-2", l2),
+        finish(i + 12, ms + 125, "uuid-3", l3),
+        blob_head(i + 13, ms + 146, registry, repo, &digest(l1), a, 200),
+        blob_head(i + 14, ms + 163, registry, repo, &digest(l3), a, 200),
+        blob_head(i + 15, ms + 165, registry, repo, &digest(l2), a, 200),
+        blob_head(
+            i + 16,
+            ms + 187,
+            registry,
+            repo,
+            &digest(&image.config),
+            a,
+            404,
+        ),
+    ];
+    flows.extend(upload(
+        [i + 17, i + 18, i + 19],
+        [ms + 205, ms + 222, ms + 242],
+        registry,
+        repo,
+        "uuid-4",
+        a,
+        &image.config,
+    ));
+    flows.push(blob_head(
+        i + 20,
+        ms + 259,
+        registry,
+        repo,
+        &digest(&image.config),
+        a,
+        200,
+    ));
+    flows.push(manifest_put(
+        i + 21,
+        ms + 272,
         registry,
         repo,
         "latest",
@@ -666,12 +774,32 @@ pub fn basic_login(first_id: u64, ms: i64) -> Vec<Flow> {
 pub fn whole_reference() -> Vec<Flow> {
     let image = Image::new();
     let mut flows = login(1, 0);
-    flows.extend(first_push(&image, 4, 676, REGISTRY));
+    flows.extend(first_push(&image, 4, 676));
     flows.extend(cross_repo_push(&image, 24, 1598));
     flows.extend(re_push(&image, 44, 2451));
     flows.extend(pull(&image, 51, 3217));
     flows.extend(basic_login(59, 4081));
-    flows.extend(first_push(&image, 61, 4756, BASIC_REGISTRY));
+    flows.extend(basic_push(&image, 61, 4756));
+    flows
+}
+
+/// `flows` as the proxy records them: dockerd opens one TCP+TLS connection
+/// per request (a client port each), through a CONNECT to the registry's
+/// authority, which listens on 127.0.0.1.
+pub fn as_recorded(mut flows: Vec<Flow>) -> Vec<Flow> {
+    for flow in &mut flows {
+        flow.client_addr = Some(format!("127.0.0.1:{}", 40_000 + flow.id));
+        let authority = flow
+            .request
+            .url
+            .split('/')
+            .nth(2)
+            .unwrap_or_default()
+            .to_owned();
+        let port = authority.rsplit(':').next().unwrap_or("443").to_owned();
+        flow.connect_authority = Some(authority);
+        flow.server_addr = Some(format!("127.0.0.1:{port}"));
+    }
     flows
 }
 
@@ -680,4 +808,38 @@ pub fn in_finishing_order(flows: &[Flow]) -> Vec<Flow> {
     let mut sorted = flows.to_vec();
     sorted.sort_by_key(|f| (f.timing.end(), f.id));
     sorted
+}
+
+/// The repository's `captures/` directory.
+fn captures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../captures")
+}
+
+/// The flows of `captures/NAME.jsonl`, a capture recorded by the
+/// end-to-end tests with the real client (`skopeo-copy`, `ctr`, `crane`, …).
+pub fn captured(name: &str) -> Vec<Flow> {
+    let path = captures_dir().join(format!("{name}.jsonl"));
+    Capture::read(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .flows
+}
+
+/// Every `captures/*.jsonl`, by file stem, sorted (listed when called, so a
+/// capture added later is covered without touching a test).
+pub fn captures() -> Vec<(String, Vec<Flow>)> {
+    let dir = captures_dir();
+    let mut stems: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .collect();
+    stems.sort();
+    stems
+        .into_iter()
+        .map(|stem| {
+            let flows = captured(&stem);
+            (stem, flows)
+        })
+        .collect()
 }

@@ -148,6 +148,17 @@ pub enum Via {
     },
     /// Through a plain CONNECT tunnel; dockerd trusts the lab CA directly.
     Tunnel,
+    /// `regtap proxy --reverse` in front of the token-auth registry and the
+    /// token server, started per capture with [`Lab::start_capture`]. The
+    /// clients' `HTTPS_PROXY` is a plain tunnel that sends both lab names, at
+    /// regtap's port, to regtap (as DNS naming regtap would); they trust
+    /// regtap's CA. The registries' own ports differ from regtap's, so the
+    /// proxy runs with `--rewrite-urls`. [`Lab::served_registry_host`] is
+    /// the registry as clients address it.
+    Reverse {
+        bin: PathBuf,
+        proxy_args: Vec<String>,
+    },
 }
 
 pub struct Lab {
@@ -245,6 +256,32 @@ impl Lab {
                     format!("http://127.0.0.1:{port}"),
                 )
             }
+            Via::Reverse {
+                bin,
+                mut proxy_args,
+            } => {
+                let regtap = Regtap {
+                    bin,
+                    home: root.join("regtap-home"),
+                };
+                let ca = root.join("regtap-ca.pem");
+                regtap.init_ca(&ca)?;
+                bundle.extend(std::fs::read(&ca).map_err(|e| LabError::io(&ca, e))?);
+                let port = free_port()?;
+                proxy_args.extend([
+                    "--reverse".to_owned(),
+                    format!("https://{}:{}", hosts.registry(), registry.port),
+                    "--reverse".to_owned(),
+                    format!("https://{}:{auth_port}", hosts.auth()),
+                    "--rewrite-urls".to_owned(),
+                ]);
+                let tunnel = Tunnel::start(vec![
+                    (format!("{}:{port}", hosts.registry()), port),
+                    (format!("{}:{port}", hosts.auth()), port),
+                ])?;
+                let url = tunnel.url();
+                (Some(tunnel), Some((regtap, proxy_args)), port, url)
+            }
             Via::Tunnel => {
                 bundle.extend(pki.ca_pem.as_bytes());
                 let tunnel = Tunnel::start(vec![
@@ -297,6 +334,18 @@ impl Lab {
     /// `registry-SUFFIX.test:PORT` of the token-auth registry.
     pub fn registry_host(&self) -> String {
         format!("{}:{}", self.hosts.registry(), self.registry.port)
+    }
+
+    /// `registry-SUFFIX.test:PORT` with regtap's port: the token-auth
+    /// registry as clients of a [`Via::Reverse`] lab address it.
+    pub fn served_registry_host(&self) -> String {
+        format!("{}:{}", self.hosts.registry(), self.proxy_port)
+    }
+
+    /// `auth-SUFFIX.test:PORT` with regtap's port: the token server as
+    /// clients of a [`Via::Reverse`] lab reach it (through the rewritten realm).
+    pub fn served_auth_host(&self) -> String {
+        format!("{}:{}", self.hosts.auth(), self.proxy_port)
     }
 
     /// `registry-SUFFIX.test:PORT` of the Basic-auth registry.

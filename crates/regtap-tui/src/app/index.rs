@@ -1,0 +1,186 @@
+//! What the state derives from the flows and the analysis: id lookups, the
+//! rows of the flows view and its search text.
+
+use std::collections::HashMap;
+
+use regtap_capture::Flow;
+
+use super::App;
+
+impl App {
+    pub(super) fn reindex(&mut self) {
+        self.search_text = None;
+        self.flow_positions = IdIndex::of(self.flows.iter().map(|flow| flow.id));
+        self.analysis_positions = IdIndex::of(self.analysis.flows.iter().map(|flow| flow.flow_id));
+        self.origin_ns = self
+            .flows
+            .first()
+            .map_or(0, |flow| flow.timing.request_start);
+        // A handful of distinct kinds among many flows: dedupe as they come.
+        let mut kinds: Vec<&'static str> = Vec::new();
+        for flow in &self.analysis.flows {
+            let label = flow.kind.label();
+            if !kinds.contains(&label) {
+                kinds.push(label);
+            }
+        }
+        kinds.sort_unstable();
+        self.flow_list.kinds = kinds;
+        let mut clients: Vec<String> = Vec::new();
+        for flow in &self.analysis.flows {
+            if let Some(client) = &flow.client
+                && !clients.contains(&client.program)
+            {
+                clients.push(client.program.clone());
+            }
+        }
+        clients.sort_unstable();
+        self.flow_list.clients = clients;
+        let mut repositories: Vec<String> = Vec::new();
+        for flow in &self.analysis.flows {
+            if let Some(repository) = flow.kind.repository()
+                && !repositories.iter().any(|r| r == repository)
+            {
+                repositories.push(repository.to_owned());
+            }
+        }
+        repositories.sort_unstable();
+        self.flow_list.repositories = repositories;
+        self.rebuild_rows();
+        let operations = self.analysis.operations.len();
+        self.operations.select(self.operations.selected, operations);
+        let steps = self.step_count();
+        self.steps.select(self.steps.selected, steps);
+    }
+
+    /// Applies the search text and the kind filter, keeping the selected
+    /// flow selected when it still shows; live, a selection on the last
+    /// row follows the newest flow.
+    pub(super) fn rebuild_rows(&mut self) {
+        let search = self
+            .search_input
+            .as_deref()
+            .unwrap_or(&self.flow_list.search)
+            .to_lowercase();
+        if !search.is_empty() && self.search_text.is_none() {
+            let texts = self
+                .flows
+                .iter()
+                .map(|flow| self.search_text_of(flow))
+                .collect();
+            self.search_text = Some(texts);
+        }
+        let list = &self.flow_list;
+        let previous_len = list.rows.len();
+        let was_last =
+            self.live.is_some() && previous_len > 0 && list.cursor.selected() + 1 >= previous_len;
+        let selected_id = self.selected_flow().map(|flow| flow.id);
+        let kind = list.kind;
+        let client = list.client.as_deref();
+        let repository = list.repository.as_deref();
+        let failed_only = list.failed_only;
+        let texts = self.search_text.as_deref().unwrap_or_default();
+        let rows: Vec<usize> = self
+            .flows
+            .iter()
+            .enumerate()
+            .filter(|(position, flow)| {
+                kind.is_none_or(|kind| self.kind_label(flow.id) == kind)
+                    && client.is_none_or(|client| self.client_program(flow.id) == Some(client))
+                    && repository.is_none_or(|repository| {
+                        self.flow_analysis(flow.id)
+                            .and_then(|a| a.kind.repository())
+                            == Some(repository)
+                    })
+                    && (!failed_only || self.failed(flow))
+                    && (search.is_empty()
+                        || texts
+                            .get(*position)
+                            .is_some_and(|text| text.contains(&search)))
+            })
+            .map(|(position, _)| position)
+            .collect();
+        let target = if was_last {
+            rows.len().saturating_sub(1)
+        } else {
+            selected_id
+                .and_then(|id| rows.iter().position(|&p| self.flows[p].id == id))
+                .unwrap_or(0)
+        };
+        self.flow_list.rows = rows;
+        let len = self.flow_list.rows.len();
+        self.flow_list.cursor.select(target, len);
+    }
+
+    /// What a search looks at in a flow, lowercased: method, URL, status,
+    /// kind, the decoder's summary and the error.
+    fn search_text_of(&self, flow: &Flow) -> String {
+        let analysis = self.flow_analysis(flow.id);
+        let mut text = format!("{} {}", flow.method(), flow.url());
+        if let Some(status) = flow.status() {
+            text.push_str(&format!(" {status}"));
+        }
+        if let Some(analysis) = analysis {
+            text.push(' ');
+            text.push_str(analysis.kind.label());
+            text.push(' ');
+            text.push_str(&analysis.summary);
+        }
+        if let Some(error) = &flow.error {
+            text.push(' ');
+            text.push_str(&error.message);
+        }
+        text.to_lowercase()
+    }
+}
+
+/// Where a flow id sits in a list. Ids grow in the order requests start, so
+/// a list in start order is nearly always in id order too and needs no map
+/// (building one for 100,000 flows costs more than searching).
+#[derive(Debug)]
+pub(super) enum IdIndex {
+    Ascending,
+    Map(HashMap<u64, usize>),
+}
+
+impl IdIndex {
+    pub(super) fn of(ids: impl Iterator<Item = u64> + Clone) -> IdIndex {
+        if ids.clone().is_sorted() {
+            IdIndex::Ascending
+        } else {
+            IdIndex::Map(
+                ids.enumerate()
+                    .map(|(position, id)| (id, position))
+                    .collect(),
+            )
+        }
+    }
+
+    pub(super) fn find<T>(&self, id: u64, items: &[T], id_of: impl Fn(&T) -> u64) -> Option<usize> {
+        match self {
+            IdIndex::Ascending => items.binary_search_by_key(&id, id_of).ok(),
+            IdIndex::Map(positions) => positions.get(&id).copied(),
+        }
+    }
+}
+
+/// Flows by `(request_start, id)`. Captures are written as flows finish,
+/// so they are nearly in start order; the keys are sorted rather than the
+/// (large) flows, which then move once.
+pub(super) fn time_ordered(flows: Vec<Flow>) -> Vec<Flow> {
+    let key = |flow: &Flow| (flow.timing.request_start, flow.id);
+    if flows.is_sorted_by_key(key) {
+        return flows;
+    }
+    let mut order: Vec<(i64, u64, usize)> = flows
+        .iter()
+        .enumerate()
+        .map(|(position, flow)| (flow.timing.request_start, flow.id, position))
+        .collect();
+    order.sort_unstable();
+    let mut slots: Vec<Option<Flow>> = flows.into_iter().map(Some).collect();
+    order
+        .into_iter()
+        .filter_map(|(_, _, position)| slots.get_mut(position).and_then(Option::take))
+        .collect()
+}
