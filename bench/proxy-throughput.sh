@@ -1,25 +1,27 @@
 #!/usr/bin/env bash
-# Throughput of `regtap proxy` versus a direct connection and versus
-# mitmproxy, in one run: upload and download against a local TLS upstream,
-# each direct, through regtap and through `mitmdump` (with
-# stream_large_bodies=1m, and in its default mode, which buffers whole
-# bodies in memory and so runs at a smaller size); prints MB/s, the
-# proxied/direct ratio and each proxy's peak RSS (VmHWM) and CPU time.
-# Targets for regtap: ratio >= 0.9, peak RSS <= 64 MiB.
+# Throughput of `regtap proxy` against the lab's distribution over TLS, in one
+# invocation and interleaved per repetition (direct, regtap, mitmproxy,
+# direct, …): raw monolithic blob upload and blob download with curl over
+# HTTP/1.1 and HTTP/2, dockerd push and pull of an image of pseudo-random
+# layers, and skopeo copy of it from the registry and back. Prints, per
+# transfer and route, the median and min–max time, the ratio to direct
+# (speed for raw transfers, time for clients), the proxy's CPU-s per GiB and
+# each proxy's peak RSS. Goals for regtap: raw ≥ 0.95× direct speed; dockerd
+# and skopeo ≤ 1.05× direct time and no worse than mitmproxy; RSS ≤ 32 MiB.
 #
-# Usage: bench/proxy-throughput.sh [MIB] [MITM_DEFAULT_MIB]   (defaults 1024, 256)
-# REGTAP_BENCH_HTTP=2 makes the client speak HTTP/2 (to the upstream when
-# direct, to the proxy when proxied), as Go clients such as crane do.
-# mitmproxy is installed from PyPI on first use into $REGTAP_BENCH_VENV
-# (default /tmp/regtap-bench-mitmproxy); if that fails, the mitmproxy rows
-# are skipped with a warning. REGTAP_BENCH_NO_MITM=1 skips them on purpose.
+# Usage: bench/proxy-throughput.sh [MIB] [REPS]   (defaults 512, 3)
+# Needs root and the lab's programs (dockerd, docker-registry, skopeo, curl),
+# like the end-to-end tests. mitmproxy (with stream_large_bodies=1m) is
+# installed from PyPI on first use into $REGTAP_BENCH_VENV (default
+# /tmp/regtap-bench-mitmproxy); if that fails its rows are skipped with a
+# warning. REGTAP_BENCH_NO_MITM=1 skips them on purpose.
 # Everything listens on 127.0.0.1 only.
 set -euo pipefail
 set -m # the benchmark runs in its own process group, so cleanup reaches its children
 cd "$(dirname "$0")/.."
 target="${CARGO_TARGET_DIR:-target}"
-mib="${1:-1024}"
-mitm_default_mib="${2:-256}"
+mib="${1:-512}"
+reps="${2:-3}"
 venv="${REGTAP_BENCH_VENV:-/tmp/regtap-bench-mitmproxy}"
 
 mitm_args=()
@@ -32,7 +34,7 @@ else
     fi
     if version="$("$venv/bin/mitmdump" --version 2>/dev/null)"; then
         echo "${version%%$'\n'*}"
-        mitm_args=("$venv/bin/mitmdump" "$mitm_default_mib")
+        mitm_args=("$venv/bin/mitmdump")
     else
         echo "######## WARNING: mitmproxy could not be installed into $venv;" >&2
         echo "######## the mitmproxy baseline is SKIPPED in this run." >&2
@@ -40,7 +42,7 @@ else
 fi
 
 cargo build --release --quiet -p regtap --bin regtap
-cargo build --release --quiet -p regtap-proxy --example throughput
+cargo build --release --quiet -p regtap-lab --example registry_bench
 
 bench_pid=
 cleanup() {
@@ -50,7 +52,7 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-"$target/release/examples/throughput" "$target/release/regtap" "$mib" "${mitm_args[@]}" &
+"$target/release/examples/registry_bench" "$target/release/regtap" "$mib" "$reps" "${mitm_args[@]}" &
 bench_pid=$!
 status=0
 wait "$bench_pid" || status=$?

@@ -24,6 +24,7 @@ impl FlowBuilder {
                 client_addr: None,
                 connect_authority: None,
                 server_addr: None,
+                upstream_proxy: None,
                 scheme,
                 request: Request {
                     method: method.to_owned(),

@@ -20,8 +20,9 @@ pub const FORMAT_NAME: &str = "regtap-capture";
 /// Readers refuse files whose major version differs from theirs.
 pub const FORMAT_MAJOR: u32 = 1;
 /// 1.1 added in-flight records (start, response head, progress) and appended
-/// sessions; 1.0 files read unchanged.
-pub const FORMAT_MINOR: u32 = 1;
+/// sessions; 1.2 the `upstream_proxy` of flows and its error stage (a 1.1
+/// reader would refuse such a flow). Older files read unchanged.
+pub const FORMAT_MINOR: u32 = 2;
 
 /// First line of a capture file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -153,6 +154,15 @@ pub struct CaptureSettings {
         deserialize_with = "lenient"
     )]
     pub upstream_insecure: Option<bool>,
+    /// The proxies regtap's own connections went through: `Some(None)`
+    /// (JSON `null`) when every connection was direct, `None` when the header
+    /// does not say.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub upstream_proxy: Option<Option<UpstreamProxySettings>>,
     /// Settings written by another regtap version, kept as written.
     #[serde(flatten)]
     pub other: serde_json::Map<String, serde_json::Value>,
@@ -205,6 +215,25 @@ pub struct ReverseUpstream {
     pub served_as: String,
     /// `scheme://authority` of the upstream.
     pub upstream: String,
+}
+
+/// The upstream proxy per scheme, and `NO_PROXY`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpstreamProxySettings {
+    pub http: Option<ChainedProxySetting>,
+    pub https: Option<ChainedProxySetting>,
+    pub no_proxy: Vec<String>,
+}
+
+/// One upstream proxy, without its credentials.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainedProxySetting {
+    /// Whether Basic credentials are sent to it.
+    pub basic_auth: bool,
+    /// Where it was configured (an option or an environment variable).
+    pub from: String,
+    /// Its URL, credentials left out.
+    pub url: String,
 }
 
 /// The proxy's timeouts, in seconds.

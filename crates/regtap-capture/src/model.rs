@@ -26,8 +26,14 @@ pub struct Flow {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connect_authority: Option<String>,
     /// The address the proxy connected to, when known (e.g. from `--resolve`).
+    /// Through an upstream proxy, only the address a `--resolve` rule asked
+    /// it to connect to (the proxy's own address is in `upstream_proxy`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_addr: Option<String>,
+    /// The upstream (corporate) proxy the exchange went through,
+    /// `http://host:port` without credentials; absent when direct.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_proxy: Option<String>,
     /// `https` or `http`.
     pub scheme: String,
     pub request: Request,
@@ -563,6 +569,10 @@ pub enum ErrorStage {
     IdleTimeout,
     /// Connecting to the upstream server took too long.
     ConnectTimeout,
+    /// The upstream proxy regtap goes through (`--upstream-proxy`,
+    /// `HTTPS_PROXY`) could not be reached, refused the tunnel (407, 403,
+    /// 502, …) or broke off; the message names the proxy and its answer.
+    UpstreamProxy,
     /// The upstream server did not send its response head in time.
     ResponseTimeout,
     /// A body (either side) stopped moving for too long.
@@ -590,6 +600,7 @@ impl ErrorStage {
             ErrorStage::RequestHeadTimeout => "request_head_timeout",
             ErrorStage::IdleTimeout => "idle_timeout",
             ErrorStage::ConnectTimeout => "connect_timeout",
+            ErrorStage::UpstreamProxy => "upstream_proxy",
             ErrorStage::ResponseTimeout => "response_timeout",
             ErrorStage::BodyTimeout => "body_timeout",
             ErrorStage::ConnectionLimit => "connection_limit",
@@ -610,6 +621,7 @@ impl ErrorStage {
             ErrorStage::RequestHeadTimeout => "waiting for the request head",
             ErrorStage::IdleTimeout => "waiting on an idle kept-alive connection",
             ErrorStage::ConnectTimeout => "connecting to the server (timed out)",
+            ErrorStage::UpstreamProxy => "going through the upstream proxy",
             ErrorStage::ResponseTimeout => "waiting for the response head",
             ErrorStage::BodyTimeout => "waiting for body bytes",
             ErrorStage::ConnectionLimit => "accepting the connection (limit reached)",

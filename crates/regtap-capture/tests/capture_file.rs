@@ -252,7 +252,7 @@ fn a_started_exchange_without_its_flow_comes_back_cut_off_with_what_was_known() 
     drop(writer);
 
     let capture = Capture::read(&path).unwrap();
-    assert_eq!(capture.header.version, "1.1");
+    assert_eq!(capture.header.version, "1.2");
     assert_eq!(capture.cut_off, 1);
     assert!(capture.bad_lines.is_empty());
     assert_eq!(capture.flows.len(), 2);

@@ -36,8 +36,9 @@ use crate::model::{FlowKind, Reference};
 /// per request, such as a Python script) takes longer than this to start.
 const IDLE_NS: i64 = 100_000_000;
 
-/// A ping that got no answer and is sent again within this long is the same
-/// command retrying (crane waits 150 ms between its HTTPS attempts).
+/// A ping that got no answer, or a request answered 401 that comes again with
+/// Basic credentials, is the same command retrying when sent again within
+/// this long (crane waits 150 ms between its HTTPS attempts).
 const RETRY_NS: i64 = 1_000_000_000;
 
 /// Flows that belong together, before they are described.
@@ -374,9 +375,16 @@ fn repository_group(state: &mut State, works: &Works, w: &crate::Work, registry:
             // does not split it.
             let fresh_token = token_issued_at.is_some_and(|t| t >= group.last_end);
             let answers_challenge = group.repository.is_none() || group.challenged;
+            // Basic credentials sent again after the group's 401 are the
+            // client's retry (python-dxf and oras-py ask without them first),
+            // however slowly a loaded machine lets it come.
+            let retries_with_basic = group.challenged
+                && w.local.basic_user.is_some()
+                && start.saturating_sub(group.last_end) < RETRY_NS;
             same_repository
                 && (start.saturating_sub(group.last_end) < IDLE_NS
-                    || (answers_challenge && fresh_token))
+                    || (answers_challenge && fresh_token)
+                    || retries_with_basic)
         })
     });
     if let Some(g) = recent.filter(|&g| !restarts(g)) {

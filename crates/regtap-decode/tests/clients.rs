@@ -1005,3 +1005,60 @@ fn skopeo_copy_between_repositories_is_one_copy() {
     );
     assert_eq!(analysis.operations[0].status, OperationStatus::Succeeded);
 }
+
+#[test]
+fn a_basic_auth_retry_after_a_401_stays_in_its_pull_however_late() {
+    // oras-py against a Basic-auth registry, each request on a new
+    // connection: a blob GET without credentials gets the 401, and the same
+    // GET with them comes back later than the idle gap on a loaded machine.
+    let (manifest, config, _) = image();
+    let basic = "Basic bGFiOnNlY3JldA=="; // lab:secret
+    let challenge = r#"Basic realm="Registry Realm""#;
+    let config_url = url(&format!("/v2/lab/py/blobs/{}", digest(&config)));
+    let flows = vec![
+        FlowBuilder::new(1, "GET", &url("/v2/lab/py/manifests/v1"))
+            .client("127.0.0.1:42001", REQUESTS)
+            .request_header("Authorization", basic)
+            .start_ns(at(0))
+            .status(200)
+            .response_header(
+                "Content-Type",
+                "application/vnd.docker.distribution.manifest.v2+json",
+            )
+            .response_header("Docker-Content-Digest", &digest(&manifest))
+            .response_body(&manifest)
+            .build(),
+        FlowBuilder::new(2, "GET", &config_url)
+            .client("127.0.0.1:42002", REQUESTS)
+            .start_ns(at(20))
+            .status(401)
+            .response_header("WWW-Authenticate", challenge)
+            .build(),
+    ];
+    let late_get = |credentials: bool| {
+        let get = FlowBuilder::new(3, "GET", &config_url).client("127.0.0.1:42003", REQUESTS);
+        let get = if credentials {
+            get.request_header("Authorization", basic)
+        } else {
+            get
+        };
+        get.start_ns(at(450))
+            .status(200)
+            .response_body(&config)
+            .build()
+    };
+    let flows: Vec<Flow> = flows.into_iter().chain([late_get(true)]).collect();
+    let analysis = run(&flows);
+    assert_partition(&analysis);
+    assert_eq!(
+        summary(&analysis),
+        vec![("pull lab/py:v1".to_owned(), "python-requests".to_owned())]
+    );
+    assert_eq!(analysis.operations[0].status, OperationStatus::Succeeded);
+
+    // Without credentials the late request is not that retry: it starts
+    // another command.
+    let mut unrelated = flows;
+    unrelated[2] = late_get(false);
+    assert_eq!(run(&unrelated).operations.len(), 2);
+}

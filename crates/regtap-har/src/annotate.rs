@@ -141,6 +141,7 @@ fn capture_facts(flow: &Flow) -> Value {
         client_addr: flow.client_addr.clone(),
         connect_authority: flow.connect_authority.clone(),
         server_addr: flow.server_addr.clone(),
+        upstream_proxy: flow.upstream_proxy.clone(),
         reverse: flow.reverse.clone(),
     })
 }

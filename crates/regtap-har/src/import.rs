@@ -590,6 +590,7 @@ fn flow_from_entry(
         client_addr,
         connect_authority: facts.connect_authority,
         server_addr,
+        upstream_proxy: facts.upstream_proxy,
         scheme,
         request: Request {
             method: method.to_owned(),

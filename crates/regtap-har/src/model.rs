@@ -276,6 +276,12 @@ pub struct CaptureFacts {
         deserialize_with = "lenient"
     )]
     pub server_addr: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub upstream_proxy: Option<String>,
     /// How a reverse-mode exchange differed between client and upstream.
     #[serde(
         default,

@@ -159,6 +159,15 @@ pub enum Via {
         bin: PathBuf,
         proxy_args: Vec<String>,
     },
+    /// For benchmarks: through whatever listens on [`Lab::proxy_port`] at the
+    /// time, `regtap proxy` ([`Lab::start_capture`]), a plain tunnel
+    /// ([`Lab::tunnel_on_proxy_port`]) or another MITM proxy that signs with
+    /// its own CA; dockerd trusts the lab CA, regtap's and `also_trusted`
+    /// (PEM files: the other proxies' CAs).
+    Compared {
+        bin: PathBuf,
+        also_trusted: Vec<PathBuf>,
+    },
 }
 
 pub struct Lab {
@@ -241,33 +250,26 @@ impl Lab {
                     proxy_args.push("--store-bodies".to_owned());
                     proxy_args.push(root.join("bodies").display().to_string());
                 }
-                let regtap = Regtap {
-                    bin,
-                    home: root.join("regtap-home"),
-                };
-                let ca = root.join("regtap-ca.pem");
-                regtap.init_ca(&ca)?;
-                bundle.extend(std::fs::read(&ca).map_err(|e| LabError::io(&ca, e))?);
-                let port = free_port()?;
-                (
-                    None,
-                    Some((regtap, proxy_args)),
-                    port,
-                    format!("http://127.0.0.1:{port}"),
-                )
+                let (regtap, port) = lab_regtap(bin, &root, &mut bundle)?;
+                let url = format!("http://127.0.0.1:{port}");
+                (None, Some((regtap, proxy_args)), port, url)
+            }
+            Via::Compared { bin, also_trusted } => {
+                bundle.extend(pki.ca_pem.as_bytes());
+                bundle.push(b'\n');
+                for pem in also_trusted {
+                    bundle.extend(std::fs::read(&pem).map_err(|e| LabError::io(&pem, e))?);
+                    bundle.push(b'\n');
+                }
+                let (regtap, port) = lab_regtap(bin, &root, &mut bundle)?;
+                let url = format!("http://127.0.0.1:{port}");
+                (None, Some((regtap, Vec::new())), port, url)
             }
             Via::Reverse {
                 bin,
                 mut proxy_args,
             } => {
-                let regtap = Regtap {
-                    bin,
-                    home: root.join("regtap-home"),
-                };
-                let ca = root.join("regtap-ca.pem");
-                regtap.init_ca(&ca)?;
-                bundle.extend(std::fs::read(&ca).map_err(|e| LabError::io(&ca, e))?);
-                let port = free_port()?;
+                let (regtap, port) = lab_regtap(bin, &root, &mut bundle)?;
                 proxy_args.extend([
                     "--reverse".to_owned(),
                     format!("https://{}:{}", hosts.registry(), registry.port),
@@ -284,17 +286,11 @@ impl Lab {
             }
             Via::Tunnel => {
                 bundle.extend(pki.ca_pem.as_bytes());
-                let tunnel = Tunnel::start(vec![
-                    (
-                        format!("{}:{}", hosts.registry(), registry.port),
-                        registry.port,
-                    ),
-                    (
-                        format!("{}:{}", hosts.registry(), basic_registry.port),
-                        basic_registry.port,
-                    ),
-                    (format!("{}:{auth_port}", hosts.auth()), auth_port),
-                ])?;
+                let tunnel = Tunnel::start(tunnel_routes(
+                    &hosts,
+                    &[registry.port, basic_registry.port],
+                    auth_port,
+                ))?;
                 let url = tunnel.url();
                 (Some(tunnel), None, 0, url)
             }
@@ -373,6 +369,37 @@ impl Lab {
     /// The URL dockerd and skopeo use as `HTTPS_PROXY`.
     pub fn proxy_url(&self) -> &str {
         &self.proxy_url
+    }
+
+    /// The port of [`Lab::proxy_url`].
+    pub fn proxy_port(&self) -> u16 {
+        self.proxy_port
+    }
+
+    /// The pid of the running `regtap proxy`, if any.
+    pub fn proxy_pid(&self) -> Option<u32> {
+        self.proxy.as_ref().and_then(RegtapProxy::pid)
+    }
+
+    /// Stops the running `regtap proxy`, if any, so that something else can
+    /// listen on [`Lab::proxy_port`] (another proxy, for comparisons).
+    pub fn release_proxy_port(&mut self) {
+        self.stop_proxy();
+    }
+
+    /// Stops the running `regtap proxy`, if any, and serves a plain CONNECT
+    /// tunnel on [`Lab::proxy_port`] instead, until the tunnel is dropped:
+    /// dockerd then reaches the registries as directly as it can.
+    pub fn tunnel_on_proxy_port(&mut self) -> Result<Tunnel, LabError> {
+        self.stop_proxy();
+        Tunnel::start_on(
+            self.proxy_port,
+            tunnel_routes(
+                &self.hosts,
+                &[self.registry.port, self.basic_registry.port],
+                self.token_server.port(),
+            ),
+        )
     }
 
     /// The `--resolve` arguments that map the lab names to 127.0.0.1.
@@ -502,6 +529,16 @@ impl Drop for Lab {
     }
 }
 
+/// What the plain tunnel connects: each registry's and the token server's
+/// `name:port` to the same port on 127.0.0.1.
+fn tunnel_routes(hosts: &LabHosts, registry_ports: &[u16], auth_port: u16) -> Vec<(String, u16)> {
+    registry_ports
+        .iter()
+        .map(|&port| (format!("{}:{port}", hosts.registry()), port))
+        .chain([(format!("{}:{auth_port}", hosts.auth()), auth_port)])
+        .collect()
+}
+
 /// Returns once `path` kept its size for `quiet`, or after `timeout`.
 fn wait_until_quiet(path: &Path, quiet: Duration, timeout: Duration) {
     let deadline = Instant::now() + timeout;
@@ -518,4 +555,17 @@ fn wait_until_quiet(path: &Path, quiet: Duration, timeout: Duration) {
             return;
         }
     }
+}
+
+/// The lab's regtap, with a home and a CA of its own that the lab's clients
+/// trust (added to `bundle`), and the port it will listen on.
+fn lab_regtap(bin: PathBuf, root: &Path, bundle: &mut Vec<u8>) -> Result<(Regtap, u16), LabError> {
+    let regtap = Regtap {
+        bin,
+        home: root.join("regtap-home"),
+    };
+    let ca = root.join("regtap-ca.pem");
+    regtap.init_ca(&ca)?;
+    bundle.extend(std::fs::read(&ca).map_err(|e| LabError::io(&ca, e))?);
+    Ok((regtap, free_port()?))
 }

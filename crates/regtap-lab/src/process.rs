@@ -62,6 +62,11 @@ impl ChildGuard {
         self
     }
 
+    /// The process id, while the process has not been stopped.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// The last `max` bytes of the log, for error messages.
     pub fn log_tail(&self, max: usize) -> String {
         let text = std::fs::read(&self.log).unwrap_or_default();

@@ -59,7 +59,7 @@ pub struct RegtapProxy {
 }
 
 impl RegtapProxy {
-    /// `regtap proxy --listen 127.0.0.1:PORT --capture FILE --resolve … --upstream-ca … -q EXTRA…`,
+    /// `regtap proxy --listen 127.0.0.1:PORT --capture FILE --resolve … --upstream-ca … --no-env-proxy -q EXTRA…`,
     /// waiting for its "listening on" line.
     pub fn start(
         regtap: &Regtap,
@@ -85,6 +85,9 @@ impl RegtapProxy {
                 .arg("--force")
                 .arg("--upstream-ca")
                 .arg(upstream_ca)
+                // The lab is self-contained: a proxy in the environment of
+                // whoever runs it (set for the clients) is not its upstream.
+                .arg("--no-env-proxy")
                 .arg("-q")
                 .args(extra_args);
             for entry in resolve {
@@ -117,6 +120,10 @@ impl RegtapProxy {
         self.process.log_tail(max)
     }
 
+    pub fn pid(&self) -> Option<u32> {
+        self.process.pid()
+    }
+
     /// SIGTERM and wait: every finished flow is in the capture file after this.
     pub fn stop(mut self) {
         self.process.stop();
@@ -133,7 +140,12 @@ pub struct Tunnel {
 impl Tunnel {
     /// `routes`: `host:port` → the 127.0.0.1 port to connect to.
     pub fn start(routes: Vec<(String, u16)>) -> Result<Self, LabError> {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")
+        Self::start_on(0, routes)
+    }
+
+    /// [`Tunnel::start`] on 127.0.0.1:`port` (0: any free port).
+    pub fn start_on(port: u16, routes: Vec<(String, u16)>) -> Result<Self, LabError> {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port))
             .and_then(|l| l.set_nonblocking(true).map(|()| l))
             .map_err(|e| LabError::Setup(format!("tunnel: {e}")))?;
         let addr = listener
@@ -198,5 +210,8 @@ async fn tunnel_one(client: tokio::net::TcpStream, routes: Vec<(String, u16)>) {
     {
         return;
     }
-    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+    // Buffers as large as a proxy's, so that the tunnel is no slower than one.
+    let _ =
+        tokio::io::copy_bidirectional_with_sizes(&mut client, &mut upstream, 64 * 1024, 64 * 1024)
+            .await;
 }

@@ -19,7 +19,7 @@ use regtap_capture::{Direction, ErrorStage, FlowError, Headers};
 use crate::body::RecordingBody;
 use crate::recorder::{FlowRecorder, RequestHead, Shared};
 use crate::reverse::UrlRewriter;
-use crate::upstream::{ConnectTimedOut, ResolveMap, UpstreamConnector};
+use crate::upstream::{ChainedProxyError, ConnectTimedOut, Routes, UpstreamConnector};
 use crate::{error_chain, text_response};
 
 /// What a reverse-mode exchange carries into the forwarder.
@@ -31,7 +31,7 @@ pub(crate) struct ReverseContext {
 
 pub(crate) struct Forwarder {
     pub shared: Arc<Shared>,
-    pub resolve: Arc<ResolveMap>,
+    pub routes: Arc<Routes>,
     pub client: Client<UpstreamConnector, Body>,
     /// How long the upstream may take to answer once the request is sent.
     pub response_timeout: Duration,
@@ -60,7 +60,8 @@ impl Forwarder {
         let head = RequestHead {
             client_addr: Some(client_addr.to_string()),
             connect_authority,
-            server_addr: self.resolve.lookup(&parts.uri).map(|a| a.to_string()),
+            server_addr: self.routes.server_addr(&parts.uri).map(|a| a.to_string()),
+            upstream_proxy: self.routes.via(&parts.uri),
             scheme: parts.uri.scheme_str().unwrap_or("http").to_owned(),
             request: regtap_capture::Request {
                 method: parts.method.to_string(),
@@ -92,7 +93,8 @@ impl Forwarder {
             total,
             self.body_timeout,
         );
-        let request = normalize_request(Request::from_parts(parts, body));
+        let mut request = normalize_request(Request::from_parts(parts, body));
+        self.routes.prepare(&mut request);
         let response_deadline = async {
             recorder.request_sent().await;
             tokio::time::sleep(self.response_timeout).await;
@@ -158,8 +160,13 @@ fn upstream_failed(
     upstream: &str,
     err: &hyper_util::client::legacy::Error,
 ) -> Response<Body> {
-    let (stage, message) = if let Some(timeout) = crate::server::find_cause::<ConnectTimedOut>(err)
+    let (stage, message) = if let Some(chain) = crate::server::find_cause::<ChainedProxyError>(err)
     {
+        (
+            ErrorStage::UpstreamProxy,
+            format!("cannot connect to {upstream}: {chain}"),
+        )
+    } else if let Some(timeout) = crate::server::find_cause::<ConnectTimedOut>(err) {
         (
             ErrorStage::ConnectTimeout,
             format!("cannot connect to {upstream}: {timeout}"),

@@ -23,6 +23,7 @@
 
 mod body;
 mod ca;
+mod chain;
 mod conn;
 mod handler;
 mod keylog;
@@ -52,6 +53,10 @@ use tokio::sync::{Semaphore, broadcast, watch};
 pub use ca::{
     CA_CERT_FILE, CA_KEY_FILE, CA_VALIDITY_DAYS, Ca, CaError, CaInfo, CaOptions,
     LEAF_CACHE_CAPACITY, LeafAuthority, data_dir_from_env, fingerprint,
+};
+pub use chain::{
+    ChainConfigError, ChainOptions, ChainedProxy, NoProxy, ProxyCredentials, ProxyEndpoint,
+    ProxyOrigin, UpstreamProxies,
 };
 pub use regtap_capture::{ExistingCapture, LiveEvent};
 pub use reverse::{ClientNet, ReverseConfig, ReverseRoute, ReverseTls};
@@ -155,6 +160,28 @@ pub enum ProxyError {
     NoConnections,
     #[error("the capture writer stopped unexpectedly")]
     WriterPanicked,
+    #[error(
+        "the upstream proxy {proxy} is this regtap itself (listening on {listen}): every \
+         exchange would come back to it{}",
+        loop_advice(origin)
+    )]
+    UpstreamProxyLoop {
+        proxy: String,
+        origin: ProxyOrigin,
+        listen: SocketAddr,
+    },
+}
+
+/// How to get out of [`ProxyError::UpstreamProxyLoop`].
+fn loop_advice(origin: &ProxyOrigin) -> String {
+    match origin {
+        ProxyOrigin::Flag => "; give --upstream-proxy the corporate proxy's address".to_owned(),
+        ProxyOrigin::Env(name) => format!(
+            ". {name} is probably set for the clients; start regtap without it \
+             (env -u {name} regtap proxy …), or with --no-env-proxy, or name the real \
+             upstream proxy with --upstream-proxy"
+        ),
+    }
 }
 
 /// How to run the proxy.
@@ -176,6 +203,9 @@ pub struct ProxyConfig {
     /// Accept any upstream certificate. Recorded in the capture header.
     pub upstream_insecure: bool,
     pub resolve: Vec<ResolveRule>,
+    /// The proxy regtap's own upstream connections go through (a corporate
+    /// proxy), per scheme; empty: every connection is direct.
+    pub upstream_proxies: UpstreamProxies,
     /// Bodies up to this many bytes are kept whole in the capture; larger ones
     /// keep their size, SHA-256 and first bytes.
     pub max_inline: usize,
@@ -205,6 +235,7 @@ impl ProxyConfig {
             upstream_ca: Vec::new(),
             upstream_insecure: false,
             resolve: Vec::new(),
+            upstream_proxies: UpstreamProxies::default(),
             max_inline: DEFAULT_MAX_INLINE,
             inline_budget: DEFAULT_INLINE_BUDGET,
             store_bodies: None,
@@ -278,6 +309,7 @@ impl ProxyConfig {
             }),
             upstream_ca: Some(self.upstream_ca.iter().map(path).collect()),
             upstream_insecure: Some(self.upstream_insecure),
+            upstream_proxy: Some(self.upstream_proxies.header_setting()),
             other: serde_json::Map::new(),
         }
     }
@@ -355,6 +387,19 @@ pub async fn start(config: ProxyConfig, ca: &Ca) -> Result<ProxyHandle, ProxyErr
         addr: config.listen,
         source,
     })?;
+    let chained = [
+        &config.upstream_proxies.https,
+        &config.upstream_proxies.http,
+    ];
+    for proxy in chained.into_iter().flatten() {
+        if upstream::points_at(&proxy.endpoint, local_addr).await {
+            return Err(ProxyError::UpstreamProxyLoop {
+                proxy: proxy.endpoint.to_string(),
+                origin: proxy.origin.clone(),
+                listen: local_addr,
+            });
+        }
+    }
 
     let reverse = match (&config.reverse, reverse_tls) {
         (Some(reverse), Some(tls)) => Some(Arc::new(reverse::ReverseFront::new(
@@ -388,7 +433,10 @@ pub async fn start(config: ProxyConfig, ca: &Ca) -> Result<ProxyHandle, ProxyErr
         Arc::new(tap::InlineBudget::new(config.inline_budget)),
         store,
     ));
-    let resolve = Arc::new(upstream::ResolveMap::new(&config.resolve));
+    let routes = Arc::new(upstream::Routes {
+        resolve: upstream::ResolveMap::new(&config.resolve),
+        proxies: config.upstream_proxies.clone(),
+    });
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .http1_title_case_headers(true)
         .http1_preserve_header_case(true)
@@ -399,7 +447,7 @@ pub async fn start(config: ProxyConfig, ca: &Ca) -> Result<ProxyHandle, ProxyErr
         .pool_max_idle_per_host(UPSTREAM_MAX_IDLE_PER_HOST)
         .build(upstream::connector(
             tls,
-            Arc::clone(&resolve),
+            Arc::clone(&routes),
             config.timeouts.connect,
         ));
 
@@ -408,7 +456,7 @@ pub async fn start(config: ProxyConfig, ca: &Ca) -> Result<ProxyHandle, ProxyErr
         shared: Arc::clone(&shared),
         forwarder: handler::Forwarder {
             shared: Arc::clone(&shared),
-            resolve,
+            routes,
             client,
             response_timeout: config.timeouts.response,
             body_timeout: config.timeouts.body,

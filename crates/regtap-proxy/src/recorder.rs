@@ -170,6 +170,7 @@ impl Shared {
             client_addr: Some(client_addr.to_string()),
             connect_authority,
             server_addr: None,
+            upstream_proxy: None,
             scheme: scheme.to_owned(),
             request,
             response: None,
@@ -218,6 +219,7 @@ pub(crate) struct RequestHead {
     pub client_addr: Option<String>,
     pub connect_authority: Option<String>,
     pub server_addr: Option<String>,
+    pub upstream_proxy: Option<String>,
     pub scheme: String,
     pub request: Request,
     /// Reverse mode: the origin served and the request's rewrites.
@@ -294,6 +296,7 @@ impl FlowRecorder {
             client_addr: head.client_addr,
             connect_authority: head.connect_authority,
             server_addr: head.server_addr,
+            upstream_proxy: head.upstream_proxy,
             scheme: head.scheme,
             request: head.request,
             response: None,

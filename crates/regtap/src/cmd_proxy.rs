@@ -8,8 +8,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 use regtap_proxy::{
-    Ca, ClientNet, ExistingCapture, LiveEvent, ProxyConfig, ProxyHandle, ResolveRule,
-    ReverseConfig, ReverseRoute, ReverseTls, Timeouts, data_dir_from_env, summary_line,
+    Ca, ChainOptions, ClientNet, ExistingCapture, LiveEvent, ProxyConfig, ProxyCredentials,
+    ProxyEndpoint, ProxyHandle, ProxyOrigin, ResolveRule, ReverseConfig, ReverseRoute, ReverseTls,
+    Timeouts, UpstreamProxies, data_dir_from_env, summary_line,
 };
 use tokio::sync::broadcast::error::RecvError;
 
@@ -74,6 +75,10 @@ pub struct ProxyArgs {
     /// --resolve (repeatable); ADDR is an IP or IP:PORT
     #[arg(long = "resolve", value_name = "HOST:PORT=ADDR")]
     resolve: Vec<ResolveRule>,
+    /// The corporate proxy regtap itself goes through (boxed: it would make
+    /// every `regtap` command's arguments as large as these)
+    #[command(flatten)]
+    upstream: Box<UpstreamProxyArgs>,
     /// Bodies up to this many bytes are kept whole in the capture (at most 64 MiB)
     #[arg(long, value_name = "BYTES", default_value_t = regtap_proxy::DEFAULT_MAX_INLINE,
           value_parser = parse_max_inline)]
@@ -124,6 +129,40 @@ pub struct ProxyArgs {
     registry_secret: Option<String>,
 }
 
+/// `--upstream-proxy` and its companions.
+#[derive(Args)]
+struct UpstreamProxyArgs {
+    /// Go to registries and auth servers through this HTTP proxy (a corporate
+    /// proxy): http://[user:password@]host:port; replaces HTTPS_PROXY and
+    /// HTTP_PROXY of regtap's own environment
+    ///
+    /// https targets go through a CONNECT tunnel (TLS stays end to end, with
+    /// the target's name), http targets as absolute URLs. Credentials in the
+    /// URL are percent-decoded and sent as Basic auth; keep them off the
+    /// command line with --upstream-proxy-auth-file. They are never written to
+    /// the capture, which records the proxy as http://host:port. localhost,
+    /// loopback IPs and NO_PROXY (or --upstream-no-proxy) targets stay direct.
+    /// A --resolve rule still applies to an https target: the proxy is asked
+    /// to CONNECT to the rule's address, while TLS and Host keep the name;
+    /// http targets are named to the proxy, which resolves them itself.
+    /// Only http:// proxies are supported (no TLS to the proxy, no SOCKS).
+    #[arg(long, value_name = "URL")]
+    upstream_proxy: Option<String>,
+    /// File whose first line is user:password (as typed, not encoded) for the
+    /// upstream proxy's Basic auth
+    #[arg(long, value_name = "FILE")]
+    upstream_proxy_auth_file: Option<PathBuf>,
+    /// Targets reached directly rather than through the upstream proxy, in
+    /// NO_PROXY's syntax (corp.example,.internal,10.0.0.0/8,host:5000,*);
+    /// replaces NO_PROXY
+    #[arg(long, value_name = "LIST")]
+    upstream_no_proxy: Option<String>,
+    /// Ignore HTTPS_PROXY, HTTP_PROXY and NO_PROXY (and their lower-case forms)
+    /// in regtap's own environment, which are often set for the clients
+    #[arg(long)]
+    no_env_proxy: bool,
+}
+
 pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     // Log lines would be drawn over the TUI's screen.
     init_logging(args.quiet || args.tui);
@@ -160,6 +199,7 @@ async fn serve(args: ProxyArgs) -> anyhow::Result<ExitCode> {
             parent.display()
         );
     }
+    let upstream_proxies = upstream_proxies(&args.upstream, |name| std::env::var(name).ok())?;
     let dir = data_dir_from_env()?;
     let (ca, created) = Ca::load_or_init(&dir)?;
     if created {
@@ -189,6 +229,7 @@ async fn serve(args: ProxyArgs) -> anyhow::Result<ExitCode> {
         upstream_ca: args.upstream_ca,
         upstream_insecure: args.upstream_insecure,
         resolve: args.resolve,
+        upstream_proxies,
         max_inline: args.max_inline,
         inline_budget: args.inline_budget,
         store_bodies: args.store_bodies,
@@ -217,6 +258,9 @@ async fn serve(args: ProxyArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let reverse = config.reverse.clone();
+    for line in upstream_proxy_lines(&config.upstream_proxies) {
+        eprintln!("regtap: {line}");
+    }
     let proxy = regtap_proxy::start(config, &ca).await?;
     if let Some(reverse) = &reverse {
         print_reverse_routes(reverse, proxy.local_addr());
@@ -224,18 +268,21 @@ async fn serve(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     let live = proxy.subscribe();
     eprintln!("regtap: capturing to {}", proxy.capture_path().display());
     // Scripts wait for this line; it comes last, once everything is ready.
+    // SIGTERM is handled from here on (the TUI leaves it alone): a script that
+    // stops the proxy once it saw the next line must not kill it mid-capture.
+    let terminate = (!args.tui).then(terminate_signal).transpose()?;
     eprintln!("regtap: listening on {}", proxy.local_addr());
 
-    let shown = if args.tui {
+    let shown = if let Some(terminate) = terminate {
+        print_until_stopped(live, &proxy, terminate, args.quiet).await?;
+        eprintln!("regtap: stopping");
+        None
+    } else {
         let options = regtap_decode::Options {
             registry_secret: args.registry_secret.map(String::into_bytes),
         };
         // The TUI blocks on the terminal; quitting it stops the proxy.
         Some(tokio::task::spawn_blocking(move || regtap_tui::run_live(live, options)).await)
-    } else {
-        print_until_stopped(live, &proxy, args.quiet).await?;
-        eprintln!("regtap: stopping");
-        None
     };
     let summary = proxy.shutdown().await?;
     if let Some(shown) = shown {
@@ -268,6 +315,61 @@ async fn serve(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The upstream proxies from the flags and `env`. A bad URL is reported
+/// without repeating it: it may hold a password.
+fn upstream_proxies(
+    args: &UpstreamProxyArgs,
+    env: impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<UpstreamProxies> {
+    let proxy = args
+        .upstream_proxy
+        .as_deref()
+        .map(|url| ProxyEndpoint::parse(url, ProxyOrigin::Flag))
+        .transpose()?;
+    let credentials = args
+        .upstream_proxy_auth_file
+        .as_deref()
+        .map(ProxyCredentials::read_file)
+        .transpose()?;
+    let options = ChainOptions {
+        proxy,
+        credentials,
+        no_proxy: args.upstream_no_proxy.clone(),
+        ignore_env: args.no_env_proxy,
+    };
+    Ok(UpstreamProxies::choose(options, env)?)
+}
+
+/// What the start-up says about the upstream proxy: nothing when there is
+/// none; otherwise the proxy per scheme (without credentials) and `NO_PROXY`.
+fn upstream_proxy_lines(proxies: &UpstreamProxies) -> Vec<String> {
+    if proxies.is_empty() {
+        return Vec::new();
+    }
+    let describe = |proxy: &Option<regtap_proxy::ChainedProxy>| {
+        proxy
+            .as_ref()
+            .map_or_else(|| "none, direct".to_owned(), |p| p.describe())
+    };
+    let mut lines = vec![
+        format!(
+            "upstream proxy for https targets: {}",
+            describe(&proxies.https)
+        ),
+        format!(
+            "upstream proxy for http targets: {}",
+            describe(&proxies.http)
+        ),
+    ];
+    let direct = proxies.no_proxy.entries();
+    lines.push(if direct.is_empty() {
+        "direct: localhost and loopback IPs".to_owned()
+    } else {
+        format!("direct: localhost, loopback IPs, {}", direct.join(","))
+    });
+    lines
+}
+
 fn parse_max_inline(value: &str) -> Result<usize, String> {
     let bytes: usize = value
         .parse()
@@ -296,9 +398,9 @@ fn parse_seconds(value: &str) -> Result<Duration, String> {
 async fn print_until_stopped(
     mut live: tokio::sync::broadcast::Receiver<LiveEvent>,
     proxy: &ProxyHandle,
+    mut terminate: tokio::signal::unix::Signal,
     quiet: bool,
 ) -> anyhow::Result<()> {
-    let mut terminate = terminate_signal()?;
     let keep_forwarding = proxy.keeps_forwarding_unrecorded();
     loop {
         tokio::select! {
@@ -476,6 +578,43 @@ mod tests {
         assert!(parse(&["--append", "--force"]).is_err());
         let args = parse(&["--idle-timeout", "1.5"]).unwrap();
         assert_eq!(args.idle_timeout, Duration::from_millis(1500));
+    }
+
+    #[test]
+    fn upstream_proxy_settings_never_show_the_password() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                vars.iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        };
+        let args = parse(&["--upstream-proxy", "https://u:s3cret@proxy.corp:3128"]).unwrap();
+        let err = upstream_proxies(&args.upstream, env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("--upstream-proxy: https:// proxies"),
+            "{err}"
+        );
+        assert!(!err.contains("s3cret"), "{err}");
+
+        let from_env = env(&[
+            ("https_proxy", "http://u:s3cret@proxy.corp:3128"),
+            ("NO_PROXY", "internal.corp,.svc"),
+        ]);
+        let proxies = upstream_proxies(&parse(&[]).unwrap().upstream, from_env).unwrap();
+        let lines = upstream_proxy_lines(&proxies).join("\n");
+        assert_eq!(
+            lines,
+            "upstream proxy for https targets: http://proxy.corp:3128 (https_proxy, Basic auth)\n\
+             upstream proxy for http targets: none, direct\n\
+             direct: localhost, loopback IPs, internal.corp,.svc"
+        );
+        let ignored =
+            upstream_proxies(&parse(&["--no-env-proxy"]).unwrap().upstream, from_env).unwrap();
+        assert!(ignored.is_empty());
+        assert!(upstream_proxy_lines(&ignored).is_empty());
     }
 
     #[test]

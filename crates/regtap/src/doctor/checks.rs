@@ -620,6 +620,14 @@ pub fn stage_advice(stage: ErrorStage) -> (Level, &'static str, Option<&'static 
             "connecting to the upstream server timed out",
             Some("regtap proxy --connect-timeout 120"),
         ),
+        ErrorStage::UpstreamProxy => (
+            Level::Error,
+            "the upstream proxy regtap goes through could not be reached or refused the tunnel \
+             (each flow's error names the proxy and its answer)",
+            Some(
+                "regtap proxy --upstream-proxy http://PROXY:PORT --upstream-proxy-auth-file FILE   # FILE holds user:password",
+            ),
+        ),
         ErrorStage::ResponseTimeout => (
             Level::Warning,
             "the upstream server did not answer in time",
