@@ -241,7 +241,7 @@ fn skopeo_pushes_through_regtap_chained_to_tinyproxy() {
         )),
         "{log}"
     );
-    let setting = &capture.header.settings["upstream_proxy"];
+    let setting = &serde_json::to_value(&capture.header.settings).unwrap()["upstream_proxy"];
     assert_eq!(setting["https"]["url"], tinyproxy_url.as_str());
     assert_eq!(setting["https"]["basic_auth"], true);
     for flow in &capture.flows {
@@ -285,7 +285,7 @@ fn skopeo_pushes_through_regtap_chained_to_tinyproxy() {
             .assert_success();
     });
     assert_eq!(
-        open.header.settings["upstream_proxy"]["https"]["basic_auth"],
+        serde_json::to_value(&open.header.settings).unwrap()["upstream_proxy"]["https"]["basic_auth"],
         false
     );
     let manifest_get = open

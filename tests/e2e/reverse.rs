@@ -63,7 +63,10 @@ impl ReverseWorld {
 fn served(lab: &Lab, capture: &Capture) {
     let flows = Flows::of(capture);
     let listing = flows.listing();
-    assert_eq!(capture.header.settings["mode"], "reverse");
+    assert_eq!(
+        serde_json::to_value(&capture.header.settings).unwrap()["mode"],
+        "reverse"
+    );
     let pairs = [
         (lab.registry_host(), lab.served_registry_host()),
         (lab.auth_host(), lab.served_auth_host()),

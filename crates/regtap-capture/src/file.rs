@@ -25,7 +25,7 @@ pub const FORMAT_MAJOR: u32 = 1;
 pub const FORMAT_MINOR: u32 = 2;
 
 /// First line of a capture file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CaptureHeader {
     pub format: String,
     /// `major.minor` of the file format.
@@ -35,17 +35,228 @@ pub struct CaptureHeader {
     /// RFC 3339 UTC.
     pub started_at: String,
     pub started_at_ns: UnixNanos,
-    /// How the proxy was configured; free-form so new settings need no new version.
+    /// How the proxy was configured.
     #[serde(default)]
-    pub settings: serde_json::Map<String, serde_json::Value>,
+    pub settings: CaptureSettings,
+}
+
+/// How the proxy that wrote a capture was configured: the header's
+/// `settings`. Every field is optional on read (older files hold fewer, and
+/// one of an unexpected type is taken as absent); keys this regtap does not
+/// know are kept in `other`, so new settings need no new format version.
+/// Fields are in the order the JSON has always had its keys (alphabetical).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CaptureSettings {
+    /// `--allow-client` networks.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub allow_client: Option<Vec<String>>,
+    /// SHA-256 fingerprint of the proxy's CA certificate (`AA:BB:…`).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub ca_sha256_fingerprint: Option<String>,
+    /// `--inline-budget`, bytes.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub inline_budget: Option<u64>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub keep_forwarding_unrecorded: Option<bool>,
+    /// The NSS key log file (`--keylog`), when the traffic's keys were written.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub keylog: Option<String>,
+    /// The address the proxy listened on.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub listen: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub max_connections: Option<u64>,
+    /// `--max-inline`, bytes.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub max_inline: Option<u64>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub mode: Option<ProxyMode>,
+    /// `--resolve` rules, `host:port=addr:port`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub resolve: Option<Vec<String>>,
+    /// How a reverse proxy (`--reverse`) served its upstreams.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub reverse: Option<ReverseSettings>,
+    /// The body store (`--store-bodies`): `Some(None)` (JSON `null`) when
+    /// there was none, `None` when the header does not say.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub store_bodies: Option<Option<String>>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub sync_each_record: Option<bool>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub timeouts_s: Option<TimeoutSettings>,
+    /// `--upstream-ca` files.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub upstream_ca: Option<Vec<String>>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub upstream_insecure: Option<bool>,
+    /// The proxies regtap's own connections went through: `Some(None)`
+    /// (JSON `null`) when every connection was direct, `None` when the header
+    /// does not say.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub upstream_proxy: Option<Option<UpstreamProxySettings>>,
+    /// Settings written by another regtap version, kept as written.
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
+}
+
+impl CaptureSettings {
+    /// The body store's directory, as the proxy was given it.
+    pub fn body_store(&self) -> Option<&str> {
+        self.store_bodies.as_ref().and_then(Option::as_deref)
+    }
+}
+
+/// How clients reached the proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProxyMode {
+    /// As their HTTP(S) proxy.
+    Forward,
+    /// As the registry itself (`--reverse`).
+    Reverse,
+}
+
+/// The `reverse` setting of a reverse proxy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReverseSettings {
+    /// The operator's certificate file, with `client_tls: provided`.
+    pub cert: Option<String>,
+    pub client_tls: ClientTlsSetting,
+    pub rewrite_urls: bool,
+    pub upstreams: Vec<ReverseUpstream>,
+}
+
+/// How a reverse proxy spoke TLS to its clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientTlsSetting {
+    /// Certificates signed by regtap's CA.
+    RegtapCa,
+    /// The operator's certificate (`cert`).
+    Provided,
+    /// No TLS.
+    PlainHttp,
+}
+
+/// One upstream a reverse proxy served.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReverseUpstream {
+    pub name: String,
+    /// The name with regtap's scheme and port (`https://registry.internal:5000`).
+    pub served_as: String,
+    /// `scheme://authority` of the upstream.
+    pub upstream: String,
+}
+
+/// The upstream proxy per scheme, and `NO_PROXY`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpstreamProxySettings {
+    pub http: Option<ChainedProxySetting>,
+    pub https: Option<ChainedProxySetting>,
+    pub no_proxy: Vec<String>,
+}
+
+/// One upstream proxy, without its credentials.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainedProxySetting {
+    /// Whether Basic credentials are sent to it.
+    pub basic_auth: bool,
+    /// Where it was configured (an option or an environment variable).
+    pub from: String,
+    /// Its URL, credentials left out.
+    pub url: String,
+}
+
+/// The proxy's timeouts, in seconds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TimeoutSettings {
+    pub body: f64,
+    pub connect: f64,
+    pub idle: f64,
+    pub request_head: f64,
+    pub response: f64,
+}
+
+fn lenient<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    let value = serde_json::Value::deserialize(deserializer)?;
+    Ok(serde_json::from_value(value).ok())
 }
 
 impl CaptureHeader {
-    pub fn new(
-        regtap_version: &str,
-        started_at_ns: UnixNanos,
-        settings: serde_json::Map<String, serde_json::Value>,
-    ) -> Self {
+    pub fn new(regtap_version: &str, started_at_ns: UnixNanos, settings: CaptureSettings) -> Self {
         CaptureHeader {
             format: FORMAT_NAME.to_owned(),
             version: format!("{FORMAT_MAJOR}.{FORMAT_MINOR}"),

@@ -8,8 +8,10 @@ mod file;
 mod model;
 
 pub use file::{
-    BadLine, Capture, CaptureError, CaptureHeader, CaptureReader, CaptureWriter, ExistingCapture,
-    FORMAT_MAJOR, FORMAT_MINOR, FORMAT_NAME, InFlightRecord, now_ns, rfc3339,
+    BadLine, Capture, CaptureError, CaptureHeader, CaptureReader, CaptureSettings, CaptureWriter,
+    ChainedProxySetting, ClientTlsSetting, ExistingCapture, FORMAT_MAJOR, FORMAT_MINOR,
+    FORMAT_NAME, InFlightRecord, ProxyMode, ReverseSettings, ReverseUpstream, TimeoutSettings,
+    UpstreamProxySettings, now_ns, rfc3339,
 };
 pub use model::{
     Body, Data, Direction, Elsewhere, Ending, ErrorStage, Flow, FlowError, Header, Headers, Kept,

@@ -8,8 +8,10 @@ use regtap_capture::{
 };
 
 fn header() -> CaptureHeader {
-    let mut settings = serde_json::Map::new();
-    settings.insert("listen".into(), "127.0.0.1:8080".into());
+    let settings = regtap_capture::CaptureSettings {
+        listen: Some("127.0.0.1:8080".to_owned()),
+        ..Default::default()
+    };
     CaptureHeader::new("0.1.0-test", 1_721_668_002_123_456_789, settings)
 }
 
@@ -457,10 +459,10 @@ fn a_failed_write_leaves_no_fragment() {
     assert_eq!(capture.flows.len(), written);
 }
 
-/// Every body of the sample captures reads into the typed model and writes
-/// back as the same JSON: the model changed, the file format did not.
+/// Every header and body of the sample captures reads into the typed model
+/// and writes back as the same JSON: the model changed, the file format did not.
 #[test]
-fn every_body_of_the_sample_captures_writes_back_unchanged() {
+fn every_header_and_body_of_the_sample_captures_writes_back_unchanged() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../captures");
     let mut bodies = 0;
     let mut files = 0;
@@ -472,6 +474,11 @@ fn every_body_of_the_sample_captures_writes_back_unchanged() {
         files += 1;
         for (number, line) in std::fs::read_to_string(&path).unwrap().lines().enumerate() {
             let record: serde_json::Value = serde_json::from_str(line).unwrap();
+            if number == 0 {
+                let header: CaptureHeader = serde_json::from_value(record.clone()).unwrap();
+                assert_eq!(serde_json::to_value(&header).unwrap(), record);
+                continue;
+            }
             let found = [
                 record.pointer("/request/body"),
                 record.pointer("/response/body"),
@@ -495,4 +502,15 @@ fn every_body_of_the_sample_captures_writes_back_unchanged() {
         files >= 10 && bodies > 500,
         "{files} files, {bodies} bodies"
     );
+}
+
+/// A setting of an unexpected type is taken as absent, and one this regtap
+/// does not know is kept: neither makes the capture unreadable.
+#[test]
+fn header_settings_are_read_leniently_and_unknown_ones_kept() {
+    let line = r#"{"format":"regtap-capture","version":"1.1","regtap_version":"9","started_at":"x","started_at_ns":0,"settings":{"max_inline":"lots","store_bodies":"bodies","future":{"a":1}}}"#;
+    let header: CaptureHeader = serde_json::from_str(line).unwrap();
+    assert_eq!(header.settings.max_inline, None);
+    assert_eq!(header.settings.body_store(), Some("bodies"));
+    assert_eq!(header.settings.other["future"], serde_json::json!({"a": 1}));
 }

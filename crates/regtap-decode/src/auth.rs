@@ -140,8 +140,28 @@ pub enum Credentials {
         user: String,
         ecr_expiration: Option<i64>,
     },
-    BadBasic(String),
+    BadBasic(BasicError),
     Other(String),
+}
+
+/// Why `Authorization: Basic …` does not hold a user and password.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BasicError {
+    #[error("credentials are not base64: {0}")]
+    NotBase64(#[from] base64::DecodeError),
+    #[error("credentials are not UTF-8")]
+    NotUtf8,
+    #[error("credentials have no ':' between user and password")]
+    NoColon,
+}
+
+/// Why a token endpoint's answer cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenResponseError {
+    #[error("token answer is not JSON: {0}")]
+    NotJson(#[from] serde_json::Error),
+    #[error("token answer is not a JSON object")]
+    NotObject,
 }
 
 pub fn parse_authorization(value: &str) -> Credentials {
@@ -153,19 +173,15 @@ pub fn parse_authorization(value: &str) -> Credentials {
     } else if scheme.eq_ignore_ascii_case("basic") {
         let decoded = base64::engine::general_purpose::STANDARD
             .decode(rest)
-            .map_err(|e| format!("credentials are not base64: {e}"))
-            .and_then(|bytes| {
-                String::from_utf8(bytes).map_err(|_| "credentials are not UTF-8".to_owned())
-            });
+            .map_err(BasicError::NotBase64)
+            .and_then(|bytes| String::from_utf8(bytes).map_err(|_| BasicError::NotUtf8));
         match decoded {
             Ok(text) => match text.split_once(':') {
                 Some((user, password)) => Credentials::Basic {
                     user: user.to_owned(),
                     ecr_expiration: (user == "AWS").then(|| ecr_expiration(password)).flatten(),
                 },
-                None => Credentials::BadBasic(
-                    "credentials have no ':' between user and password".to_owned(),
-                ),
+                None => Credentials::BadBasic(BasicError::NoColon),
             },
             Err(reason) => Credentials::BadBasic(reason),
         }
@@ -195,12 +211,9 @@ pub struct TokenResponse {
     pub refresh_token: Option<String>,
 }
 
-pub fn parse_token_response(body: &[u8]) -> Result<TokenResponse, String> {
-    let value: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| format!("token answer is not JSON: {e}"))?;
-    let map = value
-        .as_object()
-        .ok_or_else(|| "token answer is not a JSON object".to_owned())?;
+pub fn parse_token_response(body: &[u8]) -> Result<TokenResponse, TokenResponseError> {
+    let value: serde_json::Value = serde_json::from_slice(body)?;
+    let map = value.as_object().ok_or(TokenResponseError::NotObject)?;
     let text = |k: &str| map.get(k).and_then(|v| v.as_str()).map(str::to_owned);
     let token = text("token");
     let access_token = text("access_token");
@@ -281,12 +294,20 @@ mod tests {
         );
         assert!(matches!(
             parse_authorization("Basic !!!"),
-            Credentials::BadBasic(_)
+            Credentials::BadBasic(BasicError::NotBase64(_))
         ));
-        assert!(matches!(
+        assert_eq!(
+            parse_authorization("Basic /w=="),
+            Credentials::BadBasic(BasicError::NotUtf8)
+        );
+        assert_eq!(
             parse_authorization("Basic YWxpY2U="),
-            Credentials::BadBasic(_)
-        ));
+            Credentials::BadBasic(BasicError::NoColon)
+        );
+        assert_eq!(
+            BasicError::NoColon.to_string(),
+            "credentials have no ':' between user and password"
+        );
         assert_eq!(
             parse_authorization("Bearer abc"),
             Credentials::Bearer("abc".into())
@@ -301,7 +322,15 @@ mod tests {
         assert_eq!(r.expires_in, Some(300));
         let r = parse_token_response(br#"{"token":"a","access_token":"b"}"#).unwrap();
         assert!(r.conflicting);
-        assert!(parse_token_response(b"[1]").is_err());
-        assert!(parse_token_response(b"{").is_err());
+        assert!(matches!(
+            parse_token_response(b"[1]"),
+            Err(TokenResponseError::NotObject)
+        ));
+        assert!(
+            parse_token_response(b"{")
+                .unwrap_err()
+                .to_string()
+                .starts_with("token answer is not JSON: ")
+        );
     }
 }

@@ -178,10 +178,22 @@ pub fn bare_status(status: u16, method: &str) -> Option<&'static str> {
     })
 }
 
+/// Why a body that claims to be a registry error document is malformed. The
+/// entries are quoted as JSON.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ErrorBodyError {
+    #[error("\"errors\" is not an array")]
+    NotAnArray,
+    #[error("error entry is not an object: {0}")]
+    EntryNotObject(String),
+    #[error("error entry has no code: {0}")]
+    NoCode(String),
+}
+
 /// Decodes a registry error body. An empty list when the body is not an
 /// error document (or not JSON at all, as proxies' HTML pages); `Err` when
 /// it claims to be one and is malformed.
-pub fn parse_error_body(body: &[u8]) -> Result<Vec<RegistryError>, String> {
+pub fn parse_error_body(body: &[u8]) -> Result<Vec<RegistryError>, ErrorBodyError> {
     let Ok(value) = serde_json::from_slice::<Value>(body) else {
         return Ok(Vec::new());
     };
@@ -189,17 +201,17 @@ pub fn parse_error_body(body: &[u8]) -> Result<Vec<RegistryError>, String> {
         return Ok(Vec::new());
     };
     let Some(list) = errors.as_array() else {
-        return Err("\"errors\" is not an array".to_owned());
+        return Err(ErrorBodyError::NotAnArray);
     };
     list.iter()
         .map(|entry| {
             let obj = entry
                 .as_object()
-                .ok_or_else(|| format!("error entry is not an object: {entry}"))?;
+                .ok_or_else(|| ErrorBodyError::EntryNotObject(entry.to_string()))?;
             let code = obj
                 .get("code")
                 .and_then(Value::as_str)
-                .ok_or_else(|| format!("error entry has no code: {entry}"))?
+                .ok_or_else(|| ErrorBodyError::NoCode(entry.to_string()))?
                 .to_owned();
             let message = obj
                 .get("message")
@@ -290,8 +302,16 @@ mod tests {
         assert!(errors[0].explanation.contains("not authenticated"));
         assert!(parse_error_body(b"<html>").unwrap().is_empty());
         assert!(parse_error_body(br#"{"token":"x"}"#).unwrap().is_empty());
-        assert!(parse_error_body(br#"{"errors":{}}"#).is_err());
-        assert!(parse_error_body(br#"{"errors":[{"message":"no code"}]}"#).is_err());
+        assert_eq!(
+            parse_error_body(br#"{"errors":{}}"#),
+            Err(ErrorBodyError::NotAnArray)
+        );
+        assert_eq!(
+            parse_error_body(br#"{"errors":[{"message":"no code"}]}"#)
+                .unwrap_err()
+                .to_string(),
+            r#"error entry has no code: {"message":"no code"}"#
+        );
     }
 
     #[test]

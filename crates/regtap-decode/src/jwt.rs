@@ -10,21 +10,71 @@ use serde_json::{Map, Value};
 use crate::http::unix_to_rfc3339;
 use crate::model::{Access, CertInfo, DecodeError, JwtClaims, JwtHeader, JwtInfo, TimeClaim};
 
+/// Why a token is not a readable JWT.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JwtError {
+    #[error("an encrypted JWT (JWE, 5 parts) cannot be read without its key")]
+    Encrypted,
+    #[error("{0} dot-separated part(s), a JWT has 3")]
+    PartCount(usize),
+    #[error("{part} is not base64url: {source}")]
+    NotBase64url {
+        part: JwtPart,
+        source: base64::DecodeError,
+    },
+    #[error("{0} is not a JSON object")]
+    NotObject(JwtPart),
+    /// `reason`: the JSON parser's.
+    #[error("{part} is not JSON: {reason}")]
+    NotJson { part: JwtPart, reason: String },
+}
+
+/// One of the three dot-separated parts of a JWT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JwtPart {
+    Header,
+    Payload,
+    Signature,
+}
+
+impl std::fmt::Display for JwtPart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            JwtPart::Header => "header",
+            JwtPart::Payload => "payload",
+            JwtPart::Signature => "signature",
+        })
+    }
+}
+
+/// Why an `x5c` entry is not a certificate.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum CertificateError {
+    #[error("is not base64: {0}")]
+    NotBase64(#[from] base64::DecodeError),
+    /// `reason`: the X.509 parser's.
+    #[error("is not an X.509 certificate: {0}")]
+    NotX509(String),
+}
+
 /// Decodes a compact JWS (`header.payload.signature`).
 pub fn decode(token: &str) -> Result<JwtInfo, DecodeError> {
     let token = token.trim();
     let parts: Vec<&str> = token.split('.').collect();
     let [header, payload, signature] = parts.as_slice() else {
         return Err(DecodeError::Jwt(match parts.len() {
-            5 => "an encrypted JWT (JWE, 5 parts) cannot be read without its key".to_owned(),
-            n => format!("{n} dot-separated part(s), a JWT has 3"),
+            5 => JwtError::Encrypted,
+            n => JwtError::PartCount(n),
         }));
     };
     let mut problems = Vec::new();
-    let header = json_object(header, "header")?;
-    let claims = json_object(payload, "payload")?;
+    let header = json_object(header, JwtPart::Header)?;
+    let claims = json_object(payload, JwtPart::Payload)?;
     let signature_bytes = base64url(signature)
-        .map_err(|e| DecodeError::Jwt(format!("signature is not base64url: {e}")))?
+        .map_err(|source| JwtError::NotBase64url {
+            part: JwtPart::Signature,
+            source,
+        })?
         .len();
     Ok(JwtInfo {
         header: decode_header(header, &mut problems),
@@ -39,13 +89,15 @@ pub(crate) fn base64url(text: &str) -> Result<Vec<u8>, base64::DecodeError> {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text.trim_end_matches('='))
 }
 
-fn json_object(part: &str, which: &str) -> Result<Map<String, Value>, DecodeError> {
-    let bytes =
-        base64url(part).map_err(|e| DecodeError::Jwt(format!("{which} is not base64url: {e}")))?;
+fn json_object(text: &str, part: JwtPart) -> Result<Map<String, Value>, JwtError> {
+    let bytes = base64url(text).map_err(|source| JwtError::NotBase64url { part, source })?;
     match serde_json::from_slice::<Value>(&bytes) {
         Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(DecodeError::Jwt(format!("{which} is not a JSON object"))),
-        Err(e) => Err(DecodeError::Jwt(format!("{which} is not JSON: {e}"))),
+        Ok(_) => Err(JwtError::NotObject(part)),
+        Err(e) => Err(JwtError::NotJson {
+            part,
+            reason: e.to_string(),
+        }),
     }
 }
 
@@ -101,12 +153,10 @@ fn decode_header(mut map: Map<String, Value>, problems: &mut Vec<String>) -> Jwt
 }
 
 /// Subject, issuer and validity of a base64 (standard alphabet) DER certificate.
-fn certificate(b64: &str) -> Result<CertInfo, String> {
-    let der = base64::engine::general_purpose::STANDARD
-        .decode(b64)
-        .map_err(|e| format!("is not base64: {e}"))?;
+fn certificate(b64: &str) -> Result<CertInfo, CertificateError> {
+    let der = base64::engine::general_purpose::STANDARD.decode(b64)?;
     let (_, cert) = x509_parser::parse_x509_certificate(&der)
-        .map_err(|e| format!("is not an X.509 certificate: {e}"))?;
+        .map_err(|e| CertificateError::NotX509(e.to_string()))?;
     let validity = cert.validity();
     Ok(CertInfo {
         subject: cert.subject().to_string(),

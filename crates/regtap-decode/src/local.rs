@@ -401,9 +401,10 @@ fn issued_token(local: &mut Local) {
     let answer = match auth::parse_token_response(&body) {
         Ok(answer) => answer,
         Err(reason) => {
-            local
-                .annotations
-                .push(Annotation::warning(AnnotationKind::Token, reason));
+            local.annotations.push(Annotation::warning(
+                AnnotationKind::Token,
+                reason.to_string(),
+            ));
             return;
         }
     };
@@ -680,9 +681,10 @@ fn manifest_body(local: &mut Local) {
             }
             local.manifest = Some(Box::new(info));
         }
-        Err(reason) => local
-            .annotations
-            .push(Annotation::warning(AnnotationKind::Manifest, reason)),
+        Err(reason) => local.annotations.push(Annotation::warning(
+            AnnotationKind::Manifest,
+            reason.to_string(),
+        )),
     }
 }
 

@@ -22,13 +22,27 @@ const IMAGE_CONFIGS: [&str; 2] = [
     "application/vnd.docker.container.image.v1+json",
 ];
 
+/// Why a body is not a manifest document.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("manifest is not JSON: {0}")]
+    NotJson(#[from] serde_json::Error),
+    #[error("manifest is not a JSON object")]
+    NotObject,
+    /// `media_type`: the declared or sent one, when there was one.
+    #[error(
+        "neither a manifest nor an index (no config, layers or manifests; mediaType {})",
+        media_type.as_deref().unwrap_or("absent")
+    )]
+    NeitherManifestNorIndex { media_type: Option<String> },
+}
+
 /// Decodes a manifest document. `content_type` is the header sent with it,
 /// used when the document has no `mediaType`.
-pub fn decode(body: &[u8], content_type: Option<&str>) -> Result<ManifestInfo, String> {
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| format!("manifest is not JSON: {e}"))?;
+pub fn decode(body: &[u8], content_type: Option<&str>) -> Result<ManifestInfo, ManifestError> {
+    let value: Value = serde_json::from_slice(body)?;
     let Some(obj) = value.as_object() else {
-        return Err("manifest is not a JSON object".to_owned());
+        return Err(ManifestError::NotObject);
     };
     let declared = obj.get("mediaType").and_then(Value::as_str);
     let header_type = content_type
@@ -111,14 +125,9 @@ pub fn decode(body: &[u8], content_type: Option<&str>) -> Result<ManifestInfo, S
         info.purpose = purpose(&info);
         return Ok(info);
     }
-    Err(format!(
-        "neither a manifest nor an index (no config, layers or manifests; mediaType {})",
-        if info.media_type.is_empty() {
-            "absent"
-        } else {
-            &info.media_type
-        }
-    ))
+    Err(ManifestError::NeitherManifestNorIndex {
+        media_type: Some(info.media_type).filter(|t| !t.is_empty()),
+    })
 }
 
 fn unexpected_media_type(info: &mut ManifestInfo, expected: &[&str]) {
@@ -381,14 +390,22 @@ mod tests {
         assert_eq!(m.config.unwrap().digest, "md5:xyz");
         assert_eq!(m.layers.len(), 1);
         assert!(m.problems[0].contains("not a valid image manifest"));
-        for (body, reason) in [
-            ("{", "not JSON"),
-            ("[]", "not a JSON object"),
-            (r#"{"hello":1}"#, "neither a manifest nor an index"),
-        ] {
-            let err = decode(body.as_bytes(), None).unwrap_err();
-            assert!(err.contains(reason), "{body}: {err}");
-        }
+        let err = |body: &str, content_type| decode(body.as_bytes(), content_type).unwrap_err();
+        assert!(matches!(err("{", None), ManifestError::NotJson(_)));
+        assert!(
+            err("{", None)
+                .to_string()
+                .starts_with("manifest is not JSON: ")
+        );
+        assert_eq!(err("[]", None).to_string(), "manifest is not a JSON object");
+        assert_eq!(
+            err(r#"{"hello":1}"#, None).to_string(),
+            "neither a manifest nor an index (no config, layers or manifests; mediaType absent)"
+        );
+        assert!(matches!(
+            err(r#"{"hello":1}"#, Some("text/plain")),
+            ManifestError::NeitherManifestNorIndex { media_type: Some(t) } if t == "text/plain"
+        ));
     }
 
     #[test]

@@ -659,8 +659,9 @@ pub struct Chunk {
     pub offset_start: u64,
     pub offset_end: u64,
     pub bytes: u64,
-    /// Lowercase hex SHA-256 of the bytes sent.
-    pub sha256: String,
+    /// Lowercase hex SHA-256 of the bytes sent; `None` when the recording
+    /// holds no hash of them (a HAR from another tool).
+    pub sha256: Option<String>,
     /// The request's `Content-Range`.
     pub content_range: Option<String>,
     /// The response's `Range` (inclusive; distribution says `0-0` both for 0 and 1 byte).
@@ -939,10 +940,10 @@ pub struct RateLimit {
 }
 
 /// Why a value could not be decoded.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
     #[error("not a JWT: {0}")]
-    Jwt(String),
+    Jwt(#[from] crate::jwt::JwtError),
     #[error("not a distribution _state value: {0}")]
-    State(String),
+    State(#[from] crate::state::StateError),
 }

@@ -352,7 +352,7 @@ fn add_chunk(session: &mut UploadSession, w: &mut Work) {
         offset_start,
         offset_end: offset_start.saturating_add(body.size),
         bytes: body.size,
-        sha256: body.sha256.clone().unwrap_or_default(),
+        sha256: body.sha256.clone(),
         content_range,
         server_range: w.local.response_header("range").map(str::to_owned),
         acknowledged: status.is_some(),

@@ -25,25 +25,32 @@ struct UploadState {
     started_at: String,
 }
 
+/// Why a value is not a distribution `_state`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StateError {
+    #[error("percent-decoding does not give text")]
+    NotText,
+    #[error("not base64url: {0}")]
+    NotBase64url(base64::DecodeError),
+    #[error("{len} bytes, shorter than the {MAC_LEN}-byte HMAC that begins it")]
+    TooShort { len: usize },
+    /// `reason`: the JSON parser's.
+    #[error("the bytes after the HMAC are not the upload state JSON: {0}")]
+    NotUploadState(String),
+}
+
 /// Decodes a `_state` value as found in a URL (percent-encoded or not, with
 /// or without `=` padding). With `secret`, the HMAC is checked.
 pub fn decode(value: &str, secret: Option<&[u8]>) -> Result<StateInfo, DecodeError> {
     let unescaped = percent_decode_str(value.trim())
         .decode_utf8()
-        .map_err(|_| DecodeError::State("percent-decoding does not give text".to_owned()))?;
-    let bytes =
-        base64url(&unescaped).map_err(|e| DecodeError::State(format!("not base64url: {e}")))?;
+        .map_err(|_| StateError::NotText)?;
+    let bytes = base64url(&unescaped).map_err(StateError::NotBase64url)?;
     let (Some(mac), Some(message)) = (bytes.get(..MAC_LEN), bytes.get(MAC_LEN..)) else {
-        return Err(DecodeError::State(format!(
-            "{} bytes, shorter than the {MAC_LEN}-byte HMAC that begins it",
-            bytes.len()
-        )));
+        return Err(StateError::TooShort { len: bytes.len() }.into());
     };
-    let state: UploadState = serde_json::from_slice(message).map_err(|e| {
-        DecodeError::State(format!(
-            "the bytes after the HMAC are not the upload state JSON: {e}"
-        ))
-    })?;
+    let state: UploadState =
+        serde_json::from_slice(message).map_err(|e| StateError::NotUploadState(e.to_string()))?;
     let hmac = match secret {
         None => HmacStatus::NotChecked,
         Some(secret) => match Hmac::<Sha256>::new_from_slice(secret) {

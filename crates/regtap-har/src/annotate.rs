@@ -6,6 +6,7 @@ use regtap_decode::{Analysis, Operation, OperationStatus};
 use serde_json::{Map, Value, json};
 
 use crate::export::ExportOptions;
+use crate::model::CaptureFacts;
 
 /// Replaces identifying claim values when `--redact-claims` is given.
 const REDACTED_CLAIM: &str = "<redacted claim>";
@@ -134,26 +135,15 @@ pub(crate) fn scrub_text(text: &mut String, secrets: &[String]) {
 /// What the HAR has no field for, kept so that importing the HAR gives the
 /// same flows back.
 fn capture_facts(flow: &Flow) -> Value {
-    let mut facts = json!({
-        "flow_id": flow.id,
-        "timing": to_value(&flow.timing),
-    });
-    if let Some(map) = facts.as_object_mut() {
-        for (key, value) in [
-            ("client_addr", &flow.client_addr),
-            ("connect_authority", &flow.connect_authority),
-            ("server_addr", &flow.server_addr),
-            ("upstream_proxy", &flow.upstream_proxy),
-        ] {
-            if let Some(value) = value {
-                map.insert(key.to_owned(), json!(value));
-            }
-        }
-        if let Some(reverse) = &flow.reverse {
-            map.insert("reverse".to_owned(), to_value(reverse));
-        }
-    }
-    facts
+    to_value(&CaptureFacts {
+        flow_id: Some(flow.id),
+        timing: Some(flow.timing.clone()),
+        client_addr: flow.client_addr.clone(),
+        connect_authority: flow.connect_authority.clone(),
+        server_addr: flow.server_addr.clone(),
+        upstream_proxy: flow.upstream_proxy.clone(),
+        reverse: flow.reverse.clone(),
+    })
 }
 
 /// The page comment: how the operation ended.

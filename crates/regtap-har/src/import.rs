@@ -26,6 +26,7 @@ use regtap_capture::{
 use serde_json::Value;
 
 use crate::media;
+use crate::model::{BodyFacts, CaptureFacts};
 
 /// Flows read from a HAR, and what the user should be told about the read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -514,15 +515,6 @@ fn parse_time(text: &str) -> Option<UnixNanos> {
     UnixNanos::try_from(parsed.unix_timestamp_nanos()).ok()
 }
 
-/// What regtap wrote about the flow for the round trip (`_regtap.capture`).
-struct CaptureFacts<'a>(Option<&'a Value>);
-
-impl CaptureFacts<'_> {
-    fn text(&self, key: &str) -> Option<String> {
-        self.0.and_then(|c| text_field(c, key)).map(str::to_owned)
-    }
-}
-
 fn flow_from_entry(
     entry: &Value,
     number: usize,
@@ -541,11 +533,9 @@ fn flow_from_entry(
     let method = text_field(request, "method")
         .filter(|m| !m.is_empty())
         .ok_or("the request has no method")?;
-    let facts = CaptureFacts(entry.get("_regtap").and_then(|r| r.get("capture")));
-    let id = facts
-        .0
-        .and_then(|c| c.get("flow_id"))
-        .and_then(Value::as_u64);
+    // What regtap wrote about the flow for the round trip.
+    let facts = CaptureFacts::of_entry(entry);
+    let id = facts.flow_id;
     let scheme = url
         .split_once("://")
         .map(|(scheme, _)| scheme.to_ascii_lowercase())
@@ -569,16 +559,12 @@ fn flow_from_entry(
         })
     });
 
-    let timing = match facts
-        .0
-        .and_then(|c| c.get("timing"))
-        .and_then(|t| serde_json::from_value::<Timing>(t.clone()).ok())
-    {
+    let timing = match facts.timing {
         Some(timing) => timing,
         None => timing(entry, response.is_some(), number, warnings),
     };
 
-    let server_addr = facts.text("server_addr").or_else(|| {
+    let server_addr = facts.server_addr.or_else(|| {
         text_field(entry, "serverIPAddress")
             .filter(|ip| !ip.is_empty())
             .map(|ip| {
@@ -590,7 +576,7 @@ fn flow_from_entry(
                 }
             })
     });
-    let client_addr = facts.text("client_addr").or_else(|| {
+    let client_addr = facts.client_addr.or_else(|| {
         // regtap writes the client's address as the connection; other tools
         // write a connection number, which is no address.
         text_field(entry, "connection")
@@ -602,9 +588,9 @@ fn flow_from_entry(
     let flow = Flow {
         id: 0,
         client_addr,
-        connect_authority: facts.text("connect_authority"),
+        connect_authority: facts.connect_authority,
         server_addr,
-        upstream_proxy: facts.text("upstream_proxy"),
+        upstream_proxy: facts.upstream_proxy,
         scheme,
         request: Request {
             method: method.to_owned(),
@@ -616,10 +602,7 @@ fn flow_from_entry(
         response,
         timing,
         error,
-        reverse: facts
-            .0
-            .and_then(|c| c.get("reverse"))
-            .and_then(|r| serde_json::from_value(r.clone()).ok()),
+        reverse: facts.reverse,
     };
     Ok((id, flow))
 }
@@ -753,11 +736,9 @@ fn request_body(
     warnings: &mut Vec<String>,
 ) -> Body {
     let post = request.get("postData").filter(|p| p.is_object());
-    let sha256 = post.and_then(|p| text_field(p, "_sha256"));
-    let incomplete = post
-        .and_then(|p| p.get("_incomplete"))
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+    let facts = post.map(BodyFacts::of).unwrap_or_default();
+    let sha256 = facts.sha256.as_deref();
+    let incomplete = facts.incomplete;
     let body_size = non_negative(request, "bodySize");
     let content_length = request_headers
         .get("content-length")
@@ -823,11 +804,9 @@ fn response_body(response: &Value, number: usize, warnings: &mut Vec<String>) ->
         let size = non_negative(response, "bodySize").unwrap_or(0);
         return summary_body(size, None, size == 0);
     };
-    let sha256 = text_field(content, "_sha256");
-    let incomplete = content
-        .get("_incomplete")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+    let facts = BodyFacts::of(content);
+    let sha256 = facts.sha256.as_deref();
+    let incomplete = facts.incomplete;
     let size = non_negative(content, "size").or_else(|| non_negative(response, "bodySize"));
     let mut body = match text_field(content, "text").filter(|t| !t.is_empty()) {
         Some(text) => {

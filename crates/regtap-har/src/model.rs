@@ -4,7 +4,9 @@
 //! `_`-prefixed fields the spec reserves for custom data. Optional fields are
 //! left out rather than written as `null`, which strict validators reject.
 
-use serde::Serialize;
+use regtap_capture::{ReverseExchange, Timing};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Har {
@@ -167,18 +169,41 @@ pub struct Content {
     pub body: BodyFacts,
 }
 
-/// What regtap knows about a body beyond HAR's fields.
-#[derive(Debug, Clone, Default, Serialize)]
+/// What regtap knows about a body beyond HAR's fields, in `postData` and
+/// `content`: written by the export, read back (leniently) by the import.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BodyFacts {
     /// Lowercase hex SHA-256 of the body bytes as seen on the wire.
-    #[serde(rename = "_sha256", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "_sha256",
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
     pub sha256: Option<String>,
     /// The body was cut off (client or server hung up).
-    #[serde(rename = "_incomplete", skip_serializing_if = "std::ops::Not::not")]
+    #[serde(
+        rename = "_incomplete",
+        default,
+        skip_serializing_if = "std::ops::Not::not",
+        deserialize_with = "lenient_or_default"
+    )]
     pub incomplete: bool,
     /// Where the bytes were written with `--bodies DIR`: `DIR/sha256/<hex>`.
-    #[serde(rename = "_file", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "_file",
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
     pub file: Option<String>,
+}
+
+impl BodyFacts {
+    /// The facts in a `postData` or `content` object; none when it is not one.
+    pub fn of(object: &serde_json::Value) -> Self {
+        BodyFacts::deserialize(object).unwrap_or_default()
+    }
 }
 
 /// regtap is not a cache; HAR requires the object.
@@ -213,5 +238,106 @@ impl Timings {
         .sum();
         // Phases are whole nanoseconds; keep the sum free of float noise.
         (sum * 1e6).round() / 1e6
+    }
+}
+
+/// `_regtap.capture` of an entry: what HAR has no field for, written by the
+/// export and read by the import so that the HAR gives the same flows back.
+/// Read leniently: a field of the wrong type is taken as absent.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaptureFacts {
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub flow_id: Option<u64>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub timing: Option<Timing>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub client_addr: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub connect_authority: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub server_addr: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub upstream_proxy: Option<String>,
+    /// How a reverse-mode exchange differed between client and upstream.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub reverse: Option<ReverseExchange>,
+}
+
+impl CaptureFacts {
+    /// The facts of an entry's `_regtap.capture`, when it has one.
+    pub fn of_entry(entry: &serde_json::Value) -> Self {
+        entry
+            .get("_regtap")
+            .and_then(|r| r.get("capture"))
+            .and_then(|c| CaptureFacts::deserialize(c).ok())
+            .unwrap_or_default()
+    }
+}
+
+fn lenient<'de, D: Deserializer<'de>, T: DeserializeOwned>(d: D) -> Result<Option<T>, D::Error> {
+    let value = serde_json::Value::deserialize(d)?;
+    Ok(serde_json::from_value(value).ok())
+}
+
+fn lenient_or_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: DeserializeOwned + Default,
+{
+    Ok(lenient(d)?.unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn regtap_facts_read_back_field_by_field() {
+        let entry = json!({"_regtap": {"capture": {
+            "flow_id": "seven", "server_addr": "127.0.0.1:5000",
+            "timing": {"request_start": 5}
+        }}});
+        let facts = CaptureFacts::of_entry(&entry);
+        assert_eq!(facts.flow_id, None);
+        assert_eq!(facts.server_addr.as_deref(), Some("127.0.0.1:5000"));
+        assert_eq!(facts.timing.map(|t| t.request_start), Some(5));
+        assert_eq!(
+            CaptureFacts::of_entry(&json!({"_regtap": 1})),
+            CaptureFacts::default()
+        );
+
+        let body = BodyFacts::of(&json!({"text": "", "_sha256": "ab", "_incomplete": "yes"}));
+        assert_eq!(body.sha256.as_deref(), Some("ab"));
+        assert!(!body.incomplete);
+        assert!(BodyFacts::of(&json!({"_incomplete": true})).incomplete);
     }
 }

@@ -301,13 +301,13 @@ impl Bench {
             .flows
             .iter()
             .filter(|flow| {
-                let carries = |sha256: &Option<String>| sha256.as_ref() == Some(&self.blob_digest);
-                carries(&flow.request.body.sha256)
-                    || (flow.request.method == "GET"
-                        && flow
-                            .response
-                            .as_ref()
-                            .is_some_and(|r| carries(&r.body.sha256)))
+                let blob = Some(self.blob_digest.as_str());
+                let response = flow
+                    .response
+                    .as_ref()
+                    .and_then(|r| r.body.sha256.as_deref());
+                flow.request.body.sha256.as_deref() == blob
+                    || (flow.request.method == "GET" && response == blob)
             })
             .count();
         if with_blob != raw {

@@ -383,22 +383,21 @@ impl UpstreamProxies {
     /// The capture header's `upstream_proxy`: `null` when every connection
     /// is direct; otherwise the proxy per scheme (URL without credentials,
     /// whether Basic auth is sent, where it was configured) and `NO_PROXY`.
-    pub fn header_setting(&self) -> serde_json::Value {
+    pub fn header_setting(&self) -> Option<regtap_capture::UpstreamProxySettings> {
         if self.is_empty() {
-            return serde_json::Value::Null;
+            return None;
         }
-        let one = |proxy: &Option<ChainedProxy>| match proxy {
-            None => serde_json::Value::Null,
-            Some(p) => serde_json::json!({
-                "url": p.endpoint.to_string(),
-                "basic_auth": p.endpoint.has_credentials(),
-                "from": p.origin.to_string(),
-            }),
+        let one = |proxy: &Option<ChainedProxy>| {
+            proxy.as_ref().map(|p| regtap_capture::ChainedProxySetting {
+                basic_auth: p.endpoint.has_credentials(),
+                from: p.origin.to_string(),
+                url: p.endpoint.to_string(),
+            })
         };
-        serde_json::json!({
-            "https": one(&self.https),
-            "http": one(&self.http),
-            "no_proxy": self.no_proxy.entries(),
+        Some(regtap_capture::UpstreamProxySettings {
+            http: one(&self.http),
+            https: one(&self.https),
+            no_proxy: self.no_proxy.entries().to_vec(),
         })
     }
 }
@@ -640,7 +639,7 @@ mod tests {
         let empty =
             UpstreamProxies::choose(ChainOptions::default(), env(&[("HTTPS_PROXY", " ")])).unwrap();
         assert!(empty.is_empty());
-        assert_eq!(empty.header_setting(), serde_json::Value::Null);
+        assert_eq!(empty.header_setting(), None);
     }
 
     #[test]
@@ -705,7 +704,7 @@ mod tests {
         };
         let proxies = UpstreamProxies::choose(options("http://p:1"), env(&[])).unwrap();
         assert!(proxies.https.as_ref().unwrap().endpoint.has_credentials());
-        let setting = proxies.header_setting().to_string();
+        let setting = serde_json::to_string(&proxies.header_setting()).unwrap();
         assert!(setting.contains(r#""basic_auth":true"#), "{setting}");
         assert!(
             !setting.contains("pa:ss") && !setting.contains("alice"),

@@ -42,7 +42,10 @@ use std::time::Duration;
 
 use http::header::CONTENT_TYPE;
 use http::{HeaderValue, Response, StatusCode};
-use regtap_capture::{CaptureError, CaptureHeader, CaptureWriter, Flow, human_bytes, now_ns};
+use regtap_capture::{
+    CaptureError, CaptureHeader, CaptureSettings, CaptureWriter, ClientTlsSetting, Flow, ProxyMode,
+    ReverseSettings, ReverseUpstream, TimeoutSettings, human_bytes, now_ns,
+};
 use rustls::crypto::CryptoProvider;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, broadcast, watch};
@@ -249,98 +252,66 @@ impl ProxyConfig {
         listen: SocketAddr,
         ca: &Ca,
         reverse: Option<&reverse::ReverseFront>,
-    ) -> serde_json::Map<String, serde_json::Value> {
-        let path = |p: &Path| serde_json::Value::from(p.display().to_string());
-        let mut settings = serde_json::Map::new();
-        settings.insert("listen".into(), listen.to_string().into());
-        settings.insert(
-            "mode".into(),
-            if reverse.is_some() {
-                "reverse"
-            } else {
-                "forward"
-            }
-            .into(),
-        );
-        if let (Some(front), Some(config)) = (reverse, &self.reverse) {
-            let upstreams: Vec<serde_json::Value> = front
-                .routes
-                .iter()
-                .map(|r| {
-                    serde_json::json!({
-                        "name": r.name,
-                        "served_as": r.served_as,
-                        "upstream": format!("{}://{}", r.upstream_scheme, r.upstream_authority),
-                    })
+    ) -> CaptureSettings {
+        let path = |p: &PathBuf| p.display().to_string();
+        let reverse_settings = match (reverse, &self.reverse) {
+            (Some(front), Some(config)) => {
+                let (client_tls, cert) = match &config.tls {
+                    ReverseTls::RegtapCa => (ClientTlsSetting::RegtapCa, None),
+                    ReverseTls::Provided { cert, .. } => {
+                        (ClientTlsSetting::Provided, Some(path(cert)))
+                    }
+                    ReverseTls::PlainHttp => (ClientTlsSetting::PlainHttp, None),
+                };
+                Some(ReverseSettings {
+                    cert,
+                    client_tls,
+                    rewrite_urls: config.rewrite_urls,
+                    upstreams: front
+                        .routes
+                        .iter()
+                        .map(|r| ReverseUpstream {
+                            name: r.name.clone(),
+                            served_as: r.served_as.clone(),
+                            upstream: format!("{}://{}", r.upstream_scheme, r.upstream_authority),
+                        })
+                        .collect(),
                 })
-                .collect();
-            let (tls, cert) = match &config.tls {
-                ReverseTls::RegtapCa => ("regtap_ca", serde_json::Value::Null),
-                ReverseTls::Provided { cert, .. } => ("provided", path(cert)),
-                ReverseTls::PlainHttp => ("plain_http", serde_json::Value::Null),
-            };
-            settings.insert(
-                "reverse".into(),
-                serde_json::json!({
-                    "upstreams": upstreams,
-                    "client_tls": tls,
-                    "cert": cert,
-                    "rewrite_urls": config.rewrite_urls,
-                }),
-            );
-        }
-        settings.insert(
-            "allow_client".into(),
-            self.allow_clients.iter().map(|n| n.to_string()).collect(),
-        );
-        settings.insert("upstream_insecure".into(), self.upstream_insecure.into());
-        settings.insert(
-            "upstream_ca".into(),
-            self.upstream_ca.iter().map(|p| path(p)).collect(),
-        );
-        settings.insert(
-            "resolve".into(),
-            self.resolve.iter().map(|r| r.to_string()).collect(),
-        );
-        settings.insert(
-            "upstream_proxy".into(),
-            self.upstream_proxies.header_setting(),
-        );
-        settings.insert("max_inline".into(), self.max_inline.into());
-        settings.insert("inline_budget".into(), self.inline_budget.into());
-        settings.insert("max_connections".into(), self.max_connections.into());
-        // Whoever reads the capture learns that the traffic's keys exist.
-        if let Some(keylog) = &self.keylog {
-            settings.insert("keylog".into(), path(keylog));
-        }
-        let seconds = |d: Duration| serde_json::Value::from(d.as_secs_f64());
+            }
+            _ => None,
+        };
         let t = &self.timeouts;
-        settings.insert(
-            "timeouts_s".into(),
-            serde_json::json!({
-                "request_head": seconds(t.request_head),
-                "idle": seconds(t.idle),
-                "connect": seconds(t.connect),
-                "response": seconds(t.response),
-                "body": seconds(t.body),
+        CaptureSettings {
+            allow_client: Some(self.allow_clients.iter().map(|n| n.to_string()).collect()),
+            ca_sha256_fingerprint: Some(fingerprint(ca.cert_der())),
+            inline_budget: Some(self.inline_budget as u64),
+            keep_forwarding_unrecorded: Some(self.keep_forwarding_unrecorded),
+            // Whoever reads the capture learns that the traffic's keys exist.
+            keylog: self.keylog.as_ref().map(path),
+            listen: Some(listen.to_string()),
+            max_connections: Some(self.max_connections as u64),
+            max_inline: Some(self.max_inline as u64),
+            mode: Some(if reverse.is_some() {
+                ProxyMode::Reverse
+            } else {
+                ProxyMode::Forward
             }),
-        );
-        settings.insert("sync_each_record".into(), self.sync_each_record.into());
-        settings.insert(
-            "keep_forwarding_unrecorded".into(),
-            self.keep_forwarding_unrecorded.into(),
-        );
-        settings.insert(
-            "store_bodies".into(),
-            self.store_bodies
-                .as_deref()
-                .map_or(serde_json::Value::Null, path),
-        );
-        settings.insert(
-            "ca_sha256_fingerprint".into(),
-            fingerprint(ca.cert_der()).into(),
-        );
-        settings
+            resolve: Some(self.resolve.iter().map(|r| r.to_string()).collect()),
+            reverse: reverse_settings,
+            store_bodies: Some(self.store_bodies.as_ref().map(path)),
+            sync_each_record: Some(self.sync_each_record),
+            timeouts_s: Some(TimeoutSettings {
+                body: t.body.as_secs_f64(),
+                connect: t.connect.as_secs_f64(),
+                idle: t.idle.as_secs_f64(),
+                request_head: t.request_head.as_secs_f64(),
+                response: t.response.as_secs_f64(),
+            }),
+            upstream_ca: Some(self.upstream_ca.iter().map(path).collect()),
+            upstream_insecure: Some(self.upstream_insecure),
+            upstream_proxy: Some(self.upstream_proxies.header_setting()),
+            other: serde_json::Map::new(),
+        }
     }
 }
 

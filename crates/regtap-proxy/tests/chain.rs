@@ -199,7 +199,7 @@ async fn https_through_a_proxy_with_basic_auth_is_recorded_without_its_credentia
     // The request as the client sent it: no credential of the chained proxy.
     assert_eq!(flow.request.headers.get("proxy-authorization"), None);
 
-    let setting = &capture.header.settings["upstream_proxy"];
+    let setting = &serde_json::to_value(&capture.header.settings).unwrap()["upstream_proxy"];
     assert_eq!(setting["https"]["url"], chained.url());
     assert_eq!(setting["https"]["basic_auth"], true);
     assert_eq!(setting["https"]["from"], "--upstream-proxy");
@@ -299,7 +299,7 @@ async fn plain_http_goes_in_absolute_form_and_no_proxy_targets_go_direct() {
     // The proxy resolved the name: regtap claims no server address.
     assert_eq!(through.server_addr, None);
     assert_eq!(
-        capture.header.settings["upstream_proxy"]["no_proxy"],
+        serde_json::to_value(&capture.header.settings).unwrap()["upstream_proxy"]["no_proxy"],
         serde_json::json!(["registry.test"])
     );
 }

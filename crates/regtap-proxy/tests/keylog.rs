@@ -85,11 +85,7 @@ async fn both_legs_secrets_are_logged_as_their_peers_computed_them() {
     }
     let (capture, _dir) = harness.stop().await;
     assert_eq!(
-        capture
-            .header
-            .settings
-            .get("keylog")
-            .and_then(|v| v.as_str()),
+        capture.header.settings.keylog.as_deref(),
         Some(keylog.display().to_string().as_str())
     );
 }

@@ -154,7 +154,7 @@ async fn small_json_is_inlined_with_headers_addresses_and_times() {
     assert!(t.request_start <= t.request_end.unwrap());
     assert!(t.request_end.unwrap() <= t.response_end.unwrap());
     assert!(t.request_start <= head && head <= t.response_end.unwrap());
-    assert_eq!(capture.header.settings["max_inline"], 1024 * 1024);
+    assert_eq!(capture.header.settings.max_inline, Some(1024 * 1024));
 }
 
 #[tokio::test]
@@ -286,8 +286,8 @@ async fn resolve_sends_a_name_to_loopback_keeping_the_name_for_tls() {
     assert_eq!(flow.request.url, url);
     assert_eq!(flow.server_addr, Some(upstream.addr.to_string()));
     assert_eq!(
-        capture.header.settings["resolve"][0],
-        format!("registry.test:{port}=127.0.0.1:{port}")
+        capture.header.settings.resolve,
+        Some(vec![format!("registry.test:{port}=127.0.0.1:{port}")])
     );
 }
 
@@ -306,7 +306,7 @@ async fn upstream_insecure_accepts_any_certificate_and_says_so_in_the_capture() 
     assert_eq!(response.status(), 200);
     harness.finished(1).await;
     let (capture, _dir) = harness.stop().await;
-    assert_eq!(capture.header.settings["upstream_insecure"], true);
+    assert_eq!(capture.header.settings.upstream_insecure, Some(true));
     assert_eq!(capture.flows[0].error, None);
 }
 

@@ -93,6 +93,11 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The version of the `inspect --json` document (`docs/inspect-json.md`):
+/// raised when a field is removed, renamed or changes meaning; new fields
+/// and new enum values do not raise it.
+pub const SCHEMA_VERSION: &str = "1";
+
 fn is_broken_pipe(error: &anyhow::Error) -> bool {
     error.chain().any(|cause| {
         cause
@@ -171,10 +176,11 @@ impl Serialize for RedactedAnalysis<'_> {
             ..
         } = self.analysis;
         let redactor = self.redactor;
-        let mut map = serializer.serialize_map(Some(4))?;
+        let mut map = serializer.serialize_map(Some(5))?;
         map.serialize_entry("diagnostics", &Redacted(diagnostics, redactor))?;
         map.serialize_entry("flows", &Redacted(flows, redactor))?;
         map.serialize_entry("operations", &Redacted(operations, redactor))?;
+        map.serialize_entry("schema_version", SCHEMA_VERSION)?;
         map.serialize_entry("sessions", &Redacted(sessions, redactor))?;
         map.end()
     }
@@ -291,6 +297,7 @@ mod tests {
         assert!(!text.contains('\x1b'));
         assert!(inspect(&["--color", "always"]).contains('\x1b'));
         let json: serde_json::Value = serde_json::from_str(&inspect(&["--json"])).unwrap();
+        assert_eq!(json["schema_version"], SCHEMA_VERSION);
         assert_eq!(json["flows"].as_array().map(Vec::len), Some(4));
         assert_eq!(json["operations"][0]["title"], "push jockerdragon/test");
     }
@@ -358,7 +365,8 @@ mod tests {
     }
 
     /// Streamed one item at a time, `inspect --json` is the document a
-    /// redacting walk over the whole analysis gives, byte for byte.
+    /// redacting walk over the whole analysis (and its schema version)
+    /// gives, byte for byte.
     #[test]
     fn streamed_json_is_the_whole_document_redacted() {
         let captures = concat!(env!("CARGO_MANIFEST_DIR"), "/../../captures");
@@ -372,6 +380,7 @@ mod tests {
             let analysis = analyze(&loaded.flows, &Options::default());
             let salt = || Salt::from_bytes([7; 16]);
             let mut whole = serde_json::to_value(&analysis).unwrap();
+            whole["schema_version"] = SCHEMA_VERSION.into();
             Redactor::new(salt()).analysis(&mut whole);
             let mut streamed = Vec::new();
             write_json(&analysis, &Redactor::new(salt()), &mut streamed).unwrap();

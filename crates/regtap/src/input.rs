@@ -62,8 +62,7 @@ fn from_capture(path: &Path, capture: Capture) -> Loaded {
     let named = capture
         .header
         .settings
-        .get("store_bodies")
-        .and_then(|v| v.as_str())
+        .body_store()
         .map(|dir| resolve_beside(path, Path::new(dir)));
     let (body_store, foreign_body_store) = match named {
         Some(store) if is_inside_directory_of(&store, path) => (Some(store), None),

@@ -155,7 +155,7 @@ fn a_capture_with_refused_handshakes() {
     Ca::init(dir.path(), &Default::default()).unwrap();
     let capture = dir.path().join("c.jsonl");
     // Written as the proxy writes a refused client handshake.
-    let header = regtap_capture::CaptureHeader::new("0.1.0", 1, serde_json::Map::new());
+    let header = regtap_capture::CaptureHeader::new("0.1.0", 1, Default::default());
     let mut writer = regtap_capture::CaptureWriter::create(&capture, &header).unwrap();
     let mut refused =
         regtap_capture::factory::FlowBuilder::new(1, "CONNECT", "https://registry.test:5000")

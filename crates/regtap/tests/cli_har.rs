@@ -108,11 +108,10 @@ fn write_capture(dir: &Path) -> (PathBuf, Vec<u8>, String) {
         .build(),
         blob_get,
     ];
-    let mut settings = serde_json::Map::new();
-    settings.insert(
-        "store_bodies".to_owned(),
-        serde_json::Value::from(store.display().to_string()),
-    );
+    let settings = regtap_capture::CaptureSettings {
+        store_bodies: Some(Some(store.display().to_string())),
+        ..Default::default()
+    };
     let path = dir.join("push.jsonl");
     let header = CaptureHeader::new("test", 1_700_000_000_000_000_000, settings);
     let mut writer = CaptureWriter::create(&path, &header).expect("capture");

@@ -143,3 +143,72 @@ fn a_missing_capture_among_several_is_named() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("captures/no-such.jsonl"), "{stderr}");
 }
+
+/// Every field `inspect --json` writes over the sample captures is in
+/// docs/inspect-json.md, under the schema version the document names.
+#[test]
+fn every_field_of_inspect_json_is_documented() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let doc = std::fs::read_to_string(root.join("docs/inspect-json.md")).expect("the schema");
+    let documented: std::collections::BTreeSet<String> = doc
+        .lines()
+        .filter_map(|line| line.strip_prefix("| `"))
+        .filter_map(|rest| rest.split_once('`'))
+        .map(|(path, _)| path.to_owned())
+        .collect();
+    let mut captures: Vec<String> = std::fs::read_dir(root.join("captures"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "jsonl"))
+        .map(|path| format!("captures/{}", path.file_name().unwrap().to_str().unwrap()))
+        .collect();
+    captures.sort();
+    let mut args = vec!["inspect", "--json"];
+    args.extend(captures.iter().map(String::as_str));
+    let output = json(&args);
+    assert_eq!(output["schema_version"], "1");
+    assert!(doc.contains("(a string, now `\"1\"`)"));
+
+    let mut seen = std::collections::BTreeSet::new();
+    walk(&output, "", &documented, &mut seen);
+    let undocumented: Vec<&String> = seen.iter().filter(|p| !documented.contains(*p)).collect();
+    assert!(
+        undocumented.is_empty(),
+        "fields of inspect --json missing from docs/inspect-json.md: {undocumented:#?}"
+    );
+    assert!(seen.len() > 150, "only {} fields seen", seen.len());
+}
+
+/// Collects the paths of `value`'s keys (`flows[].kind.type`), not entering
+/// the objects the schema documents as maps (`path{}`).
+fn walk(
+    value: &serde_json::Value,
+    path: &str,
+    documented: &std::collections::BTreeSet<String>,
+    seen: &mut std::collections::BTreeSet<String>,
+) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, child) in map {
+                let child_path = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                let map_path = format!("{child_path}{{}}");
+                if documented.contains(&map_path) {
+                    seen.insert(map_path);
+                    continue;
+                }
+                walk(child, &child_path, documented, seen);
+                seen.insert(child_path);
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for item in items {
+                walk(item, &format!("{path}[]"), documented, seen);
+            }
+        }
+        _ => {}
+    }
+}

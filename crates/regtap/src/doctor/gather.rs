@@ -875,7 +875,7 @@ mod tests {
         use regtap_capture::{CaptureHeader, CaptureWriter, ErrorStage, FlowError};
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.jsonl");
-        let header = CaptureHeader::new("test", 0, serde_json::Map::new());
+        let header = CaptureHeader::new("test", 0, Default::default());
         let mut writer = CaptureWriter::create(&path, &header).unwrap();
         let mut refused = FlowBuilder::new(1, "CONNECT", "https://registry.test:5000")
             .error(FlowError {
