@@ -15,6 +15,7 @@ use regtap_lab::{LAB_PASSWORD, LAB_USER, Lab};
 use crate::checks::{analysis, operations_listing};
 use crate::expect::{self, Expected};
 use crate::flows::{Flows, Token};
+use crate::scenarios::skopeo_push_then_pull;
 
 pub struct ReverseWorld {
     pub lab: Lab,
@@ -329,24 +330,8 @@ fn skopeo_copy(world: &mut ReverseWorld) {
         .write_docker_archive(&archive, &[&target])
         .unwrap_or_else(|e| panic!("{e}"));
     let oci = world.lab.dir().join("reverse-skopeo-oci");
-    let creds = format!("{LAB_USER}:{LAB_PASSWORD}");
     let capture = world.captured("reverse-skopeo-copy", |lab| {
-        lab.skopeo(&[
-            "copy",
-            "--dest-creds",
-            &creds,
-            &format!("docker-archive:{}", archive.display()),
-            &format!("docker://{target}"),
-        ])
-        .assert_success();
-        lab.skopeo(&[
-            "copy",
-            "--src-creds",
-            &creds,
-            &format!("docker://{target}"),
-            &format!("oci:{}:v1", oci.display()),
-        ])
-        .assert_success();
+        skopeo_push_then_pull(lab, &archive, &target, &oci);
     });
     let flows = Flows::of(&capture);
     let listing = flows.listing();

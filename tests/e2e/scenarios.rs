@@ -2,11 +2,12 @@
 //! regtap, checked on the capture and on the decoder's analysis.
 
 use std::collections::BTreeSet;
+use std::path::Path;
 
 use regtap_decode::{OperationKind, OperationStatus, Reference, SessionOutcome, UploadStart};
 use regtap_lab::dockerd::Dockerd;
 use regtap_lab::verify::{gunzip_digest, sha256_hex};
-use regtap_lab::{LAB_PASSWORD, LAB_USER, SYSTEM_CA_BUNDLE};
+use regtap_lab::{LAB_PASSWORD, LAB_USER, Lab, SYSTEM_CA_BUNDLE};
 
 use crate::World;
 use crate::checks::{analysis, common, operations_listing};
@@ -820,24 +821,8 @@ fn skopeo_copy(world: &mut World) {
         .write_docker_archive(&archive, &[&target])
         .unwrap_or_else(|e| panic!("{e}"));
     let oci = world.lab.dir().join("skopeo-oci");
-    let creds = format!("{LAB_USER}:{LAB_PASSWORD}");
     let capture = world.captured("skopeo-copy", |lab| {
-        lab.skopeo(&[
-            "copy",
-            "--dest-creds",
-            &creds,
-            &format!("docker-archive:{}", archive.display()),
-            &format!("docker://{target}"),
-        ])
-        .assert_success();
-        lab.skopeo(&[
-            "copy",
-            "--src-creds",
-            &creds,
-            &format!("docker://{target}"),
-            &format!("oci:{}:v1", oci.display()),
-        ])
-        .assert_success();
+        skopeo_push_then_pull(lab, &archive, &target, &oci);
     });
     common(&world.lab, &capture);
     let flows = Flows::of(&capture);
@@ -967,4 +952,26 @@ fn dockerd_checks_regtaps_certificate(world: &mut World) {
         error.message
     );
     assert!(flows.all[1..].iter().all(|e| e.flow.error.is_none()));
+}
+
+/// `skopeo copy` of a docker archive to `target` with the lab's credentials,
+/// then of `target` back into an OCI layout: one push, one pull.
+pub(crate) fn skopeo_push_then_pull(lab: &Lab, archive: &Path, target: &str, oci: &Path) {
+    let creds = format!("{LAB_USER}:{LAB_PASSWORD}");
+    lab.skopeo(&[
+        "copy",
+        "--dest-creds",
+        &creds,
+        &format!("docker-archive:{}", archive.display()),
+        &format!("docker://{target}"),
+    ])
+    .assert_success();
+    lab.skopeo(&[
+        "copy",
+        "--src-creds",
+        &creds,
+        &format!("docker://{target}"),
+        &format!("oci:{}:v1", oci.display()),
+    ])
+    .assert_success();
 }
