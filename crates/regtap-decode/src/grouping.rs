@@ -18,7 +18,8 @@
 //!    same Bearer token (its latest, or one busy less than [`IDLE_NS`]
 //!    before), else the one its connection carried last, else the latest one
 //!    on the same repository busy less than [`IDLE_NS`] before (or the ping
-//!    or 401 that a token issued since answers).
+//!    or 401 that a token issued since, or Basic credentials sent within
+//!    [`RETRY_NS`], answers).
 //! 5. A pull immediately followed by, or overlapping, a push of the same
 //!    client that writes the manifest the pull read is one copy.
 //! 6. A mirror's misses (`ns=` naming the upstream) followed by the same
