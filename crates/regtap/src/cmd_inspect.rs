@@ -82,7 +82,11 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let analysis = analyzer.finish();
     let earliest = earliest.as_slice();
-    let written = write_output(&args, analysis, earliest, color, &mut out).and_then(|()| {
+    // Indented for a person at a terminal; one line for a pipe or a file,
+    // where indentation would make a large capture's document ten times
+    // the size.
+    let pretty = std::io::stdout().is_terminal();
+    let written = write_output(&args, analysis, earliest, color, pretty, &mut out).and_then(|()| {
         out.flush()?;
         Ok(())
     });
@@ -123,6 +127,7 @@ fn write_output(
     mut analysis: Analysis,
     flows: &[Flow],
     color: bool,
+    pretty_json: bool,
     out: &mut impl std::io::Write,
 ) -> anyhow::Result<()> {
     crate::select::retain(
@@ -139,7 +144,7 @@ fn write_output(
         // Credentials the decoder quotes (signed redirect URLs, error
         // messages) are redacted as in a HAR; token fingerprints stay the
         // decoder's, as the text output shows them.
-        write_json(&analysis, &redactor, &mut *out)?;
+        write_json(&analysis, &redactor, pretty_json, &mut *out)?;
         out.write_all(b"\n")?;
     } else {
         let text = redactor.text(&render_text(&analysis, flows, color));
@@ -148,17 +153,22 @@ fn write_output(
     Ok(())
 }
 
-/// The analysis as pretty JSON, redacted, written one flow (session,
+/// The analysis as JSON, redacted, written one flow (session,
 /// operation, diagnostic) at a time: the document is never held whole.
 /// Keys are in the order of `serde_json::Value` (sorted), and the redactor
 /// sees the values in that order, as a walk over the whole document would.
 fn write_json(
     analysis: &Analysis,
     redactor: &Redactor,
+    pretty: bool,
     out: impl std::io::Write,
 ) -> serde_json::Result<()> {
-    let mut serializer = serde_json::Serializer::pretty(out);
-    RedactedAnalysis { analysis, redactor }.serialize(&mut serializer)
+    let document = RedactedAnalysis { analysis, redactor };
+    if pretty {
+        document.serialize(&mut serde_json::Serializer::pretty(out))
+    } else {
+        document.serialize(&mut serde_json::Serializer::new(out))
+    }
 }
 
 struct RedactedAnalysis<'a> {
@@ -259,7 +269,14 @@ mod tests {
 
     fn output(args: &InspectArgs, flows: &[Flow], color: bool) -> anyhow::Result<String> {
         let mut out = Vec::new();
-        write_output(args, analyze(flows, &options(args)), flows, color, &mut out)?;
+        write_output(
+            args,
+            analyze(flows, &options(args)),
+            flows,
+            color,
+            true,
+            &mut out,
+        )?;
         Ok(String::from_utf8(out)?)
     }
 
@@ -366,7 +383,7 @@ mod tests {
 
     /// Streamed one item at a time, `inspect --json` is the document a
     /// redacting walk over the whole analysis (and its schema version)
-    /// gives, byte for byte.
+    /// gives, byte for byte, indented or on one line.
     #[test]
     fn streamed_json_is_the_whole_document_redacted() {
         let captures = concat!(env!("CARGO_MANIFEST_DIR"), "/../../captures");
@@ -382,14 +399,19 @@ mod tests {
             let mut whole = serde_json::to_value(&analysis).unwrap();
             whole["schema_version"] = SCHEMA_VERSION.into();
             Redactor::new(salt()).analysis(&mut whole);
-            let mut streamed = Vec::new();
-            write_json(&analysis, &Redactor::new(salt()), &mut streamed).unwrap();
-            assert_eq!(
-                String::from_utf8(streamed).unwrap(),
-                serde_json::to_string_pretty(&whole).unwrap(),
-                "{}",
-                path.display()
-            );
+            for (pretty, expected) in [
+                (true, serde_json::to_string_pretty(&whole).unwrap()),
+                (false, serde_json::to_string(&whole).unwrap()),
+            ] {
+                let mut streamed = Vec::new();
+                write_json(&analysis, &Redactor::new(salt()), pretty, &mut streamed).unwrap();
+                assert_eq!(
+                    String::from_utf8(streamed).unwrap(),
+                    expected,
+                    "{}",
+                    path.display()
+                );
+            }
             checked += 1;
         }
         assert!(checked >= 10, "{checked} captures");
