@@ -106,8 +106,11 @@ impl Analyzer {
     /// the analysis keeps of it is not copied, and the bytes no later pass
     /// reads (blob bodies) are dropped at once.
     pub fn push_owned(&mut self, flow: Flow) {
-        self.decoded
-            .push(local::decode_flow(Arc::new(flow), &self.options, &mut self.bearers));
+        self.decoded.push(local::decode_flow(
+            Arc::new(flow),
+            &self.options,
+            &mut self.bearers,
+        ));
     }
 
     /// Number of flows pushed.
