@@ -342,6 +342,7 @@ pub async fn start(config: ProxyConfig, ca: &Ca) -> Result<ProxyHandle, ProxyErr
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
     warn_if_short_of_file_descriptors(config.max_connections);
+    keep_freed_buffers();
     let provider = crypto_provider();
     let keylog: Option<Arc<dyn rustls::KeyLog>> = match &config.keylog {
         Some(path) => Some(Arc::new(keylog::KeyLogFile::open(path)?)),
@@ -490,6 +491,23 @@ pub async fn start(config: ProxyConfig, ca: &Ca) -> Result<ProxyHandle, ProxyErr
         writer,
         capture_failure,
     })
+}
+
+/// Bodies stream through buffers of up to a few hundred KiB. With glibc's
+/// defaults a worker thread's heap gives its free top back to the kernel as
+/// soon as 128 KiB are free (about 140 `madvise` calls per 512 MiB passed),
+/// so the next buffers' pages are faulted in and zeroed again. Keeping up to
+/// 32 MiB per heap cuts the proxy's CPU per GiB of HTTP/2 uploads by about a
+/// sixth (bench/proxy-throughput.sh). Setting the trim threshold stops glibc
+/// from raising the mmap threshold by itself, so that one is set too.
+fn keep_freed_buffers() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes the allocator's tuning; it touches no
+    // memory of ours.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 32 << 20);
+    }
 }
 
 /// Each client connection holds its socket and usually one upstream socket;
