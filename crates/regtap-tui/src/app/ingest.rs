@@ -1,5 +1,6 @@
-//! Live mode: events from the proxy taken in; finished flows analysed by
-//! the relinker thread and shown when their analysis comes back.
+//! Live mode: events from the proxy taken in; finished flows shown at the
+//! next refresh, and analysed by the relinker thread (their kinds and
+//! operations show when its analysis comes back).
 
 use std::sync::Arc;
 
@@ -89,38 +90,39 @@ impl App {
         }
     }
 
-    /// Live flows are waiting to be shown.
+    /// Live flows are waiting to be shown, or their analysis to come back.
     pub fn needs_refresh(&self) -> bool {
         self.live
             .as_ref()
-            .is_some_and(|live| !live.pending.is_empty())
+            .is_some_and(|live| !live.pending.is_empty() || live.relinker.behind() > 0)
     }
 
-    /// Waits for the analysis of every finished live flow and shows them.
+    /// Shows every finished live flow, waiting for their analysis.
     pub fn refresh(&mut self) {
         let linked = self.live.as_mut().and_then(|live| live.relinker.complete());
         self.take_in(linked);
     }
 
-    /// Shows the finished live flows the relinker has analysed by now, if
-    /// any; never waits. The cost on this thread is that of merging them
-    /// into the shown list, whatever linking the capture takes.
+    /// Shows the finished live flows, and the newest analysis the relinker
+    /// has made by now, if any; never waits. The cost on this thread is
+    /// that of merging them into the shown list, whatever linking the
+    /// capture takes.
     pub fn poll_refresh(&mut self) {
         let linked = self.live.as_mut().and_then(|live| live.relinker.latest());
         self.take_in(linked);
     }
 
     fn take_in(&mut self, linked: Option<Linked>) {
-        let (Some(live), Some(linked)) = (self.live.as_mut(), linked) else {
+        let Some(live) = self.live.as_mut() else {
             return;
         };
-        let covered = linked
-            .covers
-            .saturating_sub(live.shown)
-            .min(live.pending.len());
-        live.shown += covered;
-        self.analysis = linked.analysis;
-        for flow in live.pending.drain(..covered) {
+        if live.pending.is_empty() && linked.is_none() {
+            return;
+        }
+        if let Some(linked) = linked {
+            self.analysis = linked.analysis;
+        }
+        for flow in live.pending.drain(..) {
             let key = (flow.timing.request_start, flow.id);
             let position = self
                 .flows
