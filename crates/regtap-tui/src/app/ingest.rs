@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use regtap_capture::{Direction, LiveEvent};
+use regtap_capture::{Direction, Flow, LiveEvent};
 
 use super::{App, BodyProgress, Transfer};
 use crate::relink::Linked;
@@ -119,16 +119,27 @@ impl App {
         if live.pending.is_empty() && linked.is_none() {
             return;
         }
+        let shown = self.flows.len();
+        // Flows after every one shown, and no new analysis: the common case
+        // of a busy proxy, where only the new rows need work.
+        let key = |flow: &Flow| (flow.timing.request_start, flow.id);
+        live.pending.sort_by_key(key);
+        let appended = linked.is_none()
+            && live
+                .pending
+                .first()
+                .zip(self.flows.last())
+                .is_none_or(|(first, last)| key(first) > key(last));
         if let Some(linked) = linked {
             self.analysis = linked.analysis;
         }
+        let flows = Arc::make_mut(&mut self.flows);
         for flow in live.pending.drain(..) {
-            let key = (flow.timing.request_start, flow.id);
-            let position = self
-                .flows
-                .partition_point(|f| (f.timing.request_start, f.id) < key);
-            Arc::make_mut(&mut self.flows).insert(position, flow);
+            let position = flows.partition_point(|f| key(f) < key(&flow));
+            flows.insert(position, flow);
         }
-        self.reindex();
+        if !(appended && self.index_appended(shown)) {
+            self.reindex();
+        }
     }
 }

@@ -721,3 +721,25 @@ fn live_flows_show_at_the_next_refresh_before_they_are_linked() {
     );
     assert_eq!(app.analysis.operations.len(), 60);
 }
+
+#[test]
+fn live_rows_added_alone_are_those_a_full_rebuild_gives() {
+    let mut app = App::live(Options::default());
+    press(&mut app, "3/blobs\n");
+    for flow in fixtures::session() {
+        app.apply(LiveEvent::Finished(Box::new(flow)));
+        app.poll_refresh();
+        let added = app.flow_list.rows.clone();
+        app.rebuild_rows();
+        assert_eq!(added, app.flow_list.rows);
+    }
+    app.refresh();
+    let shown = shown_ids(&app);
+    assert!(!shown.is_empty());
+    assert!(
+        shown
+            .iter()
+            .all(|&id| app.flow(id).is_some_and(|f| f.url().contains("/blobs/"))),
+        "{shown:?}"
+    );
+}
