@@ -143,7 +143,7 @@ fn live_replay(flows: Vec<Flow>, terminal: &mut Terminal<TestBackend>) {
                 app.unlinked()
             );
         }
-        if shown % 1_000 == 0 {
+        if shown.is_multiple_of(1_000) {
             window = Instant::now();
         }
     }
