@@ -128,14 +128,14 @@ impl Local {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct BearerMemo {
     /// By the token's SHA-256.
-    known: HashMap<String, Arc<BearerFacts>>,
+    known: HashMap<String, BearerFacts>,
 }
 
 /// How many tokens a [`BearerMemo`] holds before it starts afresh: a
 /// capture's tokens are renewed every few minutes, so old ones rarely return.
 const REMEMBERED_TOKENS: usize = 1024;
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct BearerFacts {
     exp: Option<i64>,
     nbf: Option<i64>,
@@ -290,7 +290,7 @@ fn credentials(local: &mut Local, memo: &mut BearerMemo) {
             let facts = memo
                 .known
                 .entry(hash.clone())
-                .or_insert_with(|| Arc::new(bearer_facts(&token, &print)));
+                .or_insert_with(|| bearer_facts(&token, &print));
             local.bearer_hash = Some(hash);
             local.bearer_exp = facts.exp;
             local.bearer_nbf = facts.nbf;

@@ -562,16 +562,17 @@ impl Redactor {
 /// decoder's prose has none, and is then left as it is without a scan word
 /// by word.
 fn may_quote_credentials(text: &str) -> bool {
-    text.contains("://")
-        || text.contains("eyJ")
-        || contains_ignoring_ascii_case(text, "basic ")
-        || contains_ignoring_ascii_case(text, "bearer ")
+    text.contains("://") || text.contains("eyJ") || has_scheme_before_space(text)
 }
 
-fn contains_ignoring_ascii_case(text: &str, lowercase_needle: &str) -> bool {
-    text.as_bytes()
-        .windows(lowercase_needle.len())
-        .any(|window| window.eq_ignore_ascii_case(lowercase_needle.as_bytes()))
+/// Whether `Basic ` or `Bearer ` (in any case) is somewhere in `text`.
+fn has_scheme_before_space(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    text.match_indices(' ').any(|(space, _)| {
+        [&b"basic"[..], b"bearer"].iter().any(|scheme| {
+            space >= scheme.len() && bytes[space - scheme.len()..space].eq_ignore_ascii_case(scheme)
+        })
+    })
 }
 
 /// Whether `text` has a run of exactly 12 ASCII letters and digits: the

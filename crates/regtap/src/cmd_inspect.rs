@@ -50,8 +50,17 @@ pub enum ColorMode {
 
 pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
     // Each flow is decoded as it is read and only what the analysis needs
-    // of it is kept: a capture is never held whole.
-    let mut analyzer = Analyzer::new(options(&args));
+    // of it is kept: a capture is never held whole. Decoding runs on its
+    // own thread, beside the reading and parsing of the next flows.
+    let (to_decoder, flows) = std::sync::mpsc::sync_channel::<Flow>(DECODE_QUEUE);
+    let options = options(&args);
+    let decoder = std::thread::spawn(move || {
+        let mut analyzer = Analyzer::new(options);
+        for flow in flows {
+            analyzer.push_owned(flow);
+        }
+        analyzer.finish()
+    });
     // The text's times count from the earliest flow.
     let mut earliest: Option<Flow> = None;
     let streamed = crate::input::for_each_flow(&args.captures, |flow| {
@@ -61,8 +70,14 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
         {
             earliest = Some(flow.clone());
         }
-        analyzer.push_owned(flow);
-    })?;
+        // A decoder that stopped has panicked: `join` below says so.
+        let _ = to_decoder.send(flow);
+    });
+    drop(to_decoder);
+    let analysis = decoder
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+    let streamed = streamed?;
     for warning in &streamed.warnings {
         eprintln!("regtap: warning: {warning}");
     }
@@ -80,7 +95,6 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    let analysis = analyzer.finish();
     let earliest = earliest.as_slice();
     // Indented for a person at a terminal; one line for a pipe or a file,
     // where indentation would make a large capture's document ten times
@@ -96,6 +110,10 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
         other => other.map(|()| ExitCode::SUCCESS),
     }
 }
+
+/// How many parsed flows may wait for the decoder: enough to smooth out a
+/// costly flow, few enough to keep memory flat.
+const DECODE_QUEUE: usize = 256;
 
 /// The version of the `inspect --json` document (`docs/inspect-json.md`):
 /// raised when a field is removed, renamed or changes meaning; new fields
