@@ -35,6 +35,9 @@ pub(crate) struct Relinker {
     pushed: usize,
     /// Flows covered by the newest analysis taken from the thread.
     covered: usize,
+    /// The thread is gone (a decoder panic): no analysis will come.
+    failed: bool,
+    failure_told: bool,
 }
 
 impl std::fmt::Debug for Relinker {
@@ -56,6 +59,8 @@ impl Relinker {
             linked,
             pushed: 0,
             covered: 0,
+            failed: false,
+            failure_told: false,
         }
     }
 
@@ -66,14 +71,37 @@ impl Relinker {
         }
     }
 
-    /// Flows pushed that the newest analysis taken does not cover yet.
+    /// Flows pushed that the newest analysis taken does not cover yet, and
+    /// that one will cover.
     pub fn behind(&self) -> usize {
-        self.pushed - self.covered
+        if self.failed {
+            0
+        } else {
+            self.pushed - self.covered
+        }
+    }
+
+    /// True once, the first time this is asked after the thread has gone:
+    /// the analysis shown is then the last there will be.
+    pub fn newly_failed(&mut self) -> bool {
+        let newly = self.failed && !self.failure_told;
+        self.failure_told |= self.failed;
+        newly
     }
 
     /// The newest analysis finished since the last call, without waiting.
     pub fn latest(&mut self) -> Option<Linked> {
-        let newest = self.linked.try_iter().last();
+        let mut newest = None;
+        loop {
+            match self.linked.try_recv() {
+                Ok(linked) => newest = Some(linked),
+                Err(mpsc::TryRecvError::Empty) => break,
+                Err(mpsc::TryRecvError::Disconnected) => {
+                    self.failed = true;
+                    break;
+                }
+            }
+        }
         self.take(newest)
     }
 
@@ -84,7 +112,10 @@ impl Relinker {
         while newest.as_ref().is_none_or(|l| l.covers < self.pushed) {
             match self.linked.recv() {
                 Ok(linked) => newest = Some(linked),
-                Err(_) => break,
+                Err(_) => {
+                    self.failed = true;
+                    break;
+                }
             }
         }
         self.take(newest)

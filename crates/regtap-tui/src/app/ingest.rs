@@ -116,6 +116,9 @@ impl App {
         let Some(live) = self.live.as_mut() else {
             return;
         };
+        if live.relinker.newly_failed() {
+            self.notice = Some("the decoder failed: new flows show without analysis".to_owned());
+        }
         if live.pending.is_empty() && linked.is_none() {
             return;
         }
