@@ -1,6 +1,7 @@
 //! How long the analysis takes on big captures (1k, 10k and 100k flows):
 //! batch, and live (the flows replayed into an `Analyzer`: the cost of one
-//! more flow, and of linking them all, as the TUI's relinker does).
+//! more flow, of linking them all once, and of a whole replay linked as
+//! the TUI's relinker does, when due).
 //!
 //!     cargo bench -p regtap-decode --bench analyze
 
@@ -91,5 +92,44 @@ fn main() {
             relink,
             relink.as_secs_f64() * 1e6 / flows.len() as f64,
         );
+        // A whole live replay: every flow pushed, linked whenever
+        // `link_due`, and linked whole at the end (the relinker's growth
+        // schedule). Per flow, this should stay flat as the capture grows.
+        let start = Instant::now();
+        let mut live = Analyzer::new(options.clone());
+        let mut links = 0;
+        for f in &flows {
+            live.push(f);
+            if live.link_due() {
+                std::hint::black_box(live.link());
+                links += 1;
+            }
+        }
+        std::hint::black_box(live.link());
+        let replay = start.elapsed();
+        println!(
+            "{:>6} flows: live replay linked when due ({} links) {:>9.2?} ({:>5.1} µs/flow)",
+            flows.len(),
+            links + 1,
+            replay,
+            replay.as_secs_f64() * 1e6 / flows.len() as f64,
+        );
+        // What linking after every new flow (the relinker of old, when flows
+        // came slower than it linked) cost: quadratic, so only at 1k flows.
+        if copies < 100 {
+            let start = Instant::now();
+            let mut every = Analyzer::new(options.clone());
+            for f in &flows {
+                every.push(f);
+                std::hint::black_box(every.link());
+            }
+            let replay = start.elapsed();
+            println!(
+                "{:>6} flows: live replay linked after every flow {:>9.2?} ({:>5.1} µs/flow)",
+                flows.len(),
+                replay,
+                replay.as_secs_f64() * 1e6 / flows.len() as f64,
+            );
+        }
     }
 }

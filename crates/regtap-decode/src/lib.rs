@@ -87,6 +87,8 @@ pub struct Analyzer {
     options: Options,
     decoded: Vec<Local>,
     bearers: local::BearerMemo,
+    /// How many flows the last [`Analyzer::link`] covered.
+    linked: usize,
 }
 
 impl Analyzer {
@@ -95,6 +97,7 @@ impl Analyzer {
             options,
             decoded: Vec::new(),
             bearers: local::BearerMemo::default(),
+            linked: 0,
         }
     }
 
@@ -130,6 +133,37 @@ impl Analyzer {
     /// [`Analyzer::analysis`] makes to keep the analyzer going.
     pub fn finish(self) -> Analysis {
         link_all(self.decoded)
+    }
+
+    /// Takes in the flows another analyzer decoded (with the same options),
+    /// so that decoding can be split among threads: the analysis does not
+    /// depend on the order flows were pushed in. (Its memo of decoded
+    /// tokens, a cache, is dropped.)
+    pub fn append(&mut self, other: Analyzer) {
+        self.decoded.extend(other.decoded);
+    }
+
+    /// As [`Analyzer::analysis`], remembering how many flows it covered for
+    /// [`Analyzer::link_due`].
+    pub fn link(&mut self) -> Analysis {
+        self.linked = self.decoded.len();
+        self.analysis()
+    }
+
+    /// Flows pushed since the last [`Analyzer::link`].
+    pub fn unlinked(&self) -> usize {
+        self.decoded.len().saturating_sub(self.linked)
+    }
+
+    /// Whether the flows pushed since the last [`Analyzer::link`] are as
+    /// many as those it covered. Linking a live capture only when due keeps
+    /// the total linking work in proportion to one link of the whole: each
+    /// link covers at least twice the flows of the one before, so the links
+    /// of a capture growing to N flows cover at most 2·N flows in all
+    /// (linking after every flow would cover N²/2).
+    pub fn link_due(&self) -> bool {
+        let unlinked = self.unlinked();
+        unlinked > 0 && unlinked >= self.linked
     }
 }
 

@@ -479,6 +479,53 @@ fn incremental_analysis_ends_equal_to_batch_in_any_arrival_order() {
 }
 
 #[test]
+fn flows_decoded_by_several_analyzers_and_appended_analyse_as_one_capture() {
+    let flows = in_finishing_order(&whole_reference());
+    let batch = run(&flows);
+    // Interleaved parts, appended out of order, as decoding threads finish.
+    let mut parts: Vec<Analyzer> = (0..3).map(|_| Analyzer::new(Options::default())).collect();
+    for (n, flow) in flows.iter().enumerate() {
+        parts[n % 3].push(flow);
+    }
+    let mut whole = parts.pop().expect("three parts");
+    for part in parts {
+        whole.append(part);
+    }
+    assert_eq!(whole.len(), flows.len());
+    assert_eq!(whole.finish(), batch);
+}
+
+#[test]
+fn linking_when_due_covers_each_flow_a_bounded_number_of_times_and_ends_as_batch() {
+    let flows = in_finishing_order(&whole_reference());
+    let batch = run(&flows);
+    let mut analyzer = Analyzer::new(Options::default());
+    let mut linked_sizes = Vec::new();
+    for flow in &flows {
+        analyzer.push(flow);
+        if analyzer.link_due() {
+            let analysis = analyzer.link();
+            assert_eq!(analysis.flows.len(), analyzer.len());
+            linked_sizes.push(analyzer.len());
+        }
+    }
+    assert!(
+        analyzer.unlinked() * 2 < analyzer.len(),
+        "what is left unlinked is under half the capture"
+    );
+    // Each link covers at least twice the flows of the one before.
+    assert!(
+        linked_sizes.windows(2).all(|w| w[1] >= w[0] * 2),
+        "{linked_sizes:?}"
+    );
+    let covered: usize = linked_sizes.iter().sum();
+    assert!(covered <= 2 * flows.len(), "{covered} for {}", flows.len());
+    assert_eq!(analyzer.link(), batch);
+    assert_eq!(analyzer.unlinked(), 0);
+    assert!(!analyzer.link_due(), "nothing new: nothing to link");
+}
+
+#[test]
 fn expired_and_not_yet_valid_tokens_are_flagged() {
     let (t, token) = token(
         2,

@@ -1,5 +1,6 @@
 //! How long the TUI takes to open a capture of 100,000 flows and to draw a
-//! frame while scrolling it. Figures, not assertions:
+//! frame while scrolling it, and what live traffic of as many flows costs
+//! its UI thread per frame. Figures, not assertions:
 //! `cargo bench -p regtap-tui --bench open_large_capture`.
 
 use std::hint::black_box;
@@ -8,8 +9,8 @@ use std::time::Instant;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use regtap_capture::Flow;
 use regtap_capture::factory::FlowBuilder;
+use regtap_capture::{Flow, LiveEvent};
 use regtap_decode::Options;
 use regtap_tui::{App, draw};
 
@@ -111,5 +112,48 @@ fn main() {
         "search typed over {FLOWS} flows (11 keys, the first builds the index): {:.0} ms, {} flows match",
         start.elapsed().as_secs_f64() * 1e3,
         app.flow_list.rows.len()
+    );
+    live_replay(synthetic_capture(), &mut terminal);
+}
+
+/// The capture replayed into live mode, 100 finished flows per frame (a
+/// busy proxy): what a frame costs the UI thread (taking the flows in and
+/// drawing) as the capture grows, and how long after the last flow the
+/// analysis covers them all.
+fn live_replay(flows: Vec<Flow>, terminal: &mut Terminal<TestBackend>) {
+    const PER_FRAME: usize = 100;
+    let mut app = App::live(Options::default());
+    let start = Instant::now();
+    let mut window = Instant::now();
+    for (frame, chunk) in flows.chunks(PER_FRAME).enumerate() {
+        for flow in chunk {
+            app.apply(LiveEvent::Finished(Box::new(flow.clone())));
+        }
+        app.poll_refresh();
+        let drawn = terminal.draw(|frame| draw(frame, &app));
+        black_box(drawn.is_ok());
+        let shown = (frame + 1) * PER_FRAME;
+        if [1_000, 10_000, 100_000].contains(&shown) {
+            // The last 1,000 flows: 10 frames.
+            let per_frame = window.elapsed() / 10;
+            println!(
+                "live, {shown} flows shown: {:.2} ms per frame of {PER_FRAME} new flows \
+                 ({} not linked yet)",
+                per_frame.as_secs_f64() * 1e3,
+                app.unlinked()
+            );
+        }
+        if shown.is_multiple_of(1_000) {
+            window = Instant::now();
+        }
+    }
+    let replayed = start.elapsed();
+    app.refresh();
+    println!(
+        "live, {FLOWS} flows replayed in {:.2} s; linked whole {:.2} s after the last one \
+         ({} operations)",
+        replayed.as_secs_f64(),
+        (start.elapsed() - replayed).as_secs_f64(),
+        app.analysis.operations.len()
     );
 }

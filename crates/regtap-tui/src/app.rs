@@ -160,11 +160,8 @@ impl Transfer {
 #[derive(Debug)]
 pub struct Live {
     relinker: Relinker,
-    /// Finished flows not yet merged into the shown state (see [`App::refresh`]),
-    /// in the order they were pushed to the relinker.
+    /// Finished flows not yet merged into the shown list (see [`App::refresh`]).
     pending: Vec<Flow>,
-    /// Flows pushed to the relinker and shown.
-    shown: usize,
     pub in_flight: BTreeMap<u64, Transfer>,
     /// The event source has gone (the proxy stopped).
     pub ended: bool,
@@ -204,6 +201,9 @@ pub struct App {
     pub analysis: Analysis,
     /// The analysis is still being computed: kinds and operations are not known yet.
     pub decoding: bool,
+    /// While decoding: every flow is decoded, and they are being linked
+    /// into operations.
+    pub linking: bool,
     /// Lowercased searchable text of each flow, built at the first search.
     search_text: Option<Vec<String>>,
     flow_positions: IdIndex,
@@ -260,6 +260,7 @@ impl App {
     pub fn set_analysis(&mut self, analysis: Analysis) {
         self.analysis = analysis;
         self.decoding = false;
+        self.linking = false;
         self.reindex();
     }
 
@@ -268,7 +269,6 @@ impl App {
         let live = Live {
             relinker: Relinker::new(options),
             pending: Vec::new(),
-            shown: 0,
             in_flight: BTreeMap::new(),
             ended: false,
             missed: 0,
@@ -287,6 +287,7 @@ impl App {
             flows: Arc::new(flows),
             analysis,
             decoding: false,
+            linking: false,
             search_text: None,
             flow_positions: IdIndex::Ascending,
             analysis_positions: IdIndex::Ascending,
@@ -344,13 +345,19 @@ impl App {
             })
     }
 
-    /// The decoder's kind name of a flow; `…` while decoding.
+    /// The decoder's kind name of a flow; `…` until its analysis comes.
     pub fn kind_label(&self, id: u64) -> &'static str {
         match self.flow_analysis(id) {
             Some(analysis) => analysis.kind.label(),
-            None if self.decoding => "…",
+            None if self.decoding || self.unlinked() > 0 => "…",
             None => "-",
         }
+    }
+
+    /// Live flows shown that the analysis does not cover yet: their kinds
+    /// and operations are still being linked.
+    pub fn unlinked(&self) -> usize {
+        self.live.as_ref().map_or(0, |live| live.relinker.behind())
     }
 
     pub fn selected_operation(&self) -> Option<&Operation> {

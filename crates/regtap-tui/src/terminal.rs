@@ -2,6 +2,7 @@
 //! undone (on return, on error, on panic), and the event loop.
 
 use std::io::{self, Stdout};
+use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Once, mpsc};
 use std::thread::ThreadId;
@@ -16,7 +17,7 @@ use ratatui::crossterm::terminal::{
     EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
 };
 use regtap_capture::Flow;
-use regtap_decode::{Analysis, Options};
+use regtap_decode::{Analysis, Analyzer, Options};
 
 use crate::app::{Action, App};
 use crate::live::{LivePoll, LiveSource};
@@ -35,7 +36,7 @@ const IDLE_TICK: Duration = Duration::from_millis(500);
 
 /// Shows flows read from a capture file until the user quits. `notice` is
 /// shown once in the status line (e.g. a warning from reading the file).
-/// The flows show at once; the decoder runs on another thread and its
+/// The flows show at once; the decoder runs on other threads and its
 /// analysis (kinds, operations, steps) appears when ready, so a large
 /// capture opens without waiting for it.
 pub fn run_capture(
@@ -49,10 +50,49 @@ pub fn run_capture(
     let flows = Arc::clone(&app.flows);
     let options = options.clone();
     std::thread::spawn(move || {
+        let analyzer = decode_in_parallel(&flows, &options);
         // The receiver is gone when the user quit first: nothing to do.
-        let _ = sender.send(regtap_decode::analyze(&flows, &options));
+        let _ = sender.send(Decoded::Linking);
+        let _ = sender.send(Decoded::Done(analyzer.finish()));
     });
     run_app(app, Some(analysis), None)
+}
+
+/// How far the decoder thread of [`run_capture`] has got.
+enum Decoded {
+    /// Every flow is decoded; linking them into operations has begun.
+    Linking,
+    Done(Analysis),
+}
+
+/// Decodes the flows on every core: each flow is decoded alone, so each
+/// thread takes a share and the shares are put together before linking.
+fn decode_in_parallel(flows: &[Flow], options: &Options) -> Analyzer {
+    let threads = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
+    let share = flows.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = flows
+            .chunks(share)
+            .map(|part| {
+                scope.spawn(move || {
+                    let mut analyzer = Analyzer::new(options.clone());
+                    for flow in part {
+                        analyzer.push(flow);
+                    }
+                    analyzer
+                })
+            })
+            .collect();
+        let mut whole = Analyzer::new(options.clone());
+        for worker in workers {
+            match worker.join() {
+                Ok(part) => whole.append(part),
+                // A decoder panic: the panic goes on to this thread's owner.
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        whole
+    })
 }
 
 /// Shows live traffic until the user quits. Blocks: run it on a thread of
@@ -66,7 +106,7 @@ pub fn run_live(mut events: impl LiveSource, options: Options) -> Result<(), Tui
 
 fn run_app(
     mut app: App,
-    mut analysis: Option<mpsc::Receiver<Analysis>>,
+    mut analysis: Option<mpsc::Receiver<Decoded>>,
     mut events: Option<&mut dyn LiveSource>,
 ) -> Result<(), TuiError> {
     let mut session = TerminalSession::enter()?;
@@ -74,7 +114,8 @@ fn run_app(
     loop {
         if let Some(receiver) = &analysis {
             match receiver.try_recv() {
-                Ok(done) => {
+                Ok(Decoded::Linking) => app.linking = true,
+                Ok(Decoded::Done(done)) => {
                     app.set_analysis(done);
                     analysis = None;
                 }

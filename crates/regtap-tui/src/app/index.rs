@@ -1,7 +1,7 @@
 //! What the state derives from the flows and the analysis: id lookups, the
 //! rows of the flows view and its search text.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use regtap_capture::Flow;
 
@@ -16,36 +16,23 @@ impl App {
             .flows
             .first()
             .map_or(0, |flow| flow.timing.request_start);
-        // A handful of distinct kinds among many flows: dedupe as they come.
-        let mut kinds: Vec<&'static str> = Vec::new();
+        // Sets, not lists searched for each flow: a capture may name
+        // thousands of repositories.
+        let mut kinds = BTreeSet::new();
+        let mut clients = BTreeSet::new();
+        let mut repositories = BTreeSet::new();
         for flow in &self.analysis.flows {
-            let label = flow.kind.label();
-            if !kinds.contains(&label) {
-                kinds.push(label);
+            kinds.insert(flow.kind.label());
+            if let Some(client) = &flow.client {
+                clients.insert(client.program.as_str());
+            }
+            if let Some(repository) = flow.kind.repository() {
+                repositories.insert(repository);
             }
         }
-        kinds.sort_unstable();
-        self.flow_list.kinds = kinds;
-        let mut clients: Vec<String> = Vec::new();
-        for flow in &self.analysis.flows {
-            if let Some(client) = &flow.client
-                && !clients.contains(&client.program)
-            {
-                clients.push(client.program.clone());
-            }
-        }
-        clients.sort_unstable();
-        self.flow_list.clients = clients;
-        let mut repositories: Vec<String> = Vec::new();
-        for flow in &self.analysis.flows {
-            if let Some(repository) = flow.kind.repository()
-                && !repositories.iter().any(|r| r == repository)
-            {
-                repositories.push(repository.to_owned());
-            }
-        }
-        repositories.sort_unstable();
-        self.flow_list.repositories = repositories;
+        self.flow_list.kinds = kinds.into_iter().collect();
+        self.flow_list.clients = clients.into_iter().map(str::to_owned).collect();
+        self.flow_list.repositories = repositories.into_iter().map(str::to_owned).collect();
         self.rebuild_rows();
         let operations = self.analysis.operations.len();
         self.operations.select(self.operations.selected, operations);
@@ -53,10 +40,48 @@ impl App {
         self.steps.select(self.steps.selected, steps);
     }
 
+    /// Takes in flows appended to [`App::flows`] from position `from` on,
+    /// after every flow already there and with the analysis unchanged: only
+    /// their rows are added, where [`App::reindex`] goes over the whole
+    /// capture. Returns false, changing nothing, when they cannot be added
+    /// alone (ids out of order), for the caller to reindex.
+    pub(super) fn index_appended(&mut self, from: usize) -> bool {
+        let appended = self.flows.get(from..).unwrap_or_default();
+        let last_id = from.checked_sub(1).map(|last| self.flows[last].id);
+        match &mut self.flow_positions {
+            IdIndex::Ascending => {
+                let ids = last_id.into_iter().chain(appended.iter().map(|f| f.id));
+                if !ids.is_sorted() {
+                    return false;
+                }
+            }
+            IdIndex::Map(positions) => {
+                for (offset, flow) in appended.iter().enumerate() {
+                    positions.entry(flow.id).or_insert(from + offset);
+                }
+            }
+        }
+        if from == 0 {
+            self.origin_ns = appended.first().map_or(0, |f| f.timing.request_start);
+        }
+        if let Some(mut texts) = self.search_text.take() {
+            texts.extend(appended.iter().map(|flow| self.search_text_of(flow)));
+            self.search_text = Some(texts);
+        }
+        self.update_rows(from);
+        true
+    }
+
     /// Applies the search text and the kind filter, keeping the selected
     /// flow selected when it still shows; live, a selection on the last
     /// row follows the newest flow.
     pub(super) fn rebuild_rows(&mut self) {
+        self.update_rows(0);
+    }
+
+    /// As [`App::rebuild_rows`], keeping the rows of the flows before
+    /// position `from` as they are.
+    fn update_rows(&mut self, from: usize) {
         let search = self
             .search_input
             .as_deref()
@@ -70,38 +95,44 @@ impl App {
                 .collect();
             self.search_text = Some(texts);
         }
-        let list = &self.flow_list;
-        let previous_len = list.rows.len();
-        let was_last =
-            self.live.is_some() && previous_len > 0 && list.cursor.selected() + 1 >= previous_len;
+        let previous_len = self.flow_list.rows.len();
+        let selected = self.flow_list.cursor.selected();
+        let was_last = self.live.is_some() && previous_len > 0 && selected + 1 >= previous_len;
         let selected_id = self.selected_flow().map(|flow| flow.id);
+        let mut rows = std::mem::take(&mut self.flow_list.rows);
+        let kept = rows.partition_point(|&position| position < from);
+        rows.truncate(kept);
+        let list = &self.flow_list;
         let kind = list.kind;
         let client = list.client.as_deref();
         let repository = list.repository.as_deref();
         let failed_only = list.failed_only;
         let texts = self.search_text.as_deref().unwrap_or_default();
-        let rows: Vec<usize> = self
-            .flows
-            .iter()
-            .enumerate()
-            .filter(|(position, flow)| {
-                kind.is_none_or(|kind| self.kind_label(flow.id) == kind)
-                    && client.is_none_or(|client| self.client_program(flow.id) == Some(client))
-                    && repository.is_none_or(|repository| {
-                        self.flow_analysis(flow.id)
-                            .and_then(|a| a.kind.repository())
-                            == Some(repository)
-                    })
-                    && (!failed_only || self.failed(flow))
-                    && (search.is_empty()
-                        || texts
-                            .get(*position)
-                            .is_some_and(|text| text.contains(&search)))
-            })
-            .map(|(position, _)| position)
-            .collect();
+        rows.extend(
+            self.flows
+                .iter()
+                .enumerate()
+                .skip(from)
+                .filter(|(position, flow)| {
+                    kind.is_none_or(|kind| self.kind_label(flow.id) == kind)
+                        && client.is_none_or(|client| self.client_program(flow.id) == Some(client))
+                        && repository.is_none_or(|repository| {
+                            self.flow_analysis(flow.id)
+                                .and_then(|a| a.kind.repository())
+                                == Some(repository)
+                        })
+                        && (!failed_only || self.failed(flow))
+                        && (search.is_empty()
+                            || texts
+                                .get(*position)
+                                .is_some_and(|text| text.contains(&search)))
+                })
+                .map(|(position, _)| position),
+        );
         let target = if was_last {
             rows.len().saturating_sub(1)
+        } else if selected < kept {
+            selected
         } else {
             selected_id
                 .and_then(|id| rows.iter().position(|&p| self.flows[p].id == id))

@@ -1,9 +1,10 @@
-//! Live mode: events from the proxy taken in; finished flows analysed by
-//! the relinker thread and shown when their analysis comes back.
+//! Live mode: events from the proxy taken in; finished flows shown at the
+//! next refresh, and analysed by the relinker thread (their kinds and
+//! operations show when its analysis comes back).
 
 use std::sync::Arc;
 
-use regtap_capture::{Direction, LiveEvent};
+use regtap_capture::{Direction, Flow, LiveEvent};
 
 use super::{App, BodyProgress, Transfer};
 use crate::relink::Linked;
@@ -89,44 +90,59 @@ impl App {
         }
     }
 
-    /// Live flows are waiting to be shown.
+    /// Live flows are waiting to be shown, or their analysis to come back.
     pub fn needs_refresh(&self) -> bool {
         self.live
             .as_ref()
-            .is_some_and(|live| !live.pending.is_empty())
+            .is_some_and(|live| !live.pending.is_empty() || live.relinker.behind() > 0)
     }
 
-    /// Waits for the analysis of every finished live flow and shows them.
+    /// Shows every finished live flow, waiting for their analysis.
     pub fn refresh(&mut self) {
         let linked = self.live.as_mut().and_then(|live| live.relinker.complete());
         self.take_in(linked);
     }
 
-    /// Shows the finished live flows the relinker has analysed by now, if
-    /// any; never waits. The cost on this thread is that of merging them
-    /// into the shown list, whatever linking the capture takes.
+    /// Shows the finished live flows, and the newest analysis the relinker
+    /// has made by now, if any; never waits. The cost on this thread is
+    /// that of merging them into the shown list, whatever linking the
+    /// capture takes.
     pub fn poll_refresh(&mut self) {
         let linked = self.live.as_mut().and_then(|live| live.relinker.latest());
         self.take_in(linked);
     }
 
     fn take_in(&mut self, linked: Option<Linked>) {
-        let (Some(live), Some(linked)) = (self.live.as_mut(), linked) else {
+        let Some(live) = self.live.as_mut() else {
             return;
         };
-        let covered = linked
-            .covers
-            .saturating_sub(live.shown)
-            .min(live.pending.len());
-        live.shown += covered;
-        self.analysis = linked.analysis;
-        for flow in live.pending.drain(..covered) {
-            let key = (flow.timing.request_start, flow.id);
-            let position = self
-                .flows
-                .partition_point(|f| (f.timing.request_start, f.id) < key);
-            Arc::make_mut(&mut self.flows).insert(position, flow);
+        if live.relinker.newly_failed() {
+            self.notice = Some("the decoder failed: new flows show without analysis".to_owned());
         }
-        self.reindex();
+        if live.pending.is_empty() && linked.is_none() {
+            return;
+        }
+        let shown = self.flows.len();
+        // Flows after every one shown, and no new analysis: the common case
+        // of a busy proxy, where only the new rows need work.
+        let key = |flow: &Flow| (flow.timing.request_start, flow.id);
+        live.pending.sort_by_key(key);
+        let appended = linked.is_none()
+            && live
+                .pending
+                .first()
+                .zip(self.flows.last())
+                .is_none_or(|(first, last)| key(first) > key(last));
+        if let Some(linked) = linked {
+            self.analysis = linked.analysis;
+        }
+        let flows = Arc::make_mut(&mut self.flows);
+        for flow in live.pending.drain(..) {
+            let position = flows.partition_point(|f| key(f) < key(&flow));
+            flows.insert(position, flow);
+        }
+        if !(appended && self.index_appended(shown)) {
+            self.reindex();
+        }
     }
 }

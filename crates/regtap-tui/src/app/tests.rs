@@ -676,3 +676,70 @@ fn live_flows_are_linked_off_the_ui_thread_and_end_as_the_batch_analysis() {
         regtap_decode::analyze(&flows, &Options::default())
     );
 }
+
+#[test]
+fn live_flows_show_at_the_next_refresh_before_they_are_linked() {
+    let mut app = App::live(Options::default());
+    // The session again and again, as a busy proxy sees it: the relinker
+    // cannot link after every flow, and the UI does not wait for it.
+    let mut flows = Vec::new();
+    for copy in 0..20_u64 {
+        for mut flow in fixtures::session() {
+            flow.id += copy * 100;
+            flow.timing.request_start += i64::try_from(copy).unwrap_or(0) * 10_000_000_000;
+            flows.push(flow);
+        }
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    for (n, flow) in flows.iter().enumerate() {
+        app.apply(LiveEvent::Finished(Box::new(flow.clone())));
+        app.poll_refresh();
+        assert_eq!(app.flows.len(), n + 1, "a finished flow shows at once");
+        let linked = app.analysis.flows.len();
+        assert_eq!(app.unlinked(), n + 1 - linked);
+        if let Some(unlinked) = app.flows.iter().find(|f| app.flow_analysis(f.id).is_none()) {
+            assert_eq!(
+                app.kind_label(unlinked.id),
+                "…",
+                "not yet decoded, not unknown"
+            );
+        }
+    }
+    while app.needs_refresh() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the relinker never caught up"
+        );
+        app.poll_refresh();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert_eq!(app.unlinked(), 0);
+    assert_eq!(
+        app.analysis,
+        regtap_decode::analyze(&flows, &Options::default()),
+        "once the capture stops growing, it is linked whole"
+    );
+    assert_eq!(app.analysis.operations.len(), 60);
+}
+
+#[test]
+fn live_rows_added_alone_are_those_a_full_rebuild_gives() {
+    let mut app = App::live(Options::default());
+    press(&mut app, "3/blobs\n");
+    for flow in fixtures::session() {
+        app.apply(LiveEvent::Finished(Box::new(flow)));
+        app.poll_refresh();
+        let added = app.flow_list.rows.clone();
+        app.rebuild_rows();
+        assert_eq!(added, app.flow_list.rows);
+    }
+    app.refresh();
+    let shown = shown_ids(&app);
+    assert!(!shown.is_empty());
+    assert!(
+        shown
+            .iter()
+            .all(|&id| app.flow(id).is_some_and(|f| f.url().contains("/blobs/"))),
+        "{shown:?}"
+    );
+}

@@ -72,7 +72,12 @@ fn draw_tabs(frame: &mut Frame, area: Rect, app: &App) {
             facts.push_str(&format!(" · {} in flight", live.in_flight.len()));
         }
     }
-    if app.decoding {
+    let unlinked = app.unlinked();
+    if unlinked > 0 {
+        facts.push_str(&format!(" · linking {unlinked} new flows…"));
+    } else if app.linking {
+        facts.push_str(" · linking…");
+    } else if app.decoding {
         facts.push_str(" · decoding…");
     }
     facts.push_str(&format!(

@@ -34,7 +34,9 @@ fn draw_operations(frame: &mut Frame, area: Rect, app: &App) {
         app.focus == Pane::Operations,
     );
     if operations.is_empty() {
-        let text = if app.decoding {
+        let text = if app.linking || app.unlinked() > 0 {
+            "Linking the flows into operations… the flows view (3) has them already."
+        } else if app.decoding {
             "Decoding the flows… the flows view (3) has them already."
         } else if app.flows.is_empty() {
             "No traffic yet."

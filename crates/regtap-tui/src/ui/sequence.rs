@@ -33,7 +33,9 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
             frame,
             diagram,
             pane(" Sequence ".to_owned(), focused),
-            if app.decoding {
+            if app.linking || app.unlinked() > 0 {
+                "Linking the flows into operations…"
+            } else if app.decoding {
                 "Decoding the flows…"
             } else {
                 "No operation to draw: see the flows view (3)."

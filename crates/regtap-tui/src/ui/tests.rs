@@ -306,3 +306,28 @@ fn live_mode_says_when_events_were_missed_and_when_the_proxy_stopped() {
     app.end_live();
     assert!(render(&app, 100, 24).contains("proxy stopped"));
 }
+
+#[test]
+fn a_capture_being_analysed_says_whether_it_is_decoding_or_linking() {
+    let flows = fixtures::session();
+    let analysis = fixtures::analysis(&flows);
+    let mut app = App::decoding("session.jsonl", flows);
+    let screen = render(&app, 100, 20);
+    assert!(screen.contains("decoding…"), "{screen}");
+    assert!(screen.contains("Decoding the flows…"), "{screen}");
+    app.linking = true;
+    let screen = render(&app, 100, 20);
+    assert!(screen.contains("· linking…"), "{screen}");
+    assert!(!screen.contains("decoding…"), "{screen}");
+    assert!(
+        screen.contains("Linking the flows into operations…"),
+        "{screen}"
+    );
+    app.set_analysis(analysis);
+    let screen = render(&app, 100, 20);
+    assert!(
+        !screen.contains("linking") && !screen.contains("decoding"),
+        "{screen}"
+    );
+    assert!(screen.contains("login registry.test:5000"), "{screen}");
+}
