@@ -3,6 +3,7 @@
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 
 use regtap_capture::{Body, CaptureError, Ending, Flow, Headers, UnixNanos, rfc3339};
@@ -73,7 +74,7 @@ pub fn export(
 ) -> Result<Export, ExportError> {
     let listing = list(flows);
     let plan = Plan::new(&listing, analysis, options)?;
-    plan.learn_credentials(|i| Ok::<_, ExportError>(Cow::Borrowed(&flows[i])))?;
+    let Ok(()) = plan.learn_credentials(|i| Ok::<_, Infallible>(Cow::Borrowed(&flows[i])));
     let pages = plan.pages();
     let mut bodies = Vec::new();
     let entries: Vec<Entry> = plan
@@ -160,9 +161,9 @@ pub fn export_to(
 }
 
 /// As [`export_to`], for flows that are not all held: `listing` names them,
-/// and `fetch(i)` gives the flow of `listing[i]`, each time it is needed
-/// (twice per exported flow: the redactor learns every credential before the
-/// first entry is written), so that only one is held at a time.
+/// and `fetch(i)` gives the flow of `listing[i]` each time it is needed, so
+/// that only one is held at a time: for its entry, and before the first
+/// entry when credentials are redacted (the redactor learns them all first).
 pub fn export_flows<'f>(
     listing: &[Listed],
     fetch: impl FnMut(usize) -> Result<Cow<'f, Flow>, CaptureError>,
