@@ -165,11 +165,55 @@ impl<N: Into<String>, V: Into<Data>> FromIterator<(N, V)> for Headers {
 
 /// Bytes kept losslessly: UTF-8 text as a JSON string, anything else as
 /// `{"base64": "…"}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum Data {
     Text(String),
     Binary { base64: String },
+}
+
+/// Read by hand rather than as `untagged`: serde buffers every untagged
+/// value before it tries the variants, and a capture holds millions of
+/// header values.
+impl<'de> Deserialize<'de> for Data {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(DataVisitor)
+    }
+}
+
+struct DataVisitor;
+
+impl<'de> serde::de::Visitor<'de> for DataVisitor {
+    type Value = Data;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(r#"a string or {"base64": "…"}"#)
+    }
+
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Data, E> {
+        Ok(Data::Text(text.to_owned()))
+    }
+
+    fn visit_string<E: serde::de::Error>(self, text: String) -> Result<Data, E> {
+        Ok(Data::Text(text))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Data, A::Error> {
+        let mut base64 = None;
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if key == "base64" {
+                if base64.is_some() {
+                    return Err(serde::de::Error::duplicate_field("base64"));
+                }
+                base64 = Some(map.next_value::<String>()?);
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        base64
+            .map(|base64| Data::Binary { base64 })
+            .ok_or_else(|| serde::de::Error::missing_field("base64"))
+    }
 }
 
 impl Data {
@@ -705,6 +749,44 @@ pub enum Direction {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn data_reads_text_and_base64_and_says_what_it_expected() {
+        let read = |json: &str| serde_json::from_str::<Data>(json);
+        assert_eq!(
+            read(r#""text \u00e9""#).unwrap(),
+            Data::Text("text é".into())
+        );
+        assert_eq!(
+            read(r#"{"base64": "/w==", "later": [1]}"#).unwrap(),
+            Data::Binary {
+                base64: "/w==".into()
+            }
+        );
+        assert_eq!(
+            read(r#"{"base64": "/w=="}"#).unwrap().to_bytes(),
+            Some(vec![0xff])
+        );
+        for (bad, says) in [
+            ("{}", "missing field `base64`"),
+            (
+                r#"{"base64": "a", "base64": "b"}"#,
+                "duplicate field `base64`",
+            ),
+            ("7", r#"expected a string or {"base64": "…"}"#),
+        ] {
+            let error = read(bad).unwrap_err().to_string();
+            assert!(error.contains(says), "{bad}: {error}");
+        }
+        for data in [
+            Data::Text("a".into()),
+            Data::Binary {
+                base64: "/w==".into(),
+            },
+        ] {
+            assert_eq!(read(&serde_json::to_string(&data).unwrap()).unwrap(), data);
+        }
+    }
 
     #[test]
     fn reason_phrases_of_registry_statuses() {

@@ -86,6 +86,7 @@ pub fn analyze(flows: &[Flow], options: &Options) -> Analysis {
 pub struct Analyzer {
     options: Options,
     decoded: Vec<Local>,
+    bearers: local::BearerMemo,
 }
 
 impl Analyzer {
@@ -93,6 +94,7 @@ impl Analyzer {
         Analyzer {
             options,
             decoded: Vec::new(),
+            bearers: local::BearerMemo::default(),
         }
     }
 
@@ -104,8 +106,11 @@ impl Analyzer {
     /// the analysis keeps of it is not copied, and the bytes no later pass
     /// reads (blob bodies) are dropped at once.
     pub fn push_owned(&mut self, flow: Flow) {
-        self.decoded
-            .push(local::decode_flow(Arc::new(flow), &self.options));
+        self.decoded.push(local::decode_flow(
+            Arc::new(flow),
+            &self.options,
+            &mut self.bearers,
+        ));
     }
 
     /// Number of flows pushed.

@@ -568,24 +568,24 @@ fn assemble(
             }
         }
         let local = w.local;
-        let upload_state = local.request_state.or(local.response_state).map(|s| *s);
+        let upload_state = local.request_state.or(local.response_state);
         flows.push(FlowAnalysis {
             flow_id: id,
             kind: local.kind,
             summary: w.summary,
             annotations: local.annotations,
-            token: local.token.map(|b| *b),
+            token: local.token,
             bearer: local.bearer.map(|b| *b),
             basic_user: local.basic_user,
             upload_state,
             session: w.session,
-            manifest: local.manifest.map(|b| *b),
+            manifest: local.manifest,
             registry_errors: local.registry_errors,
             challenges: local.challenges,
             rate_limit: local.rate_limit,
             operation: w.operation,
             client: w.client,
-            download: local.download.map(|b| *b),
+            download: local.download,
         });
     }
     let mut repeated: Vec<(u64, usize)> = seen.into_iter().filter(|(_, n)| *n > 1).collect();

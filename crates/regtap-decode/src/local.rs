@@ -4,6 +4,7 @@
 //! are made afterwards. The facts are found here; [`wording`] puts the
 //! sentences of annotations and summaries together.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use regtap_capture::{Flow, Headers, Kept, TruncationReason};
@@ -121,7 +122,27 @@ impl Local {
     }
 }
 
-pub(crate) fn decode_flow(flow: Arc<Flow>, options: &Options) -> Local {
+/// What a `Bearer` credential says alone, decoded once per distinct token:
+/// in a large capture one token rides on thousands of requests, and
+/// decoding its JWT (certificates included) is the costliest part of a flow.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct BearerMemo {
+    /// By the token's SHA-256.
+    known: HashMap<String, BearerFacts>,
+}
+
+/// How many tokens a [`BearerMemo`] holds before it starts afresh: a
+/// capture's tokens are renewed every few minutes, so old ones rarely return.
+const REMEMBERED_TOKENS: usize = 1024;
+
+#[derive(Debug, Clone)]
+struct BearerFacts {
+    exp: Option<i64>,
+    nbf: Option<i64>,
+    annotations: Vec<Annotation>,
+}
+
+pub(crate) fn decode_flow(flow: Arc<Flow>, options: &Options, memo: &mut BearerMemo) -> Local {
     let url = Url::parse(flow.url()).ok();
     let kind = classify(&flow, url.as_ref());
     let location = flow
@@ -158,7 +179,7 @@ pub(crate) fn decode_flow(flow: Arc<Flow>, options: &Options) -> Local {
         ));
     }
     exchange_problems(&mut local);
-    credentials(&mut local);
+    credentials(&mut local, memo);
     challenges(&mut local);
     if matches!(local.kind, FlowKind::Token { .. }) {
         client_id(&mut local);
@@ -254,49 +275,26 @@ fn exchange_problems(local: &mut Local) {
     }
 }
 
-fn credentials(local: &mut Local) {
+fn credentials(local: &mut Local, memo: &mut BearerMemo) {
     let Some(value) = local.flow.request.headers.get("authorization") else {
         return;
     };
     match auth::parse_authorization(value) {
         Credentials::Bearer(token) => {
-            let print = fingerprint(&token);
-            local.bearer_hash = Some(crate::http::fingerprint_full(&token));
-            let text = match jwt::decode(&token) {
-                Ok(info) => {
-                    local.bearer_exp = info.claims.exp.as_ref().map(|t| t.unix);
-                    local.bearer_nbf = info.claims.nbf.as_ref().map(|t| t.unix);
-                    let grants: Vec<String> = info.claims.access.iter().map(access_scope).collect();
-                    let expiry = info
-                        .claims
-                        .exp
-                        .as_ref()
-                        .map(|t| format!(", expires {}", t.utc))
-                        .unwrap_or_default();
-                    format!(
-                        "Bearer token {print} (JWT granting {}{expiry})",
-                        if grants.is_empty() {
-                            "no repository access".to_owned()
-                        } else {
-                            grants.join(" ")
-                        }
-                    )
-                }
-                Err(e) => {
-                    if looks_like_jwt(&token) {
-                        local.annotations.push(Annotation::warning(
-                            AnnotationKind::Jwt,
-                            format!(
-                                "Bearer token {print} looks like a JWT but does not decode: {e}"
-                            ),
-                        ));
-                    }
-                    format!("Bearer token {print} (opaque, not a JWT)")
-                }
-            };
-            local
-                .annotations
-                .push(Annotation::info(AnnotationKind::Bearer, text));
+            let hash = crate::http::fingerprint_full(&token);
+            // The short fingerprint is the full one's first 12 digits.
+            let print = hash[..12].to_owned();
+            if memo.known.len() >= REMEMBERED_TOKENS {
+                memo.known.clear();
+            }
+            let facts = memo
+                .known
+                .entry(hash.clone())
+                .or_insert_with(|| bearer_facts(&token, &print));
+            local.bearer_hash = Some(hash);
+            local.bearer_exp = facts.exp;
+            local.bearer_nbf = facts.nbf;
+            local.annotations.extend(facts.annotations.iter().cloned());
             local.bearer = Some(Box::new(BearerUse {
                 fingerprint: print,
                 issued_by: None,
@@ -349,6 +347,49 @@ fn credentials(local: &mut Local) {
             format!("{scheme} credentials"),
         )),
     }
+}
+
+/// The annotations and validity times of a `Bearer` token `print`.
+fn bearer_facts(token: &str, print: &str) -> BearerFacts {
+    let mut facts = BearerFacts {
+        exp: None,
+        nbf: None,
+        annotations: Vec::new(),
+    };
+    let text = match jwt::decode(token) {
+        Ok(info) => {
+            facts.exp = info.claims.exp.as_ref().map(|t| t.unix);
+            facts.nbf = info.claims.nbf.as_ref().map(|t| t.unix);
+            let grants: Vec<String> = info.claims.access.iter().map(access_scope).collect();
+            let expiry = info
+                .claims
+                .exp
+                .as_ref()
+                .map(|t| format!(", expires {}", t.utc))
+                .unwrap_or_default();
+            format!(
+                "Bearer token {print} (JWT granting {}{expiry})",
+                if grants.is_empty() {
+                    "no repository access".to_owned()
+                } else {
+                    grants.join(" ")
+                }
+            )
+        }
+        Err(e) => {
+            if looks_like_jwt(token) {
+                facts.annotations.push(Annotation::warning(
+                    AnnotationKind::Jwt,
+                    format!("Bearer token {print} looks like a JWT but does not decode: {e}"),
+                ));
+            }
+            format!("Bearer token {print} (opaque, not a JWT)")
+        }
+    };
+    facts
+        .annotations
+        .push(Annotation::info(AnnotationKind::Bearer, text));
+    facts
 }
 
 fn challenges(local: &mut Local) {

@@ -60,17 +60,17 @@ pub struct FlowAnalysis {
     /// Everything decoded about this flow, in display order.
     pub annotations: Vec<Annotation>,
     /// A token issued by this flow (token endpoint response), decoded.
-    pub token: Option<TokenInfo>,
+    pub token: Option<Box<TokenInfo>>,
     /// The Bearer token this request carried.
     pub bearer: Option<BearerUse>,
     /// User name of the Basic credentials carried (never the password).
     pub basic_user: Option<String>,
     /// `_state` decoded from the request URL, else from the response `Location`.
-    pub upload_state: Option<StateInfo>,
+    pub upload_state: Option<Box<StateInfo>>,
     /// Index into [`Analysis::sessions`].
     pub session: Option<usize>,
     /// Manifest sent (PUT) or received (GET).
-    pub manifest: Option<ManifestInfo>,
+    pub manifest: Option<Box<ManifestInfo>>,
     pub registry_errors: Vec<RegistryError>,
     /// Parsed `WWW-Authenticate` challenges of the response.
     pub challenges: Vec<Challenge>,
@@ -81,7 +81,7 @@ pub struct FlowAnalysis {
     /// The program that sent the request.
     pub client: Option<Client>,
     /// A blob or manifest fetched by digest, checked against that digest.
-    pub download: Option<DownloadCheck>,
+    pub download: Option<Box<DownloadCheck>>,
 }
 
 /// The program that sent a request, from its `User-Agent` (and, for a

@@ -50,8 +50,17 @@ pub enum ColorMode {
 
 pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
     // Each flow is decoded as it is read and only what the analysis needs
-    // of it is kept: a capture is never held whole.
-    let mut analyzer = Analyzer::new(options(&args));
+    // of it is kept: a capture is never held whole. Decoding runs on its
+    // own thread, beside the reading and parsing of the next flows.
+    let (to_decoder, flows) = std::sync::mpsc::sync_channel::<Flow>(DECODE_QUEUE);
+    let options = options(&args);
+    let decoder = std::thread::spawn(move || {
+        let mut analyzer = Analyzer::new(options);
+        for flow in flows {
+            analyzer.push_owned(flow);
+        }
+        analyzer.finish()
+    });
     // The text's times count from the earliest flow.
     let mut earliest: Option<Flow> = None;
     let streamed = crate::input::for_each_flow(&args.captures, |flow| {
@@ -61,8 +70,14 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
         {
             earliest = Some(flow.clone());
         }
-        analyzer.push_owned(flow);
-    })?;
+        // A decoder that stopped has panicked: `join` below says so.
+        let _ = to_decoder.send(flow);
+    });
+    drop(to_decoder);
+    let analysis = decoder
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+    let streamed = streamed?;
     for warning in &streamed.warnings {
         eprintln!("regtap: warning: {warning}");
     }
@@ -80,9 +95,12 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    let analysis = analyzer.finish();
     let earliest = earliest.as_slice();
-    let written = write_output(&args, analysis, earliest, color, &mut out).and_then(|()| {
+    // Indented for a person at a terminal; one line for a pipe or a file,
+    // where indentation would make a large capture's document ten times
+    // the size.
+    let pretty = std::io::stdout().is_terminal();
+    let written = write_output(&args, analysis, earliest, color, pretty, &mut out).and_then(|()| {
         out.flush()?;
         Ok(())
     });
@@ -92,6 +110,10 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
         other => other.map(|()| ExitCode::SUCCESS),
     }
 }
+
+/// How many parsed flows may wait for the decoder: enough to smooth out a
+/// costly flow, few enough to keep memory flat.
+const DECODE_QUEUE: usize = 256;
 
 /// The version of the `inspect --json` document (`docs/inspect-json.md`):
 /// raised when a field is removed, renamed or changes meaning; new fields
@@ -123,6 +145,7 @@ fn write_output(
     mut analysis: Analysis,
     flows: &[Flow],
     color: bool,
+    pretty_json: bool,
     out: &mut impl std::io::Write,
 ) -> anyhow::Result<()> {
     crate::select::retain(
@@ -139,7 +162,7 @@ fn write_output(
         // Credentials the decoder quotes (signed redirect URLs, error
         // messages) are redacted as in a HAR; token fingerprints stay the
         // decoder's, as the text output shows them.
-        write_json(&analysis, &redactor, &mut *out)?;
+        write_json(&analysis, &redactor, pretty_json, &mut *out)?;
         out.write_all(b"\n")?;
     } else {
         let text = redactor.text(&render_text(&analysis, flows, color));
@@ -148,17 +171,22 @@ fn write_output(
     Ok(())
 }
 
-/// The analysis as pretty JSON, redacted, written one flow (session,
+/// The analysis as JSON, redacted, written one flow (session,
 /// operation, diagnostic) at a time: the document is never held whole.
 /// Keys are in the order of `serde_json::Value` (sorted), and the redactor
 /// sees the values in that order, as a walk over the whole document would.
 fn write_json(
     analysis: &Analysis,
     redactor: &Redactor,
+    pretty: bool,
     out: impl std::io::Write,
 ) -> serde_json::Result<()> {
-    let mut serializer = serde_json::Serializer::pretty(out);
-    RedactedAnalysis { analysis, redactor }.serialize(&mut serializer)
+    let document = RedactedAnalysis { analysis, redactor };
+    if pretty {
+        document.serialize(&mut serde_json::Serializer::pretty(out))
+    } else {
+        document.serialize(&mut serde_json::Serializer::new(out))
+    }
 }
 
 struct RedactedAnalysis<'a> {
@@ -259,7 +287,14 @@ mod tests {
 
     fn output(args: &InspectArgs, flows: &[Flow], color: bool) -> anyhow::Result<String> {
         let mut out = Vec::new();
-        write_output(args, analyze(flows, &options(args)), flows, color, &mut out)?;
+        write_output(
+            args,
+            analyze(flows, &options(args)),
+            flows,
+            color,
+            true,
+            &mut out,
+        )?;
         Ok(String::from_utf8(out)?)
     }
 
@@ -366,7 +401,7 @@ mod tests {
 
     /// Streamed one item at a time, `inspect --json` is the document a
     /// redacting walk over the whole analysis (and its schema version)
-    /// gives, byte for byte.
+    /// gives, byte for byte, indented or on one line.
     #[test]
     fn streamed_json_is_the_whole_document_redacted() {
         let captures = concat!(env!("CARGO_MANIFEST_DIR"), "/../../captures");
@@ -382,14 +417,19 @@ mod tests {
             let mut whole = serde_json::to_value(&analysis).unwrap();
             whole["schema_version"] = SCHEMA_VERSION.into();
             Redactor::new(salt()).analysis(&mut whole);
-            let mut streamed = Vec::new();
-            write_json(&analysis, &Redactor::new(salt()), &mut streamed).unwrap();
-            assert_eq!(
-                String::from_utf8(streamed).unwrap(),
-                serde_json::to_string_pretty(&whole).unwrap(),
-                "{}",
-                path.display()
-            );
+            for (pretty, expected) in [
+                (true, serde_json::to_string_pretty(&whole).unwrap()),
+                (false, serde_json::to_string(&whole).unwrap()),
+            ] {
+                let mut streamed = Vec::new();
+                write_json(&analysis, &Redactor::new(salt()), pretty, &mut streamed).unwrap();
+                assert_eq!(
+                    String::from_utf8(streamed).unwrap(),
+                    expected,
+                    "{}",
+                    path.display()
+                );
+            }
             checked += 1;
         }
         assert!(checked >= 10, "{checked} captures");
