@@ -320,6 +320,11 @@ pub enum CaptureError {
          no further record is written, so that none extends a fragment"
     )]
     Poisoned { path: PathBuf },
+    #[error(
+        "{path}:{line}: the file changed while regtap was reading it: the flow read \
+         there earlier is not there any more"
+    )]
+    Changed { path: PathBuf, line: u64 },
 }
 
 /// What [`CaptureWriter::open`] does with a file that is already there.
@@ -634,6 +639,8 @@ pub struct CaptureReader<R> {
     line_no: u64,
     truncated_tail: bool,
     buf: Vec<u8>,
+    /// Bytes of the input read so far.
+    position: u64,
     unfinished: BTreeMap<u64, Unfinished>,
     /// Cut-off flows ready to be returned.
     cut_off: std::collections::VecDeque<Flow>,
@@ -673,6 +680,7 @@ impl<R: BufRead> CaptureReader<R> {
             line_no: 1,
             truncated_tail: false,
             buf,
+            position: n as u64,
             unfinished: BTreeMap::new(),
             cut_off: Default::default(),
             cut_off_count: 0,
@@ -700,10 +708,20 @@ impl<R: BufRead> CaptureReader<R> {
     /// The next flow, `None` at the end of the file. A malformed line is an
     /// `Err` naming it; reading can go on after it.
     pub fn next_flow(&mut self) -> Option<Result<Flow, CaptureError>> {
+        self.next_located_flow()
+            .map(|record| record.map(|(flow, _)| flow))
+    }
+
+    /// As [`CaptureReader::next_flow`], with where the flow's line is in the
+    /// input, for [`FlowLines`] to read it again; `None` for a flow rebuilt
+    /// from in-flight records, which has no line of its own.
+    pub fn next_located_flow(
+        &mut self,
+    ) -> Option<Result<(Flow, Option<FlowLocation>), CaptureError>> {
         loop {
             if let Some(flow) = self.cut_off.pop_front() {
                 self.cut_off_count += 1;
-                return Some(Ok(flow));
+                return Some(Ok((flow, None)));
             }
             if self.at_end {
                 return None;
@@ -723,6 +741,8 @@ impl<R: BufRead> CaptureReader<R> {
                 self.release_unfinished();
                 continue;
             }
+            let offset = self.position;
+            self.position += n as u64;
             self.line_no += 1;
             let complete_line = self.buf.last() == Some(&b'\n');
             if self.buf.iter().all(u8::is_ascii_whitespace) {
@@ -730,7 +750,15 @@ impl<R: BufRead> CaptureReader<R> {
             }
             let parsed = self.parse_line();
             match parsed {
-                Ok(Some(flow)) => return Some(Ok(flow)),
+                Ok(Some(flow)) => {
+                    let location = FlowLocation {
+                        id: flow.id,
+                        line: self.line_no,
+                        offset,
+                        len: n,
+                    };
+                    return Some(Ok((flow, Some(location))));
+                }
                 Ok(None) => continue,
                 Err(_) if !complete_line => {
                     self.truncated_tail = true;
@@ -804,6 +832,65 @@ impl<R: BufRead> CaptureReader<R> {
         let unfinished = std::mem::take(&mut self.unfinished);
         self.cut_off
             .extend(unfinished.into_values().map(Unfinished::into_cut_off_flow));
+    }
+}
+
+/// Where a flow's record is in a capture file, as [`CaptureReader`] found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowLocation {
+    /// The flow's id in the record.
+    pub id: u64,
+    /// 1-based line number, the header being line 1.
+    pub line: u64,
+    /// Byte offset of the line from the start of the file.
+    pub offset: u64,
+    /// Length of the line in bytes, its newline included.
+    pub len: usize,
+}
+
+/// Reads flows again from the lines [`CaptureReader::next_located_flow`]
+/// located, so that a large capture can be read without keeping every flow.
+pub struct FlowLines {
+    path: PathBuf,
+    file: File,
+    buf: Vec<u8>,
+}
+
+impl FlowLines {
+    pub fn open(path: &Path) -> Result<Self, CaptureError> {
+        let file = File::open(path).map_err(|source| CaptureError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Ok(FlowLines {
+            path: path.to_owned(),
+            file,
+            buf: Vec::new(),
+        })
+    }
+
+    /// The flow at `location`. The line must still hold that flow: a file
+    /// rewritten since it was read is an error, not another flow.
+    pub fn read(&mut self, location: &FlowLocation) -> Result<Flow, CaptureError> {
+        let changed = || CaptureError::Changed {
+            path: self.path.clone(),
+            line: location.line,
+        };
+        self.buf.resize(location.len, 0);
+        self.file
+            .seek(SeekFrom::Start(location.offset))
+            .and_then(|_| self.file.read_exact(&mut self.buf))
+            .map_err(|source| match source.kind() {
+                io::ErrorKind::UnexpectedEof => changed(),
+                _ => CaptureError::Io {
+                    path: self.path.clone(),
+                    source,
+                },
+            })?;
+        match serde_json::from_slice::<Flow>(&self.buf) {
+            Ok(flow) if flow.id == location.id => Ok(flow),
+            _ => Err(changed()),
+        }
     }
 }
 

@@ -10,8 +10,8 @@ mod model;
 pub use file::{
     BadLine, Capture, CaptureError, CaptureHeader, CaptureReader, CaptureSettings, CaptureWriter,
     ChainedProxySetting, ClientTlsSetting, ExistingCapture, FORMAT_MAJOR, FORMAT_MINOR,
-    FORMAT_NAME, InFlightRecord, ProxyMode, ReverseSettings, ReverseUpstream, TimeoutSettings,
-    UpstreamProxySettings, now_ns, rfc3339,
+    FORMAT_NAME, FlowLines, FlowLocation, InFlightRecord, ProxyMode, ReverseSettings,
+    ReverseUpstream, TimeoutSettings, UpstreamProxySettings, now_ns, rfc3339,
 };
 pub use model::{
     Body, Data, Direction, Elsewhere, Ending, ErrorStage, Flow, FlowError, Header, Headers, Kept,

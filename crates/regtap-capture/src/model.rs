@@ -97,9 +97,19 @@ pub struct Response {
 }
 
 /// Header fields in the order they were sent, repeats kept.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
 pub struct Headers(pub Vec<Header>);
+
+impl<'de> Deserialize<'de> for Headers {
+    /// Without the spare capacity a growing vector leaves: a reader of a
+    /// large capture holds every flow's headers.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut headers = Vec::<Header>::deserialize(deserializer)?;
+        headers.shrink_to_fit();
+        Ok(Headers(headers))
+    }
+}
 
 /// One header field. Serialized as a `[name, value]` pair.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -365,6 +375,14 @@ impl Body {
             kept: Kept::Inline(Data::from_bytes(bytes)),
             elsewhere: None,
             ended: Ending::Complete,
+        }
+    }
+
+    /// Forgets the first bytes kept of a body not kept whole: for a reader
+    /// that needs bodies whole or not at all and can read the flow again.
+    pub fn forget_prefix(&mut self) {
+        if let Kept::Prefix { data, .. } = &mut self.kept {
+            *data = None;
         }
     }
 
@@ -677,6 +695,14 @@ impl ErrorStage {
 }
 
 impl Flow {
+    /// [`Body::forget_prefix`] on both sides.
+    pub fn forget_body_prefixes(&mut self) {
+        self.request.body.forget_prefix();
+        if let Some(response) = self.response.as_mut() {
+            response.body.forget_prefix();
+        }
+    }
+
     pub fn method(&self) -> &str {
         &self.request.method
     }

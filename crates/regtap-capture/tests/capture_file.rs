@@ -4,7 +4,7 @@ use std::path::Path;
 use regtap_capture::factory::FlowBuilder;
 use regtap_capture::{
     Capture, CaptureError, CaptureHeader, CaptureReader, CaptureWriter, Data, ErrorStage,
-    ExistingCapture, Flow, FlowError, InFlightRecord, sha256_hex,
+    ExistingCapture, Flow, FlowError, FlowLines, InFlightRecord, sha256_hex,
 };
 
 fn header() -> CaptureHeader {
@@ -274,6 +274,78 @@ fn a_started_exchange_without_its_flow_comes_back_cut_off_with_what_was_known() 
         "{}",
         error.message
     );
+}
+
+/// A flow can be read again from where the reader found it, whatever lines
+/// surround it (in-flight records, a bad line, an appended session, blank
+/// lines); a flow rebuilt from in-flight records has no line to read.
+#[test]
+fn every_located_flow_reads_again_from_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.jsonl");
+    let flows = sample_flows();
+    let mut writer = CaptureWriter::create(&path, &header()).unwrap();
+    writer.append_in_flight(&started(&flows[0])).unwrap();
+    writer.append_in_flight(&started(&flows[1])).unwrap();
+    writer.append(&flows[0]).unwrap();
+    drop(writer);
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    writeln!(file, "{{\"id\": \"not a flow\"}}\n").unwrap();
+    // An appended session.
+    writeln!(file, "{}", serde_json::to_string(&header()).unwrap()).unwrap();
+    for flow in &flows[2..] {
+        writeln!(file, "{}", serde_json::to_string(flow).unwrap()).unwrap();
+    }
+    drop(file);
+
+    let mut reader = CaptureReader::open(&path).unwrap();
+    let mut lines = FlowLines::open(&path).unwrap();
+    let mut located = Vec::new();
+    let mut rebuilt = Vec::new();
+    while let Some(record) = reader.next_located_flow() {
+        match record {
+            Ok((flow, Some(location))) => {
+                assert_eq!(location.id, flow.id);
+                assert_eq!(lines.read(&location).unwrap(), flow);
+                located.push((flow, location));
+            }
+            Ok((flow, None)) => rebuilt.push(flow.id),
+            Err(CaptureError::BadRecord { line: 5, .. }) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let ids: Vec<u64> = located.iter().map(|(f, _)| f.id).collect();
+    let expected: Vec<u64> = std::iter::once(flows[0].id)
+        .chain(flows[2..].iter().map(|f| f.id))
+        .collect();
+    assert_eq!(ids, expected);
+    assert_eq!(located[0].1.line, 4);
+    // Exchange 2 started in the first session and never finished.
+    assert_eq!(rebuilt, [flows[1].id]);
+    // Read again out of order, as an export in time order does.
+    for (flow, location) in located.iter().rev() {
+        assert_eq!(&lines.read(location).unwrap(), flow);
+    }
+
+    // A file rewritten since it was read: an error naming the line, never
+    // another flow in its place.
+    let (_, first) = &located[0];
+    let (_, last) = located.last().unwrap();
+    let mut writer = CaptureWriter::open(&path, &header(), ExistingCapture::Overwrite).unwrap();
+    for flow in &flows[1..] {
+        writer.append(flow).unwrap();
+    }
+    drop(writer);
+    for location in [first, last] {
+        let err = lines.read(location).unwrap_err();
+        assert!(
+            matches!(&err, CaptureError::Changed { line, .. } if *line == location.line),
+            "{err}"
+        );
+    }
 }
 
 #[test]

@@ -1,13 +1,15 @@
 //! Flows and their analysis → HAR 1.2.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 
-use regtap_capture::{Body, Ending, Flow, Headers, UnixNanos, rfc3339};
+use regtap_capture::{Body, CaptureError, Ending, Flow, Headers, UnixNanos, rfc3339};
 use regtap_decode::{Analysis, FlowKind, Operation};
 use serde::Serialize;
-use serde::ser::SerializeStruct as _;
+use serde::ser::{Error as _, SerializeSeq as _, SerializeStruct as _};
 
 use crate::model::{
     BodyFacts, Cache, Content, Cookie, Creator, Entry, EntryError, Har, Log, NameValue, Page,
@@ -70,13 +72,15 @@ pub fn export(
     analysis: &Analysis,
     options: &ExportOptions,
 ) -> Result<Export, ExportError> {
-    let plan = Plan::new(flows, analysis, options)?;
+    let listing = list(flows);
+    let plan = Plan::new(&listing, analysis, options)?;
+    let Ok(()) = plan.learn_credentials(|i| Ok::<_, Infallible>(Cow::Borrowed(&flows[i])));
     let pages = plan.pages();
     let mut bodies = Vec::new();
     let entries: Vec<Entry> = plan
         .flows
         .iter()
-        .map(|flow| plan.entry(flow, &mut bodies))
+        .map(|&i| plan.entry(&flows[i], &mut bodies))
         .collect();
     bodies.sort_by(|a: &BodyToWrite, b| a.sha256.cmp(&b.sha256));
     bodies.dedup_by(|a, b| a.sha256 == b.sha256);
@@ -107,8 +111,31 @@ pub struct Written {
 pub enum ExportToError {
     #[error(transparent)]
     Export(#[from] ExportError),
+    #[error("cannot read a flow again: {0}")]
+    Read(#[from] CaptureError),
     #[error("cannot write the HAR: {0}")]
     Write(#[from] serde_json::Error),
+}
+
+/// A flow to export as [`export_flows`] needs it before the flow itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listed {
+    pub id: u64,
+    /// [`regtap_capture::Timing::request_start`]: entries are in time order.
+    pub request_start: UnixNanos,
+}
+
+impl Listed {
+    pub fn of(flow: &Flow) -> Self {
+        Listed {
+            id: flow.id,
+            request_start: flow.timing.request_start,
+        }
+    }
+}
+
+fn list(flows: &[Flow]) -> Vec<Listed> {
+    flows.iter().map(Listed::of).collect()
 }
 
 /// Writes the HAR of `flows` to `out` entry by entry (pretty-printed, the
@@ -123,7 +150,31 @@ pub fn export_to(
     out: impl std::io::Write,
     write_body: impl FnMut(&BodyToWrite) -> bool,
 ) -> Result<Written, ExportToError> {
-    let plan = Plan::new(flows, analysis, options)?;
+    export_flows(
+        &list(flows),
+        |i| Ok(Cow::Borrowed(&flows[i])),
+        analysis,
+        options,
+        out,
+        write_body,
+    )
+}
+
+/// As [`export_to`], for flows that are not all held: `listing` names them,
+/// and `fetch(i)` gives the flow of `listing[i]` each time it is needed, so
+/// that only one is held at a time: for its entry, and before the first
+/// entry when credentials are redacted (the redactor learns them all first).
+pub fn export_flows<'f>(
+    listing: &[Listed],
+    fetch: impl FnMut(usize) -> Result<Cow<'f, Flow>, CaptureError>,
+    analysis: &Analysis,
+    options: &ExportOptions,
+    out: impl std::io::Write,
+    write_body: impl FnMut(&BodyToWrite) -> bool,
+) -> Result<Written, ExportToError> {
+    let plan = Plan::new(listing, analysis, options)?;
+    let fetch = RefCell::new(fetch);
+    plan.learn_credentials(|i| (fetch.borrow_mut())(i))?;
     let pages = plan.pages();
     let bodies = RefCell::new(BodyFiles {
         write: write_body,
@@ -133,9 +184,16 @@ pub fn export_to(
         plan: &plan,
         pages: &pages,
         bodies: &bodies,
+        fetch: &fetch,
+        fetch_error: RefCell::new(None),
     };
     let mut serializer = serde_json::Serializer::pretty(out);
-    har.serialize(&mut serializer)?;
+    if let Err(error) = har.serialize(&mut serializer) {
+        return Err(match har.fetch_error.into_inner() {
+            Some(read) => read.into(),
+            None => error.into(),
+        });
+    }
     let mut out = serializer.into_inner();
     out.write_all(b"\n").map_err(serde_json::Error::io)?;
     out.flush().map_err(serde_json::Error::io)?;
@@ -180,13 +238,19 @@ impl<F: FnMut(&BodyToWrite) -> bool> BodyFiles<F> {
     }
 }
 
-struct StreamedHar<'p, F> {
+/// Gives the flow of `listing[i]` (see [`export_flows`]).
+type Fetch<'p, 'f> = RefCell<dyn FnMut(usize) -> Result<Cow<'f, Flow>, CaptureError> + 'p>;
+
+struct StreamedHar<'p, 'f, F> {
     plan: &'p Plan<'p>,
     pages: &'p [Page],
     bodies: &'p RefCell<BodyFiles<F>>,
+    fetch: &'p Fetch<'p, 'f>,
+    /// Why the entries stopped, when a flow could not be fetched.
+    fetch_error: RefCell<Option<CaptureError>>,
 }
 
-impl<F: FnMut(&BodyToWrite) -> bool> Serialize for StreamedHar<'_, F> {
+impl<F: FnMut(&BodyToWrite) -> bool> Serialize for StreamedHar<'_, '_, F> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut har = serializer.serialize_struct("Har", 1)?;
         har.serialize_field("log", &StreamedLog(self))?;
@@ -195,9 +259,9 @@ impl<F: FnMut(&BodyToWrite) -> bool> Serialize for StreamedHar<'_, F> {
 }
 
 /// [`Log`], its entries made one at a time as they are written.
-struct StreamedLog<'a, 'p, F>(&'a StreamedHar<'p, F>);
+struct StreamedLog<'a, 'p, 'f, F>(&'a StreamedHar<'p, 'f, F>);
 
-impl<F: FnMut(&BodyToWrite) -> bool> Serialize for StreamedLog<'_, '_, F> {
+impl<F: FnMut(&BodyToWrite) -> bool> Serialize for StreamedLog<'_, '_, '_, F> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let har = self.0;
         let comment = har.plan.comment();
@@ -214,17 +278,28 @@ impl<F: FnMut(&BodyToWrite) -> bool> Serialize for StreamedLog<'_, '_, F> {
     }
 }
 
-struct StreamedEntries<'a, 'p, F>(&'a StreamedHar<'p, F>);
+struct StreamedEntries<'a, 'p, 'f, F>(&'a StreamedHar<'p, 'f, F>);
 
-impl<F: FnMut(&BodyToWrite) -> bool> Serialize for StreamedEntries<'_, '_, F> {
+impl<F: FnMut(&BodyToWrite) -> bool> Serialize for StreamedEntries<'_, '_, '_, F> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let har = self.0;
-        serializer.collect_seq(har.plan.flows.iter().map(|flow| {
+        let mut entries = serializer.serialize_seq(Some(har.plan.flows.len()))?;
+        for &i in &har.plan.flows {
+            let fetched = (har.fetch.borrow_mut())(i);
+            let flow = match fetched {
+                Ok(flow) => flow,
+                Err(error) => {
+                    let message = error.to_string();
+                    *har.fetch_error.borrow_mut() = Some(error);
+                    return Err(S::Error::custom(message));
+                }
+            };
             let mut bodies = Vec::new();
-            let mut entry = har.plan.entry(flow, &mut bodies);
+            let mut entry = har.plan.entry(&flow, &mut bodies);
             har.bodies.borrow_mut().settle(&mut entry, bodies);
-            entry
-        }))
+            entries.serialize_element(&entry)?;
+        }
+        entries.end()
     }
 }
 
@@ -240,8 +315,8 @@ struct Plan<'a> {
     analysis: &'a Analysis,
     options: &'a ExportOptions,
     operations: Vec<&'a Operation>,
-    /// The flows exported, in time order.
-    flows: Vec<&'a Flow>,
+    /// The flows exported, in time order, as indices in the listing.
+    flows: Vec<usize>,
     /// Where each flow sits: its operation's page and its step.
     place: HashMap<u64, (usize, &'a str)>,
     redactor: Option<Redactor>,
@@ -251,7 +326,7 @@ struct Plan<'a> {
 
 impl<'a> Plan<'a> {
     fn new(
-        flows: &'a [Flow],
+        listing: &[Listed],
         analysis: &'a Analysis,
         options: &'a ExportOptions,
     ) -> Result<Self, ExportError> {
@@ -280,12 +355,11 @@ impl<'a> Plan<'a> {
                 place.entry(*id).or_insert((operation.index, ""));
             }
         }
-        let mut selected: Vec<&Flow> = flows
-            .iter()
-            .filter(|f| options.operation.is_none() || place.contains_key(&f.id))
+        let mut selected: Vec<usize> = (0..listing.len())
+            .filter(|&i| options.operation.is_none() || place.contains_key(&listing[i].id))
             .collect();
-        selected.sort_by_key(|f| (f.timing.request_start, f.id));
-        let plan = Plan {
+        selected.sort_by_key(|&i| (listing[i].request_start, listing[i].id));
+        Ok(Plan {
             analysis,
             options,
             operations,
@@ -297,20 +371,28 @@ impl<'a> Plan<'a> {
             } else {
                 Vec::new()
             },
+        })
+    }
+
+    /// The decoder names tokens in any entry and on the pages: the redactor
+    /// learns every credential the entries show before the first is
+    /// written, so that each gets this export's fingerprint wherever the
+    /// decoder names it. (The `_regtap` objects are redacted as each entry
+    /// is written, in entry order.)
+    fn learn_credentials<'f, E>(
+        &self,
+        mut fetch: impl FnMut(usize) -> Result<Cow<'f, Flow>, E>,
+    ) -> Result<(), E> {
+        let Some(redactor) = &self.redactor else {
+            return Ok(());
         };
-        // The decoder names tokens in any entry and on the pages: the
-        // redactor learns every credential the entries show before the
-        // first is written, so that each gets this export's fingerprint
-        // wherever the decoder names it. (The `_regtap` objects are redacted
-        // as each entry is written, in entry order.)
-        if let Some(redactor) = &plan.redactor {
-            for flow in &plan.flows {
-                let kind = analysis.flow(flow.id).map(|f| &f.kind);
-                let blobs = BlobSides::of(kind, flow.status());
-                entry(flow, blobs, options, Some(redactor), &mut Vec::new());
-            }
+        for &i in &self.flows {
+            let flow = fetch(i)?;
+            let kind = self.analysis.flow(flow.id).map(|f| &f.kind);
+            let blobs = BlobSides::of(kind, flow.status());
+            entry(&flow, blobs, self.options, Some(redactor), &mut Vec::new());
         }
-        Ok(plan)
+        Ok(())
     }
 
     /// The entry of one flow, redacted; the bodies it references are added

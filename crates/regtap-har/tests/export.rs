@@ -3,13 +3,16 @@
 
 mod common;
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use regtap_capture::Flow;
-use regtap_decode::{Analysis, DigestCheck, Options, analyze};
+use regtap_capture::{CaptureError, CaptureReader, Flow, FlowLines};
+use regtap_decode::{Analysis, Analyzer, DigestCheck, Options, analyze};
 use regtap_har::redact::{self, Salt};
-use regtap_har::{BodySource, ExportError, ExportOptions, export, import};
+use regtap_har::{
+    BodySource, ExportError, ExportOptions, ExportToError, Listed, export, export_flows, import,
+};
 use serde_json::Value;
 
 /// The export with a fixed salt, so that snapshots are reproducible.
@@ -844,4 +847,104 @@ fn the_streamed_har_references_only_bodies_written() {
         "{files:?}"
     );
     assert!(!String::from_utf8_lossy(&streamed).contains(&format!("sha256/{refused}")));
+}
+
+/// `regtap har` does not hold a capture's flows: the decoder gets them
+/// without the first bytes of bodies not kept whole, and the export reads
+/// each flow again from its line when it needs it. The analysis and the HAR
+/// are the ones the flows held in memory give, byte for byte, redacted or
+/// not, for every capture.
+#[test]
+fn flows_read_again_from_their_lines_export_the_same_har() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../captures");
+    for (name, flows) in regtap_fixtures::captures() {
+        let path = dir.join(format!("{name}.jsonl"));
+        let mut reader = CaptureReader::open(&path).expect("capture");
+        let mut listing = Vec::new();
+        let mut sources = Vec::new();
+        let mut analyzer = Analyzer::new(Options::default());
+        while let Some(record) = reader.next_located_flow() {
+            let (mut flow, location) = record.expect("flow");
+            listing.push(Listed::of(&flow));
+            match location {
+                Some(location) => {
+                    sources.push(Err(location));
+                    // As `regtap har` does: the decoder never reads a prefix.
+                    flow.forget_body_prefixes();
+                    analyzer.push_owned(flow);
+                }
+                None => {
+                    analyzer.push(&flow);
+                    sources.push(Ok(flow));
+                }
+            }
+        }
+        let analysis = analyzer.finish();
+        assert_eq!(analysis, analyze(&flows, &Options::default()), "{name}");
+        for options in [
+            ExportOptions::default(),
+            ExportOptions {
+                redact_claims: true,
+                ..ExportOptions::default()
+            },
+            ExportOptions {
+                include_secrets: true,
+                ..ExportOptions::default()
+            },
+        ] {
+            let options = ExportOptions {
+                salt: Salt::from_bytes([0x5a; 16]),
+                ..options
+            };
+            let mut expected = Vec::new();
+            regtap_har::export_to(&flows, &analysis, &options, &mut expected, |_| true)
+                .expect("export_to");
+            let mut lines = FlowLines::open(&path).expect("capture");
+            let mut streamed = Vec::new();
+            let fetch = |i: usize| match &sources[i] {
+                Ok(held) => Ok(Cow::Borrowed(held)),
+                Err(location) => lines.read(location).map(Cow::Owned),
+            };
+            let written = export_flows(&listing, fetch, &analysis, &options, &mut streamed, |_| {
+                true
+            })
+            .expect("export_flows");
+            assert_eq!(
+                String::from_utf8_lossy(&streamed),
+                String::from_utf8_lossy(&expected),
+                "{name}"
+            );
+            assert_eq!(written.entries, flows.len(), "{name}");
+        }
+    }
+}
+
+/// A flow that cannot be read again stops the export with the reader's
+/// reason, whether it is needed to learn credentials or to write its entry.
+#[test]
+fn a_flow_that_cannot_be_read_again_fails_the_export_with_its_reason() {
+    let flows = common::dockerd_sequences();
+    let analysis = analyze(&flows, &Options::default());
+    let listing: Vec<Listed> = flows.iter().map(Listed::of).collect();
+    for include_secrets in [false, true] {
+        let options = ExportOptions {
+            include_secrets,
+            ..ExportOptions::default()
+        };
+        let fetch = |i: usize| {
+            if i == 1 {
+                Err(CaptureError::Changed {
+                    path: "c.jsonl".into(),
+                    line: 3,
+                })
+            } else {
+                Ok(Cow::Borrowed(&flows[i]))
+            }
+        };
+        let result = export_flows(&listing, fetch, &analysis, &options, Vec::new(), |_| true);
+        match result {
+            Err(ExportToError::Read(CaptureError::Changed { line: 3, .. })) => {}
+            other => panic!("include_secrets {include_secrets}: {other:?}"),
+        }
+    }
 }

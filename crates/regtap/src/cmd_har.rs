@@ -1,14 +1,16 @@
 //! `regtap har`: export a capture (or re-export a HAR) as an annotated HAR 1.2,
 //! credentials redacted unless asked otherwise.
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Args;
-use regtap_decode::{Options, analyze};
+use regtap_capture::{Flow, FlowLines, FlowLocation};
+use regtap_decode::{Analyzer, Options};
 use regtap_har::redact::Salt;
-use regtap_har::{BodySource, BodyToWrite, ExportOptions, export_to};
+use regtap_har::{BodySource, BodyToWrite, ExportOptions, Listed, export_flows};
 
 #[derive(Args)]
 pub struct HarArgs {
@@ -41,8 +43,39 @@ pub struct HarArgs {
     registry_secret: Option<String>,
 }
 
+/// Where the export gets a flow again.
+enum Source {
+    /// Its line in the capture, read again for each use: a large capture's
+    /// flows are never all held (the decoder keeps what it needs of them).
+    Line(FlowLocation),
+    /// A flow without a line of its own: a HAR entry, or an exchange
+    /// rebuilt from in-flight records.
+    Held(Box<Flow>),
+}
+
 pub fn run(args: HarArgs) -> anyhow::Result<ExitCode> {
-    let loaded = crate::input::load(&args.capture)?;
+    let mut analyzer = Analyzer::new(Options {
+        registry_secret: args.registry_secret.map(String::into_bytes),
+    });
+    let mut listing = Vec::new();
+    let mut sources = Vec::new();
+    let loaded = crate::input::stream(&args.capture, |flow, location| {
+        listing.push(Listed::of(&flow));
+        match location {
+            Some(location) => {
+                sources.push(Source::Line(location));
+                // The decoder reads bodies whole or never; the first bytes
+                // of a larger body are read again with the flow, for its entry.
+                let mut flow = flow;
+                flow.forget_body_prefixes();
+                analyzer.push_owned(flow);
+            }
+            None => {
+                analyzer.push(&flow);
+                sources.push(Source::Held(Box::new(flow)));
+            }
+        }
+    })?;
     if args.bodies.is_some()
         && args.body_store.is_none()
         && let Some(foreign) = &loaded.foreign_body_store
@@ -57,12 +90,18 @@ pub fn run(args: HarArgs) -> anyhow::Result<ExitCode> {
     for warning in &loaded.warnings {
         eprintln!("regtap: warning: {warning}");
     }
-    let analysis = analyze(
-        &loaded.flows,
-        &Options {
-            registry_secret: args.registry_secret.map(String::into_bytes),
-        },
-    );
+    let analysis = analyzer.finish();
+    let mut lines: Option<FlowLines> = None;
+    let mut fetch = |i: usize| match &sources[i] {
+        Source::Held(flow) => Ok(Cow::Borrowed(&**flow)),
+        Source::Line(location) => {
+            let lines = match &mut lines {
+                Some(lines) => lines,
+                None => lines.insert(FlowLines::open(&args.capture)?),
+            };
+            lines.read(location).map(Cow::Owned)
+        }
+    };
     let options = ExportOptions {
         include_secrets: args.include_secrets,
         redact_claims: args.redact_claims,
@@ -87,15 +126,11 @@ pub fn run(args: HarArgs) -> anyhow::Result<ExitCode> {
     // Written entry by entry: the HAR is never held whole.
     let written = if args.output == Path::new("-") {
         let out = std::io::BufWriter::new(std::io::stdout().lock());
-        export_to(&loaded.flows, &analysis, &options, out, write_one)?
+        export_flows(&listing, &mut fetch, &analysis, &options, out, write_one)?
     } else {
         crate::private_file::write_with(&args.output, |out| {
-            Ok(export_to(
-                &loaded.flows,
-                &analysis,
-                &options,
-                out,
-                write_one,
+            Ok(export_flows(
+                &listing, &mut fetch, &analysis, &options, out, write_one,
             )?)
         })?
     };

@@ -7,7 +7,9 @@ use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
-use regtap_capture::{BadLine, Capture, CaptureError, CaptureReader, Flow};
+use regtap_capture::{
+    BadLine, Capture, CaptureError, CaptureHeader, CaptureReader, Flow, FlowLocation,
+};
 
 /// Flows read from a file, and what the user should be told about the read.
 pub struct Loaded {
@@ -59,21 +61,26 @@ fn from_capture(path: &Path, capture: Capture) -> Loaded {
         &capture.bad_lines,
         capture.cut_off,
     );
-    let named = capture
-        .header
-        .settings
-        .body_store()
-        .map(|dir| resolve_beside(path, Path::new(dir)));
-    let (body_store, foreign_body_store) = match named {
-        Some(store) if is_inside_directory_of(&store, path) => (Some(store), None),
-        Some(store) => (None, Some(store)),
-        None => (None, None),
-    };
+    let (body_store, foreign_body_store) = body_stores(path, &capture.header);
     Loaded {
         flows: capture.flows,
         warnings,
         body_store,
         foreign_body_store,
+    }
+}
+
+/// The body store a capture's header names: usable (in the capture's
+/// directory) or foreign.
+fn body_stores(path: &Path, header: &CaptureHeader) -> (Option<PathBuf>, Option<PathBuf>) {
+    let named = header
+        .settings
+        .body_store()
+        .map(|dir| resolve_beside(path, Path::new(dir)));
+    match named {
+        Some(store) if is_inside_directory_of(&store, path) => (Some(store), None),
+        Some(store) => (None, Some(store)),
+        None => (None, None),
     }
 }
 
@@ -281,7 +288,8 @@ pub fn for_each_flow(paths: &[PathBuf], mut each: impl FnMut(Flow)) -> anyhow::R
             Ok(())
         };
         if is_capture(path)? {
-            warnings.extend(stream_capture(path, &mut renumbered)?);
+            let opened = stream_capture(path, &mut |flow, _| renumbered(flow))?;
+            warnings.extend(opened.warnings);
         } else {
             let loaded = load(path)?;
             warnings.extend(loaded.warnings);
@@ -310,20 +318,55 @@ fn is_capture(path: &Path) -> anyhow::Result<bool> {
     Ok(Capture::sniff(&head))
 }
 
-/// The flows of one capture file, one at a time; returns the warnings.
+/// What [`stream`] read, besides the flows.
+pub struct Opened {
+    pub warnings: Vec<String>,
+    /// As [`Loaded::body_store`].
+    pub body_store: Option<PathBuf>,
+    /// As [`Loaded::foreign_body_store`].
+    pub foreign_body_store: Option<PathBuf>,
+}
+
+/// Reads a capture file or a HAR file as [`load`] does, handing each flow to
+/// `each` as it is read instead of keeping them, with where its line is in a
+/// capture file, for [`regtap_capture::FlowLines`] to read it again; `None`
+/// for a HAR entry (a HAR file is held whole, as its import needs) or an
+/// exchange rebuilt from in-flight records.
+pub fn stream(
+    path: &Path,
+    mut each: impl FnMut(Flow, Option<FlowLocation>),
+) -> anyhow::Result<Opened> {
+    if is_capture(path)? {
+        return stream_capture(path, &mut |flow, location| {
+            each(flow, location);
+            Ok(())
+        });
+    }
+    let loaded = load(path)?;
+    for flow in loaded.flows {
+        each(flow, None);
+    }
+    Ok(Opened {
+        warnings: loaded.warnings,
+        body_store: loaded.body_store,
+        foreign_body_store: loaded.foreign_body_store,
+    })
+}
+
+/// The flows of one capture file, one at a time.
 fn stream_capture(
     path: &Path,
-    each: &mut impl FnMut(Flow) -> anyhow::Result<()>,
-) -> anyhow::Result<Vec<String>> {
+    each: &mut impl FnMut(Flow, Option<FlowLocation>) -> anyhow::Result<()>,
+) -> anyhow::Result<Opened> {
     let mut reader =
         CaptureReader::open(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut bad_lines = Vec::new();
     let mut flows = 0;
-    while let Some(record) = reader.next_flow() {
+    while let Some(record) = reader.next_located_flow() {
         match record {
-            Ok(flow) => {
+            Ok((flow, location)) => {
                 flows += 1;
-                each(flow)?;
+                each(flow, location)?;
             }
             Err(CaptureError::BadRecord { line, reason, .. }) => {
                 bad_lines.push(BadLine { line, reason });
@@ -331,11 +374,16 @@ fn stream_capture(
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
         }
     }
-    Ok(capture_warnings(
-        path,
-        flows,
-        reader.truncated_tail(),
-        &bad_lines,
-        reader.cut_off_count(),
-    ))
+    let (body_store, foreign_body_store) = body_stores(path, reader.header());
+    Ok(Opened {
+        warnings: capture_warnings(
+            path,
+            flows,
+            reader.truncated_tail(),
+            &bad_lines,
+            reader.cut_off_count(),
+        ),
+        body_store,
+        foreign_body_store,
+    })
 }

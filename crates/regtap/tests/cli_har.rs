@@ -1,11 +1,13 @@
 //! `regtap har`, and HAR files as input to `regtap inspect`, through the binary.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use regtap_capture::factory::FlowBuilder;
 use regtap_capture::{
-    Body, CaptureHeader, CaptureWriter, Data, Elsewhere, Ending, Kept, TruncationReason, sha256_hex,
+    Body, CaptureHeader, CaptureWriter, Data, Elsewhere, Ending, InFlightRecord, Kept,
+    TruncationReason, sha256_hex,
 };
 
 fn regtap(args: &[&str]) -> Output {
@@ -373,4 +375,63 @@ fn unreadable_input_and_missing_operations_are_clear_errors() {
         "{}",
         text(&output.stderr)
     );
+}
+
+/// An exchange the proxy never finished has no line of its own (it is
+/// rebuilt from its in-flight records): `har` exports it, cut off, among the
+/// flows it reads again from their lines, each in its place in time.
+#[test]
+fn a_cut_off_exchange_is_exported_among_the_flows_read_again() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (capture, _, _) = write_capture(dir.path());
+    let unfinished = FlowBuilder::new(8, "GET", "https://registry.test:5000/v2/lab/app/tags/list")
+        .request_header("Authorization", &format!("Bearer {TOKEN}"))
+        .build();
+    let start = InFlightRecord::Start(Box::new(unfinished));
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&capture)
+        .expect("capture");
+    writeln!(file, "{}", serde_json::to_string(&start).expect("JSON")).expect("append");
+    drop(file);
+
+    let out = dir.path().join("out.har");
+    let output = regtap(&[
+        "har",
+        capture.to_str().expect("utf-8"),
+        "-o",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("1 exchanges were cut off"),
+        "{}",
+        text(&output.stderr)
+    );
+    let har = std::fs::read_to_string(&out).expect("HAR written");
+    assert!(!har.contains(TOKEN), "secrets leaked");
+    let value: serde_json::Value = serde_json::from_str(&har).expect("JSON");
+    let entries = value["log"]["entries"].as_array().expect("entries");
+    let urls: Vec<&str> = entries
+        .iter()
+        .map(|e| e["request"]["url"].as_str().expect("url"))
+        .collect();
+    assert_eq!(urls.len(), 7, "{urls:?}");
+    let cut = entries
+        .iter()
+        .find(|e| {
+            e["request"]["url"]
+                .as_str()
+                .is_some_and(|u| u.ends_with("/tags/list"))
+        })
+        .expect("the cut-off exchange is exported");
+    assert_eq!(cut["response"]["status"], 0);
+    assert!(
+        cut["_error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("cut off: proxy stopped")),
+        "{cut}"
+    );
+    // The flows read again are whole: the PATCH's 2048 bytes are described.
+    assert_eq!(entries[3]["request"]["bodySize"], 2048);
 }
