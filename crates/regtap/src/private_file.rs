@@ -45,10 +45,25 @@ pub fn write(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 /// Writes `path` (mode 0600) through `fill`, which streams into it; the file
 /// replaces `path` only once `fill` succeeded, so a failed export leaves no
 /// half-written file behind.
+///
+/// A device or a FIFO (`-o /dev/null`, a named pipe) is written into, not
+/// replaced: renaming a file over `/dev/null` would break every program
+/// on the machine.
 pub fn write_with<T>(
     path: &Path,
     fill: impl FnOnce(&mut io::BufWriter<&mut fs::File>) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
+    if is_device_or_fifo(path) {
+        let mut device = fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        let mut out = io::BufWriter::with_capacity(256 * 1024, &mut device);
+        let value = fill(&mut out)?;
+        out.flush()
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        return Ok(value);
+    }
     let mut file = temporary_beside(path)?;
     let mut out = io::BufWriter::with_capacity(256 * 1024, file.as_file_mut());
     let value = fill(&mut out)?;
@@ -103,6 +118,16 @@ pub fn copy_verified(source: &Path, target: &Path, sha256: &str) -> anyhow::Resu
     Ok(())
 }
 
+/// Whether `path` itself (not a symlink's target) is a character or block
+/// device, or a FIFO.
+fn is_device_or_fifo(path: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt as _;
+    fs::symlink_metadata(path).is_ok_and(|metadata| {
+        let kind = metadata.file_type();
+        kind.is_char_device() || kind.is_block_device() || kind.is_fifo()
+    })
+}
+
 fn hex_lower(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -110,6 +135,33 @@ fn hex_lower(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `-o /dev/null` or a named pipe: the bytes go into it and it stays
+    /// what it was (a FIFO here, as a test must not risk `/dev/null`).
+    #[test]
+    fn a_fifo_is_written_into_not_replaced() {
+        use std::os::unix::fs::FileTypeExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("pipe");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || fs::read(fifo).unwrap())
+        };
+        write(&fifo, b"exported").unwrap();
+        let kind = fs::symlink_metadata(&fifo).unwrap().file_type();
+        assert!(kind.is_fifo(), "{kind:?}");
+        assert_eq!(reader.join().unwrap(), b"exported");
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no file left beside it"
+        );
+    }
 
     fn mode(path: &Path) -> u32 {
         fs::metadata(path).unwrap().permissions().mode() & 0o777
