@@ -745,27 +745,33 @@ fn extreme_times_do_not_panic_and_stay_valid_numbers() {
 
 // ---------------------------------------------------------------- streaming
 
+/// Redacted, with JWT claims redacted too, and with secrets kept; one salt,
+/// so that two exports can be compared byte for byte.
+fn every_redaction() -> [ExportOptions; 3] {
+    [
+        ExportOptions::default(),
+        ExportOptions {
+            redact_claims: true,
+            ..ExportOptions::default()
+        },
+        ExportOptions {
+            include_secrets: true,
+            ..ExportOptions::default()
+        },
+    ]
+    .map(|options| ExportOptions {
+        salt: Salt::from_bytes([0x5a; 16]),
+        ..options
+    })
+}
+
 /// `export_to` writes, entry by entry, the document `export` builds: byte
 /// for byte, redacted or not, for every input.
 #[test]
 fn the_streamed_har_is_the_built_har() {
     for (name, flows) in &common::all_inputs() {
         let analysis = analyze(flows, &Options::default());
-        for options in [
-            ExportOptions::default(),
-            ExportOptions {
-                redact_claims: true,
-                ..ExportOptions::default()
-            },
-            ExportOptions {
-                include_secrets: true,
-                ..ExportOptions::default()
-            },
-        ] {
-            let options = ExportOptions {
-                salt: Salt::from_bytes([0x5a; 16]),
-                ..options
-            };
+        for options in every_redaction() {
             let built = export(flows, &analysis, &options).expect("export");
             let mut expected = serde_json::to_vec_pretty(&built.har).expect("json");
             expected.push(b'\n');
@@ -881,21 +887,7 @@ fn flows_read_again_from_their_lines_export_the_same_har() {
         }
         let analysis = analyzer.finish();
         assert_eq!(analysis, analyze(&flows, &Options::default()), "{name}");
-        for options in [
-            ExportOptions::default(),
-            ExportOptions {
-                redact_claims: true,
-                ..ExportOptions::default()
-            },
-            ExportOptions {
-                include_secrets: true,
-                ..ExportOptions::default()
-            },
-        ] {
-            let options = ExportOptions {
-                salt: Salt::from_bytes([0x5a; 16]),
-                ..options
-            };
+        for options in every_redaction() {
             let mut expected = Vec::new();
             regtap_har::export_to(&flows, &analysis, &options, &mut expected, |_| true)
                 .expect("export_to");
