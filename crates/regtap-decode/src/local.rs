@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use regtap_capture::{Flow, Headers, Kept, TruncationReason};
+use regtap_capture::{Data, Flow, Header, Headers, Kept, TruncationReason};
 use sha2::Digest as _;
 use url::Url;
 
@@ -201,7 +201,31 @@ pub(crate) fn decode_flow(flow: Arc<Flow>, options: &Options, memo: &mut BearerM
         local.rate_limit = Some(limit);
     }
     forget_unneeded_bytes(&mut local);
+    forget_credentials(&mut local);
     local
+}
+
+/// Blanks the `Authorization` value, decoded by now: after this pass the
+/// decoder only asks whether a request carried credentials, and an analysis
+/// should not hold a copy of a token (2–3 KB on Docker Hub) for every
+/// request that carried it. The header stays, text or not as it was.
+fn forget_credentials(local: &mut Local) {
+    let is_credential =
+        |header: &Header| header.0.eq_ignore_ascii_case("authorization") && !header.1.is_empty();
+    if !local.flow.request.headers.iter().any(is_credential) {
+        return;
+    }
+    let flow = Arc::make_mut(&mut local.flow);
+    for header in flow.request.headers.0.iter_mut() {
+        if is_credential(header) {
+            header.1 = match header.1 {
+                Data::Text(_) => Data::Text(String::new()),
+                Data::Binary { .. } => Data::Binary {
+                    base64: String::new(),
+                },
+            };
+        }
+    }
 }
 
 /// Drops the response bytes the passes after this one never read, so that
