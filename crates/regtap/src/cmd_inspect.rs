@@ -74,10 +74,12 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
         let _ = to_decoder.send(flow);
     });
     drop(to_decoder);
+    // A capture that cannot be read is reported without waiting for the
+    // decoder to link what came before.
+    let streamed = streamed?;
     let analysis = decoder
         .join()
         .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-    let streamed = streamed?;
     for warning in &streamed.warnings {
         eprintln!("regtap: warning: {warning}");
     }
@@ -97,8 +99,8 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let earliest = earliest.as_slice();
     // Indented for a person at a terminal; one line for a pipe or a file,
-    // where indentation would make a large capture's document ten times
-    // the size.
+    // where indentation would make a large capture's document over ten
+    // times the size.
     let pretty = std::io::stdout().is_terminal();
     let written = write_output(&args, analysis, earliest, color, pretty, &mut out).and_then(|()| {
         out.flush()?;
