@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Analysis at scale: grows a real capture to N flows (bench/grow-capture.py),
-# then times `cat`, `regtap inspect --json` and `regtap har` on it, with
+# then times `cat`, `regtap inspect` (text and --json) and `regtap har` on it, with
 # their peak RSS, and prints each as a ratio to `cat` reading the same file
 # in the same run.
 #
@@ -43,8 +43,9 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.0f", a / b; else
 mib() { awk -v k="$1" 'BEGIN { printf "%.0f", k / 1024 }'; }
 
 # Times are wall / CPU seconds; ×cat divides each by cat's.
-printf '%-8s %8s %11s | %13s %8s %11s | %13s %8s %11s\n' \
-    flows "file MiB" "cat s" "inspect s" "RSS MiB" "×cat" "har s" "RSS MiB" "×cat"
+printf '%-8s %8s %11s | %13s %8s %11s | %13s %8s %11s | %13s %8s %11s\n' \
+    flows "file MiB" "cat s" "inspect s" "RSS MiB" "×cat" "--json s" "RSS MiB" "×cat" \
+    "har s" "RSS MiB" "×cat"
 for n in "${sizes[@]}"; do
     capture="$dir/scale-$(basename "$source_capture" .jsonl)-$n.jsonl"
     if [ ! -s "$capture" ]; then
@@ -55,11 +56,14 @@ for n in "${sizes[@]}"; do
     # The file from the page cache, as the runs below read it.
     cat "$capture" >/dev/null
     read -r cat_s cat_cpu _ < <(measure cat "$capture")
+    read -r text_s text_cpu text_kib < <(measure "$regtap" inspect --color never "$capture")
     read -r inspect_s inspect_cpu inspect_kib < <(measure "$regtap" inspect --json "$capture")
     read -r har_s har_cpu har_kib < <(measure "$regtap" har "$capture" -o "$out/out.har")
     rm -f "$out/out.har"
-    printf '%-8s %8s %11s | %13s %8s %11s | %13s %8s %11s\n' \
+    printf '%-8s %8s %11s | %13s %8s %11s | %13s %8s %11s | %13s %8s %11s\n' \
         "$n" "$(mib $((size / 1024)))" "$cat_s/$cat_cpu" \
+        "$text_s/$text_cpu" "$(mib "$text_kib")" \
+        "$(ratio "$text_s" "$cat_s")/$(ratio "$text_cpu" "$cat_cpu")" \
         "$inspect_s/$inspect_cpu" "$(mib "$inspect_kib")" \
         "$(ratio "$inspect_s" "$cat_s")/$(ratio "$inspect_cpu" "$cat_cpu")" \
         "$har_s/$har_cpu" "$(mib "$har_kib")" \
