@@ -793,16 +793,7 @@ mod tests {
         let redactor = redactor();
         // Names to rename, as after a token was redacted.
         redactor.fingerprint("a token the decoder fingerprinted");
-        let captures = concat!(env!("CARGO_MANIFEST_DIR"), "/../../captures");
-        let mut strings = Vec::new();
-        for entry in std::fs::read_dir(captures).unwrap() {
-            let path = entry.unwrap().path();
-            if path.extension().is_some_and(|e| e == "jsonl") {
-                for line in std::fs::read_to_string(&path).unwrap().lines() {
-                    collect_strings(&serde_json::from_str(line).unwrap(), &mut strings);
-                }
-            }
-        }
+        let mut strings = strings_of_the_sample_captures();
         strings.push(format!(
             "issued {} for basic Basic dXNlcjpwYXNz",
             decoder_fingerprint("a token the decoder fingerprinted")
@@ -849,8 +840,8 @@ mod tests {
                 .flatten()
                 .min()
         };
-        let captures = concat!(env!("CARGO_MANIFEST_DIR"), "/../../captures");
-        let mut texts = vec![
+        let mut texts = strings_of_the_sample_captures();
+        texts.extend([
             "HTTPS://A".to_owned(),
             "hTtP://a".to_owned(),
             "://x http://y".to_owned(),
@@ -860,21 +851,29 @@ mod tests {
             "é://http://".to_owned(),
             "https:/http://".to_owned(),
             String::new(),
-        ];
-        for entry in std::fs::read_dir(captures).unwrap() {
-            let path = entry.unwrap().path();
-            if path.extension().is_some_and(|e| e == "jsonl") {
-                for line in std::fs::read_to_string(&path).unwrap().lines() {
-                    collect_strings(&serde_json::from_str(line).unwrap(), &mut texts);
-                }
-            }
-        }
+        ]);
         let mut found = 0;
         for text in &texts {
             assert_eq!(find_url_start(text), by_lowercasing(text), "{text}");
             found += usize::from(by_lowercasing(text).is_some());
         }
         assert!(found > 1000, "{found} texts with a URL");
+    }
+
+    /// Every key and string value of every record of `captures/*.jsonl`:
+    /// real headers, URLs, tokens and error messages.
+    fn strings_of_the_sample_captures() -> Vec<String> {
+        let captures = concat!(env!("CARGO_MANIFEST_DIR"), "/../../captures");
+        let mut strings = Vec::new();
+        for entry in std::fs::read_dir(captures).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "jsonl") {
+                for line in std::fs::read_to_string(&path).unwrap().lines() {
+                    collect_strings(&serde_json::from_str(line).unwrap(), &mut strings);
+                }
+            }
+        }
+        strings
     }
 
     fn collect_strings(value: &Value, out: &mut Vec<String>) {
