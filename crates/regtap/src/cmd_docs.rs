@@ -65,6 +65,30 @@ mod tests {
             .collect()
     }
 
+    /// A help text doubled by two identical doc-comment lines (which clap
+    /// joins into one paragraph) reads "X X" in `regtap --help`.
+    #[test]
+    fn no_help_text_says_the_same_thing_twice() {
+        fn check(command: &clap::Command, path: &str) {
+            let texts = std::iter::once(command.get_about())
+                .chain(command.get_arguments().map(|a| a.get_help()))
+                .flatten()
+                .map(ToString::to_string);
+            for text in texts {
+                let words: Vec<&str> = text.split_whitespace().collect();
+                let half = words.len() / 2;
+                assert!(
+                    half == 0 || words[..half] != words[half..],
+                    "{path}: {text}"
+                );
+            }
+            for sub in command.get_subcommands() {
+                check(sub, &format!("{path} {}", sub.get_name()));
+            }
+        }
+        check(&crate::Cli::command(), "regtap");
+    }
+
     #[test]
     fn bash_completion_is_valid_bash_naming_every_subcommand() {
         let script = completion_script(Shell::Bash);

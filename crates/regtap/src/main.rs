@@ -52,7 +52,6 @@ enum Command {
     /// Check that docker/containerd/podman really go through this regtap and trust its CA
     Doctor(cmd_doctor::DoctorArgs),
     /// Draw an operation of a capture as a sequence diagram (Mermaid)
-    /// Draw an operation of a capture as a sequence diagram (Mermaid)
     Diagram(cmd_diagram::DiagramArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     Completions(cmd_docs::CompletionsArgs),
