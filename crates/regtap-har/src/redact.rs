@@ -190,7 +190,8 @@ fn decoder_fingerprint(secret: &str) -> String {
 
 /// Replaces credentials by salted fingerprints; remembers what it replaced so
 /// the decoder's annotations about the same tokens get the same fingerprints.
-#[derive(Debug)]
+/// A clone carries on with what this one has seen so far, on its own.
+#[derive(Debug, Clone)]
 pub struct Redactor {
     salt: Salt,
     /// Decoder fingerprint → this export's fingerprint, for every secret seen.
@@ -485,6 +486,13 @@ impl Redactor {
                     (Walk::Annotations, Some(print)) => *text = print,
                     (Walk::Analysis, _) if is_decoder_fingerprint(text) => {}
                     _ => *text = self.fingerprint(text),
+                }
+            }
+            // `inspect` keeps the decoder's token names, in prose as in
+            // `fingerprint` fields: what the walk met before does not matter.
+            Value::String(text) if how == Walk::Analysis => {
+                if let Cow::Owned(scrubbed) = self.scrubbed(text) {
+                    *text = scrubbed;
                 }
             }
             Value::String(text) => {
@@ -1192,5 +1200,22 @@ mod tests {
         assert_eq!(analysis["token"]["refresh_token"], decoder.as_str());
         let redirect = analysis["redirect_to"].as_str().unwrap();
         assert!(!redirect.contains("abcdef") && redirect.contains("X-Amz-Expires=60"));
+    }
+
+    /// `inspect --json` is written by several threads, each with its own
+    /// copy of the redactor: a secret one copy met earlier must not change
+    /// how another names the decoder's tokens in prose.
+    #[test]
+    fn the_analysis_walk_keeps_decoder_names_in_prose_whatever_came_before() {
+        let secret = "s3cret-refresh-token";
+        let decoder = decoder_fingerprint(secret);
+        let prose = format!("token {decoder} was issued by flow #2");
+        let mut analysis = serde_json::json!({
+            "a": {"refresh_token": secret},
+            "b": prose,
+        });
+        Redactor::new(Salt::from_bytes([3; 16])).analysis(&mut analysis);
+        assert_ne!(analysis["a"]["refresh_token"], secret);
+        assert_eq!(analysis["b"], prose.as_str());
     }
 }

@@ -187,8 +187,107 @@ fn write_json(
     if pretty {
         document.serialize(&mut serde_json::Serializer::pretty(out))
     } else {
-        document.serialize(&mut serde_json::Serializer::new(out))
+        write_compact_json(analysis, redactor, &ItemChunks::for_this_machine(), out)
     }
+}
+
+/// How the items of the one-line document are shared among threads.
+struct ItemChunks {
+    threads: usize,
+    items_per_chunk: usize,
+}
+
+impl ItemChunks {
+    fn for_this_machine() -> Self {
+        ItemChunks {
+            threads: std::thread::available_parallelism().map_or(1, usize::from),
+            items_per_chunk: 2048,
+        }
+    }
+}
+
+/// The one-line document, as `RedactedAnalysis` writes it with
+/// `serde_json`'s compact formatter, its items (the bulk of the work:
+/// serialising, redacting) turned into text by several threads.
+fn write_compact_json(
+    analysis: &Analysis,
+    redactor: &Redactor,
+    chunks: &ItemChunks,
+    mut out: impl std::io::Write,
+) -> serde_json::Result<()> {
+    let Analysis {
+        flows,
+        sessions,
+        operations,
+        diagnostics,
+        ..
+    } = analysis;
+    out.write_all(br#"{"diagnostics":"#).map_err(serde_json::Error::io)?;
+    write_items(diagnostics, redactor, chunks, &mut out)?;
+    out.write_all(br#","flows":"#).map_err(serde_json::Error::io)?;
+    write_items(flows, redactor, chunks, &mut out)?;
+    out.write_all(br#","operations":"#).map_err(serde_json::Error::io)?;
+    write_items(operations, redactor, chunks, &mut out)?;
+    out.write_all(br#","schema_version":"#).map_err(serde_json::Error::io)?;
+    serde_json::to_writer(&mut out, SCHEMA_VERSION)?;
+    out.write_all(br#","sessions":"#).map_err(serde_json::Error::io)?;
+    write_items(sessions, redactor, chunks, &mut out)?;
+    out.write_all(b"}").map_err(serde_json::Error::io)
+}
+
+/// `[item,item,…]`: chunk `i` is written by thread `i % threads`, each
+/// with its own copy of the redactor, at most one chunk ahead of the
+/// writer; chunks are written in order.
+fn write_items<T: Serialize + Sync>(
+    items: &[T],
+    redactor: &Redactor,
+    chunks: &ItemChunks,
+    out: &mut impl std::io::Write,
+) -> serde_json::Result<()> {
+    let chunked: Vec<&[T]> = items.chunks(chunks.items_per_chunk.max(1)).collect();
+    let threads = chunks.threads.clamp(1, chunked.len().max(1));
+    out.write_all(b"[").map_err(serde_json::Error::io)?;
+    std::thread::scope(|scope| {
+        let texts: Vec<_> = (0..threads)
+            .map(|thread| {
+                let (to_writer, from_thread) = std::sync::mpsc::sync_channel(1);
+                let mine = chunked.iter().skip(thread).step_by(threads);
+                let redactor = redactor.clone();
+                scope.spawn(move || {
+                    for chunk in mine {
+                        // A writer that stopped (an error, a reader gone) ends this thread.
+                        if to_writer.send(chunk_text(chunk, &redactor)).is_err() {
+                            break;
+                        }
+                    }
+                });
+                from_thread
+            })
+            .collect();
+        for i in 0..chunked.len() {
+            let text = texts[i % threads]
+                .recv()
+                .unwrap_or_else(|_| unreachable!("a thread sends each of its chunks or panics"))?;
+            if i > 0 {
+                out.write_all(b",").map_err(serde_json::Error::io)?;
+            }
+            out.write_all(&text).map_err(serde_json::Error::io)?;
+        }
+        Ok::<_, serde_json::Error>(())
+    })?;
+    out.write_all(b"]").map_err(serde_json::Error::io)
+}
+
+/// `item,item,…` of one chunk, each redacted as a JSON value.
+fn chunk_text<T: Serialize>(items: &[T], redactor: &Redactor) -> serde_json::Result<Vec<u8>> {
+    let mut text = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            text.push(b',');
+        }
+        serde_json::to_writer(&mut text, &RedactedItem(item, redactor))?;
+    }
+    Ok(text)
 }
 
 struct RedactedAnalysis<'a> {
@@ -403,7 +502,8 @@ mod tests {
 
     /// Streamed one item at a time, `inspect --json` is the document a
     /// redacting walk over the whole analysis (and its schema version)
-    /// gives, byte for byte, indented or on one line.
+    /// gives, byte for byte, indented or on one line, however the items
+    /// are shared among threads.
     #[test]
     fn streamed_json_is_the_whole_document_redacted() {
         let captures = concat!(env!("CARGO_MANIFEST_DIR"), "/../../captures");
@@ -429,6 +529,24 @@ mod tests {
                     String::from_utf8(streamed).unwrap(),
                     expected,
                     "{}",
+                    path.display()
+                );
+            }
+            // Items shared among more threads than chunks, and among
+            // threads that each write several chunks.
+            let expected = serde_json::to_string(&whole).unwrap();
+            for (threads, items_per_chunk) in [(3, 1000), (3, 2), (2, 1)] {
+                let chunks = ItemChunks {
+                    threads,
+                    items_per_chunk,
+                };
+                let mut streamed = Vec::new();
+                write_compact_json(&analysis, &Redactor::new(salt()), &chunks, &mut streamed)
+                    .unwrap();
+                assert_eq!(
+                    String::from_utf8(streamed).unwrap(),
+                    expected,
+                    "{} in chunks of {items_per_chunk} on {threads} threads",
                     path.display()
                 );
             }
