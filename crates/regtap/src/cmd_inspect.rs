@@ -77,7 +77,7 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
     // A capture that cannot be read is reported without waiting for the
     // decoder to link what came before.
     let streamed = streamed?;
-    let analysis = decoder
+    let mut analysis = decoder
         .join()
         .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
     for warning in &streamed.warnings {
@@ -102,10 +102,15 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
     // where indentation would make a large capture's document over ten
     // times the size.
     let pretty = std::io::stdout().is_terminal();
-    let written = write_output(&args, analysis, earliest, color, pretty, &mut out).and_then(|()| {
-        out.flush()?;
-        Ok(())
-    });
+    let written =
+        write_output(&args, &mut analysis, earliest, color, pretty, &mut out).and_then(|()| {
+            out.flush()?;
+            Ok(())
+        });
+    // The process is about to end, which returns all its memory at once:
+    // freeing a large capture's analysis piece by piece first would only
+    // delay the exit (0.25 s for 100k flows).
+    std::mem::forget(analysis);
     match written {
         // A reader that went away (`| head`) is not an error.
         Err(e) if is_broken_pipe(&e) => Ok(ExitCode::SUCCESS),
@@ -144,14 +149,14 @@ fn options(args: &InspectArgs) -> Options {
 /// flows analysed, or at least the earliest of them.
 fn write_output(
     args: &InspectArgs,
-    mut analysis: Analysis,
+    analysis: &mut Analysis,
     flows: &[Flow],
     color: bool,
     pretty_json: bool,
     out: &mut impl std::io::Write,
 ) -> anyhow::Result<()> {
     crate::select::retain(
-        &mut analysis,
+        analysis,
         &crate::select::OperationFilter {
             client: args.client.clone(),
             repository: args.repository.clone(),
@@ -164,10 +169,10 @@ fn write_output(
         // Credentials the decoder quotes (signed redirect URLs, error
         // messages) are redacted as in a HAR; token fingerprints stay the
         // decoder's, as the text output shows them.
-        write_json(&analysis, &redactor, pretty_json, &mut *out)?;
+        write_json(analysis, &redactor, pretty_json, &mut *out)?;
         out.write_all(b"\n")?;
     } else {
-        let text = redactor.text(&render_text(&analysis, flows, color));
+        let text = redactor.text(&render_text(analysis, flows, color));
         out.write_all(escape_controls(&text, color).as_bytes())?;
     }
     Ok(())
@@ -390,7 +395,7 @@ mod tests {
         let mut out = Vec::new();
         write_output(
             args,
-            analyze(flows, &options(args)),
+            &mut analyze(flows, &options(args)),
             flows,
             color,
             true,
