@@ -51,18 +51,21 @@ pub enum ColorMode {
 pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
     // Each flow is decoded as it is read and only what the analysis needs
     // of it is kept: a capture is never held whole. Decoding runs on its
-    // own thread, beside the reading and parsing of the next flows.
-    let (to_decoder, flows) = std::sync::mpsc::sync_channel::<Flow>(DECODE_QUEUE);
+    // own thread, beside the reading and parsing of the next flows; flows
+    // go to it in batches, as a hand-over per flow costs the two threads
+    // more in waking each other than the decoding of a small flow.
+    let (to_decoder, batches) = std::sync::mpsc::sync_channel::<Vec<Flow>>(DECODE_QUEUE);
     let options = options(&args);
     let decoder = std::thread::spawn(move || {
         let mut analyzer = Analyzer::new(options);
-        for flow in flows {
+        for flow in batches.into_iter().flatten() {
             analyzer.push_owned(flow);
         }
         analyzer.finish()
     });
     // The text's times count from the earliest flow.
     let mut earliest: Option<Flow> = None;
+    let mut batch = Vec::with_capacity(DECODE_BATCH);
     let streamed = crate::input::for_each_flow(&args.captures, |flow| {
         if earliest
             .as_ref()
@@ -70,9 +73,16 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
         {
             earliest = Some(flow.clone());
         }
-        // A decoder that stopped has panicked: `join` below says so.
-        let _ = to_decoder.send(flow);
+        batch.push(flow);
+        if batch.len() == DECODE_BATCH {
+            // A decoder that stopped has panicked: `join` below says so.
+            let _ = to_decoder.send(std::mem::replace(
+                &mut batch,
+                Vec::with_capacity(DECODE_BATCH),
+            ));
+        }
     });
+    let _ = to_decoder.send(batch);
     drop(to_decoder);
     // A capture that cannot be read is reported without waiting for the
     // decoder to link what came before.
@@ -118,9 +128,11 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// How many parsed flows may wait for the decoder: enough to smooth out a
-/// costly flow, few enough to keep memory flat.
-const DECODE_QUEUE: usize = 256;
+/// How many parsed flows go to the decoder at once, and how many such
+/// batches may wait for it: enough to smooth out a costly flow, few enough
+/// to keep memory flat.
+const DECODE_BATCH: usize = 64;
+const DECODE_QUEUE: usize = 4;
 
 /// The version of the `inspect --json` document (`docs/inspect-json.md`):
 /// raised when a field is removed, renamed or changes meaning; new fields
