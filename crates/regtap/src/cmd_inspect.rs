@@ -50,22 +50,36 @@ pub enum ColorMode {
 
 pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
     // Each flow is decoded as it is read and only what the analysis needs
-    // of it is kept: a capture is never held whole. Decoding runs on its
-    // own thread, beside the reading and parsing of the next flows; flows
-    // go to it in batches, as a hand-over per flow costs the two threads
-    // more in waking each other than the decoding of a small flow.
-    let (to_decoder, batches) = std::sync::mpsc::sync_channel::<Vec<Flow>>(DECODE_QUEUE);
+    // of it is kept: a capture is never held whole. Decoding costs more
+    // than parsing, so it runs on a thread per core beside the reading:
+    // flows go to the decoders in batches, in turn (a hand-over per flow
+    // costs the threads more in waking each other than a small flow's
+    // decoding), and their analyzers are put together before linking.
     let options = options(&args);
-    let decoder = std::thread::spawn(move || {
-        let mut analyzer = Analyzer::new(options);
-        for flow in batches.into_iter().flatten() {
-            analyzer.push_owned(flow);
-        }
-        analyzer.finish()
-    });
+    let decoders: Vec<_> = (0..std::thread::available_parallelism().map_or(1, usize::from))
+        .map(|_| {
+            let (to_decoder, batches) = std::sync::mpsc::sync_channel::<Vec<Flow>>(DECODE_QUEUE);
+            let options = options.clone();
+            let decoder = std::thread::spawn(move || {
+                let mut analyzer = Analyzer::new(options);
+                for flow in batches.into_iter().flatten() {
+                    analyzer.push_owned(flow);
+                }
+                analyzer
+            });
+            (to_decoder, decoder)
+        })
+        .collect();
     // The text's times count from the earliest flow.
     let mut earliest: Option<Flow> = None;
     let mut batch = Vec::with_capacity(DECODE_BATCH);
+    let mut next_decoder = (0..decoders.len()).cycle();
+    let mut send = |batch: Vec<Flow>| {
+        if let Some(i) = next_decoder.next() {
+            // A decoder that stopped has panicked: `join` below says so.
+            let _ = decoders[i].0.send(batch);
+        }
+    };
     let streamed = crate::input::for_each_flow(&args.captures, |flow| {
         if earliest
             .as_ref()
@@ -75,21 +89,25 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
         }
         batch.push(flow);
         if batch.len() == DECODE_BATCH {
-            // A decoder that stopped has panicked: `join` below says so.
-            let _ = to_decoder.send(std::mem::replace(
+            send(std::mem::replace(
                 &mut batch,
                 Vec::with_capacity(DECODE_BATCH),
             ));
         }
     });
-    let _ = to_decoder.send(batch);
-    drop(to_decoder);
+    send(batch);
     // A capture that cannot be read is reported without waiting for the
     // decoder to link what came before.
     let streamed = streamed?;
-    let mut analysis = decoder
-        .join()
-        .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+    let mut whole = Analyzer::new(options);
+    for (to_decoder, decoder) in decoders {
+        drop(to_decoder);
+        let part = decoder
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        whole.append(part);
+    }
+    let mut analysis = whole.finish();
     for warning in &streamed.warnings {
         eprintln!("regtap: warning: {warning}");
     }
@@ -239,15 +257,20 @@ fn write_compact_json(
         diagnostics,
         ..
     } = analysis;
-    out.write_all(br#"{"diagnostics":"#).map_err(serde_json::Error::io)?;
+    out.write_all(br#"{"diagnostics":"#)
+        .map_err(serde_json::Error::io)?;
     write_items(diagnostics, redactor, chunks, &mut out)?;
-    out.write_all(br#","flows":"#).map_err(serde_json::Error::io)?;
+    out.write_all(br#","flows":"#)
+        .map_err(serde_json::Error::io)?;
     write_items(flows, redactor, chunks, &mut out)?;
-    out.write_all(br#","operations":"#).map_err(serde_json::Error::io)?;
+    out.write_all(br#","operations":"#)
+        .map_err(serde_json::Error::io)?;
     write_items(operations, redactor, chunks, &mut out)?;
-    out.write_all(br#","schema_version":"#).map_err(serde_json::Error::io)?;
+    out.write_all(br#","schema_version":"#)
+        .map_err(serde_json::Error::io)?;
     serde_json::to_writer(&mut out, SCHEMA_VERSION)?;
-    out.write_all(br#","sessions":"#).map_err(serde_json::Error::io)?;
+    out.write_all(br#","sessions":"#)
+        .map_err(serde_json::Error::io)?;
     write_items(sessions, redactor, chunks, &mut out)?;
     out.write_all(b"}").map_err(serde_json::Error::io)
 }

@@ -27,6 +27,27 @@ fn titles(json: &serde_json::Value) -> Vec<String> {
         .collect()
 }
 
+/// `inspect` decodes a capture on several threads, handed batches of flows
+/// in turn: its document is the library's analysis of the whole file, for
+/// a capture of many batches (1347 flows of a conformance run).
+#[test]
+fn json_of_a_capture_decoded_on_several_threads_is_the_whole_analysis() {
+    let path = "captures/conformance-ggcr.jsonl";
+    let printed = json(&["inspect", "--json", path]);
+    let file = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../..")).join(path);
+    let flows: Vec<regtap_capture::Flow> = regtap_capture::CaptureReader::open(&file)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(flows.len() > 1000, "{} flows", flows.len());
+    let analysis = regtap_decode::analyze(&flows, &regtap_decode::Options::default());
+    let mut whole = serde_json::to_value(&analysis).unwrap();
+    whole["schema_version"] = printed["schema_version"].clone();
+    regtap_har::redact::Redactor::new(regtap_har::redact::Salt::random()).analysis(&mut whole);
+    assert_eq!(printed["flows"].as_array().unwrap().len(), flows.len());
+    assert!(printed == whole, "inspect --json differs from analyze()");
+}
+
 /// Three captures of one lab session: merged in time order (the login that
 /// succeeded ran before the pull), every id unique, the renumbering said.
 #[test]
