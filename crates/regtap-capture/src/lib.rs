@@ -6,6 +6,7 @@
 pub mod factory;
 mod file;
 mod model;
+mod parse_ahead;
 
 pub use file::{
     BadLine, Capture, CaptureError, CaptureHeader, CaptureReader, CaptureSettings, CaptureWriter,

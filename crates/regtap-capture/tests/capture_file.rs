@@ -586,3 +586,138 @@ fn header_settings_are_read_leniently_and_unknown_ones_kept() {
     assert_eq!(header.settings.body_store(), Some("bodies"));
     assert_eq!(header.settings.other["future"], serde_json::json!({"a": 1}));
 }
+
+/// Everything a reader says about a file, in order: each flow and where it
+/// is, each error, and what it tells at the end.
+fn everything_read(mut reader: CaptureReader<impl std::io::BufRead>) -> Vec<String> {
+    let mut said = Vec::new();
+    while let Some(record) = reader.next_located_flow() {
+        match record {
+            Ok((flow, location)) => {
+                said.push(format!(
+                    "{location:?} {}",
+                    serde_json::to_string(&flow).unwrap()
+                ));
+            }
+            Err(e @ CaptureError::BadRecord { .. }) => said.push(format!("error: {e}")),
+            // The input itself failed: reading stops there.
+            Err(e) => {
+                said.push(format!("error: {e}"));
+                break;
+            }
+        }
+    }
+    said.push(format!(
+        "truncated tail {}, cut off {}",
+        reader.truncated_tail(),
+        reader.cut_off_count()
+    ));
+    said
+}
+
+/// Lines parsed on other threads, many batches of them, are read as one
+/// line at a time reads them: flows, locations, bad lines, in-flight
+/// records, blank lines, an appended session and a cut-off last line.
+#[test]
+fn parsing_ahead_on_other_threads_reads_what_one_line_at_a_time_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.jsonl");
+    let flows = sample_flows();
+    let mut writer = CaptureWriter::create(&path, &header()).unwrap();
+    for id in 1..=3000u64 {
+        let mut flow = flows[(id % 3) as usize].clone();
+        flow.id = id;
+        // Some exchanges never finish: they are cut off at the appended session.
+        let finishes = id % 500 != 0 && id != 1499;
+        if id % 7 == 0 || !finishes {
+            writer.append_in_flight(&started(&flow)).unwrap();
+        }
+        if finishes {
+            writer.append(&flow).unwrap();
+        }
+    }
+    drop(writer);
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    writeln!(file, "\n  \n{{\"id\": \"not a flow\"}}").unwrap();
+    writeln!(file, "{}", serde_json::to_string(&header()).unwrap()).unwrap();
+    for flow in &flows {
+        writeln!(file, "{}", serde_json::to_string(flow).unwrap()).unwrap();
+    }
+    let partial = serde_json::to_string(&flows[0]).unwrap();
+    file.write_all(&partial.as_bytes()[..partial.len() / 2])
+        .unwrap();
+    drop(file);
+
+    let one_at_a_time = everything_read(CaptureReader::open(&path).unwrap());
+    assert!(one_at_a_time.len() > 3000, "{}", one_at_a_time.len());
+    assert!(one_at_a_time.iter().any(|s| s.starts_with("error:")));
+    assert_eq!(
+        one_at_a_time.last().unwrap(),
+        "truncated tail true, cut off 7"
+    );
+    for threads in [1, 2, 3] {
+        let ahead = everything_read(CaptureReader::open(&path).unwrap().parse_ahead(threads));
+        assert!(ahead == one_at_a_time, "{threads} threads");
+    }
+    let capture = Capture::read(&path).unwrap();
+    assert_eq!(
+        capture.flows.len() + capture.bad_lines.len() + 1,
+        one_at_a_time.len()
+    );
+}
+
+/// Input that fails after `left` bytes, as a disk read error would.
+struct FailingAfter<R> {
+    inner: R,
+    left: usize,
+}
+
+impl<R: std::io::Read> std::io::Read for FailingAfter<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.left == 0 {
+            return Err(std::io::Error::other("disk read error"));
+        }
+        let n = buf.len().min(self.left);
+        let n = self.inner.read(&mut buf[..n])?;
+        self.left -= n;
+        Ok(n)
+    }
+}
+
+/// A read error is told after every flow read before it, and nothing of
+/// what came after is made up.
+#[test]
+fn a_read_error_comes_after_the_flows_before_it_when_parsing_ahead() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.jsonl");
+    let flows: Vec<Flow> = (1..=2000u64)
+        .map(|id| {
+            let mut flow = sample_flows()[0].clone();
+            flow.id = id;
+            flow
+        })
+        .collect();
+    write_capture(&path, &flows);
+    let bytes = std::fs::read(&path).unwrap();
+    let failing = || {
+        std::io::BufReader::new(FailingAfter {
+            inner: bytes.as_slice(),
+            left: bytes.len() * 2 / 3,
+        })
+    };
+    let one_at_a_time = everything_read(CaptureReader::new(&path, failing()).unwrap());
+    let ahead = everything_read(CaptureReader::new(&path, failing()).unwrap().parse_ahead(2));
+    let first_error = |said: &[String]| said.iter().position(|s| s.starts_with("error:"));
+    let at = first_error(&one_at_a_time).expect("the read error is told");
+    assert!(at > 1000, "{at}");
+    assert_eq!(first_error(&ahead), Some(at));
+    assert_eq!(ahead[..=at], one_at_a_time[..=at]);
+    assert!(
+        one_at_a_time[at].contains("disk read error"),
+        "{}",
+        one_at_a_time[at]
+    );
+}
