@@ -146,10 +146,10 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// How many parsed flows go to the decoder at once, and how many such
-/// batches may wait for it: enough to smooth out a costly flow, few enough
-/// to keep memory flat.
+/// How many parsed flows go to a decoder at once.
 const DECODE_BATCH: usize = 64;
+/// How many batches may wait for a decoder: enough to smooth out a costly
+/// flow, few enough to keep memory flat.
 const DECODE_QUEUE: usize = 4;
 
 /// The version of the `inspect --json` document (`docs/inspect-json.md`):
@@ -305,9 +305,12 @@ fn write_items<T: Serialize + Sync>(
             })
             .collect();
         for i in 0..chunked.len() {
-            let text = texts[i % threads]
-                .recv()
-                .unwrap_or_else(|_| unreachable!("a thread sends each of its chunks or panics"))?;
+            // A thread sends each of its chunks or panics, and then the
+            // scope panics in turn.
+            let Ok(text) = texts[i % threads].recv() else {
+                break;
+            };
+            let text = text?;
             if i > 0 {
                 out.write_all(b",").map_err(serde_json::Error::io)?;
             }
