@@ -222,15 +222,20 @@ fn write_compact_json(
         diagnostics,
         ..
     } = analysis;
-    out.write_all(br#"{"diagnostics":"#).map_err(serde_json::Error::io)?;
+    out.write_all(br#"{"diagnostics":"#)
+        .map_err(serde_json::Error::io)?;
     write_items(diagnostics, redactor, chunks, &mut out)?;
-    out.write_all(br#","flows":"#).map_err(serde_json::Error::io)?;
+    out.write_all(br#","flows":"#)
+        .map_err(serde_json::Error::io)?;
     write_items(flows, redactor, chunks, &mut out)?;
-    out.write_all(br#","operations":"#).map_err(serde_json::Error::io)?;
+    out.write_all(br#","operations":"#)
+        .map_err(serde_json::Error::io)?;
     write_items(operations, redactor, chunks, &mut out)?;
-    out.write_all(br#","schema_version":"#).map_err(serde_json::Error::io)?;
+    out.write_all(br#","schema_version":"#)
+        .map_err(serde_json::Error::io)?;
     serde_json::to_writer(&mut out, SCHEMA_VERSION)?;
-    out.write_all(br#","sessions":"#).map_err(serde_json::Error::io)?;
+    out.write_all(br#","sessions":"#)
+        .map_err(serde_json::Error::io)?;
     write_items(sessions, redactor, chunks, &mut out)?;
     out.write_all(b"}").map_err(serde_json::Error::io)
 }
