@@ -251,7 +251,7 @@ where
     let plan = Plan::new(listing, analysis, options)?;
     let threads = parallelism.threads.max(1);
     let flow_batches = batches(plan.flows.len(), parallelism.batch.max(1));
-    let redactor = plan.new_redactor();
+    let mut redactor = plan.new_redactor();
     let mut har = HarWriter::start(&plan, out, write_body)?;
     if let Some(redactor) = &redactor {
         // What a batch learns does not depend on what the redactor knew.
@@ -270,6 +270,10 @@ where
             },
         )?;
     }
+    // Each batch gets a copy of the redactor: the names so far are shared.
+    if let Some(redactor) = &mut redactor {
+        redactor.freeze();
+    }
     let operations = plan.operations.len();
     har.open_list("pages", operations)?;
     let page_batches = batches(operations, parallelism.batch.max(1));
@@ -282,6 +286,9 @@ where
         |pieces| har.write(pieces),
     )?;
     har.close_list(operations)?;
+    if let Some(redactor) = &mut redactor {
+        redactor.freeze();
+    }
     har.open_list("entries", plan.flows.len())?;
     in_order_redacted(
         (0..threads).map(|_| reader()).collect(),

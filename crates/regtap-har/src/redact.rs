@@ -23,6 +23,7 @@
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use hmac::{Hmac, Mac as _};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
@@ -200,8 +201,11 @@ fn decoder_fingerprint(secret: &str) -> String {
 #[derive(Debug, Clone)]
 pub struct Redactor {
     salt: Salt,
-    /// Decoder fingerprint → this export's fingerprint, for every secret seen.
+    /// Decoder fingerprint → this export's fingerprint, for every secret
+    /// seen since the last [`Redactor::freeze`] (and before it: `frozen_names`).
     decoder_names: RefCell<HashMap<String, String>>,
+    /// The names known at the last freeze, shared by the copies made since.
+    frozen_names: Arc<HashMap<String, String>>,
     /// [`is_secret_key`] of the JSON keys and header names met so far: the
     /// same few come back in every flow of a large capture.
     secret_keys: RefCell<HashMap<String, bool>>,
@@ -228,6 +232,7 @@ impl Redactor {
         Redactor {
             salt,
             decoder_names: RefCell::new(HashMap::new()),
+            frozen_names: Arc::default(),
             secret_keys: RefCell::new(HashMap::new()),
             journal: RefCell::new(None),
         }
@@ -241,6 +246,21 @@ impl Redactor {
     /// What was noted since [`Redactor::keep_journal`]; noting stops.
     pub(crate) fn take_journal(&self) -> Journal {
         self.journal.borrow_mut().take().unwrap_or_default()
+    }
+
+    /// Makes the names known so far cheap to copy: copies share them.
+    pub(crate) fn freeze(&mut self) {
+        let names = std::mem::take(self.decoder_names.get_mut());
+        Arc::make_mut(&mut self.frozen_names).extend(names);
+    }
+
+    /// The fingerprint decoder name `name` stands for, if known.
+    fn known_print(&self, name: &str) -> Option<String> {
+        self.decoder_names
+            .borrow()
+            .get(name)
+            .or_else(|| self.frozen_names.get(name))
+            .cloned()
     }
 
     /// Takes in names another copy learned, as if it had learned them.
@@ -257,7 +277,8 @@ impl Redactor {
             if !journal.touched.contains(&name) {
                 journal.touched.insert(name.clone());
             }
-            if names.get(&name) != Some(&print) {
+            let known = names.get(&name).or_else(|| self.frozen_names.get(&name));
+            if known != Some(&print) {
                 journal.learned.insert(name.clone(), print.clone());
             }
         }
@@ -592,7 +613,7 @@ impl Redactor {
     /// this redactor has seen that token.
     fn decoder_name(&self, name: &str) -> Option<String> {
         self.consulted(name);
-        self.decoder_names.borrow().get(name).cloned()
+        self.known_print(name)
     }
 
     fn rename_decoder_fingerprint(&self, value: &mut Value) {
@@ -613,7 +634,8 @@ impl Redactor {
         // A copy keeping a journal notes the words it would look up even
         // when it knows no name yet: another copy may know them.
         let journaling = self.journal.borrow().is_some();
-        if (names.is_empty() && !journaling) || !has_word_of_fingerprint_length(text) {
+        let knows_none = names.is_empty() && self.frozen_names.is_empty();
+        if (knows_none && !journaling) || !has_word_of_fingerprint_length(text) {
             return Cow::Borrowed(text);
         }
         let mut out = String::with_capacity(text.len());
@@ -622,7 +644,9 @@ impl Redactor {
                 .find(|c: char| !c.is_ascii_alphanumeric())
                 .unwrap_or(piece.len());
             let (word, separator) = piece.split_at(word_len);
-            let print = (word.len() == 12).then(|| names.get(word)).flatten();
+            let print = (word.len() == 12)
+                .then(|| names.get(word).or_else(|| self.frozen_names.get(word)))
+                .flatten();
             if word.len() == 12 && journaling {
                 self.consulted(word);
             }
@@ -878,18 +902,16 @@ mod tests {
         for text in &strings {
             let full = redactor.tokens_in(&redactor.urls_in(text));
             assert_eq!(redactor.scrubbed(text), full, "{text}");
-            let names = redactor.decoder_names.borrow();
             let renamed: String = text
                 .split_inclusive(|c: char| !c.is_ascii_alphanumeric())
                 .map(|piece| {
                     let word = piece.trim_end_matches(|c: char| !c.is_ascii_alphanumeric());
-                    match names.get(word) {
-                        Some(print) => piece.replacen(word, print, 1),
+                    match redactor.known_print(word) {
+                        Some(print) => piece.replacen(word, &print, 1),
                         None => piece.to_owned(),
                     }
                 })
                 .collect();
-            drop(names);
             assert_eq!(
                 redactor.rename_decoder_fingerprints_in(text),
                 renamed,
