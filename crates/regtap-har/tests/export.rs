@@ -938,6 +938,23 @@ fn a_flow_that_cannot_be_read_again_fails_the_export_with_its_reason() {
             Err(ExportToError::Read(CaptureError::Changed { line: 3, .. })) => {}
             other => panic!("include_secrets {include_secrets}: {other:?}"),
         }
+        // Read by another thread than the writer's, in the first pass or for the entry.
+        let result = regtap_har::export_flows_in_parallel(
+            &listing,
+            || fetch,
+            &analysis,
+            &options,
+            regtap_har::Parallelism {
+                threads: 2,
+                batch: 1,
+            },
+            Vec::new(),
+            |_| true,
+        );
+        match result {
+            Err(ExportToError::Read(CaptureError::Changed { line: 3, .. })) => {}
+            other => panic!("in parallel, include_secrets {include_secrets}: {other:?}"),
+        }
     }
 }
 
