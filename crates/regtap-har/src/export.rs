@@ -1,15 +1,14 @@
 //! Flows and their analysis → HAR 1.2.
 
 use std::borrow::Cow;
-use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
 
 use regtap_capture::{Body, CaptureError, Ending, Flow, Headers, UnixNanos, rfc3339};
 use regtap_decode::{Analysis, FlowKind, Operation};
 use serde::Serialize;
-use serde::ser::{Error as _, SerializeSeq as _, SerializeStruct as _};
 
 use crate::model::{
     BodyFacts, Cache, Content, Cookie, Creator, Entry, EntryError, Har, Log, NameValue, Page,
@@ -74,13 +73,24 @@ pub fn export(
 ) -> Result<Export, ExportError> {
     let listing = list(flows);
     let plan = Plan::new(&listing, analysis, options)?;
-    let Ok(()) = plan.learn_credentials(|i| Ok::<_, Infallible>(Cow::Borrowed(&flows[i])));
-    let pages = plan.pages();
+    let redactor = plan.new_redactor();
+    if let Some(redactor) = &redactor {
+        let Ok(()) = plan.learn_credentials(
+            redactor,
+            &mut |i| Ok::<_, Infallible>(Cow::Borrowed(&flows[i])),
+            0..plan.flows.len(),
+        );
+    }
+    let pages = plan
+        .operations
+        .iter()
+        .map(|operation| plan.page(operation, redactor.as_ref()))
+        .collect();
     let mut bodies = Vec::new();
     let entries: Vec<Entry> = plan
         .flows
         .iter()
-        .map(|&i| plan.entry(&flows[i], &mut bodies))
+        .map(|&i| plan.entry(&flows[i], redactor.as_ref(), &mut bodies))
         .collect();
     bodies.sort_by(|a: &BodyToWrite, b| a.sha256.cmp(&b.sha256));
     bodies.dedup_by(|a, b| a.sha256 == b.sha256);
@@ -166,43 +176,384 @@ pub fn export_to(
 /// entry when credentials are redacted (the redactor learns them all first).
 pub fn export_flows<'f>(
     listing: &[Listed],
-    fetch: impl FnMut(usize) -> Result<Cow<'f, Flow>, CaptureError>,
+    mut fetch: impl FnMut(usize) -> Result<Cow<'f, Flow>, CaptureError>,
     analysis: &Analysis,
     options: &ExportOptions,
     out: impl std::io::Write,
     write_body: impl FnMut(&BodyToWrite) -> bool,
 ) -> Result<Written, ExportToError> {
     let plan = Plan::new(listing, analysis, options)?;
-    let fetch = RefCell::new(fetch);
-    plan.learn_credentials(|i| (fetch.borrow_mut())(i))?;
-    let pages = plan.pages();
-    let bodies = RefCell::new(BodyFiles {
-        write: write_body,
-        written: HashMap::new(),
-    });
-    let har = StreamedHar {
-        plan: &plan,
-        pages: &pages,
-        bodies: &bodies,
-        fetch: &fetch,
-        fetch_error: RefCell::new(None),
-    };
-    let mut serializer = serde_json::Serializer::pretty(out);
-    if let Err(error) = har.serialize(&mut serializer) {
-        return Err(match har.fetch_error.into_inner() {
-            Some(read) => read.into(),
-            None => error.into(),
-        });
+    let redactor = plan.new_redactor();
+    let mut har = HarWriter::start(&plan, out, write_body)?;
+    if let Some(redactor) = &redactor {
+        plan.learn_credentials(redactor, &mut fetch, 0..plan.flows.len())?;
     }
-    let mut out = serializer.into_inner();
-    out.write_all(b"\n").map_err(serde_json::Error::io)?;
-    out.flush().map_err(serde_json::Error::io)?;
-    let written = bodies.borrow().written.values().filter(|&&w| w).count();
-    Ok(Written {
-        entries: plan.flows.len(),
-        pages: pages.len(),
-        bodies: written,
+    let operations = plan.operations.len();
+    har.open_list("pages", operations)?;
+    har.write(plan.pages_text(0..operations, redactor.as_ref())?)?;
+    har.close_list(operations)?;
+    let flows = plan.flows.len();
+    har.open_list("entries", flows)?;
+    for batch in batches(flows, Parallelism::DEFAULT_BATCH) {
+        har.write(plan.entries_text(&mut fetch, batch, redactor.as_ref())?)?;
+    }
+    har.close_list(flows)?;
+    har.finish(&plan)
+}
+
+/// How [`export_flows_in_parallel`] shares its work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parallelism {
+    /// Threads that build entries (the calling thread writes them).
+    pub threads: usize,
+    /// Flows (or operations, for the pages) per batch: a thread reads,
+    /// builds and serializes a batch at a time; each thread holds at most
+    /// two batches' text.
+    pub batch: usize,
+}
+
+impl Parallelism {
+    /// About 15 MB of HAR per batch on real captures.
+    const DEFAULT_BATCH: usize = 2048;
+
+    /// A thread per core.
+    pub fn for_this_machine() -> Self {
+        Parallelism {
+            threads: std::thread::available_parallelism().map_or(1, usize::from),
+            batch: Self::DEFAULT_BATCH,
+        }
+    }
+}
+
+/// As [`export_flows`], the work shared among `parallelism.threads`
+/// threads, each reading flows with its own `reader()` (a `fetch` of
+/// [`export_flows`]); the HAR is the same, byte for byte.
+///
+/// The redactor learns from every flow before the first entry, as
+/// [`export_flows`] does, each thread from its batches; redacting the
+/// pages' and entries' annotations may teach it more (a token quoted in an
+/// error message), and an entry may name what an earlier one taught. So
+/// each batch starts from what the redactor knew before the first entry and
+/// notes which names it looked up; a batch that looked up a name an earlier
+/// batch learned is built again, in order, by the writing thread.
+pub fn export_flows_in_parallel<'f, R>(
+    listing: &[Listed],
+    reader: impl Fn() -> R + Sync,
+    analysis: &Analysis,
+    options: &ExportOptions,
+    parallelism: Parallelism,
+    out: impl std::io::Write,
+    write_body: impl FnMut(&BodyToWrite) -> bool,
+) -> Result<Written, ExportToError>
+where
+    R: FnMut(usize) -> Result<Cow<'f, Flow>, CaptureError> + Send,
+{
+    let plan = Plan::new(listing, analysis, options)?;
+    let threads = parallelism.threads.max(1);
+    let flow_batches = batches(plan.flows.len(), parallelism.batch.max(1));
+    let mut redactor = plan.new_redactor();
+    let mut har = HarWriter::start(&plan, out, write_body)?;
+    if let Some(redactor) = &redactor {
+        // What a batch learns does not depend on what the redactor knew.
+        in_order(
+            (0..threads).map(|_| reader()).collect(),
+            flow_batches.len(),
+            |fetch, batch| {
+                let learner = Redactor::new(options.salt.clone());
+                learner.keep_journal();
+                plan.learn_credentials(&learner, fetch, flow_batches[batch].clone())?;
+                Ok(learner.take_journal().learned)
+            },
+            |_, learned| {
+                redactor.learn(&learned);
+                Ok(())
+            },
+        )?;
+    }
+    // Each batch gets a copy of the redactor: the names so far are shared.
+    if let Some(redactor) = &mut redactor {
+        redactor.freeze();
+    }
+    let operations = plan.operations.len();
+    har.open_list("pages", operations)?;
+    let page_batches = batches(operations, parallelism.batch.max(1));
+    in_order_redacted(
+        (0..threads).map(|_| ()).collect(),
+        &page_batches,
+        redactor.as_ref(),
+        |(), batch, redactor| plan.pages_text(batch, redactor),
+        || (),
+        |pieces| har.write(pieces),
+    )?;
+    har.close_list(operations)?;
+    if let Some(redactor) = &mut redactor {
+        redactor.freeze();
+    }
+    har.open_list("entries", plan.flows.len())?;
+    in_order_redacted(
+        (0..threads).map(|_| reader()).collect(),
+        &flow_batches,
+        redactor.as_ref(),
+        |fetch, batch, redactor| plan.entries_text(fetch, batch, redactor),
+        &reader,
+        |pieces| har.write(pieces),
+    )?;
+    har.close_list(plan.flows.len())?;
+    har.finish(&plan)
+}
+
+/// `0..count` cut in runs of `size`.
+fn batches(count: usize, size: usize) -> Vec<Range<usize>> {
+    (0..count)
+        .step_by(size)
+        .map(|start| start..count.min(start + size))
+        .collect()
+}
+
+/// Runs `work` on every batch, batch `i` on thread `i % threads` (one
+/// thread per state), and hands the results to `take` in batch order; a
+/// thread is at most one result ahead of `take`.
+fn in_order<S: Send, T: Send>(
+    states: Vec<S>,
+    batches: usize,
+    work: impl Fn(&mut S, usize) -> Result<T, ExportToError> + Sync,
+    mut take: impl FnMut(usize, T) -> Result<(), ExportToError>,
+) -> Result<(), ExportToError> {
+    let threads = states.len();
+    let work = &work;
+    std::thread::scope(|scope| {
+        let results: Vec<_> = states
+            .into_iter()
+            .enumerate()
+            .map(|(thread, mut state)| {
+                let (to_writer, from_thread) = std::sync::mpsc::sync_channel(1);
+                scope.spawn(move || {
+                    for batch in (thread..batches).step_by(threads) {
+                        let result = work(&mut state, batch);
+                        let failed = result.is_err();
+                        // A writer that stopped (an error) ends this thread.
+                        if to_writer.send(result).is_err() || failed {
+                            break;
+                        }
+                    }
+                });
+                from_thread
+            })
+            .collect();
+        for batch in 0..batches {
+            // A thread that panicked: the scope passes its panic on.
+            let Ok(result) = results[batch % threads].recv() else {
+                break;
+            };
+            take(batch, result?)?;
+        }
+        Ok(())
     })
+}
+
+/// [`in_order`] for the pages or the entries, redacted as one thread would
+/// redact them in order (see [`export_flows_in_parallel`]): each batch
+/// from a copy of `redactor` as it is now, `redactor` learning what each
+/// batch learned in order, and a batch that looked up a name an earlier
+/// batch learned built again after it, with `redactor` and a state of
+/// `make_state`.
+fn in_order_redacted<S: Send>(
+    states: Vec<S>,
+    batches: &[Range<usize>],
+    redactor: Option<&Redactor>,
+    build: impl Fn(&mut S, Range<usize>, Option<&Redactor>) -> Result<Vec<Piece>, ExportToError> + Sync,
+    make_state: impl FnOnce() -> S,
+    mut write: impl FnMut(Vec<Piece>) -> Result<(), ExportToError>,
+) -> Result<(), ExportToError> {
+    let Some(redactor) = redactor else {
+        return in_order(
+            states,
+            batches.len(),
+            |state, batch| build(state, batches[batch].clone(), None),
+            |_, pieces| write(pieces),
+        );
+    };
+    let states = states
+        .into_iter()
+        .map(|state| (state, redactor.clone()))
+        .collect();
+    let mut learned_by_earlier_batches: HashSet<String> = HashSet::new();
+    let mut make_state = Some(make_state);
+    let mut own_state = None;
+    in_order(
+        states,
+        batches.len(),
+        |(state, before), batch| {
+            let copy = before.clone();
+            copy.keep_journal();
+            let pieces = build(state, batches[batch].clone(), Some(&copy))?;
+            Ok((pieces, copy.take_journal()))
+        },
+        |batch, (pieces, journal)| {
+            // A name looked up might have been found, a name given might
+            // have been given after an earlier batch gave it another.
+            let depends_on_earlier = journal
+                .touched
+                .iter()
+                .any(|name| learned_by_earlier_batches.contains(name));
+            let (pieces, learned) = if depends_on_earlier {
+                let state = own_state.get_or_insert_with(|| {
+                    (make_state
+                        .take()
+                        .unwrap_or_else(|| unreachable!("taken once")))()
+                });
+                redactor.keep_journal();
+                let pieces = build(state, batches[batch].clone(), Some(redactor));
+                (pieces?, redactor.take_journal().learned)
+            } else {
+                redactor.learn(&journal.learned);
+                (pieces, journal.learned)
+            };
+            learned_by_earlier_batches.extend(learned.into_keys());
+            write(pieces)
+        },
+    )
+}
+
+/// Serialized pages or entries, as they go into the HAR.
+enum Piece {
+    /// Items, each after its separator, indented.
+    Text(Vec<u8>),
+    /// An entry that references bodies: written once the writer knows
+    /// which bodies were written.
+    WithBodies {
+        position: usize,
+        entry: Box<Entry>,
+        bodies: Vec<BodyToWrite>,
+    },
+}
+
+/// How deep the items of `log.pages` and `log.entries` are indented.
+const ITEM_INDENT: &[u8] = b"      ";
+
+/// Appends item `position` of a list of `log`, as `serde_json`'s pretty
+/// printer writes it there: its separator, and its lines indented.
+fn append_item(
+    text: &mut Vec<u8>,
+    scratch: &mut Vec<u8>,
+    position: usize,
+    item: &impl Serialize,
+) -> Result<(), serde_json::Error> {
+    text.extend_from_slice(if position == 0 { b"\n" } else { b",\n" });
+    text.extend_from_slice(ITEM_INDENT);
+    scratch.clear();
+    serde_json::to_writer_pretty(&mut *scratch, item)?;
+    // JSON strings escape their newlines: every newline is the printer's.
+    for (i, line) in scratch.split(|&b| b == b'\n').enumerate() {
+        if i > 0 {
+            text.push(b'\n');
+            text.extend_from_slice(ITEM_INDENT);
+        }
+        text.extend_from_slice(line);
+    }
+    Ok(())
+}
+
+/// Writes the HAR around its pages and entries: the document with both
+/// lists empty, as `serde_json`'s pretty printer writes it, with the items
+/// put in.
+struct HarWriter<W, F> {
+    out: W,
+    frame: Vec<u8>,
+    /// How much of `frame` is written.
+    written: usize,
+    bodies: BodyFiles<F>,
+    scratch: Vec<u8>,
+    text: Vec<u8>,
+}
+
+impl<W: std::io::Write, F: FnMut(&BodyToWrite) -> bool> HarWriter<W, F> {
+    fn start(plan: &Plan, out: W, write_body: F) -> Result<Self, serde_json::Error> {
+        let frame = serde_json::to_vec_pretty(&Har {
+            log: Log {
+                version: "1.2".to_owned(),
+                creator: creator(),
+                pages: Vec::new(),
+                entries: Vec::new(),
+                comment: plan.comment(),
+            },
+        })?;
+        Ok(HarWriter {
+            out,
+            frame,
+            written: 0,
+            bodies: BodyFiles {
+                write: write_body,
+                written: HashMap::new(),
+            },
+            scratch: Vec::new(),
+            text: Vec::new(),
+        })
+    }
+
+    /// Writes the frame up to list `name` of `log` and opens it.
+    fn open_list(&mut self, name: &str, items: usize) -> Result<(), serde_json::Error> {
+        let empty = format!("\"{name}\": []");
+        let rest = &self.frame[self.written..];
+        // The first list so named after what is written: `log`'s own, as
+        // only its version and creator (or its pages) come before.
+        let at = rest
+            .windows(empty.len())
+            .position(|w| w == empty.as_bytes())
+            .unwrap_or_else(|| unreachable!("the frame has both lists"));
+        let list = self.written + at + empty.len() - 2;
+        self.out
+            .write_all(&self.frame[self.written..list])
+            .map_err(serde_json::Error::io)?;
+        self.out
+            .write_all(if items == 0 { b"[]" } else { b"[" })
+            .map_err(serde_json::Error::io)?;
+        self.written = list + 2;
+        Ok(())
+    }
+
+    fn close_list(&mut self, items: usize) -> Result<(), serde_json::Error> {
+        if items > 0 {
+            self.out
+                .write_all(b"\n    ]")
+                .map_err(serde_json::Error::io)?;
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, pieces: Vec<Piece>) -> Result<(), ExportToError> {
+        for piece in pieces {
+            let text = match piece {
+                Piece::Text(text) => text,
+                Piece::WithBodies {
+                    position,
+                    mut entry,
+                    bodies,
+                } => {
+                    self.bodies.settle(&mut entry, bodies);
+                    self.text.clear();
+                    append_item(&mut self.text, &mut self.scratch, position, &entry)?;
+                    std::mem::take(&mut self.text)
+                }
+            };
+            self.out.write_all(&text).map_err(serde_json::Error::io)?;
+            self.text = text;
+        }
+        Ok(())
+    }
+
+    fn finish(mut self, plan: &Plan) -> Result<Written, ExportToError> {
+        self.out
+            .write_all(&self.frame[self.written..])
+            .map_err(serde_json::Error::io)?;
+        self.out.write_all(b"\n").map_err(serde_json::Error::io)?;
+        self.out.flush().map_err(serde_json::Error::io)?;
+        Ok(Written {
+            entries: plan.flows.len(),
+            pages: plan.operations.len(),
+            bodies: self.bodies.written.values().filter(|&&w| w).count(),
+        })
+    }
 }
 
 /// The bodies `--bodies DIR` asked for: each written once, by the caller.
@@ -238,71 +589,6 @@ impl<F: FnMut(&BodyToWrite) -> bool> BodyFiles<F> {
     }
 }
 
-/// Gives the flow of `listing[i]` (see [`export_flows`]).
-type Fetch<'p, 'f> = RefCell<dyn FnMut(usize) -> Result<Cow<'f, Flow>, CaptureError> + 'p>;
-
-struct StreamedHar<'p, 'f, F> {
-    plan: &'p Plan<'p>,
-    pages: &'p [Page],
-    bodies: &'p RefCell<BodyFiles<F>>,
-    fetch: &'p Fetch<'p, 'f>,
-    /// Why the entries stopped, when a flow could not be fetched.
-    fetch_error: RefCell<Option<CaptureError>>,
-}
-
-impl<F: FnMut(&BodyToWrite) -> bool> Serialize for StreamedHar<'_, '_, F> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut har = serializer.serialize_struct("Har", 1)?;
-        har.serialize_field("log", &StreamedLog(self))?;
-        har.end()
-    }
-}
-
-/// [`Log`], its entries made one at a time as they are written.
-struct StreamedLog<'a, 'p, 'f, F>(&'a StreamedHar<'p, 'f, F>);
-
-impl<F: FnMut(&BodyToWrite) -> bool> Serialize for StreamedLog<'_, '_, '_, F> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let har = self.0;
-        let comment = har.plan.comment();
-        let mut log = serializer.serialize_struct("Log", 5)?;
-        log.serialize_field("version", "1.2")?;
-        log.serialize_field("creator", &creator())?;
-        log.serialize_field("pages", har.pages)?;
-        log.serialize_field("entries", &StreamedEntries(har))?;
-        match &comment {
-            Some(comment) => log.serialize_field("comment", comment)?,
-            None => log.skip_field("comment")?,
-        }
-        log.end()
-    }
-}
-
-struct StreamedEntries<'a, 'p, 'f, F>(&'a StreamedHar<'p, 'f, F>);
-
-impl<F: FnMut(&BodyToWrite) -> bool> Serialize for StreamedEntries<'_, '_, '_, F> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let har = self.0;
-        let mut entries = serializer.serialize_seq(Some(har.plan.flows.len()))?;
-        for &i in &har.plan.flows {
-            let fetched = (har.fetch.borrow_mut())(i);
-            let flow = match fetched {
-                Ok(flow) => flow,
-                Err(error) => {
-                    let message = error.to_string();
-                    *har.fetch_error.borrow_mut() = Some(error);
-                    return Err(S::Error::custom(message));
-                }
-            };
-            let mut bodies = Vec::new();
-            let mut entry = har.plan.entry(&flow, &mut bodies);
-            har.bodies.borrow_mut().settle(&mut entry, bodies);
-            entries.serialize_element(&entry)?;
-        }
-        entries.end()
-    }
-}
-
 fn creator() -> Creator {
     Creator {
         name: CREATOR_NAME.to_owned(),
@@ -310,7 +596,8 @@ fn creator() -> Creator {
     }
 }
 
-/// What every entry of one export needs, prepared once.
+/// What every entry of one export needs, prepared once; shared by the
+/// threads that build entries, each with its own redactor.
 struct Plan<'a> {
     analysis: &'a Analysis,
     options: &'a ExportOptions,
@@ -319,7 +606,6 @@ struct Plan<'a> {
     flows: Vec<usize>,
     /// Where each flow sits: its operation's page and its step.
     place: HashMap<u64, (usize, &'a str)>,
-    redactor: Option<Redactor>,
     /// Claim values dropped with `redact_claims`.
     identifying: Vec<String>,
 }
@@ -365,7 +651,6 @@ impl<'a> Plan<'a> {
             operations,
             flows: selected,
             place,
-            redactor: (!options.include_secrets).then(|| Redactor::new(options.salt.clone())),
             identifying: if options.redact_claims {
                 annotate::identifying_claims(analysis)
             } else {
@@ -374,19 +659,23 @@ impl<'a> Plan<'a> {
         })
     }
 
+    /// The export's redactor, unless secrets are kept.
+    fn new_redactor(&self) -> Option<Redactor> {
+        (!self.options.include_secrets).then(|| Redactor::new(self.options.salt.clone()))
+    }
+
     /// The decoder names tokens in any entry and on the pages: the redactor
     /// learns every credential the entries show before the first is
     /// written, so that each gets this export's fingerprint wherever the
     /// decoder names it. (The `_regtap` objects are redacted as each entry
-    /// is written, in entry order.)
+    /// is written, in entry order.) `positions`: of the flows exported.
     fn learn_credentials<'f, E>(
         &self,
-        mut fetch: impl FnMut(usize) -> Result<Cow<'f, Flow>, E>,
+        redactor: &Redactor,
+        fetch: &mut impl FnMut(usize) -> Result<Cow<'f, Flow>, E>,
+        positions: Range<usize>,
     ) -> Result<(), E> {
-        let Some(redactor) = &self.redactor else {
-            return Ok(());
-        };
-        for &i in &self.flows {
+        for &i in &self.flows[positions] {
             let flow = fetch(i)?;
             let kind = self.analysis.flow(flow.id).map(|f| &f.kind);
             let blobs = BlobSides::of(kind, flow.status());
@@ -395,9 +684,62 @@ impl<'a> Plan<'a> {
         Ok(())
     }
 
+    /// The entries of the flows exported at `positions`, serialized.
+    fn entries_text<'f>(
+        &self,
+        fetch: &mut impl FnMut(usize) -> Result<Cow<'f, Flow>, CaptureError>,
+        positions: Range<usize>,
+        redactor: Option<&Redactor>,
+    ) -> Result<Vec<Piece>, ExportToError> {
+        let mut pieces = Vec::new();
+        let mut text = Vec::new();
+        let mut scratch = Vec::new();
+        for position in positions {
+            let flow = fetch(self.flows[position])?;
+            let mut bodies = Vec::new();
+            let entry = self.entry(&flow, redactor, &mut bodies);
+            if bodies.is_empty() {
+                append_item(&mut text, &mut scratch, position, &entry)?;
+            } else {
+                if !text.is_empty() {
+                    pieces.push(Piece::Text(std::mem::take(&mut text)));
+                }
+                pieces.push(Piece::WithBodies {
+                    position,
+                    entry: Box::new(entry),
+                    bodies,
+                });
+            }
+        }
+        if !text.is_empty() {
+            pieces.push(Piece::Text(text));
+        }
+        Ok(pieces)
+    }
+
+    /// The pages of the operations at `positions`, serialized.
+    fn pages_text(
+        &self,
+        positions: Range<usize>,
+        redactor: Option<&Redactor>,
+    ) -> Result<Vec<Piece>, ExportToError> {
+        let mut text = Vec::new();
+        let mut scratch = Vec::new();
+        for position in positions {
+            let page = self.page(self.operations[position], redactor);
+            append_item(&mut text, &mut scratch, position, &page)?;
+        }
+        Ok(vec![Piece::Text(text)])
+    }
+
     /// The entry of one flow, redacted; the bodies it references are added
     /// to `bodies`.
-    fn entry(&self, flow: &Flow, bodies: &mut Vec<BodyToWrite>) -> Entry {
+    fn entry(
+        &self,
+        flow: &Flow,
+        redactor: Option<&Redactor>,
+        bodies: &mut Vec<BodyToWrite>,
+    ) -> Entry {
         let (pageref, comment) = match self.place.get(&flow.id) {
             Some((index, explanation)) => (
                 Some(page_id(*index)),
@@ -410,13 +752,13 @@ impl<'a> Plan<'a> {
             flow,
             BlobSides::of(kind, flow.status()),
             self.options,
-            self.redactor.as_ref(),
+            redactor,
             bodies,
         );
         entry.pageref = pageref;
         entry.comment = comment;
         entry.regtap = annotate::flow(flow, self.analysis, self.options);
-        if let Some(redactor) = &self.redactor {
+        if let Some(redactor) = redactor {
             redactor.annotations(&mut entry.regtap);
             if let Some(comment) = entry.comment.as_mut() {
                 *comment = redactor.annotations_text(comment);
@@ -434,50 +776,45 @@ impl<'a> Plan<'a> {
         entry
     }
 
-    fn pages(&self) -> Vec<Page> {
-        self.operations
-            .iter()
-            .map(|operation| {
-                let mut page = Page {
-                    started_date_time: rfc3339(operation.start_ns),
-                    id: page_id(operation.index),
-                    title: operation.title.clone(),
-                    page_timings: PageTimings {
-                        on_content_load: -1.0,
-                        on_load: -1.0,
-                    },
-                    comment: Some(annotate::operation_status(operation)),
-                    regtap: Some(annotate::operation(operation)),
-                };
-                if let Some(redactor) = &self.redactor {
-                    page.title = redactor.annotations_text(&page.title);
-                    if let Some(comment) = page.comment.as_mut() {
-                        *comment = redactor.annotations_text(comment);
-                    }
-                    if let Some(regtap) = page.regtap.as_mut() {
-                        redactor.annotations(regtap);
-                    }
-                }
-                // Titles name repositories, which URLs show anyway: left as they are.
-                if self.options.redact_claims
-                    && let Some(regtap) = page.regtap.as_mut()
-                {
-                    annotate::scrub(regtap, &self.identifying);
-                }
-                page
-            })
-            .collect()
+    fn page(&self, operation: &Operation, redactor: Option<&Redactor>) -> Page {
+        let mut page = Page {
+            started_date_time: rfc3339(operation.start_ns),
+            id: page_id(operation.index),
+            title: operation.title.clone(),
+            page_timings: PageTimings {
+                on_content_load: -1.0,
+                on_load: -1.0,
+            },
+            comment: Some(annotate::operation_status(operation)),
+            regtap: Some(annotate::operation(operation)),
+        };
+        if let Some(redactor) = redactor {
+            page.title = redactor.annotations_text(&page.title);
+            if let Some(comment) = page.comment.as_mut() {
+                *comment = redactor.annotations_text(comment);
+            }
+            if let Some(regtap) = page.regtap.as_mut() {
+                redactor.annotations(regtap);
+            }
+        }
+        // Titles name repositories, which URLs show anyway: left as they are.
+        if self.options.redact_claims
+            && let Some(regtap) = page.regtap.as_mut()
+        {
+            annotate::scrub(regtap, &self.identifying);
+        }
+        page
     }
 
     fn comment(&self) -> Option<String> {
-        self.redactor.as_ref().map(|redactor| {
+        (!self.options.include_secrets).then(|| {
             format!(
                 "Credentials (credential headers, cookies, URL passwords, token, \
                  password, secret, key and signature fields, pre-signed URL \
                  parameters) are replaced by <redacted hmac:…> fingerprints: \
                  HMAC-SHA256 of the value keyed with this export's salt {}, so \
                  equal values correlate within this file only.",
-                redactor.salt().hex()
+                self.options.salt.hex()
             )
         })
     }

@@ -22,7 +22,8 @@
 
 use std::borrow::Cow;
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use hmac::{Hmac, Mac as _};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
@@ -126,12 +127,18 @@ const REMEMBERED_KEYS: usize = 4096;
 /// credentials` ones): `X-Registry-Auth`, `X-Amz-Security-Token`,
 /// `X-JFrog-Art-Api`, `Private-Token`, `X-Api-Key`, ….
 pub fn is_secret_header(name: &str) -> bool {
-    let lower = name.to_ascii_lowercase();
-    !matches!(
-        lower.as_str(),
-        // Descriptive headers that match the key pattern.
-        "www-authenticate" | "proxy-authenticate" | "authentication-info"
-    ) && is_secret_key(name)
+    !is_descriptive_header(name) && is_secret_key(name)
+}
+
+/// Headers that describe authentication and match the key pattern.
+fn is_descriptive_header(name: &str) -> bool {
+    [
+        "www-authenticate",
+        "proxy-authenticate",
+        "authentication-info",
+    ]
+    .iter()
+    .any(|descriptive| name.eq_ignore_ascii_case(descriptive))
 }
 
 /// Random bytes that key this export's fingerprints.
@@ -194,11 +201,30 @@ fn decoder_fingerprint(secret: &str) -> String {
 #[derive(Debug, Clone)]
 pub struct Redactor {
     salt: Salt,
-    /// Decoder fingerprint → this export's fingerprint, for every secret seen.
+    /// Decoder fingerprint → this export's fingerprint, for every secret
+    /// seen since the last [`Redactor::freeze`] (and before it: `frozen_names`).
     decoder_names: RefCell<HashMap<String, String>>,
-    /// [`is_secret_key`] of the JSON keys walked so far: the same few keys
-    /// come back in every flow of a large capture.
+    /// The names known at the last freeze, shared by the copies made since.
+    frozen_names: Arc<HashMap<String, String>>,
+    /// [`is_secret_key`] of the JSON keys and header names met so far: the
+    /// same few come back in every flow of a large capture.
     secret_keys: RefCell<HashMap<String, bool>>,
+    /// What this copy consulted and learned, when asked to keep track
+    /// ([`Redactor::keep_journal`]).
+    journal: RefCell<Option<Journal>>,
+}
+
+/// What a copy of a [`Redactor`] did with its decoder names since it was
+/// asked to keep track: copies that work side by side on parts of one
+/// export are put together from it, and a part whose output depended on a
+/// name another part learned is told apart.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Journal {
+    /// Every decoder name looked up (found or not) or given a fingerprint.
+    pub touched: HashSet<String>,
+    /// Decoder name → fingerprint, for the names whose fingerprint changed
+    /// (most secrets were known before): the last one given to each.
+    pub learned: HashMap<String, String>,
 }
 
 impl Redactor {
@@ -206,7 +232,64 @@ impl Redactor {
         Redactor {
             salt,
             decoder_names: RefCell::new(HashMap::new()),
+            frozen_names: Arc::default(),
             secret_keys: RefCell::new(HashMap::new()),
+            journal: RefCell::new(None),
+        }
+    }
+
+    /// From now on, notes every decoder name consulted and learned.
+    pub(crate) fn keep_journal(&self) {
+        *self.journal.borrow_mut() = Some(Journal::default());
+    }
+
+    /// What was noted since [`Redactor::keep_journal`]; noting stops.
+    pub(crate) fn take_journal(&self) -> Journal {
+        self.journal.borrow_mut().take().unwrap_or_default()
+    }
+
+    /// Makes the names known so far cheap to copy: copies share them.
+    pub(crate) fn freeze(&mut self) {
+        let names = std::mem::take(self.decoder_names.get_mut());
+        Arc::make_mut(&mut self.frozen_names).extend(names);
+    }
+
+    /// The fingerprint decoder name `name` stands for, if known.
+    fn known_print(&self, name: &str) -> Option<String> {
+        self.decoder_names
+            .borrow()
+            .get(name)
+            .or_else(|| self.frozen_names.get(name))
+            .cloned()
+    }
+
+    /// Takes in names another copy learned, as if it had learned them.
+    pub(crate) fn learn(&self, learned: &HashMap<String, String>) {
+        for (name, print) in learned {
+            self.name(name.clone(), print.clone());
+        }
+    }
+
+    /// Gives decoder name `name` the fingerprint `print`.
+    fn name(&self, name: String, print: String) {
+        let mut names = self.decoder_names.borrow_mut();
+        if let Some(journal) = self.journal.borrow_mut().as_mut() {
+            if !journal.touched.contains(&name) {
+                journal.touched.insert(name.clone());
+            }
+            let known = names.get(&name).or_else(|| self.frozen_names.get(&name));
+            if known != Some(&print) {
+                journal.learned.insert(name.clone(), print.clone());
+            }
+        }
+        names.insert(name, print);
+    }
+
+    fn consulted(&self, name: &str) {
+        if let Some(journal) = self.journal.borrow_mut().as_mut()
+            && !journal.touched.contains(name)
+        {
+            journal.touched.insert(name.to_owned());
         }
     }
 
@@ -236,40 +319,41 @@ impl Redactor {
             "<redacted hmac:{}>",
             hex_lower(&mac.finalize().into_bytes()[..6])
         );
-        self.decoder_names
-            .borrow_mut()
-            .insert(decoder_fingerprint(secret), print.clone());
+        self.name(decoder_fingerprint(secret), print.clone());
         print
     }
 
     /// The value to write for header `name`.
     pub fn header_value(&self, name: &str, value: &str) -> String {
-        let lower = name.to_ascii_lowercase();
-        match lower.as_str() {
-            "authorization" | "proxy-authorization" => match value.trim().split_once(' ') {
+        let is = |known: &str| name.eq_ignore_ascii_case(known);
+        if is("authorization") || is("proxy-authorization") {
+            match value.trim().split_once(' ') {
                 // Keep the scheme: "Bearer" vs "Basic" is what a reader needs.
                 Some((scheme, credentials)) => {
                     format!("{scheme} {}", self.fingerprint(credentials.trim()))
                 }
                 None => self.fingerprint(value.trim()),
-            },
-            "cookie" => value
+            }
+        } else if is("cookie") {
+            value
                 .split(';')
                 .map(|pair| self.cookie_pair(pair.trim()))
                 .collect::<Vec<_>>()
-                .join("; "),
-            "set-cookie" => {
-                let (first, attributes) = value.split_once(';').unwrap_or((value, ""));
-                let redacted = self.cookie_pair(first.trim());
-                if attributes.is_empty() {
-                    redacted
-                } else {
-                    format!("{redacted};{attributes}")
-                }
+                .join("; ")
+        } else if is("set-cookie") {
+            let (first, attributes) = value.split_once(';').unwrap_or((value, ""));
+            let redacted = self.cookie_pair(first.trim());
+            if attributes.is_empty() {
+                redacted
+            } else {
+                format!("{redacted};{attributes}")
             }
-            _ if is_secret_header(name) => self.fingerprint(value),
-            "location" | "content-location" | "referer" => self.url(value),
-            _ => self.text(value),
+        } else if !is_descriptive_header(name) && self.is_secret_json_key(name) {
+            self.fingerprint(value)
+        } else if is("location") || is("content-location") || is("referer") {
+            self.url(value)
+        } else {
+            self.text(value)
         }
     }
 
@@ -528,7 +612,8 @@ impl Redactor {
     /// The export's fingerprint of a token the decoder named by `name`, when
     /// this redactor has seen that token.
     fn decoder_name(&self, name: &str) -> Option<String> {
-        self.decoder_names.borrow().get(name).cloned()
+        self.consulted(name);
+        self.known_print(name)
     }
 
     fn rename_decoder_fingerprint(&self, value: &mut Value) {
@@ -546,7 +631,11 @@ impl Redactor {
     /// tokens by the decoder's fingerprint.
     fn rename_decoder_fingerprints_in<'a>(&self, text: &'a str) -> Cow<'a, str> {
         let names = self.decoder_names.borrow();
-        if names.is_empty() || !has_word_of_fingerprint_length(text) {
+        // A copy keeping a journal notes the words it would look up even
+        // when it knows no name yet: another copy may know them.
+        let journaling = self.journal.borrow().is_some();
+        let knows_none = names.is_empty() && self.frozen_names.is_empty();
+        if (knows_none && !journaling) || !has_word_of_fingerprint_length(text) {
             return Cow::Borrowed(text);
         }
         let mut out = String::with_capacity(text.len());
@@ -555,10 +644,13 @@ impl Redactor {
                 .find(|c: char| !c.is_ascii_alphanumeric())
                 .unwrap_or(piece.len());
             let (word, separator) = piece.split_at(word_len);
-            match names.get(word) {
-                Some(print) if word.len() == 12 => out.push_str(print),
-                _ => out.push_str(word),
+            let print = (word.len() == 12)
+                .then(|| names.get(word).or_else(|| self.frozen_names.get(word)))
+                .flatten();
+            if word.len() == 12 && journaling {
+                self.consulted(word);
             }
+            out.push_str(print.map_or(word, String::as_str));
             out.push_str(separator);
         }
         Cow::Owned(out)
@@ -810,18 +902,16 @@ mod tests {
         for text in &strings {
             let full = redactor.tokens_in(&redactor.urls_in(text));
             assert_eq!(redactor.scrubbed(text), full, "{text}");
-            let names = redactor.decoder_names.borrow();
             let renamed: String = text
                 .split_inclusive(|c: char| !c.is_ascii_alphanumeric())
                 .map(|piece| {
                     let word = piece.trim_end_matches(|c: char| !c.is_ascii_alphanumeric());
-                    match names.get(word) {
-                        Some(print) => piece.replacen(word, print, 1),
+                    match redactor.known_print(word) {
+                        Some(print) => piece.replacen(word, &print, 1),
                         None => piece.to_owned(),
                     }
                 })
                 .collect();
-            drop(names);
             assert_eq!(
                 redactor.rename_decoder_fingerprints_in(text),
                 renamed,

@@ -938,5 +938,169 @@ fn a_flow_that_cannot_be_read_again_fails_the_export_with_its_reason() {
             Err(ExportToError::Read(CaptureError::Changed { line: 3, .. })) => {}
             other => panic!("include_secrets {include_secrets}: {other:?}"),
         }
+        // Read by another thread than the writer's, in the first pass or for the entry.
+        let result = regtap_har::export_flows_in_parallel(
+            &listing,
+            || fetch,
+            &analysis,
+            &options,
+            regtap_har::Parallelism {
+                threads: 2,
+                batch: 1,
+            },
+            Vec::new(),
+            |_| true,
+        );
+        match result {
+            Err(ExportToError::Read(CaptureError::Changed { line: 3, .. })) => {}
+            other => panic!("in parallel, include_secrets {include_secrets}: {other:?}"),
+        }
+    }
+}
+
+/// Several threads, each with its own reader, build the HAR that one
+/// thread streams: byte for byte, redacted or not, with bodies written or
+/// refused, for every capture read again from its lines and every input
+/// held, in batches small enough that every thread builds several.
+#[test]
+fn the_har_built_in_parallel_is_the_streamed_har() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../captures");
+    let captures: Vec<(String, Vec<Flow>)> = common::all_inputs();
+    let mut compared = 0;
+    for (name, flows) in &captures {
+        let analysis = analyze(flows, &Options::default());
+        let listing: Vec<Listed> = flows.iter().map(Listed::of).collect();
+        let path = dir.join(format!("{name}.jsonl"));
+        // Capture files are read again from their lines, as `regtap har` does.
+        let locations: Option<Vec<_>> = path.exists().then(|| {
+            let mut reader = CaptureReader::open(&path).expect("capture");
+            std::iter::from_fn(|| reader.next_located_flow())
+                .map(|record| record.expect("flow").1.expect("a line"))
+                .collect()
+        });
+        let mut with_bodies = every_redaction().to_vec();
+        with_bodies.push(ExportOptions {
+            bodies_dir: Some("out".to_owned()),
+            ..with_bodies[0].clone()
+        });
+        for options in with_bodies {
+            // Every third distinct body is refused: its entries must not name it.
+            let refuse = |body: &regtap_har::BodyToWrite| !body.sha256.starts_with(['0', '1', '2']);
+            let mut expected = Vec::new();
+            regtap_har::export_to(flows, &analysis, &options, &mut expected, refuse)
+                .expect("export_to");
+            for (threads, batch) in [(2, 1), (3, 2), (2, 7), (1, 3)] {
+                let (locations, path) = (&locations, &path);
+                let reader = || {
+                    let mut lines = None;
+                    move |i: usize| match locations {
+                        Some(locations) => {
+                            let lines = match &mut lines {
+                                Some(lines) => lines,
+                                None => lines.insert(FlowLines::open(path)?),
+                            };
+                            lines.read(&locations[i]).map(Cow::Owned)
+                        }
+                        None => Ok(Cow::Borrowed(&flows[i])),
+                    }
+                };
+                let mut built = Vec::new();
+                let written = regtap_har::export_flows_in_parallel(
+                    &listing,
+                    reader,
+                    &analysis,
+                    &options,
+                    regtap_har::Parallelism { threads, batch },
+                    &mut built,
+                    refuse,
+                )
+                .expect("export_flows_in_parallel");
+                assert_eq!(
+                    String::from_utf8_lossy(&built),
+                    String::from_utf8_lossy(&expected),
+                    "{name}, {threads} threads, batches of {batch}"
+                );
+                assert_eq!(written.entries, flows.len(), "{name}");
+                compared += 1;
+            }
+        }
+    }
+    assert!(compared >= 4 * 4 * 5, "{compared} exports compared");
+}
+
+/// A page may name a token that only an earlier page's redaction learned
+/// (here: a JWT quoted in an error message, which the decoder's prose of
+/// another operation names by its decoder fingerprint). Built in
+/// parallel, the later page's batch did not know the name: it is built
+/// again after the earlier one, and the HAR is the one thread's.
+#[test]
+fn a_page_naming_a_token_an_earlier_page_taught_is_redacted_as_in_order() {
+    let mut flows = common::dockerd_sequences();
+    let jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJvbmx5LWluLWFuLWVycm9yIn0.c2lnbmF0dXJlLXg";
+    let decoder_name = &regtap_capture::sha256_hex(jwt.as_bytes())[..12];
+    // Exchanges that broke, with hosts that are no registry: an operation each.
+    for (i, host, message) in [
+        (
+            1,
+            "a.elsewhere.test",
+            format!("upstream refused the token {jwt}"),
+        ),
+        (
+            flows.len() - 1,
+            "b.elsewhere.test",
+            format!("the token {decoder_name} was refused again"),
+        ),
+    ] {
+        let mut flow = flows[i].clone();
+        flow.id = 1000 + i as u64;
+        flow.request.url = format!("https://{host}/status");
+        flow.response = None;
+        flow.error = Some(regtap_capture::FlowError {
+            stage: regtap_capture::ErrorStage::Connect,
+            message,
+        });
+        flows.push(flow);
+    }
+    let analysis = analyze(&flows, &Options::default());
+    let listing: Vec<Listed> = flows.iter().map(Listed::of).collect();
+    let options = every_redaction()[0].clone();
+    let mut expected = Vec::new();
+    regtap_har::export_to(&flows, &analysis, &options, &mut expected, |_| true).expect("export_to");
+    let har: Value = serde_json::from_slice(&expected).expect("json");
+    let print = redact::Redactor::new(options.salt.clone()).fingerprint(jwt);
+    let comments: Vec<&str> = har["log"]["pages"]
+        .as_array()
+        .expect("pages")
+        .iter()
+        .filter_map(|page| page["comment"].as_str())
+        .collect();
+    let taught = comments
+        .iter()
+        .position(|c| c.contains(&format!("refused the token {print}")));
+    let named = comments
+        .iter()
+        .position(|c| c.contains(&format!("the token {print} was refused again")));
+    assert!(
+        matches!((taught, named), (Some(t), Some(n)) if t < n),
+        "{comments:#?}"
+    );
+    assert!(!String::from_utf8_lossy(&expected).contains(jwt));
+    for threads in [2, 3] {
+        let mut built = Vec::new();
+        regtap_har::export_flows_in_parallel(
+            &listing,
+            || |i: usize| Ok(Cow::Borrowed(&flows[i])),
+            &analysis,
+            &options,
+            regtap_har::Parallelism { threads, batch: 1 },
+            &mut built,
+            |_| true,
+        )
+        .expect("export_flows_in_parallel");
+        assert_eq!(
+            String::from_utf8_lossy(&built),
+            String::from_utf8_lossy(&expected),
+            "{threads} threads"
+        );
     }
 }

@@ -4,13 +4,16 @@
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Args;
 use regtap_capture::{Flow, FlowLines, FlowLocation};
 use regtap_decode::{Analyzer, Options};
 use regtap_har::redact::Salt;
-use regtap_har::{BodySource, BodyToWrite, ExportOptions, Listed, export_flows};
+use regtap_har::{
+    BodySource, BodyToWrite, ExportOptions, Listed, Parallelism, export_flows_in_parallel,
+};
 
 #[derive(Args)]
 pub struct HarArgs {
@@ -50,32 +53,62 @@ enum Source {
     Line(FlowLocation),
     /// A flow without a line of its own: a HAR entry, or an exchange
     /// rebuilt from in-flight records.
-    Held(Box<Flow>),
+    Held(Arc<Flow>),
 }
 
+/// A flow for the decoder: given, or held for the export too.
+enum ToDecode {
+    Owned(Box<Flow>),
+    Held(Arc<Flow>),
+}
+
+/// How many parsed flows may wait for the decoder: enough to smooth out a
+/// costly flow, few enough to keep memory flat.
+const DECODE_QUEUE: usize = 256;
+
 pub fn run(args: HarArgs) -> anyhow::Result<ExitCode> {
-    let mut analyzer = Analyzer::new(Options {
+    // The decoder has its own thread, beside the reading and parsing of
+    // the next flows.
+    let (to_decoder, decoded) = std::sync::mpsc::sync_channel::<ToDecode>(DECODE_QUEUE);
+    let options = Options {
         registry_secret: args.registry_secret.map(String::into_bytes),
+    };
+    let decoder = std::thread::spawn(move || {
+        let mut analyzer = Analyzer::new(options);
+        for flow in decoded {
+            match flow {
+                ToDecode::Owned(flow) => analyzer.push_owned(*flow),
+                ToDecode::Held(flow) => analyzer.push(&flow),
+            }
+        }
+        analyzer.finish()
     });
     let mut listing = Vec::new();
     let mut sources = Vec::new();
     let loaded = crate::input::stream(&args.capture, |flow, location| {
         listing.push(Listed::of(&flow));
-        match location {
+        // A decoder that stopped has panicked: `join` below says so.
+        let _ = match location {
             Some(location) => {
                 sources.push(Source::Line(location));
                 // The decoder reads bodies whole or never; the first bytes
                 // of a larger body are read again with the flow, for its entry.
                 let mut flow = flow;
                 flow.forget_body_prefixes();
-                analyzer.push_owned(flow);
+                to_decoder.send(ToDecode::Owned(Box::new(flow)))
             }
             None => {
-                analyzer.push(&flow);
-                sources.push(Source::Held(Box::new(flow)));
+                let flow = Arc::new(flow);
+                sources.push(Source::Held(Arc::clone(&flow)));
+                to_decoder.send(ToDecode::Held(flow))
             }
-        }
-    })?;
+        };
+    });
+    drop(to_decoder);
+    let analysis = decoder
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+    let loaded = loaded?;
     if args.bodies.is_some()
         && args.body_store.is_none()
         && let Some(foreign) = &loaded.foreign_body_store
@@ -90,16 +123,19 @@ pub fn run(args: HarArgs) -> anyhow::Result<ExitCode> {
     for warning in &loaded.warnings {
         eprintln!("regtap: warning: {warning}");
     }
-    let analysis = analyzer.finish();
-    let mut lines: Option<FlowLines> = None;
-    let mut fetch = |i: usize| match &sources[i] {
-        Source::Held(flow) => Ok(Cow::Borrowed(&**flow)),
-        Source::Line(location) => {
-            let lines = match &mut lines {
-                Some(lines) => lines,
-                None => lines.insert(FlowLines::open(&args.capture)?),
-            };
-            lines.read(location).map(Cow::Owned)
+    // Each thread that builds entries reads flows again with its own reader.
+    let (sources, capture) = (&sources, &args.capture);
+    let reader = || {
+        let mut lines: Option<FlowLines> = None;
+        move |i: usize| match &sources[i] {
+            Source::Held(flow) => Ok(Cow::Borrowed(&**flow)),
+            Source::Line(location) => {
+                let lines = match &mut lines {
+                    Some(lines) => lines,
+                    None => lines.insert(FlowLines::open(capture)?),
+                };
+                lines.read(location).map(Cow::Owned)
+            }
         }
     };
     let options = ExportOptions {
@@ -126,11 +162,25 @@ pub fn run(args: HarArgs) -> anyhow::Result<ExitCode> {
     // Written entry by entry: the HAR is never held whole.
     let written = if args.output == Path::new("-") {
         let out = std::io::BufWriter::new(std::io::stdout().lock());
-        export_flows(&listing, &mut fetch, &analysis, &options, out, write_one)?
+        export_flows_in_parallel(
+            &listing,
+            reader,
+            &analysis,
+            &options,
+            Parallelism::for_this_machine(),
+            out,
+            write_one,
+        )?
     } else {
         crate::private_file::write_with(&args.output, |out| {
-            Ok(export_flows(
-                &listing, &mut fetch, &analysis, &options, out, write_one,
+            Ok(export_flows_in_parallel(
+                &listing,
+                reader,
+                &analysis,
+                &options,
+                Parallelism::for_this_machine(),
+                out,
+                write_one,
             )?)
         })?
     };
