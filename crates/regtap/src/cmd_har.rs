@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::Args;
 use regtap_capture::{Flow, FlowLines, FlowLocation};
-use regtap_decode::{Analyzer, Options};
+use regtap_decode::Options;
 use regtap_har::redact::Salt;
 use regtap_har::{
     BodySource, BodyToWrite, ExportOptions, Listed, Parallelism, export_flows_in_parallel,
@@ -56,59 +56,34 @@ enum Source {
     Held(Arc<Flow>),
 }
 
-/// A flow for the decoder: given, or held for the export too.
-enum ToDecode {
-    Owned(Box<Flow>),
-    Held(Arc<Flow>),
-}
-
-/// How many parsed flows may wait for the decoder: enough to smooth out a
-/// costly flow, few enough to keep memory flat.
-const DECODE_QUEUE: usize = 256;
-
 pub fn run(args: HarArgs) -> anyhow::Result<ExitCode> {
-    // The decoder has its own thread, beside the reading and parsing of
-    // the next flows.
-    let (to_decoder, decoded) = std::sync::mpsc::sync_channel::<ToDecode>(DECODE_QUEUE);
-    let options = Options {
+    let mut decoder = crate::decoding::ParallelDecoder::new(Options {
         registry_secret: args.registry_secret.map(String::into_bytes),
-    };
-    let decoder = std::thread::spawn(move || {
-        let mut analyzer = Analyzer::new(options);
-        for flow in decoded {
-            match flow {
-                ToDecode::Owned(flow) => analyzer.push_owned(*flow),
-                ToDecode::Held(flow) => analyzer.push(&flow),
-            }
-        }
-        analyzer.finish()
     });
     let mut listing = Vec::new();
     let mut sources = Vec::new();
     let loaded = crate::input::stream(&args.capture, |flow, location| {
         listing.push(Listed::of(&flow));
-        // A decoder that stopped has panicked: `join` below says so.
-        let _ = match location {
+        match location {
             Some(location) => {
                 sources.push(Source::Line(location));
                 // The decoder reads bodies whole or never; the first bytes
                 // of a larger body are read again with the flow, for its entry.
                 let mut flow = flow;
                 flow.forget_body_prefixes();
-                to_decoder.send(ToDecode::Owned(Box::new(flow)))
+                decoder.push(flow);
             }
             None => {
                 let flow = Arc::new(flow);
                 sources.push(Source::Held(Arc::clone(&flow)));
-                to_decoder.send(ToDecode::Held(flow))
+                decoder.push((*flow).clone());
             }
-        };
+        }
     });
-    drop(to_decoder);
-    let analysis = decoder
-        .join()
-        .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+    // A capture that cannot be read is reported without waiting for the
+    // decoder to link what came before.
     let loaded = loaded?;
+    let analysis = decoder.finish();
     if args.bodies.is_some()
         && args.body_store.is_none()
         && let Some(foreign) = &loaded.foreign_body_store

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
 use regtap_capture::Flow;
-use regtap_decode::{Analysis, Analyzer, Options, render_text};
+use regtap_decode::{Analysis, Options, render_text};
 use regtap_har::redact::{Redactor, Salt};
 use serde::Serialize;
 use serde::ser::SerializeMap as _;
@@ -49,37 +49,9 @@ pub enum ColorMode {
 }
 
 pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
-    // Each flow is decoded as it is read and only what the analysis needs
-    // of it is kept: a capture is never held whole. Decoding costs more
-    // than parsing, so it runs on a thread per core beside the reading:
-    // flows go to the decoders in batches, in turn (a hand-over per flow
-    // costs the threads more in waking each other than a small flow's
-    // decoding), and their analyzers are put together before linking.
-    let options = options(&args);
-    let decoders: Vec<_> = (0..std::thread::available_parallelism().map_or(1, usize::from))
-        .map(|_| {
-            let (to_decoder, batches) = std::sync::mpsc::sync_channel::<Vec<Flow>>(DECODE_QUEUE);
-            let options = options.clone();
-            let decoder = std::thread::spawn(move || {
-                let mut analyzer = Analyzer::new(options);
-                for flow in batches.into_iter().flatten() {
-                    analyzer.push_owned(flow);
-                }
-                analyzer
-            });
-            (to_decoder, decoder)
-        })
-        .collect();
+    let mut decoder = crate::decoding::ParallelDecoder::new(options(&args));
     // The text's times count from the earliest flow.
     let mut earliest: Option<Flow> = None;
-    let mut batch = Vec::with_capacity(DECODE_BATCH);
-    let mut next_decoder = (0..decoders.len()).cycle();
-    let mut send = |batch: Vec<Flow>| {
-        if let Some(i) = next_decoder.next() {
-            // A decoder that stopped has panicked: `join` below says so.
-            let _ = decoders[i].0.send(batch);
-        }
-    };
     let streamed = crate::input::for_each_flow(&args.captures, |flow| {
         if earliest
             .as_ref()
@@ -87,27 +59,12 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
         {
             earliest = Some(flow.clone());
         }
-        batch.push(flow);
-        if batch.len() == DECODE_BATCH {
-            send(std::mem::replace(
-                &mut batch,
-                Vec::with_capacity(DECODE_BATCH),
-            ));
-        }
+        decoder.push(flow);
     });
-    send(batch);
     // A capture that cannot be read is reported without waiting for the
     // decoder to link what came before.
     let streamed = streamed?;
-    let mut whole = Analyzer::new(options);
-    for (to_decoder, decoder) in decoders {
-        drop(to_decoder);
-        let part = decoder
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        whole.append(part);
-    }
-    let mut analysis = whole.finish();
+    let mut analysis = decoder.finish();
     for warning in &streamed.warnings {
         eprintln!("regtap: warning: {warning}");
     }
@@ -145,12 +102,6 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
         other => other.map(|()| ExitCode::SUCCESS),
     }
 }
-
-/// How many parsed flows go to a decoder at once.
-const DECODE_BATCH: usize = 64;
-/// How many batches may wait for a decoder: enough to smooth out a costly
-/// flow, few enough to keep memory flat.
-const DECODE_QUEUE: usize = 4;
 
 /// The version of the `inspect --json` document (`docs/inspect-json.md`):
 /// raised when a field is removed, renamed or changes meaning; new fields

@@ -15,6 +15,7 @@ mod cmd_lab;
 mod cmd_proxy;
 mod cmd_setup;
 mod cmd_tui;
+mod decoding;
 mod doctor;
 mod input;
 mod private_file;
