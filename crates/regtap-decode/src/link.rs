@@ -48,15 +48,11 @@ fn clients(works: &mut Works) {
                 .and_then(client::from_user_agent)
         })
         .collect();
-    let connections: Vec<Option<&str>> = works
-        .items
-        .iter()
-        .map(|w| w.connection.as_deref())
-        .collect();
+    let connections: Vec<Option<&str>> = works.items.iter().map(|w| w.connection()).collect();
     let resolved = client::resolve(&own, &connections);
     let mut actors: HashMap<(Option<Client>, Option<String>), usize> = HashMap::new();
     for (w, client) in works.items.iter_mut().zip(resolved) {
-        let address = w.connection.as_deref().map(client_ip);
+        let address = w.connection().map(client_ip);
         let next = actors.len();
         w.actor = *actors.entry((client.clone(), address)).or_insert(next);
         w.client = client;
@@ -148,12 +144,12 @@ fn bearer_links(works: &mut Works) {
         list.sort_by_key(|(id, at, _)| (*at, *id));
     }
     for w in works.items.iter_mut() {
-        let Some(hash) = w.local.bearer_hash.clone() else {
+        let Some(hash) = &w.local.bearer_hash else {
             continue;
         };
         let start = w.local.start();
         // The latest issue of this token before the request, else the first.
-        let issuer = issuers.get(&hash).and_then(|list| {
+        let issuer = issuers.get(hash).and_then(|list| {
             let before = list.partition_point(|(_, at, _)| *at <= start);
             before
                 .checked_sub(1)
@@ -169,13 +165,17 @@ fn bearer_links(works: &mut Works) {
         let not_before = w.local.bearer_nbf.map(|s| s.saturating_mul(NANOS));
         let expired = expiry.is_some_and(|e| start > e);
         let not_yet_valid = not_before.is_some_and(|n| start < n);
+        let refused = w
+            .local
+            .status()
+            .is_some_and(|s| matches!(s, 400 | 401 | 403));
         let Some(bearer) = w.local.bearer.as_mut() else {
             continue;
         };
         bearer.issued_by = issuer.map(|(id, _, _)| id);
         bearer.expired = expired;
         bearer.not_yet_valid = not_yet_valid;
-        let fingerprint = bearer.fingerprint.clone();
+        let fingerprint = &bearer.fingerprint;
         w.local.annotations.push(match issuer {
             Some((id, _, _)) => Annotation::info(
                 AnnotationKind::Bearer,
@@ -195,11 +195,7 @@ fn bearer_links(works: &mut Works) {
                 ),
             ));
         }
-        if expired
-            && w.local
-                .status()
-                .is_some_and(|s| matches!(s, 400 | 401 | 403))
-        {
+        if expired && refused {
             w.local.annotations.push(Annotation::error(
                 AnnotationKind::Bearer,
                 format!(
