@@ -28,7 +28,7 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::Works;
-use crate::http::authority;
+use crate::http::{TokenHash, authority};
 use crate::model::{FlowKind, Reference};
 
 /// A client that was idle this long, and comes back on a new connection,
@@ -106,7 +106,7 @@ struct State {
     by_session: HashMap<usize, usize>,
     /// The groups whose requests carried each Bearer token (full hash), in
     /// the order they were opened.
-    by_token: HashMap<String, Vec<usize>>,
+    by_token: HashMap<TokenHash, Vec<usize>>,
     group_of: Vec<Option<usize>>,
 }
 
@@ -194,8 +194,8 @@ pub(crate) fn group(works: &mut Works) -> Vec<Group> {
 
 /// What a group learns from a flow it took.
 fn note(state: &mut State, g: usize, w: &crate::Work) {
-    // Keys are copied only when new: most flows ride a connection and a
-    // token seen before.
+    // The address is copied only when new: most flows ride a connection
+    // seen before.
     if let Some(connection) = w.connection() {
         match state.by_connection.get_mut(connection) {
             Some(last) => *last = g,
@@ -207,13 +207,9 @@ fn note(state: &mut State, g: usize, w: &crate::Work) {
     if let Some(s) = w.session {
         state.by_session.entry(s).or_insert(g);
     }
-    if let Some(hash) = &w.local.bearer_hash {
-        if !state.by_token.contains_key(hash) {
-            state.by_token.insert(hash.clone(), Vec::new());
-        }
-        if let Some(carried) = state.by_token.get_mut(hash)
-            && let Err(position) = carried.binary_search(&g)
-        {
+    if let Some(hash) = w.local.bearer_hash {
+        let carried = state.by_token.entry(hash).or_default();
+        if let Err(position) = carried.binary_search(&g) {
             carried.insert(position, g);
         }
     }

@@ -92,9 +92,20 @@ pub fn fingerprint(secret: &str) -> String {
     hex::encode(&hash[..6])
 }
 
-/// The whole SHA-256 of a secret, to match tokens without keeping them.
-pub fn fingerprint_full(secret: &str) -> String {
-    hex::encode(sha2::Sha256::digest(secret.as_bytes()))
+/// The whole SHA-256 of a token, to match tokens without keeping them: as
+/// bytes, since a capture holds one per request that carried a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct TokenHash([u8; 32]);
+
+impl TokenHash {
+    pub fn of(token: &str) -> Self {
+        TokenHash(sha2::Sha256::digest(token.as_bytes()).into())
+    }
+
+    /// The token's [`fingerprint`].
+    pub fn short(&self) -> String {
+        hex::encode(self.0.get(..6).unwrap_or_default())
+    }
 }
 
 /// `sha256:0123456789ab…`: enough to tell digests apart on one line.
@@ -134,6 +145,15 @@ pub fn unix_to_rfc3339(seconds: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_token_hash_prints_as_the_token_fingerprint() {
+        for token in ["", "abc", "eyJhbGciOiJFUzI1NiJ9.e30.c2ln"] {
+            assert_eq!(TokenHash::of(token).short(), fingerprint(token));
+            assert_eq!(TokenHash::of(token).short().len(), 12);
+        }
+        assert_ne!(TokenHash::of("a"), TokenHash::of("b"));
+    }
 
     #[test]
     fn query_values_are_decoded_as_query_pairs_decodes_them() {

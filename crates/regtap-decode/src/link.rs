@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use crate::http::{authority, short_digest};
+use crate::http::{TokenHash, authority, short_digest};
 use crate::model::AnnotationKind;
 use crate::model::{
     Analysis, Annotation, BlobStatus, Descriptor, DescriptorRole, Diagnostic, FlowAnalysis,
@@ -117,7 +117,7 @@ fn client_ip(address: &str) -> String {
 /// it (matched on the whole token), and checked against `exp`/`nbf` (or
 /// the issuer's `expires_in` for opaque tokens).
 fn bearer_links(works: &mut Works) {
-    let mut issuers: HashMap<String, Vec<(u64, i64, Option<i64>)>> = HashMap::new();
+    let mut issuers: HashMap<TokenHash, Vec<(u64, i64, Option<i64>)>> = HashMap::new();
     for w in &works.items {
         let Some(hash) = &w.local.issued_hash else {
             continue;
@@ -136,7 +136,7 @@ fn bearer_links(works: &mut Works) {
             .and_then(|s| i64::try_from(s).ok())
             .map(|s| issued_at.saturating_add(s.saturating_mul(NANOS)));
         issuers
-            .entry(hash.clone())
+            .entry(*hash)
             .or_default()
             .push((w.local.flow.id, issued_at, expires));
     }
