@@ -36,25 +36,37 @@ pub(crate) fn link(works: &mut Works) -> Analysis {
 /// Each flow's client, and its actor: one per (program, version, client
 /// address without the port).
 fn clients(works: &mut Works) {
-    let own: Vec<Option<Client>> = works
+    // A capture has a handful of User-Agents: each is parsed once.
+    fn user_agent(w: &crate::Work) -> Option<&str> {
+        w.local.flow.request.headers.get("user-agent")
+    }
+    let mut parsed: HashMap<&str, Option<Client>> = HashMap::new();
+    for ua in works.items.iter().filter_map(user_agent) {
+        parsed
+            .entry(ua)
+            .or_insert_with(|| client::from_user_agent(ua));
+    }
+    let own: Vec<Option<&Client>> = works
         .items
         .iter()
-        .map(|w| {
-            w.local
-                .flow
-                .request
-                .headers
-                .get("user-agent")
-                .and_then(client::from_user_agent)
-        })
+        .map(|w| user_agent(w).and_then(|ua| parsed.get(ua)?.as_ref()))
         .collect();
     let connections: Vec<Option<&str>> = works.items.iter().map(|w| w.connection()).collect();
     let resolved = client::resolve(&own, &connections);
-    let mut actors: HashMap<(Option<Client>, Option<String>), usize> = HashMap::new();
-    for (w, client) in works.items.iter_mut().zip(resolved) {
-        let address = w.connection().map(client_ip);
-        let next = actors.len();
-        w.actor = *actors.entry((client.clone(), address)).or_insert(next);
+    let mut actors: HashMap<(Option<&Client>, Option<&str>), usize> = HashMap::new();
+    let assigned: Vec<(usize, Option<Client>)> = resolved
+        .into_iter()
+        .zip(&connections)
+        .map(|(client, connection)| {
+            let next = actors.len();
+            let actor = *actors
+                .entry((client, connection.map(client_ip)))
+                .or_insert(next);
+            (actor, client.cloned())
+        })
+        .collect();
+    for (w, (actor, client)) in works.items.iter_mut().zip(assigned) {
+        w.actor = actor;
         w.client = client;
     }
 }
@@ -106,10 +118,10 @@ fn token_fallbacks(works: &mut Works) {
 }
 
 /// `127.0.0.1:53412` → `127.0.0.1`; `[::1]:53412` → `[::1]`.
-fn client_ip(address: &str) -> String {
+fn client_ip(address: &str) -> &str {
     match address.rsplit_once(':') {
-        Some((ip, port)) if port.bytes().all(|b| b.is_ascii_digit()) => ip.to_owned(),
-        _ => address.to_owned(),
+        Some((ip, port)) if port.bytes().all(|b| b.is_ascii_digit()) => ip,
+        _ => address,
     }
 }
 
