@@ -233,7 +233,8 @@ impl Work {
 /// The flows in time order, findable by id.
 pub(crate) struct Works {
     pub items: Vec<Work>,
-    position: HashMap<u64, usize>,
+    /// First position of each id (handed on to the [`Analysis`]).
+    pub position: HashMap<u64, usize>,
 }
 
 impl Works {

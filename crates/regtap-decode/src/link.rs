@@ -562,10 +562,14 @@ fn assemble(
 ) -> Analysis {
     let mut diagnostics = Vec::new();
     let mut flows = Vec::with_capacity(works.items.len());
+    // Ids are counted only when some repeat (fewer ids than flows).
+    let ids_repeat = works.position.len() < works.items.len();
     let mut seen: HashMap<u64, usize> = HashMap::new();
     for w in works.items.drain(..) {
         let id = w.local.flow.id;
-        *seen.entry(id).or_default() += 1;
+        if ids_repeat {
+            *seen.entry(id).or_default() += 1;
+        }
         for a in &w.local.annotations {
             if a.severity >= Severity::Warning {
                 diagnostics.push(Diagnostic {
@@ -605,15 +609,13 @@ fn assemble(
             message: format!("{n} flows share id {id}; links by id use the first"),
         });
     }
-    let mut positions = HashMap::with_capacity(flows.len());
-    for (i, f) in flows.iter().enumerate() {
-        positions.entry(f.flow_id).or_insert(i);
-    }
     Analysis {
         flows,
         sessions,
         operations,
         diagnostics,
-        positions,
+        // The flows are in the order of the works: the same first
+        // position of each id.
+        positions: std::mem::take(&mut works.position),
     }
 }
