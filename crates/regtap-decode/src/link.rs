@@ -375,21 +375,23 @@ fn manifest_links(works: &mut Works, sessions: &[UploadSession]) {
         let Some(w) = works.items.get(i) else {
             continue;
         };
-        let (Some(registry), Some(repository)) = (
-            w.local.kind.registry().map(str::to_owned),
-            w.local.kind.repository().map(str::to_owned),
-        ) else {
+        let (Some(registry), Some(repository)) =
+            (w.local.kind.registry(), w.local.kind.repository())
+        else {
             continue;
         };
         let operation = w.operation;
         let is_put = matches!(w.local.kind, FlowKind::ManifestPut { .. });
         let empty = HashMap::new();
-        let in_op = index
-            .get(&(registry.clone(), repository.clone(), operation))
+        let scopes = index
+            .get(registry)
+            .and_then(|repositories| repositories.get(repository));
+        let in_op = scopes
+            .and_then(|scopes| scopes.get(&operation))
             .filter(|_| operation.is_some())
             .unwrap_or(&empty);
-        let anywhere = index
-            .get(&(registry.clone(), repository.clone(), None))
+        let anywhere = scopes
+            .and_then(|scopes| scopes.get(&None))
             .unwrap_or(&empty);
         let Some(w) = works.items.get_mut(i) else {
             continue;
@@ -461,9 +463,19 @@ fn apply(d: &mut Descriptor, facts: Option<&BlobFacts>) {
     }
 }
 
-/// Blob facts per (registry, repository, operation), and per (registry,
-/// repository, `None`) for the whole capture, in one pass.
-type FactsIndex = HashMap<(String, String, Option<usize>), HashMap<String, BlobFacts>>;
+/// Blob facts by registry, repository and operation, and by registry,
+/// repository and `None` for the whole capture, in one pass. Nested, so
+/// that finding a digest's facts copies no name (only a new one is).
+type FactsIndex = HashMap<String, HashMap<String, HashMap<Option<usize>, DigestFacts>>>;
+type DigestFacts = HashMap<String, BlobFacts>;
+
+/// The entry of `key` in `map` (always there), its key copied only when new.
+fn entry_of<'m, V: Default>(map: &'m mut HashMap<String, V>, key: &str) -> Option<&'m mut V> {
+    if !map.contains_key(key) {
+        map.insert(key.to_owned(), V::default());
+    }
+    map.get_mut(key)
+}
 
 fn blob_facts(works: &Works, sessions: &[UploadSession]) -> FactsIndex {
     let mut index: FactsIndex = HashMap::new();
@@ -474,12 +486,14 @@ fn blob_facts(works: &Works, sessions: &[UploadSession]) -> FactsIndex {
                       status: Option<BlobStatus>,
                       id: u64| {
         let scopes = if operation.is_some() { 2 } else { 1 };
+        let Some(by_scope) = entry_of(&mut index, registry).and_then(|r| entry_of(r, repository))
+        else {
+            return;
+        };
         for scope in [operation, None].into_iter().skip(2 - scopes) {
-            let facts = index
-                .entry((registry.to_owned(), repository.to_owned(), scope))
-                .or_default()
-                .entry(digest.to_owned())
-                .or_default();
+            let Some(facts) = entry_of(by_scope.entry(scope).or_default(), digest) else {
+                continue;
+            };
             match status {
                 Some(status) => facts.see(status, id),
                 None => {
