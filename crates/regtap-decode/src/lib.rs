@@ -191,6 +191,8 @@ fn link_all(decoded: Vec<Local>) -> Analysis {
         .filter_map(|&(_, _, i)| slots.get_mut(i).and_then(Option::take))
         .map(Work::new)
         .collect();
+    // Emptied, but as large as the flows: not held while linking.
+    drop(slots);
     let mut works = Works::new(items);
     link::link(&mut works)
 }
