@@ -185,14 +185,19 @@ fn link_all(decoded: Vec<Local>) -> Analysis {
             url(a).cmp(&url(b)).then(a.cmp(&b))
         })
     });
-    let mut slots: Vec<Option<Local>> = decoded.into_iter().map(Some).collect();
-    let items: Vec<Work> = keys
-        .iter()
-        .filter_map(|&(_, _, i)| slots.get_mut(i).and_then(Option::take))
-        .map(Work::new)
-        .collect();
-    // Emptied, but as large as the flows: not held while linking.
-    drop(slots);
+    let in_order = keys.iter().enumerate().all(|(p, &(_, _, i))| p == i);
+    let items: Vec<Work> = if in_order {
+        // Pushed in time order, as a replay or a file read on one thread.
+        decoded.into_iter().map(Work::new).collect()
+    } else {
+        let mut slots: Vec<Option<Local>> = decoded.into_iter().map(Some).collect();
+        keys.iter()
+            .filter_map(|&(_, _, i)| slots.get_mut(i).and_then(Option::take))
+            .map(Work::new)
+            .collect()
+        // The emptied slots, as large as the flows, are freed here, not
+        // held while linking.
+    };
     let mut works = Works::new(items);
     link::link(&mut works)
 }
