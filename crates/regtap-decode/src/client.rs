@@ -6,6 +6,7 @@
 //! one HTTP/2 connection), so a request with no telling User-Agent takes the
 //! program of the other requests on its connection.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 
 use crate::model::Client;
@@ -55,11 +56,17 @@ fn generic(client: &Client) -> bool {
 /// The client of every flow: its own User-Agent, or, when that names only
 /// Go's HTTP library (or is missing), the program seen on the same client
 /// connection. `connections[i]` is flow `i`'s client connection.
-pub(crate) fn resolve(own: &[Option<Client>], connections: &[Option<&str>]) -> Vec<Option<Client>> {
-    let mut program_of: HashMap<&str, &Client> = HashMap::new();
+///
+/// Clients are owned or borrowed (`&Client`, as linking passes them, so
+/// that a capture's thousands of requests do not each copy theirs twice).
+pub(crate) fn resolve<C: Borrow<Client> + Clone>(
+    own: &[Option<C>],
+    connections: &[Option<&str>],
+) -> Vec<Option<C>> {
+    let mut program_of: HashMap<&str, &C> = HashMap::new();
     for (client, connection) in own.iter().zip(connections) {
         if let (Some(client), Some(connection)) = (client, connection)
-            && !generic(client)
+            && !generic(client.borrow())
         {
             program_of.entry(connection).or_insert(client);
         }
@@ -69,7 +76,7 @@ pub(crate) fn resolve(own: &[Option<Client>], connections: &[Option<&str>]) -> V
         .map(|(client, connection)| {
             let inherited = connection.and_then(|c| program_of.get(c)).copied();
             match client {
-                Some(c) if !generic(c) => Some(c.clone()),
+                Some(c) if !generic(c.borrow()) => Some(c.clone()),
                 _ => inherited.cloned().or_else(|| client.clone()),
             }
         })

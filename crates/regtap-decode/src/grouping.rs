@@ -28,7 +28,7 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::Works;
-use crate::http::authority;
+use crate::http::{TokenHash, authority};
 use crate::model::{FlowKind, Reference};
 
 /// A client that was idle this long, and comes back on a new connection,
@@ -98,14 +98,15 @@ impl Group {
 #[derive(Default)]
 struct State {
     groups: Vec<Group>,
-    /// Groups of each (actor, registry), in the order they were opened.
-    by_actor: HashMap<(usize, String), Vec<usize>>,
+    /// Groups of each actor and registry, in the order they were opened
+    /// (two levels, so that looking a registry up copies no string).
+    by_actor: HashMap<usize, HashMap<String, Vec<usize>>>,
     /// The group a client connection carried last.
     by_connection: HashMap<String, usize>,
     by_session: HashMap<usize, usize>,
     /// The groups whose requests carried each Bearer token (full hash), in
     /// the order they were opened.
-    by_token: HashMap<String, Vec<usize>>,
+    by_token: HashMap<TokenHash, Vec<usize>>,
     group_of: Vec<Option<usize>>,
 }
 
@@ -115,7 +116,9 @@ impl State {
             .push(Group::new(actor, Some(registry.to_owned())));
         let g = self.groups.len() - 1;
         self.by_actor
-            .entry((actor, registry.to_owned()))
+            .entry(actor)
+            .or_default()
+            .entry(registry.to_owned())
             .or_default()
             .push(g);
         g
@@ -123,7 +126,8 @@ impl State {
 
     fn candidates(&self, actor: usize, registry: &str) -> &[usize] {
         self.by_actor
-            .get(&(actor, registry.to_owned()))
+            .get(&actor)
+            .and_then(|registries| registries.get(registry))
             .map(Vec::as_slice)
             .unwrap_or_default()
     }
@@ -190,14 +194,21 @@ pub(crate) fn group(works: &mut Works) -> Vec<Group> {
 
 /// What a group learns from a flow it took.
 fn note(state: &mut State, g: usize, w: &crate::Work) {
-    if let Some(connection) = &w.connection {
-        state.by_connection.insert(connection.clone(), g);
+    // The address is copied only when new: most flows ride a connection
+    // seen before.
+    if let Some(connection) = w.connection() {
+        match state.by_connection.get_mut(connection) {
+            Some(last) => *last = g,
+            None => {
+                state.by_connection.insert(connection.to_owned(), g);
+            }
+        }
     }
     if let Some(s) = w.session {
         state.by_session.entry(s).or_insert(g);
     }
-    if let Some(hash) = &w.local.bearer_hash {
-        let carried = state.by_token.entry(hash.clone()).or_default();
+    if let Some(hash) = w.local.bearer_hash {
+        let carried = state.by_token.entry(hash).or_default();
         if let Err(position) = carried.binary_search(&g) {
             carried.insert(position, g);
         }
@@ -284,8 +295,7 @@ fn ping_group(state: &mut State, w: &crate::Work, registry: &str) -> usize {
             })
         });
     let continued = w
-        .connection
-        .as_ref()
+        .connection()
         .and_then(|c| state.by_connection.get(c))
         .copied()
         .filter(|&g| {
@@ -349,10 +359,7 @@ fn repository_group(state: &mut State, works: &Works, w: &crate::Work, registry:
         return g;
     }
     // The same connection.
-    if let Some(&g) = w
-        .connection
-        .as_ref()
-        .and_then(|c| state.by_connection.get(c))
+    if let Some(&g) = w.connection().and_then(|c| state.by_connection.get(c))
         && state.groups.get(g).is_some_and(|group| {
             group.actor == w.actor && group.registry.as_deref() == Some(registry)
         })

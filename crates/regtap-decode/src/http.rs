@@ -22,16 +22,38 @@ pub fn authority(url: &Url) -> String {
 
 /// Every value of query parameter `name`, percent-decoded.
 pub fn query_all(url: &Url, name: &str) -> Vec<String> {
-    url.query_pairs()
-        .filter(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
-        .collect()
+    query_values(url, name).collect()
 }
 
 pub fn query_first(url: &Url, name: &str) -> Option<String> {
-    url.query_pairs()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
+    query_values(url, name).next()
+}
+
+/// The values of query parameter `name`, as [`Url::query_pairs`] decodes
+/// them, but decoding only the values asked for: a scope or a signature
+/// decoded for every parameter looked up was a hot spot of large captures.
+fn query_values<'a>(url: &'a Url, name: &'a str) -> impl Iterator<Item = String> + 'a {
+    url.query()
+        .unwrap_or_default()
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .filter_map(move |pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (form_decoded(key) == name).then(|| form_decoded(value).into_owned())
+        })
+}
+
+/// `application/x-www-form-urlencoded` decoding: `+` is a space, then
+/// percent-decoding, invalid UTF-8 replaced.
+fn form_decoded(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains(['+', '%']) {
+        return text.into();
+    }
+    let spaced = text.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8_lossy()
+        .into_owned()
+        .into()
 }
 
 /// `Location` resolved against the request URL (registries send both
@@ -70,9 +92,20 @@ pub fn fingerprint(secret: &str) -> String {
     hex::encode(&hash[..6])
 }
 
-/// The whole SHA-256 of a secret, to match tokens without keeping them.
-pub fn fingerprint_full(secret: &str) -> String {
-    hex::encode(sha2::Sha256::digest(secret.as_bytes()))
+/// The whole SHA-256 of a token, to match tokens without keeping them: as
+/// bytes, since a capture holds one per request that carried a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct TokenHash([u8; 32]);
+
+impl TokenHash {
+    pub fn of(token: &str) -> Self {
+        TokenHash(sha2::Sha256::digest(token.as_bytes()).into())
+    }
+
+    /// The token's [`fingerprint`].
+    pub fn short(&self) -> String {
+        hex::encode(self.0.get(..6).unwrap_or_default())
+    }
 }
 
 /// `sha256:0123456789ab…`: enough to tell digests apart on one line.
@@ -112,6 +145,40 @@ pub fn unix_to_rfc3339(seconds: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_token_hash_prints_as_the_token_fingerprint() {
+        for token in ["", "abc", "eyJhbGciOiJFUzI1NiJ9.e30.c2ln"] {
+            assert_eq!(TokenHash::of(token).short(), fingerprint(token));
+            assert_eq!(TokenHash::of(token).short().len(), 12);
+        }
+        assert_ne!(TokenHash::of("a"), TokenHash::of("b"));
+    }
+
+    #[test]
+    fn query_values_are_decoded_as_query_pairs_decodes_them() {
+        let queries = [
+            "scope=repository%3Alib%2Fa%3Apull&scope=repository:b:push&service=r.test",
+            "a=1&&a=2&a&=x&a==3&b=c=d",
+            "X%2DAmz-Date=20240722T170641Z&X-Amz-Expires=+60+&x+y=%zz%41",
+            "n=%FF%FE&n=caf%C3%A9&n=%E2%82",
+            "",
+        ];
+        for query in queries {
+            let url = Url::parse(&format!("https://r.test/v2/?{query}")).unwrap();
+            let mut names: Vec<String> = url.query_pairs().map(|(k, _)| k.into_owned()).collect();
+            names.extend(["absent".to_owned(), String::new()]);
+            for name in &names {
+                let expected: Vec<String> = url
+                    .query_pairs()
+                    .filter(|(k, _)| k == name)
+                    .map(|(_, v)| v.into_owned())
+                    .collect();
+                assert_eq!(query_all(&url, name), expected, "{name:?} in {query:?}");
+                assert_eq!(query_first(&url, name), expected.first().cloned());
+            }
+        }
+    }
 
     #[test]
     fn gzip_bodies_are_inflated() {

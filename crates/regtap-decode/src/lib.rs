@@ -170,12 +170,34 @@ impl Analyzer {
 /// Links decoded flows, taken in time order, ties broken by id (then URL):
 /// the order the flows arrived in does not matter.
 fn link_all(decoded: Vec<Local>) -> Analysis {
-    let mut items: Vec<Work> = decoded.into_iter().map(Work::new).collect();
-    items.sort_by(|a, b| {
-        (a.local.start(), a.local.flow.id)
-            .cmp(&(b.local.start(), b.local.flow.id))
-            .then_with(|| a.local.flow.url().cmp(b.local.flow.url()))
+    // The order is found on small keys, then each flow is moved once: a
+    // `Local` is hundreds of bytes, and sorting them whole moved each many
+    // times and read every key through its `Arc<Flow>`.
+    let mut keys: Vec<(i64, u64, usize)> = decoded
+        .iter()
+        .enumerate()
+        .map(|(i, local)| (local.start(), local.flow.id, i))
+        .collect();
+    // Stable, as the sort of whole flows was: equal keys keep push order.
+    keys.sort_by(|&(a_start, a_id, a), &(b_start, b_id, b)| {
+        (a_start, a_id).cmp(&(b_start, b_id)).then_with(|| {
+            let url = |i: usize| decoded.get(i).map(|l| l.flow.url());
+            url(a).cmp(&url(b)).then(a.cmp(&b))
+        })
     });
+    let in_order = keys.iter().enumerate().all(|(p, &(_, _, i))| p == i);
+    let items: Vec<Work> = if in_order {
+        // Pushed in time order, as a replay or a file read on one thread.
+        decoded.into_iter().map(Work::new).collect()
+    } else {
+        let mut slots: Vec<Option<Local>> = decoded.into_iter().map(Some).collect();
+        keys.iter()
+            .filter_map(|&(_, _, i)| slots.get_mut(i).and_then(Option::take))
+            .map(Work::new)
+            .collect()
+        // The emptied slots, as large as the flows, are freed here, not
+        // held while linking.
+    };
     let mut works = Works::new(items);
     link::link(&mut works)
 }
@@ -192,15 +214,12 @@ pub(crate) struct Work {
     /// Index of the client (program, version and address): flows of
     /// different actors never share an operation.
     pub actor: usize,
-    /// The client connection (`client_addr`), when the capture names it.
-    pub connection: Option<String>,
     /// The flow whose redirect this request follows.
     pub redirected_from: Option<u64>,
 }
 
 impl Work {
     fn new(local: Local) -> Self {
-        let connection = local.flow.client_addr.clone();
         Work {
             local,
             session: None,
@@ -208,16 +227,21 @@ impl Work {
             summary: String::new(),
             client: None,
             actor: 0,
-            connection,
             redirected_from: None,
         }
+    }
+
+    /// The client connection (`client_addr`), when the capture names it.
+    pub fn connection(&self) -> Option<&str> {
+        self.local.flow.client_addr.as_deref()
     }
 }
 
 /// The flows in time order, findable by id.
 pub(crate) struct Works {
     pub items: Vec<Work>,
-    position: HashMap<u64, usize>,
+    /// First position of each id (handed on to the [`Analysis`]).
+    pub position: HashMap<u64, usize>,
 }
 
 impl Works {

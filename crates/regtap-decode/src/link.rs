@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use crate::http::{authority, short_digest};
+use crate::http::{TokenHash, authority, short_digest};
 use crate::model::AnnotationKind;
 use crate::model::{
     Analysis, Annotation, BlobStatus, Descriptor, DescriptorRole, Diagnostic, FlowAnalysis,
@@ -36,29 +36,37 @@ pub(crate) fn link(works: &mut Works) -> Analysis {
 /// Each flow's client, and its actor: one per (program, version, client
 /// address without the port).
 fn clients(works: &mut Works) {
-    let own: Vec<Option<Client>> = works
+    // A capture has a handful of User-Agents: each is parsed once.
+    fn user_agent(w: &crate::Work) -> Option<&str> {
+        w.local.flow.request.headers.get("user-agent")
+    }
+    let mut parsed: HashMap<&str, Option<Client>> = HashMap::new();
+    for ua in works.items.iter().filter_map(user_agent) {
+        parsed
+            .entry(ua)
+            .or_insert_with(|| client::from_user_agent(ua));
+    }
+    let own: Vec<Option<&Client>> = works
         .items
         .iter()
-        .map(|w| {
-            w.local
-                .flow
-                .request
-                .headers
-                .get("user-agent")
-                .and_then(client::from_user_agent)
+        .map(|w| user_agent(w).and_then(|ua| parsed.get(ua)?.as_ref()))
+        .collect();
+    let connections: Vec<Option<&str>> = works.items.iter().map(|w| w.connection()).collect();
+    let resolved = client::resolve(&own, &connections);
+    let mut actors: HashMap<(Option<&Client>, Option<&str>), usize> = HashMap::new();
+    let assigned: Vec<(usize, Option<Client>)> = resolved
+        .into_iter()
+        .zip(&connections)
+        .map(|(client, connection)| {
+            let next = actors.len();
+            let actor = *actors
+                .entry((client, connection.map(client_ip)))
+                .or_insert(next);
+            (actor, client.cloned())
         })
         .collect();
-    let connections: Vec<Option<&str>> = works
-        .items
-        .iter()
-        .map(|w| w.connection.as_deref())
-        .collect();
-    let resolved = client::resolve(&own, &connections);
-    let mut actors: HashMap<(Option<Client>, Option<String>), usize> = HashMap::new();
-    for (w, client) in works.items.iter_mut().zip(resolved) {
-        let address = w.connection.as_deref().map(client_ip);
-        let next = actors.len();
-        w.actor = *actors.entry((client.clone(), address)).or_insert(next);
+    for (w, (actor, client)) in works.items.iter_mut().zip(assigned) {
+        w.actor = actor;
         w.client = client;
     }
 }
@@ -110,10 +118,10 @@ fn token_fallbacks(works: &mut Works) {
 }
 
 /// `127.0.0.1:53412` → `127.0.0.1`; `[::1]:53412` → `[::1]`.
-fn client_ip(address: &str) -> String {
+fn client_ip(address: &str) -> &str {
     match address.rsplit_once(':') {
-        Some((ip, port)) if port.bytes().all(|b| b.is_ascii_digit()) => ip.to_owned(),
-        _ => address.to_owned(),
+        Some((ip, port)) if port.bytes().all(|b| b.is_ascii_digit()) => ip,
+        _ => address,
     }
 }
 
@@ -121,7 +129,7 @@ fn client_ip(address: &str) -> String {
 /// it (matched on the whole token), and checked against `exp`/`nbf` (or
 /// the issuer's `expires_in` for opaque tokens).
 fn bearer_links(works: &mut Works) {
-    let mut issuers: HashMap<String, Vec<(u64, i64, Option<i64>)>> = HashMap::new();
+    let mut issuers: HashMap<TokenHash, Vec<(u64, i64, Option<i64>)>> = HashMap::new();
     for w in &works.items {
         let Some(hash) = &w.local.issued_hash else {
             continue;
@@ -140,7 +148,7 @@ fn bearer_links(works: &mut Works) {
             .and_then(|s| i64::try_from(s).ok())
             .map(|s| issued_at.saturating_add(s.saturating_mul(NANOS)));
         issuers
-            .entry(hash.clone())
+            .entry(*hash)
             .or_default()
             .push((w.local.flow.id, issued_at, expires));
     }
@@ -148,12 +156,12 @@ fn bearer_links(works: &mut Works) {
         list.sort_by_key(|(id, at, _)| (*at, *id));
     }
     for w in works.items.iter_mut() {
-        let Some(hash) = w.local.bearer_hash.clone() else {
+        let Some(hash) = &w.local.bearer_hash else {
             continue;
         };
         let start = w.local.start();
         // The latest issue of this token before the request, else the first.
-        let issuer = issuers.get(&hash).and_then(|list| {
+        let issuer = issuers.get(hash).and_then(|list| {
             let before = list.partition_point(|(_, at, _)| *at <= start);
             before
                 .checked_sub(1)
@@ -169,13 +177,17 @@ fn bearer_links(works: &mut Works) {
         let not_before = w.local.bearer_nbf.map(|s| s.saturating_mul(NANOS));
         let expired = expiry.is_some_and(|e| start > e);
         let not_yet_valid = not_before.is_some_and(|n| start < n);
+        let refused = w
+            .local
+            .status()
+            .is_some_and(|s| matches!(s, 400 | 401 | 403));
         let Some(bearer) = w.local.bearer.as_mut() else {
             continue;
         };
         bearer.issued_by = issuer.map(|(id, _, _)| id);
         bearer.expired = expired;
         bearer.not_yet_valid = not_yet_valid;
-        let fingerprint = bearer.fingerprint.clone();
+        let fingerprint = &bearer.fingerprint;
         w.local.annotations.push(match issuer {
             Some((id, _, _)) => Annotation::info(
                 AnnotationKind::Bearer,
@@ -195,11 +207,7 @@ fn bearer_links(works: &mut Works) {
                 ),
             ));
         }
-        if expired
-            && w.local
-                .status()
-                .is_some_and(|s| matches!(s, 400 | 401 | 403))
-        {
+        if expired && refused {
             w.local.annotations.push(Annotation::error(
                 AnnotationKind::Bearer,
                 format!(
@@ -367,21 +375,23 @@ fn manifest_links(works: &mut Works, sessions: &[UploadSession]) {
         let Some(w) = works.items.get(i) else {
             continue;
         };
-        let (Some(registry), Some(repository)) = (
-            w.local.kind.registry().map(str::to_owned),
-            w.local.kind.repository().map(str::to_owned),
-        ) else {
+        let (Some(registry), Some(repository)) =
+            (w.local.kind.registry(), w.local.kind.repository())
+        else {
             continue;
         };
         let operation = w.operation;
         let is_put = matches!(w.local.kind, FlowKind::ManifestPut { .. });
         let empty = HashMap::new();
-        let in_op = index
-            .get(&(registry.clone(), repository.clone(), operation))
+        let scopes = index
+            .get(registry)
+            .and_then(|repositories| repositories.get(repository));
+        let in_op = scopes
+            .and_then(|scopes| scopes.get(&operation))
             .filter(|_| operation.is_some())
             .unwrap_or(&empty);
-        let anywhere = index
-            .get(&(registry.clone(), repository.clone(), None))
+        let anywhere = scopes
+            .and_then(|scopes| scopes.get(&None))
             .unwrap_or(&empty);
         let Some(w) = works.items.get_mut(i) else {
             continue;
@@ -453,9 +463,19 @@ fn apply(d: &mut Descriptor, facts: Option<&BlobFacts>) {
     }
 }
 
-/// Blob facts per (registry, repository, operation), and per (registry,
-/// repository, `None`) for the whole capture, in one pass.
-type FactsIndex = HashMap<(String, String, Option<usize>), HashMap<String, BlobFacts>>;
+/// Blob facts by registry, repository and operation, and by registry,
+/// repository and `None` for the whole capture, in one pass. Nested, so
+/// that finding a digest's facts copies no name (only a new one is).
+type FactsIndex = HashMap<String, HashMap<String, HashMap<Option<usize>, DigestFacts>>>;
+type DigestFacts = HashMap<String, BlobFacts>;
+
+/// The entry of `key` in `map` (always there), its key copied only when new.
+fn entry_of<'m, V: Default>(map: &'m mut HashMap<String, V>, key: &str) -> Option<&'m mut V> {
+    if !map.contains_key(key) {
+        map.insert(key.to_owned(), V::default());
+    }
+    map.get_mut(key)
+}
 
 fn blob_facts(works: &Works, sessions: &[UploadSession]) -> FactsIndex {
     let mut index: FactsIndex = HashMap::new();
@@ -466,12 +486,14 @@ fn blob_facts(works: &Works, sessions: &[UploadSession]) -> FactsIndex {
                       status: Option<BlobStatus>,
                       id: u64| {
         let scopes = if operation.is_some() { 2 } else { 1 };
+        let Some(by_scope) = entry_of(&mut index, registry).and_then(|r| entry_of(r, repository))
+        else {
+            return;
+        };
         for scope in [operation, None].into_iter().skip(2 - scopes) {
-            let facts = index
-                .entry((registry.to_owned(), repository.to_owned(), scope))
-                .or_default()
-                .entry(digest.to_owned())
-                .or_default();
+            let Some(facts) = entry_of(by_scope.entry(scope).or_default(), digest) else {
+                continue;
+            };
             match status {
                 Some(status) => facts.see(status, id),
                 None => {
@@ -554,10 +576,14 @@ fn assemble(
 ) -> Analysis {
     let mut diagnostics = Vec::new();
     let mut flows = Vec::with_capacity(works.items.len());
+    // Ids are counted only when some repeat (fewer ids than flows).
+    let ids_repeat = works.position.len() < works.items.len();
     let mut seen: HashMap<u64, usize> = HashMap::new();
     for w in works.items.drain(..) {
         let id = w.local.flow.id;
-        *seen.entry(id).or_default() += 1;
+        if ids_repeat {
+            *seen.entry(id).or_default() += 1;
+        }
         for a in &w.local.annotations {
             if a.severity >= Severity::Warning {
                 diagnostics.push(Diagnostic {
@@ -597,15 +623,13 @@ fn assemble(
             message: format!("{n} flows share id {id}; links by id use the first"),
         });
     }
-    let mut positions = HashMap::with_capacity(flows.len());
-    for (i, f) in flows.iter().enumerate() {
-        positions.entry(f.flow_id).or_insert(i);
-    }
     Analysis {
         flows,
         sessions,
         operations,
         diagnostics,
-        positions,
+        // The flows are in the order of the works: the same first
+        // position of each id.
+        positions: std::mem::take(&mut works.position),
     }
 }

@@ -13,7 +13,7 @@ use url::Url;
 
 use crate::auth::{self, Credentials};
 use crate::classify::classify;
-use crate::http::{decoded_body, fingerprint, query_first, resolve};
+use crate::http::{TokenHash, decoded_body, fingerprint, query_first, resolve};
 use crate::jwt::access_scope;
 use crate::model::AnnotationKind;
 use crate::model::{
@@ -36,9 +36,9 @@ pub(crate) struct Local {
     pub annotations: Vec<Annotation>,
     pub token: Option<Box<TokenInfo>>,
     /// SHA-256 of the token this flow issued: tokens are matched on it.
-    pub issued_hash: Option<String>,
+    pub issued_hash: Option<TokenHash>,
     pub bearer: Option<Box<BearerUse>>,
-    pub bearer_hash: Option<String>,
+    pub bearer_hash: Option<TokenHash>,
     /// `exp` and `nbf` (Unix seconds) of the Bearer token carried, if a JWT.
     pub bearer_exp: Option<i64>,
     pub bearer_nbf: Option<i64>,
@@ -128,7 +128,7 @@ impl Local {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct BearerMemo {
     /// By the token's SHA-256.
-    known: HashMap<String, BearerFacts>,
+    known: HashMap<TokenHash, BearerFacts>,
 }
 
 /// How many tokens a [`BearerMemo`] holds before it starts afresh: a
@@ -305,15 +305,15 @@ fn credentials(local: &mut Local, memo: &mut BearerMemo) {
     };
     match auth::parse_authorization(value) {
         Credentials::Bearer(token) => {
-            let hash = crate::http::fingerprint_full(&token);
+            let hash = TokenHash::of(&token);
             // The short fingerprint is the full one's first 12 digits.
-            let print = hash[..12].to_owned();
+            let print = hash.short();
             if memo.known.len() >= REMEMBERED_TOKENS {
                 memo.known.clear();
             }
             let facts = memo
                 .known
-                .entry(hash.clone())
+                .entry(hash)
                 .or_insert_with(|| bearer_facts(&token, &print));
             local.bearer_hash = Some(hash);
             local.bearer_exp = facts.exp;
@@ -537,7 +537,7 @@ fn issued_token(local: &mut Local) {
     };
     token_annotations(local, &info);
     audience(local, &info);
-    local.issued_hash = Some(crate::http::fingerprint_full(&token));
+    local.issued_hash = Some(TokenHash::of(&token));
     local.token = Some(Box::new(info));
 }
 

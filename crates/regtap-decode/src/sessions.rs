@@ -22,7 +22,17 @@ pub(crate) fn build(works: &mut Works) -> Vec<UploadSession> {
     // per registry, and an absolute `Location` may send them to another host.
     let mut by_id: HashMap<(String, String), usize> = HashMap::new();
     for w in works.items.iter_mut() {
-        let kind = w.local.kind.clone();
+        // Only upload requests need their kind copied (to be read while
+        // the flow is annotated): most flows are not one.
+        let kind = match &w.local.kind {
+            kind @ (FlowKind::UploadStart { .. }
+            | FlowKind::UploadMount { .. }
+            | FlowKind::UploadChunk { .. }
+            | FlowKind::UploadStatus { .. }
+            | FlowKind::UploadFinish { .. }
+            | FlowKind::UploadCancel { .. }) => kind.clone(),
+            _ => continue,
+        };
         let index = match &kind {
             FlowKind::UploadStart {
                 registry,

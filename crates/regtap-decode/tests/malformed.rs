@@ -411,3 +411,47 @@ fn binary_and_undecodable_data_anywhere() {
     check(&[flow, empty]);
     check(&[]);
 }
+
+#[test]
+fn flows_sharing_an_id_are_reported_and_found_by_the_first() {
+    let flow = |id: u64, ms: i64, path: &str, status: u16| {
+        FlowBuilder::new(id, "GET", &format!("https://registry.test{path}"))
+            .start_ns(at(ms))
+            .status(status)
+            .build()
+    };
+    let unique = vec![flow(1, 0, "/v2/", 200), flow(2, 10, "/v2/", 200)];
+    let analysis = analyze(&unique, &Options::default());
+    assert!(
+        analysis.diagnostics.is_empty(),
+        "{:?}",
+        analysis.diagnostics
+    );
+
+    // Pushed out of time order: the earlier flow #5 is the one found.
+    let flows = vec![
+        flow(5, 30, "/v2/lib/a/tags/list", 404),
+        flow(7, 0, "/v2/", 200),
+        flow(5, 20, "/v2/", 401),
+        flow(5, 40, "/v2/", 200),
+        flow(7, 50, "/v2/", 200),
+    ];
+    let analysis = analyze(&flows, &Options::default());
+    let shared: Vec<&str> = analysis
+        .diagnostics
+        .iter()
+        .filter(|d| d.message.contains("share id"))
+        .map(|d| d.message.as_str())
+        .collect();
+    assert_eq!(
+        shared,
+        [
+            "3 flows share id 5; links by id use the first",
+            "2 flows share id 7; links by id use the first",
+        ]
+    );
+    let first = analysis.flow(5).unwrap();
+    assert!(first.summary.contains("401"), "{}", first.summary);
+    assert!(analysis.flow(7).unwrap().summary.starts_with("API check"));
+    assert!(analysis.flow(6).is_none());
+}
