@@ -4,7 +4,6 @@
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Args;
@@ -53,7 +52,7 @@ enum Source {
     Line(FlowLocation),
     /// A flow without a line of its own: a HAR entry, or an exchange
     /// rebuilt from in-flight records.
-    Held(Arc<Flow>),
+    Held(Box<Flow>),
 }
 
 pub fn run(args: HarArgs) -> anyhow::Result<ExitCode> {
@@ -74,9 +73,8 @@ pub fn run(args: HarArgs) -> anyhow::Result<ExitCode> {
                 decoder.push(flow);
             }
             None => {
-                let flow = Arc::new(flow);
-                sources.push(Source::Held(Arc::clone(&flow)));
-                decoder.push((*flow).clone());
+                decoder.push(flow.clone());
+                sources.push(Source::Held(Box::new(flow)));
             }
         }
     });
