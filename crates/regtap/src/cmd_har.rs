@@ -133,8 +133,7 @@ pub fn run(args: HarArgs) -> anyhow::Result<ExitCode> {
         None => false,
     };
     // Written entry by entry: the HAR is never held whole.
-    let written = if args.output == Path::new("-") {
-        let out = std::io::BufWriter::new(std::io::stdout().lock());
+    let export = |out: &mut dyn std::io::Write| {
         export_flows_in_parallel(
             &listing,
             reader,
@@ -143,19 +142,12 @@ pub fn run(args: HarArgs) -> anyhow::Result<ExitCode> {
             Parallelism::for_this_machine(),
             out,
             write_one,
-        )?
+        )
+    };
+    let written = if args.output == Path::new("-") {
+        export(&mut std::io::BufWriter::new(std::io::stdout().lock()))?
     } else {
-        crate::private_file::write_with(&args.output, |out| {
-            Ok(export_flows_in_parallel(
-                &listing,
-                reader,
-                &analysis,
-                &options,
-                Parallelism::for_this_machine(),
-                out,
-                write_one,
-            )?)
-        })?
+        crate::private_file::write_with(&args.output, |out| Ok(export(out)?))?
     };
     eprintln!(
         "regtap: wrote {}: {} entries, {} operation{}{}{}",
