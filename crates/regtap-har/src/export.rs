@@ -255,7 +255,7 @@ where
     let mut har = HarWriter::start(&plan, out, write_body)?;
     if let Some(redactor) = &redactor {
         // What a batch learns does not depend on what the redactor knew.
-        in_order(
+        in_order::<_, _, ExportToError>(
             (0..threads).map(|_| reader()).collect(),
             flow_batches.len(),
             |fetch, batch| {
@@ -311,14 +311,16 @@ fn batches(count: usize, size: usize) -> Vec<Range<usize>> {
 }
 
 /// Runs `work` on every batch, batch `i` on thread `i % threads` (one
-/// thread per state), and hands the results to `take` in batch order; a
-/// thread is at most one result ahead of `take`.
-fn in_order<S: Send, T: Send>(
+/// thread per state; `states` must not be empty), and hands the results to
+/// `take` in batch order; a thread is at most one result ahead of `take`.
+/// The first error, from `work` or `take`, ends the run. (`inspect --json`
+/// writes its items this way too, each thread with a copy of the redactor.)
+pub fn in_order<S: Send, T: Send, E: Send>(
     states: Vec<S>,
     batches: usize,
-    work: impl Fn(&mut S, usize) -> Result<T, ExportToError> + Sync,
-    mut take: impl FnMut(usize, T) -> Result<(), ExportToError>,
-) -> Result<(), ExportToError> {
+    work: impl Fn(&mut S, usize) -> Result<T, E> + Sync,
+    mut take: impl FnMut(usize, T) -> Result<(), E>,
+) -> Result<(), E> {
     let threads = states.len();
     let work = &work;
     std::thread::scope(|scope| {

@@ -13,5 +13,6 @@ pub mod redact;
 pub use export::{
     BodySource, BodyToWrite, CREATOR_NAME, Export, ExportError, ExportOptions, ExportToError,
     Listed, Parallelism, Written, export, export_flows, export_flows_in_parallel, export_to,
+    in_order,
 };
 pub use import::{ImportError, ImportLimits, Imported, import, import_reader, looks_like_har};

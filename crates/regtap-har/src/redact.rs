@@ -294,7 +294,7 @@ impl Redactor {
     }
 
     /// [`is_secret_key`], remembered.
-    fn is_secret_json_key(&self, key: &str) -> bool {
+    fn is_secret_name(&self, key: &str) -> bool {
         if let Some(&secret) = self.secret_keys.borrow().get(key) {
             return secret;
         }
@@ -348,7 +348,7 @@ impl Redactor {
             } else {
                 format!("{redacted};{attributes}")
             }
-        } else if !is_descriptive_header(name) && self.is_secret_json_key(name) {
+        } else if !is_descriptive_header(name) && self.is_secret_name(name) {
             self.fingerprint(value)
         } else if is("location") || is("content-location") || is("referer") {
             self.url(value)
@@ -549,7 +549,7 @@ impl Redactor {
             Value::Object(map) => {
                 for (key, item) in map.iter_mut() {
                     let secret =
-                        (under_secret && how == Walk::Body) || self.is_secret_json_key(key);
+                        (under_secret && how == Walk::Body) || self.is_secret_name(key);
                     match how {
                         Walk::Annotations if key == "fingerprint" => {
                             self.rename_decoder_fingerprint(item);

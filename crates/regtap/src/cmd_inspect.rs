@@ -226,9 +226,8 @@ fn write_compact_json(
     out.write_all(b"}").map_err(serde_json::Error::io)
 }
 
-/// `[item,item,…]`: chunk `i` is written by thread `i % threads`, each
-/// with its own copy of the redactor, at most one chunk ahead of the
-/// writer; chunks are written in order.
+/// `[item,item,…]`: the chunks are turned into text by the threads, each
+/// with its own copy of the redactor, and written in order.
 fn write_items<T: Serialize + Sync>(
     items: &[T],
     redactor: &Redactor,
@@ -238,37 +237,17 @@ fn write_items<T: Serialize + Sync>(
     let chunked: Vec<&[T]> = items.chunks(chunks.items_per_chunk.max(1)).collect();
     let threads = chunks.threads.clamp(1, chunked.len().max(1));
     out.write_all(b"[").map_err(serde_json::Error::io)?;
-    std::thread::scope(|scope| {
-        let texts: Vec<_> = (0..threads)
-            .map(|thread| {
-                let (to_writer, from_thread) = std::sync::mpsc::sync_channel(1);
-                let mine = chunked.iter().skip(thread).step_by(threads);
-                let redactor = redactor.clone();
-                scope.spawn(move || {
-                    for chunk in mine {
-                        // A writer that stopped (an error, a reader gone) ends this thread.
-                        if to_writer.send(chunk_text(chunk, &redactor)).is_err() {
-                            break;
-                        }
-                    }
-                });
-                from_thread
-            })
-            .collect();
-        for i in 0..chunked.len() {
-            // A thread sends each of its chunks or panics, and then the
-            // scope panics in turn.
-            let Ok(text) = texts[i % threads].recv() else {
-                break;
-            };
-            let text = text?;
+    regtap_har::in_order(
+        (0..threads).map(|_| redactor.clone()).collect(),
+        chunked.len(),
+        |redactor, i| chunk_text(chunked[i], redactor),
+        |i, text| {
             if i > 0 {
                 out.write_all(b",").map_err(serde_json::Error::io)?;
             }
-            out.write_all(&text).map_err(serde_json::Error::io)?;
-        }
-        Ok::<_, serde_json::Error>(())
-    })?;
+            out.write_all(&text).map_err(serde_json::Error::io)
+        },
+    )?;
     out.write_all(b"]").map_err(serde_json::Error::io)
 }
 
