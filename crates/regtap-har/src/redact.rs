@@ -548,8 +548,7 @@ impl Redactor {
         match value {
             Value::Object(map) => {
                 for (key, item) in map.iter_mut() {
-                    let secret =
-                        (under_secret && how == Walk::Body) || self.is_secret_name(key);
+                    let secret = (under_secret && how == Walk::Body) || self.is_secret_name(key);
                     match how {
                         Walk::Annotations if key == "fingerprint" => {
                             self.rename_decoder_fingerprint(item);
