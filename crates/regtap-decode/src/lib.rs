@@ -109,11 +109,18 @@ impl Analyzer {
     /// the analysis keeps of it is not copied, and the bytes no later pass
     /// reads (blob bodies) are dropped at once.
     pub fn push_owned(&mut self, flow: Flow) {
-        self.decoded.push(local::decode_flow(
-            Arc::new(flow),
-            &self.options,
-            &mut self.bearers,
-        ));
+        self.push_shared(Arc::new(flow));
+    }
+
+    /// As [`Analyzer::push`], for a flow the caller keeps too (the TUI
+    /// shows it): neither copied nor dropped piece by piece when linked,
+    /// which on a big capture cost more than decoding it. The bytes no
+    /// later pass reads stay, as the caller holds them anyway; when the
+    /// caller lets go of its share, they are dropped as with
+    /// [`Analyzer::push_owned`].
+    pub fn push_shared(&mut self, flow: Arc<Flow>) {
+        self.decoded
+            .push(local::decode_flow(flow, &self.options, &mut self.bearers));
     }
 
     /// Number of flows pushed.

@@ -215,7 +215,11 @@ fn forget_credentials(local: &mut Local) {
     if !local.flow.request.headers.iter().any(is_credential) {
         return;
     }
-    let flow = Arc::make_mut(&mut local.flow);
+    // A flow the caller shares ([`crate::Analyzer::push_shared`]) stays
+    // whole: blanking would copy it, and the caller holds the token anyway.
+    let Some(flow) = Arc::get_mut(&mut local.flow) else {
+        return;
+    };
     for header in flow.request.headers.0.iter_mut() {
         if is_credential(header) {
             header.1 = match header.1 {
@@ -251,7 +255,10 @@ fn forget_unneeded_bytes(local: &mut Local) {
     if needed || !holds_bytes {
         return;
     }
-    let flow = Arc::make_mut(&mut local.flow);
+    // A shared flow stays whole, as in `forget_credentials`.
+    let Some(flow) = Arc::get_mut(&mut local.flow) else {
+        return;
+    };
     if let Some(response) = flow.response.as_mut() {
         // As if the capture had kept none of them: the bytes are unknown
         // here, while the size, hash and ending stay what the capture says.

@@ -50,3 +50,28 @@ fn inspect_of_every_capture_matches_its_snapshot() {
         });
     }
 }
+
+/// The TUI shares its flows with the decoder instead of copying them; the
+/// decoder then keeps bytes and credentials it would otherwise drop. What
+/// it says must not depend on that.
+#[test]
+fn flows_shared_with_the_caller_analyse_as_flows_given_away() {
+    use std::sync::Arc;
+
+    use regtap_decode::Analyzer;
+
+    for (stem, flows) in regtap_fixtures::captures() {
+        let shared: Vec<Arc<regtap_capture::Flow>> = flows.iter().cloned().map(Arc::new).collect();
+        let mut given = Analyzer::new(Options::default());
+        let mut lent = Analyzer::new(Options::default());
+        for (flow, held) in flows.into_iter().zip(&shared) {
+            given.push_owned(flow);
+            lent.push_shared(Arc::clone(held));
+        }
+        assert_eq!(lent.finish(), given.finish(), "{stem}");
+        assert!(
+            shared.iter().all(|flow| Arc::strong_count(flow) == 1),
+            "{stem}: the analysis holds no flow"
+        );
+    }
+}

@@ -4,6 +4,7 @@
 //! `cargo bench -p regtap-tui --bench open_large_capture`.
 
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::Instant;
 
 use ratatui::Terminal;
@@ -11,7 +12,7 @@ use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use regtap_capture::factory::FlowBuilder;
 use regtap_capture::{Flow, LiveEvent};
-use regtap_decode::Options;
+use regtap_decode::{Analyzer, Options};
 use regtap_tui::{App, draw};
 
 const FLOWS: u64 = 100_000;
@@ -74,7 +75,11 @@ fn main() {
     black_box(drawn.is_ok());
     let first_frame = start.elapsed();
     let start = Instant::now();
-    let analysis = regtap_decode::analyze(&app.flows, &Options::default());
+    let mut analyzer = Analyzer::new(Options::default());
+    for flow in &app.flows {
+        analyzer.push_shared(Arc::clone(flow));
+    }
+    let analysis = analyzer.finish();
     let decoded = start.elapsed();
     let start = Instant::now();
     app.set_analysis(analysis);

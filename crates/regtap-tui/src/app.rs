@@ -161,7 +161,7 @@ impl Transfer {
 pub struct Live {
     relinker: Relinker,
     /// Finished flows not yet merged into the shown list (see [`App::refresh`]).
-    pending: Vec<Flow>,
+    pending: Vec<Arc<Flow>>,
     pub in_flight: BTreeMap<u64, Transfer>,
     /// The event source has gone (the proxy stopped).
     pub ended: bool,
@@ -196,8 +196,8 @@ pub struct App {
     /// What is shown: a capture path, or "live".
     pub title: String,
     /// Sorted by `(request_start, id)`, as the analysis is. Shared with the
-    /// thread that decodes them (see [`App::decoding`]).
-    pub flows: Arc<Vec<Flow>>,
+    /// decoder (see [`App::decoding`]).
+    pub flows: Vec<Arc<Flow>>,
     pub analysis: Analysis,
     /// The analysis is still being computed: kinds and operations are not known yet.
     pub decoding: bool,
@@ -234,8 +234,11 @@ impl App {
     /// The state for a capture: decodes every flow once, before returning.
     pub fn new(title: impl Into<String>, flows: Vec<Flow>, options: &Options) -> App {
         let mut app = App::decoding(title, flows);
-        let analysis = regtap_decode::analyze(&app.flows, options);
-        app.set_analysis(analysis);
+        let mut analyzer = regtap_decode::Analyzer::new(options.clone());
+        for flow in &app.flows {
+            analyzer.push_shared(Arc::clone(flow));
+        }
+        app.set_analysis(analyzer.finish());
         app
     }
 
@@ -248,7 +251,8 @@ impl App {
 
     /// The state for flows whose analysis is still to come: the flows show
     /// at once, kinds and operations once [`App::set_analysis`] brings them.
-    /// Decode [`App::flows`] (shared, not copied) on another thread.
+    /// Decode [`App::flows`] (shared, not copied: see
+    /// [`regtap_decode::Analyzer::push_shared`]) on another thread.
     pub fn decoding(title: impl Into<String>, flows: Vec<Flow>) -> App {
         let mut app = App::empty(title.into(), time_ordered(flows), Analysis::default(), None);
         app.decoding = true;
@@ -281,10 +285,10 @@ impl App {
         )
     }
 
-    fn empty(title: String, flows: Vec<Flow>, analysis: Analysis, live: Option<Live>) -> App {
+    fn empty(title: String, flows: Vec<Arc<Flow>>, analysis: Analysis, live: Option<Live>) -> App {
         App {
             title,
-            flows: Arc::new(flows),
+            flows,
             analysis,
             decoding: false,
             linking: false,
@@ -315,7 +319,7 @@ impl App {
 
     pub fn flow(&self, id: u64) -> Option<&Flow> {
         let position = self.flow_positions.find(id, &self.flows, |flow| flow.id)?;
-        self.flows.get(position)
+        self.flows.get(position).map(Arc::as_ref)
     }
 
     pub fn flow_analysis(&self, id: u64) -> Option<&FlowAnalysis> {
@@ -375,6 +379,7 @@ impl App {
             .rows
             .get(self.flow_list.cursor.selected())
             .and_then(|&position| self.flows.get(position))
+            .map(Arc::as_ref)
     }
 
     fn step_count(&self) -> usize {

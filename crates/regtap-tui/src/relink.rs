@@ -13,6 +13,7 @@
 //! the thread (by time), where linking after every flow cost a whole link
 //! per flow; a capture that stops growing is linked whole soon after.
 
+use std::sync::Arc;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::Instant;
 
@@ -30,7 +31,7 @@ pub(crate) struct Linked {
 }
 
 pub(crate) struct Relinker {
-    flows: mpsc::Sender<Flow>,
+    flows: mpsc::Sender<Arc<Flow>>,
     linked: mpsc::Receiver<Linked>,
     pushed: usize,
     /// Flows covered by the newest analysis taken from the thread.
@@ -51,7 +52,7 @@ impl std::fmt::Debug for Relinker {
 
 impl Relinker {
     pub fn new(options: Options) -> Self {
-        let (flows, inbox) = mpsc::channel::<Flow>();
+        let (flows, inbox) = mpsc::channel::<Arc<Flow>>();
         let (outbox, linked) = mpsc::channel();
         std::thread::spawn(move || relink(Analyzer::new(options), &inbox, &outbox));
         Relinker {
@@ -64,7 +65,7 @@ impl Relinker {
         }
     }
 
-    pub fn push(&mut self, flow: Flow) {
+    pub fn push(&mut self, flow: Arc<Flow>) {
         // A worker that died (a decoder panic) leaves the last analysis shown.
         if self.flows.send(flow).is_ok() {
             self.pushed += 1;
@@ -130,7 +131,11 @@ impl Relinker {
 }
 
 /// The worker: ends when the UI side is dropped.
-fn relink(mut analyzer: Analyzer, inbox: &mpsc::Receiver<Flow>, outbox: &mpsc::Sender<Linked>) {
+fn relink(
+    mut analyzer: Analyzer,
+    inbox: &mpsc::Receiver<Arc<Flow>>,
+    outbox: &mpsc::Sender<Linked>,
+) {
     // When flows not due by growth get linked anyway.
     let mut quiet_until = Instant::now();
     loop {
@@ -140,7 +145,7 @@ fn relink(mut analyzer: Analyzer, inbox: &mpsc::Receiver<Flow>, outbox: &mpsc::S
             inbox.recv_timeout(quiet_until.saturating_duration_since(Instant::now()))
         };
         match received {
-            Ok(flow) => analyzer.push_owned(flow),
+            Ok(flow) => analyzer.push_shared(flow),
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
         }

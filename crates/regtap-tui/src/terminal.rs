@@ -47,7 +47,7 @@ pub fn run_capture(
 ) -> Result<(), TuiError> {
     let app = App::decoding(title, flows).with_notice(notice);
     let (sender, analysis) = mpsc::channel();
-    let flows = Arc::clone(&app.flows);
+    let flows = app.flows.clone();
     let options = options.clone();
     std::thread::spawn(move || {
         let analyzer = decode_in_parallel(&flows, &options);
@@ -67,7 +67,7 @@ enum Decoded {
 
 /// Decodes the flows on every core: each flow is decoded alone, so each
 /// thread takes a share and the shares are put together before linking.
-fn decode_in_parallel(flows: &[Flow], options: &Options) -> Analyzer {
+fn decode_in_parallel(flows: &[Arc<Flow>], options: &Options) -> Analyzer {
     let threads = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
     let share = flows.len().div_ceil(threads).max(1);
     std::thread::scope(|scope| {
@@ -77,7 +77,7 @@ fn decode_in_parallel(flows: &[Flow], options: &Options) -> Analyzer {
                 scope.spawn(move || {
                     let mut analyzer = Analyzer::new(options.clone());
                     for flow in part {
-                        analyzer.push(flow);
+                        analyzer.push_shared(Arc::clone(flow));
                     }
                     analyzer
                 })

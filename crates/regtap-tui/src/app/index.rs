@@ -2,6 +2,7 @@
 //! rows of the flows view and its search text.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use regtap_capture::Flow;
 
@@ -195,23 +196,12 @@ impl IdIndex {
     }
 }
 
-/// Flows by `(request_start, id)`. Captures are written as flows finish,
-/// so they are nearly in start order; the keys are sorted rather than the
-/// (large) flows, which then move once.
-pub(super) fn time_ordered(flows: Vec<Flow>) -> Vec<Flow> {
-    let key = |flow: &Flow| (flow.timing.request_start, flow.id);
-    if flows.is_sorted_by_key(key) {
-        return flows;
-    }
-    let mut order: Vec<(i64, u64, usize)> = flows
-        .iter()
-        .enumerate()
-        .map(|(position, flow)| (flow.timing.request_start, flow.id, position))
-        .collect();
-    order.sort_unstable();
-    let mut slots: Vec<Option<Flow>> = flows.into_iter().map(Some).collect();
-    order
-        .into_iter()
-        .filter_map(|(_, _, position)| slots.get_mut(position).and_then(Option::take))
-        .collect()
+/// Flows by `(request_start, id)`, each behind an `Arc`: the decoder takes
+/// them without copying, and sorting moves pointers, not flows. Captures
+/// are written as flows finish, so they are nearly in start order, which
+/// the (stable) sort finds at once.
+pub(super) fn time_ordered(flows: Vec<Flow>) -> Vec<Arc<Flow>> {
+    let mut flows: Vec<Arc<Flow>> = flows.into_iter().map(Arc::new).collect();
+    flows.sort_by_key(|flow| (flow.timing.request_start, flow.id));
+    flows
 }

@@ -68,8 +68,9 @@ impl App {
             }
             LiveEvent::Finished(flow) => {
                 live.in_flight.remove(&flow.id);
-                live.relinker.push((*flow).clone());
-                live.pending.push(*flow);
+                let flow = Arc::<Flow>::from(flow);
+                live.relinker.push(Arc::clone(&flow));
+                live.pending.push(flow);
             }
         }
     }
@@ -125,7 +126,7 @@ impl App {
         let shown = self.flows.len();
         // Flows after every one shown, and no new analysis: the common case
         // of a busy proxy, where only the new rows need work.
-        let key = |flow: &Flow| (flow.timing.request_start, flow.id);
+        let key = |flow: &Arc<Flow>| (flow.timing.request_start, flow.id);
         live.pending.sort_by_key(key);
         let appended = linked.is_none()
             && live
@@ -136,10 +137,9 @@ impl App {
         if let Some(linked) = linked {
             self.analysis = linked.analysis;
         }
-        let flows = Arc::make_mut(&mut self.flows);
         for flow in live.pending.drain(..) {
-            let position = flows.partition_point(|f| key(f) < key(&flow));
-            flows.insert(position, flow);
+            let position = self.flows.partition_point(|f| key(f) < key(&flow));
+            self.flows.insert(position, flow);
         }
         if !(appended && self.index_appended(shown)) {
             self.reindex();

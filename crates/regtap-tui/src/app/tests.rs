@@ -537,7 +537,7 @@ fn search_ignores_case_beyond_ascii() {
     let mut app = fixtures::app();
     let mut flow = fixtures::unknown(33);
     flow.request.url = "https://example.test/Ärger".to_owned();
-    let mut flows: Vec<_> = app.flows.iter().cloned().collect();
+    let mut flows: Vec<Flow> = app.flows.iter().map(|flow| Flow::clone(flow)).collect();
     flows.push(flow);
     let analysis = fixtures::analysis(&flows);
     app = App::from_analysis("unicode", flows, analysis);
