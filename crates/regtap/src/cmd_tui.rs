@@ -18,6 +18,7 @@ pub struct TuiArgs {
 }
 
 pub fn run(args: TuiArgs) -> anyhow::Result<ExitCode> {
+    crate::heap::grow_in_large_steps();
     let (loaded, renumbering) = crate::input::load_all(&args.captures)?;
     // Printed on the normal screen, where they are found again after the
     // TUI closes; the first one also shows in the TUI's status line.

@@ -17,6 +17,7 @@ mod cmd_setup;
 mod cmd_tui;
 mod decoding;
 mod doctor;
+mod heap;
 mod input;
 mod private_file;
 mod select;
