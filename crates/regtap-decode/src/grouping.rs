@@ -25,7 +25,11 @@
 //! 6. A mirror's misses (`ns=` naming the upstream) followed by the same
 //!    client on the upstream registry are one operation.
 
+mod lane;
+
 use std::collections::{HashMap, HashSet};
+
+use lane::Lane;
 
 use crate::Works;
 use crate::http::{TokenHash, authority};
@@ -71,6 +75,9 @@ pub(crate) struct Group {
     deleted: HashSet<(String, String)>,
     /// The next page a list answer offered (`Link: <…>; rel="next"`).
     next_page: Option<url::Url>,
+    /// Index of its actor's and registry's lane in [`State::lanes`], and
+    /// its position there.
+    lane: Option<(usize, usize)>,
 }
 
 impl Group {
@@ -90,6 +97,7 @@ impl Group {
             resolved: HashSet::new(),
             deleted: HashSet::new(),
             next_page: None,
+            lane: None,
         }
     }
 }
@@ -98,9 +106,10 @@ impl Group {
 #[derive(Default)]
 struct State {
     groups: Vec<Group>,
-    /// Groups of each actor and registry, in the order they were opened
-    /// (two levels, so that looking a registry up copies no string).
-    by_actor: HashMap<usize, HashMap<String, Vec<usize>>>,
+    /// The groups of each actor and registry, in the order they were
+    /// opened (two levels, so that looking a registry up copies no string).
+    by_actor: HashMap<usize, HashMap<String, usize>>,
+    lanes: Vec<Lane>,
     /// The group a client connection carried last.
     by_connection: HashMap<String, usize>,
     by_session: HashMap<usize, usize>,
@@ -112,23 +121,34 @@ struct State {
 
 impl State {
     fn open(&mut self, actor: usize, registry: &str) -> usize {
-        self.groups
-            .push(Group::new(actor, Some(registry.to_owned())));
-        let g = self.groups.len() - 1;
-        self.by_actor
+        let g = self.groups.len();
+        let mut group = Group::new(actor, Some(registry.to_owned()));
+        let next_lane = self.lanes.len();
+        let l = *self
+            .by_actor
             .entry(actor)
             .or_default()
             .entry(registry.to_owned())
-            .or_default()
-            .push(g);
+            .or_insert(next_lane);
+        if l == next_lane {
+            self.lanes.push(Lane::default());
+        }
+        if let Some(lane) = self.lanes.get_mut(l) {
+            // No repository yet: it may answer a challenge.
+            group.lane = Some((l, lane.push(g, true)));
+        }
+        self.groups.push(group);
         g
     }
 
+    fn lane(&self, actor: usize, registry: &str) -> Option<&Lane> {
+        let l = self.by_actor.get(&actor)?.get(registry)?;
+        self.lanes.get(*l)
+    }
+
     fn candidates(&self, actor: usize, registry: &str) -> &[usize] {
-        self.by_actor
-            .get(&actor)
-            .and_then(|registries| registries.get(registry))
-            .map(Vec::as_slice)
+        self.lane(actor, registry)
+            .map(Lane::groups)
             .unwrap_or_default()
     }
 
@@ -136,6 +156,11 @@ impl State {
         if let Some(group) = self.groups.get_mut(g) {
             group.members.push(i);
             group.last_end = group.last_end.max(end);
+            if let Some((l, position)) = group.lane
+                && let Some(lane) = self.lanes.get_mut(l)
+            {
+                lane.ended(position, end);
+            }
         }
         if let Some(slot) = self.group_of.get_mut(i) {
             *slot = Some(g);
@@ -223,6 +248,11 @@ fn note(state: &mut State, g: usize, w: &crate::Work) {
     group.unanswered_pings_only &=
         matches!(kind, FlowKind::ApiCheck { .. }) && w.local.flow.response.is_none();
     group.challenged = w.local.status() == Some(401);
+    if let Some((l, position)) = group.lane
+        && let Some(lane) = state.lanes.get_mut(l)
+    {
+        lane.set_answering(position, group.repository.is_none() || group.challenged);
+    }
     match kind {
         FlowKind::ApiCheck { .. } => {
             group.login_pending = w.local.status() == Some(401);
@@ -377,7 +407,7 @@ fn repository_group(state: &mut State, works: &Works, w: &crate::Work, registry:
         .and_then(|b| b.issued_by)
         .and_then(|id| works.get(id))
         .map(|t| t.local.start());
-    let recent = candidates.iter().rev().copied().find(|&g| {
+    let matches = |g: usize| {
         state.groups.get(g).is_some_and(|group| {
             let same_repository = match (&group.repository, repository) {
                 (Some(r), Some(mine)) => r == mine,
@@ -400,6 +430,16 @@ fn repository_group(state: &mut State, works: &Works, w: &crate::Work, registry:
                     || (answers_challenge && fresh_token)
                     || retries_with_basic)
         })
+    };
+    // Only a group that ended within RETRY_NS (> IDLE_NS) matches, or one
+    // that may answer a challenge when the request's token was issued:
+    // the lane visits no other.
+    let recent = state.lane(w.actor, registry).and_then(|lane| {
+        lane.latest(
+            start.saturating_sub(RETRY_NS),
+            token_issued_at.is_some(),
+            matches,
+        )
     });
     if let Some(g) = recent.filter(|&g| !restarts(g)) {
         return g;
