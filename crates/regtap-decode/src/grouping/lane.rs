@@ -203,7 +203,7 @@ mod tests {
                     let matches = |g: usize| {
                         let position = g / 10;
                         let allowed = ends[position] >= since || (answers && answering[position]);
-                        allowed && (position as u64 + salt) % 5 != 0
+                        allowed && !(position as u64 + salt).is_multiple_of(5)
                     };
                     let scanned = lane.groups().iter().rev().copied().find(|&g| matches(g));
                     assert_eq!(lane.latest(since, answers, matches), scanned, "step {step}");
