@@ -7,7 +7,7 @@
 //! program of the other requests on its connection.
 
 use std::borrow::Borrow;
-use std::collections::HashMap;
+use crate::hash::HashMap;
 
 use crate::model::Client;
 
@@ -63,7 +63,7 @@ pub(crate) fn resolve<C: Borrow<Client> + Clone>(
     own: &[Option<C>],
     connections: &[Option<&str>],
 ) -> Vec<Option<C>> {
-    let mut program_of: HashMap<&str, &C> = HashMap::new();
+    let mut program_of: HashMap<&str, &C> = HashMap::default();
     for (client, connection) in own.iter().zip(connections) {
         if let (Some(client), Some(connection)) = (client, connection)
             && !generic(client.borrow())

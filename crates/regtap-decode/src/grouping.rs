@@ -27,7 +27,7 @@
 
 mod lane;
 
-use std::collections::{HashMap, HashSet};
+use crate::hash::{HashMap, HashSet};
 
 use lane::Lane;
 
@@ -94,8 +94,8 @@ impl Group {
             login_pending: false,
             unanswered_pings_only: true,
             challenged: false,
-            resolved: HashSet::new(),
-            deleted: HashSet::new(),
+            resolved: HashSet::default(),
+            deleted: HashSet::default(),
             next_page: None,
             lane: None,
         }

@@ -34,7 +34,7 @@
 //! assert_eq!(live.analysis(), analysis);
 //! ```
 
-use std::collections::HashMap;
+use crate::hash::HashMap;
 use std::sync::Arc;
 
 use regtap_capture::Flow;
@@ -44,6 +44,7 @@ mod classify;
 mod client;
 mod downloads;
 mod errors;
+mod hash;
 mod grouping;
 mod http;
 mod link;
@@ -253,7 +254,7 @@ pub(crate) struct Works {
 
 impl Works {
     fn new(items: Vec<Work>) -> Self {
-        let mut position = HashMap::new();
+        let mut position = HashMap::default();
         for (i, w) in items.iter().enumerate() {
             position.entry(w.local.flow.id).or_insert(i);
         }

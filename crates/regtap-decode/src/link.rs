@@ -2,7 +2,8 @@
 //! which GET follows a redirect, which blobs a manifest's descriptors are;
 //! then the assembly of the [`Analysis`].
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::BTreeSet;
+use crate::hash::{HashMap, HashSet};
 
 use crate::http::{TokenHash, authority, short_digest};
 use crate::model::AnnotationKind;
@@ -40,7 +41,7 @@ fn clients(works: &mut Works) {
     fn user_agent(w: &crate::Work) -> Option<&str> {
         w.local.flow.request.headers.get("user-agent")
     }
-    let mut parsed: HashMap<&str, Option<Client>> = HashMap::new();
+    let mut parsed: HashMap<&str, Option<Client>> = HashMap::default();
     for ua in works.items.iter().filter_map(user_agent) {
         parsed
             .entry(ua)
@@ -53,7 +54,7 @@ fn clients(works: &mut Works) {
         .collect();
     let connections: Vec<Option<&str>> = works.items.iter().map(|w| w.connection()).collect();
     let resolved = client::resolve(&own, &connections);
-    let mut actors: HashMap<(Option<&Client>, Option<&str>), usize> = HashMap::new();
+    let mut actors: HashMap<(Option<&Client>, Option<&str>), usize> = HashMap::default();
     let assigned: Vec<(usize, Option<Client>)> = resolved
         .into_iter()
         .zip(&connections)
@@ -129,7 +130,7 @@ fn client_ip(address: &str) -> &str {
 /// it (matched on the whole token), and checked against `exp`/`nbf` (or
 /// the issuer's `expires_in` for opaque tokens).
 fn bearer_links(works: &mut Works) {
-    let mut issuers: HashMap<TokenHash, Vec<(u64, i64, Option<i64>)>> = HashMap::new();
+    let mut issuers: HashMap<TokenHash, Vec<(u64, i64, Option<i64>)>> = HashMap::default();
     for w in &works.items {
         let Some(hash) = &w.local.issued_hash else {
             continue;
@@ -241,7 +242,7 @@ const REDIRECT_LOOK_AHEAD: usize = 256;
 /// may challenge for its own token; the retry with the token follows the
 /// redirect too). Each follow-up is linked to the flow that redirected it.
 fn redirects(works: &mut Works) {
-    let mut claimed: HashSet<u64> = HashSet::new();
+    let mut claimed: HashSet<u64> = HashSet::default();
     for i in 0..works.items.len() {
         let Some(w) = works.items.get(i) else { break };
         let redirected = w
@@ -382,7 +383,7 @@ fn manifest_links(works: &mut Works, sessions: &[UploadSession]) {
         };
         let operation = w.operation;
         let is_put = matches!(w.local.kind, FlowKind::ManifestPut { .. });
-        let empty = HashMap::new();
+        let empty = HashMap::default();
         let scopes = index
             .get(registry)
             .and_then(|repositories| repositories.get(repository));
@@ -399,7 +400,7 @@ fn manifest_links(works: &mut Works, sessions: &[UploadSession]) {
         let Some(manifest) = w.local.manifest.as_mut() else {
             continue;
         };
-        let mut counts: HashMap<BlobStatus, usize> = HashMap::new();
+        let mut counts: HashMap<BlobStatus, usize> = HashMap::default();
         let descriptors = manifest
             .config
             .iter_mut()
@@ -478,7 +479,7 @@ fn entry_of<'m, V: Default>(map: &'m mut HashMap<String, V>, key: &str) -> Optio
 }
 
 fn blob_facts(works: &Works, sessions: &[UploadSession]) -> FactsIndex {
-    let mut index: FactsIndex = HashMap::new();
+    let mut index: FactsIndex = HashMap::default();
     let mut record = |registry: &str,
                       repository: &str,
                       operation: Option<usize>,
@@ -578,7 +579,7 @@ fn assemble(
     let mut flows = Vec::with_capacity(works.items.len());
     // Ids are counted only when some repeat (fewer ids than flows).
     let ids_repeat = works.position.len() < works.items.len();
-    let mut seen: HashMap<u64, usize> = HashMap::new();
+    let mut seen: HashMap<u64, usize> = HashMap::default();
     for w in works.items.drain(..) {
         let id = w.local.flow.id;
         if ids_repeat {

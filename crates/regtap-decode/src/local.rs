@@ -4,7 +4,7 @@
 //! are made afterwards. The facts are found here; [`wording`] puts the
 //! sentences of annotations and summaries together.
 
-use std::collections::HashMap;
+use crate::hash::HashMap;
 use std::sync::Arc;
 
 use regtap_capture::{Data, Flow, Header, Headers, Kept, TruncationReason};

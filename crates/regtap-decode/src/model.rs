@@ -1,7 +1,8 @@
 //! The decoder's output types. Everything here is data: the TUI, the HAR
 //! export and `regtap inspect` read it, and `--json` prints it as is.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+use crate::hash::HashMap;
 use std::fmt;
 
 use serde::Serialize;

@@ -2,7 +2,7 @@
 //! `Link: <…>; rel="next"` the registry answers with, and whether the client
 //! asked for the next page.
 
-use std::collections::HashMap;
+use crate::hash::HashMap;
 
 use url::Url;
 
@@ -48,7 +48,7 @@ type ListKey = (
 /// offered another.
 pub(crate) fn annotate(works: &mut Works) {
     // The pages each operation asked for, by (operation, kind, repository).
-    let mut asked: HashMap<ListKey, Vec<usize>> = HashMap::new();
+    let mut asked: HashMap<ListKey, Vec<usize>> = HashMap::default();
     for (i, w) in works.items.iter().enumerate() {
         if is_list(&w.local.kind) {
             asked

@@ -2,7 +2,7 @@
 //! blob upload, grouped by upload id (from the `Location` path,
 //! `Docker-Upload-UUID` or `_state`), whatever else runs in parallel.
 
-use std::collections::HashMap;
+use crate::hash::HashMap;
 
 use regtap_capture::Ending;
 use sha2::Digest as _;
@@ -20,7 +20,7 @@ pub(crate) fn build(works: &mut Works) -> Vec<UploadSession> {
     let mut sessions: Vec<UploadSession> = Vec::new();
     // Keyed by (host the upload's requests go to, upload id): ids are unique
     // per registry, and an absolute `Location` may send them to another host.
-    let mut by_id: HashMap<(String, String), usize> = HashMap::new();
+    let mut by_id: HashMap<(String, String), usize> = HashMap::default();
     for w in works.items.iter_mut() {
         // Only upload requests need their kind copied (to be read while
         // the flow is annotated): most flows are not one.

@@ -1,7 +1,7 @@
 //! An operation's numbered steps: its flows merged into upload sessions and
 //! runs of alike requests, each with one line and its key annotations.
 
-use std::collections::HashMap;
+use crate::hash::HashMap;
 
 use crate::http::{human_bytes, short_digest};
 use crate::model::{
@@ -27,7 +27,7 @@ const KEY_LABELS: [AnnotationKind; 6] = [
 
 pub(super) fn steps(members: &[&crate::Work], sessions: &[UploadSession]) -> Vec<Step> {
     let mut units: Vec<Unit> = Vec::new();
-    let mut session_unit: HashMap<usize, usize> = HashMap::new();
+    let mut session_unit: HashMap<usize, usize> = HashMap::default();
     for (m, w) in members.iter().enumerate() {
         if let Some(s) = w.session {
             match session_unit.get(&s) {
