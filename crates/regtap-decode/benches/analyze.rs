@@ -9,45 +9,7 @@ use regtap_fixtures as common;
 
 use std::time::{Duration, Instant};
 
-use regtap_capture::Flow;
 use regtap_decode::{Analyzer, Options, analyze};
-
-/// `copies` times the whole dockerd reference sequence (79 flows each), one
-/// after the other, with fresh ids, times and upload ids.
-fn capture(copies: usize) -> Vec<Flow> {
-    let one = common::whole_reference();
-    let mut flows = Vec::with_capacity(one.len() * copies);
-    for copy in 0..copies {
-        for flow in &one {
-            let mut f = flow.clone();
-            f.id += (copy * 1000) as u64;
-            // Upload ids are unique per registry.
-            let fresh = format!("uuid-{copy}-");
-            f.request.url = f.request.url.replace("uuid-", &fresh);
-            if let Some(response) = f.response.as_mut() {
-                for header in &mut response.headers.0 {
-                    if let regtap_capture::Data::Text(value) = &mut header.1 {
-                        *value = value.replace("uuid-", &fresh);
-                    }
-                }
-            }
-            let shift = (copy as i64) * 10_000_000_000;
-            f.timing.request_start += shift;
-            for t in [
-                &mut f.timing.request_end,
-                &mut f.timing.response_head,
-                &mut f.timing.response_end,
-            ]
-            .into_iter()
-            .flatten()
-            {
-                *t += shift;
-            }
-            flows.push(f);
-        }
-    }
-    flows
-}
 
 fn best_of<T>(runs: usize, mut f: impl FnMut() -> T) -> Duration {
     (0..runs)
@@ -65,7 +27,7 @@ fn main() {
     // Batch, and the link pass alone, at growing sizes: time per flow
     // should stay flat.
     for copies in [13, 127, 1266] {
-        let flows = capture(copies);
+        let flows = common::reference_repeated(copies);
         let runs = if copies > 200 { 1 } else { 3 };
         let batch = best_of(runs, || analyze(&flows, &options));
         // Live: the cost of pushing one more flow (its decoding) at 1k, 10k

@@ -6,8 +6,8 @@
 //! one HTTP/2 connection), so a request with no telling User-Agent takes the
 //! program of the other requests on its connection.
 
-use std::borrow::Borrow;
 use crate::hash::HashMap;
+use std::borrow::Borrow;
 
 use crate::model::Client;
 

@@ -44,8 +44,8 @@ mod classify;
 mod client;
 mod downloads;
 mod errors;
-mod hash;
 mod grouping;
+mod hash;
 mod http;
 mod link;
 mod local;
@@ -54,6 +54,7 @@ mod model;
 mod negotiation;
 mod operations;
 mod pagination;
+mod parallel;
 mod referrers;
 mod render;
 mod sessions;
@@ -134,13 +135,20 @@ impl Analyzer {
     }
 
     pub fn analysis(&self) -> Analysis {
-        link_all(self.decoded.clone())
+        link_all(self.decoded.clone(), 1)
     }
 
     /// The analysis of every flow pushed, without the copy that
     /// [`Analyzer::analysis`] makes to keep the analyzer going.
     pub fn finish(self) -> Analysis {
-        link_all(self.decoded)
+        self.finish_on(1)
+    }
+
+    /// As [`Analyzer::finish`], with the linking passes that treat each
+    /// flow alone split among up to `threads` threads on a big capture.
+    /// The analysis is the same.
+    pub fn finish_on(self, threads: usize) -> Analysis {
+        link_all(self.decoded, threads)
     }
 
     /// Takes in the flows another analyzer decoded (with the same options),
@@ -177,7 +185,7 @@ impl Analyzer {
 
 /// Links decoded flows, taken in time order, ties broken by id (then URL):
 /// the order the flows arrived in does not matter.
-fn link_all(decoded: Vec<Local>) -> Analysis {
+fn link_all(decoded: Vec<Local>, threads: usize) -> Analysis {
     // The order is found on small keys, then each flow is moved once: a
     // `Local` is hundreds of bytes, and sorting them whole moved each many
     // times and read every key through its `Arc<Flow>`.
@@ -207,7 +215,7 @@ fn link_all(decoded: Vec<Local>) -> Analysis {
         // held while linking.
     };
     let mut works = Works::new(items);
-    link::link(&mut works)
+    link::link(&mut works, threads)
 }
 
 /// One flow while its links to the others are being made.

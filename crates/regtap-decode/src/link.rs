@@ -2,8 +2,8 @@
 //! which GET follows a redirect, which blobs a manifest's descriptors are;
 //! then the assembly of the [`Analysis`].
 
-use std::collections::BTreeSet;
 use crate::hash::{HashMap, HashSet};
+use std::collections::BTreeSet;
 
 use crate::http::{TokenHash, authority, short_digest};
 use crate::model::AnnotationKind;
@@ -16,21 +16,21 @@ use crate::{Works, client, downloads, grouping, operations, pagination, sessions
 
 const NANOS: i64 = 1_000_000_000;
 
-pub(crate) fn link(works: &mut Works) -> Analysis {
+pub(crate) fn link(works: &mut Works, threads: usize) -> Analysis {
     clients(works);
     token_fallbacks(works);
     bearer_links(works);
     redirects(works);
     let sessions = sessions::build(works);
     downloads::check(works);
-    for w in works.items.iter_mut() {
+    crate::parallel::for_each_mut(&mut works.items, threads, |w| {
         w.summary = summary::summarize(w, &sessions);
-    }
+    });
     let groups = grouping::group(works);
     downloads::ranges(works);
     pagination::annotate(works);
     manifest_links(works, &sessions);
-    let operations = operations::describe(works, &sessions, groups);
+    let operations = operations::describe(works, &sessions, groups, threads);
     assemble(works, sessions, operations)
 }
 

@@ -1,8 +1,8 @@
 //! The decoder's output types. Everything here is data: the TUI, the HAR
 //! export and `regtap inspect` read it, and `--json` prints it as is.
 
-use std::collections::BTreeMap;
 use crate::hash::HashMap;
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::Serialize;

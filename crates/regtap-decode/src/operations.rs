@@ -19,12 +19,11 @@ pub(crate) fn describe(
     works: &Works,
     sessions: &[UploadSession],
     groups: Vec<Group>,
+    threads: usize,
 ) -> Vec<Operation> {
-    groups
-        .into_iter()
-        .enumerate()
-        .map(|(position, group)| describe_one(works, sessions, position, group))
-        .collect()
+    crate::parallel::map(groups, threads, |position, group| {
+        describe_one(works, sessions, position, group)
+    })
 }
 
 fn describe_one(

@@ -1191,3 +1191,26 @@ fn a_push_run_again_after_an_abort_is_a_second_operation() {
     assert_eq!(analysis.operations[1].status, OperationStatus::Succeeded);
     assert_eq!(analysis.operations[1].flow_ids.len(), 20);
 }
+
+#[test]
+fn linking_split_among_threads_gives_the_analysis_of_one_thread() {
+    // Enough flows and operations that the passes which treat each alone
+    // are split.
+    let flows = reference_repeated(100);
+    let analysis_on = |threads: usize| {
+        let mut analyzer = Analyzer::new(Options::default());
+        for flow in &flows {
+            analyzer.push(flow);
+        }
+        analyzer.finish_on(threads)
+    };
+    let one = analysis_on(1);
+    assert!(
+        one.operations.len() > 600,
+        "{} operations",
+        one.operations.len()
+    );
+    for threads in [2, 3] {
+        assert!(analysis_on(threads) == one, "{threads} threads");
+    }
+}

@@ -783,6 +783,43 @@ pub fn whole_reference() -> Vec<Flow> {
     flows
 }
 
+/// `copies` times the whole dockerd reference sequence (79 flows each), one
+/// after the other, with fresh ids, times and upload ids.
+pub fn reference_repeated(copies: usize) -> Vec<Flow> {
+    let one = whole_reference();
+    let mut flows = Vec::with_capacity(one.len() * copies);
+    for copy in 0..copies {
+        for flow in &one {
+            let mut f = flow.clone();
+            f.id += (copy * 1000) as u64;
+            // Upload ids are unique per registry.
+            let fresh = format!("uuid-{copy}-");
+            f.request.url = f.request.url.replace("uuid-", &fresh);
+            if let Some(response) = f.response.as_mut() {
+                for header in &mut response.headers.0 {
+                    if let regtap_capture::Data::Text(value) = &mut header.1 {
+                        *value = value.replace("uuid-", &fresh);
+                    }
+                }
+            }
+            let shift = (copy as i64) * 10_000_000_000;
+            f.timing.request_start += shift;
+            for t in [
+                &mut f.timing.request_end,
+                &mut f.timing.response_head,
+                &mut f.timing.response_end,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                *t += shift;
+            }
+            flows.push(f);
+        }
+    }
+    flows
+}
+
 /// `flows` as the proxy records them: dockerd opens one TCP+TLS connection
 /// per request (a client port each), through a CONNECT to the registry's
 /// authority, which listens on 127.0.0.1.

@@ -50,10 +50,11 @@ pub fn run_capture(
     let flows = app.flows.clone();
     let options = options.clone();
     std::thread::spawn(move || {
-        let analyzer = decode_in_parallel(&flows, &options);
+        let threads = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
+        let analyzer = decode_in_parallel(&flows, &options, threads);
         // The receiver is gone when the user quit first: nothing to do.
         let _ = sender.send(Decoded::Linking);
-        let _ = sender.send(Decoded::Done(analyzer.finish()));
+        let _ = sender.send(Decoded::Done(analyzer.finish_on(threads)));
     });
     run_app(app, Some(analysis), None)
 }
@@ -65,10 +66,9 @@ enum Decoded {
     Done(Analysis),
 }
 
-/// Decodes the flows on every core: each flow is decoded alone, so each
+/// Decodes the flows on `threads` threads: each flow is decoded alone, so each
 /// thread takes a share and the shares are put together before linking.
-fn decode_in_parallel(flows: &[Arc<Flow>], options: &Options) -> Analyzer {
-    let threads = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
+fn decode_in_parallel(flows: &[Arc<Flow>], options: &Options, threads: usize) -> Analyzer {
     let share = flows.len().div_ceil(threads).max(1);
     std::thread::scope(|scope| {
         let workers: Vec<_> = flows

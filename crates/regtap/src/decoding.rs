@@ -67,11 +67,12 @@ impl ParallelDecoder {
         self.next_thread = (self.next_thread + 1) % self.threads.len().max(1);
     }
 
-    /// The analysis of every flow pushed. A decoder thread's panic goes on
-    /// to the caller.
+    /// The analysis of every flow pushed, linked on as many threads as
+    /// decoded. A decoder thread's panic goes on to the caller.
     pub fn finish(mut self) -> Analysis {
         self.send_batch();
         let mut whole = Analyzer::new(self.options);
+        let threads = self.threads.len();
         for (to_thread, thread) in self.threads {
             drop(to_thread);
             let part = thread
@@ -79,6 +80,6 @@ impl ParallelDecoder {
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
             whole.append(part);
         }
-        whole.finish()
+        whole.finish_on(threads)
     }
 }
