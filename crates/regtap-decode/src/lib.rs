@@ -88,7 +88,7 @@ pub fn analyze(flows: &[Flow], options: &Options) -> Analysis {
 pub struct Analyzer {
     options: Options,
     decoded: Vec<Local>,
-    bearers: local::BearerMemo,
+    memo: local::Memo,
     /// How many flows the last [`Analyzer::link`] covered.
     linked: usize,
 }
@@ -98,7 +98,7 @@ impl Analyzer {
         Analyzer {
             options,
             decoded: Vec::new(),
-            bearers: local::BearerMemo::default(),
+            memo: local::Memo::default(),
             linked: 0,
         }
     }
@@ -122,7 +122,7 @@ impl Analyzer {
     /// [`Analyzer::push_owned`].
     pub fn push_shared(&mut self, flow: Arc<Flow>) {
         self.decoded
-            .push(local::decode_flow(flow, &self.options, &mut self.bearers));
+            .push(local::decode_flow(flow, &self.options, &mut self.memo));
     }
 
     /// Number of flows pushed.
@@ -154,7 +154,7 @@ impl Analyzer {
     /// Takes in the flows another analyzer decoded (with the same options),
     /// so that decoding can be split among threads: the analysis does not
     /// depend on the order flows were pushed in. (Its memo of decoded
-    /// tokens, a cache, is dropped.)
+    /// tokens and User-Agents, a cache, is dropped.)
     pub fn append(&mut self, other: Analyzer) {
         self.decoded.extend(other.decoded);
     }

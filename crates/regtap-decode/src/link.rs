@@ -37,20 +37,10 @@ pub(crate) fn link(works: &mut Works, threads: usize) -> Analysis {
 /// Each flow's client, and its actor: one per (program, version, client
 /// address without the port).
 fn clients(works: &mut Works) {
-    // A capture has a handful of User-Agents: each is parsed once.
-    fn user_agent(w: &crate::Work) -> Option<&str> {
-        w.local.flow.request.headers.get("user-agent")
-    }
-    let mut parsed: HashMap<&str, Option<Client>> = HashMap::default();
-    for ua in works.items.iter().filter_map(user_agent) {
-        parsed
-            .entry(ua)
-            .or_insert_with(|| client::from_user_agent(ua));
-    }
     let own: Vec<Option<&Client>> = works
         .items
         .iter()
-        .map(|w| user_agent(w).and_then(|ua| parsed.get(ua)?.as_ref()))
+        .map(|w| w.local.own_client.as_deref())
         .collect();
     let connections: Vec<Option<&str>> = works.items.iter().map(|w| w.connection()).collect();
     let resolved = client::resolve(&own, &connections);

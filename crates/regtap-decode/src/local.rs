@@ -17,8 +17,8 @@ use crate::http::{TokenHash, decoded_body, fingerprint, query_first, resolve};
 use crate::jwt::access_scope;
 use crate::model::AnnotationKind;
 use crate::model::{
-    Access, Annotation, BearerUse, Challenge, DownloadCheck, FlowKind, HmacStatus, ManifestInfo,
-    Options, RateLimit, RegistryError, StateInfo, TokenInfo,
+    Access, Annotation, BearerUse, Challenge, Client, DownloadCheck, FlowKind, HmacStatus,
+    ManifestInfo, Options, RateLimit, RegistryError, StateInfo, TokenInfo,
 };
 use crate::{errors, jwt, manifest, state};
 use wording::{challenge_error_text, rate_limit_text, token_annotations, user_hint};
@@ -56,6 +56,9 @@ pub(crate) struct Local {
     pub rate_limit: Option<RateLimit>,
     /// Set by [`crate::downloads::check`].
     pub download: Option<Box<DownloadCheck>>,
+    /// The program its own `User-Agent` names (linking resolves the
+    /// client of a flow whose User-Agent names only an HTTP library).
+    pub own_client: Option<Arc<Client>>,
 }
 
 impl Local {
@@ -122,18 +125,25 @@ impl Local {
     }
 }
 
-/// What a `Bearer` credential says alone, decoded once per distinct token:
-/// in a large capture one token rides on thousands of requests, and
-/// decoding its JWT (certificates included) is the costliest part of a flow.
+/// What the flows of a capture repeat, decoded once. A `Bearer`
+/// credential: in a large capture one token rides on thousands of
+/// requests, and decoding its JWT (certificates included) is the costliest
+/// part of a flow. A `User-Agent`: a capture has a handful.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct BearerMemo {
+pub(crate) struct Memo {
     /// By the token's SHA-256.
-    known: HashMap<TokenHash, BearerFacts>,
+    bearers: HashMap<TokenHash, BearerFacts>,
+    user_agents: HashMap<String, Option<Arc<Client>>>,
 }
 
-/// How many tokens a [`BearerMemo`] holds before it starts afresh: a
-/// capture's tokens are renewed every few minutes, so old ones rarely return.
+/// How many tokens a [`Memo`] holds before it starts afresh: a capture's
+/// tokens are renewed every few minutes, so old ones rarely return.
 const REMEMBERED_TOKENS: usize = 1024;
+
+/// How many User-Agents a [`Memo`] holds before it starts afresh: more
+/// than a capture of real clients has, fewer than one that sends a new one
+/// with every request.
+const REMEMBERED_USER_AGENTS: usize = 256;
 
 #[derive(Debug, Clone)]
 struct BearerFacts {
@@ -142,7 +152,7 @@ struct BearerFacts {
     annotations: Vec<Annotation>,
 }
 
-pub(crate) fn decode_flow(flow: Arc<Flow>, options: &Options, memo: &mut BearerMemo) -> Local {
+pub(crate) fn decode_flow(flow: Arc<Flow>, options: &Options, memo: &mut Memo) -> Local {
     let url = Url::parse(flow.url()).ok();
     let kind = classify(&flow, url.as_ref());
     let location = flow
@@ -150,6 +160,7 @@ pub(crate) fn decode_flow(flow: Arc<Flow>, options: &Options, memo: &mut BearerM
         .as_ref()
         .and_then(|r| r.headers.get("location"))
         .and_then(|l| resolve(url.as_ref(), l));
+    let own_client = own_client(&flow, memo);
     let mut local = Local {
         flow,
         url,
@@ -171,6 +182,7 @@ pub(crate) fn decode_flow(flow: Arc<Flow>, options: &Options, memo: &mut BearerM
         challenges: Vec::new(),
         rate_limit: None,
         download: None,
+        own_client,
     };
     if local.url.is_none() {
         local.annotations.push(Annotation::warning(
@@ -306,7 +318,23 @@ fn exchange_problems(local: &mut Local) {
     }
 }
 
-fn credentials(local: &mut Local, memo: &mut BearerMemo) {
+/// Parsed here, while the flow's headers are at hand: linking read them
+/// again for every flow of a big capture, long after they left the cache.
+fn own_client(flow: &Flow, memo: &mut Memo) -> Option<Arc<Client>> {
+    let user_agent = flow.request.headers.get("user-agent")?;
+    if let Some(client) = memo.user_agents.get(user_agent) {
+        return client.clone();
+    }
+    if memo.user_agents.len() >= REMEMBERED_USER_AGENTS {
+        memo.user_agents.clear();
+    }
+    let client = crate::client::from_user_agent(user_agent).map(Arc::new);
+    memo.user_agents
+        .insert(user_agent.to_owned(), client.clone());
+    client
+}
+
+fn credentials(local: &mut Local, memo: &mut Memo) {
     let Some(value) = local.flow.request.headers.get("authorization") else {
         return;
     };
@@ -315,11 +343,11 @@ fn credentials(local: &mut Local, memo: &mut BearerMemo) {
             let hash = TokenHash::of(&token);
             // The short fingerprint is the full one's first 12 digits.
             let print = hash.short();
-            if memo.known.len() >= REMEMBERED_TOKENS {
-                memo.known.clear();
+            if memo.bearers.len() >= REMEMBERED_TOKENS {
+                memo.bearers.clear();
             }
             let facts = memo
-                .known
+                .bearers
                 .entry(hash)
                 .or_insert_with(|| bearer_facts(&token, &print));
             local.bearer_hash = Some(hash);
