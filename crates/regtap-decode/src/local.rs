@@ -4,8 +4,10 @@
 //! are made afterwards. The facts are found here; [`wording`] puts the
 //! sentences of annotations and summaries together.
 
-use crate::hash::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
+
+use crate::hash::HashMap;
 
 use regtap_capture::{Data, Flow, Header, Headers, Kept, TruncationReason};
 use sha2::Digest as _;
@@ -131,8 +133,9 @@ impl Local {
 /// part of a flow. A `User-Agent`: a capture has a handful.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Memo {
-    /// By the token's SHA-256.
-    bearers: HashMap<TokenHash, BearerFacts>,
+    /// By the token itself, which is quicker to find again than to hash
+    /// with SHA-256 (a JWT with its certificates is kilobytes long).
+    bearers: HashMap<String, (TokenHash, BearerFacts)>,
     user_agents: HashMap<String, Option<Arc<Client>>>,
 }
 
@@ -340,17 +343,20 @@ fn credentials(local: &mut Local, memo: &mut Memo) {
     };
     match auth::parse_authorization(value) {
         Credentials::Bearer(token) => {
-            let hash = TokenHash::of(&token);
-            // The short fingerprint is the full one's first 12 digits.
-            let print = hash.short();
             if memo.bearers.len() >= REMEMBERED_TOKENS {
                 memo.bearers.clear();
             }
-            let facts = memo
-                .bearers
-                .entry(hash)
-                .or_insert_with(|| bearer_facts(&token, &print));
-            local.bearer_hash = Some(hash);
+            let (hash, facts) = match memo.bearers.entry(token) {
+                Entry::Occupied(known) => known.into_mut(),
+                Entry::Vacant(new) => {
+                    let hash = TokenHash::of(new.key());
+                    let facts = bearer_facts(new.key(), &hash.short());
+                    new.insert((hash, facts))
+                }
+            };
+            // The short fingerprint is the full one's first 12 digits.
+            let print = hash.short();
+            local.bearer_hash = Some(*hash);
             local.bearer_exp = facts.exp;
             local.bearer_nbf = facts.nbf;
             local.annotations.extend(facts.annotations.iter().cloned());
