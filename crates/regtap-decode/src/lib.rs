@@ -87,7 +87,9 @@ pub fn analyze(flows: &[Flow], options: &Options) -> Analysis {
 #[derive(Debug, Clone)]
 pub struct Analyzer {
     options: Options,
-    decoded: Vec<Local>,
+    /// Decoded, with room for their links: a capture read in time order
+    /// is linked where it lies, not moved.
+    decoded: Vec<Work>,
     memo: local::Memo,
     /// How many flows the last [`Analyzer::link`] covered.
     linked: usize,
@@ -121,8 +123,11 @@ impl Analyzer {
     /// caller lets go of its share, they are dropped as with
     /// [`Analyzer::push_owned`].
     pub fn push_shared(&mut self, flow: Arc<Flow>) {
-        self.decoded
-            .push(local::decode_flow(flow, &self.options, &mut self.memo));
+        self.decoded.push(Work::new(local::decode_flow(
+            flow,
+            &self.options,
+            &mut self.memo,
+        )));
     }
 
     /// Number of flows pushed.
@@ -185,31 +190,30 @@ impl Analyzer {
 
 /// Links decoded flows, taken in time order, ties broken by id (then URL):
 /// the order the flows arrived in does not matter.
-fn link_all(decoded: Vec<Local>, threads: usize) -> Analysis {
+fn link_all(decoded: Vec<Work>, threads: usize) -> Analysis {
     // The order is found on small keys, then each flow is moved once: a
-    // `Local` is hundreds of bytes, and sorting them whole moved each many
+    // `Work` is hundreds of bytes, and sorting them whole moved each many
     // times and read every key through its `Arc<Flow>`.
     let mut keys: Vec<(i64, u64, usize)> = decoded
         .iter()
         .enumerate()
-        .map(|(i, local)| (local.start(), local.flow.id, i))
+        .map(|(i, w)| (w.local.start(), w.local.flow.id, i))
         .collect();
     // Stable, as the sort of whole flows was: equal keys keep push order.
     keys.sort_by(|&(a_start, a_id, a), &(b_start, b_id, b)| {
         (a_start, a_id).cmp(&(b_start, b_id)).then_with(|| {
-            let url = |i: usize| decoded.get(i).map(|l| l.flow.url());
+            let url = |i: usize| decoded.get(i).map(|w| w.local.flow.url());
             url(a).cmp(&url(b)).then(a.cmp(&b))
         })
     });
     let in_order = keys.iter().enumerate().all(|(p, &(_, _, i))| p == i);
     let items: Vec<Work> = if in_order {
         // Pushed in time order, as a replay or a file read on one thread.
-        decoded.into_iter().map(Work::new).collect()
+        decoded
     } else {
-        let mut slots: Vec<Option<Local>> = decoded.into_iter().map(Some).collect();
+        let mut slots: Vec<Option<Work>> = decoded.into_iter().map(Some).collect();
         keys.iter()
             .filter_map(|&(_, _, i)| slots.get_mut(i).and_then(Option::take))
-            .map(Work::new)
             .collect()
         // The emptied slots, as large as the flows, are freed here, not
         // held while linking.
