@@ -33,6 +33,10 @@ pub enum TuiError {
 const FAST_TICK: Duration = Duration::from_millis(50);
 /// Input wait while nothing moves.
 const IDLE_TICK: Duration = Duration::from_millis(500);
+/// Input wait while the analysis is awaited: it shows this soon after it
+/// is ready, not up to a [`FAST_TICK`] later. The screen is still drawn
+/// only once per [`FAST_TICK`] unless something changed.
+const ANALYSIS_TICK: Duration = Duration::from_millis(5);
 
 /// Shows flows read from a capture file until the user quits. `notice` is
 /// shown once in the status line (e.g. a warning from reading the file).
@@ -111,17 +115,25 @@ fn run_app(
 ) -> Result<(), TuiError> {
     let mut session = TerminalSession::enter()?;
     let mut last_tick = Instant::now();
+    let mut drawn_at: Option<Instant> = None;
+    // Something changed since the last draw.
+    let mut changed = true;
     loop {
         if let Some(receiver) = &analysis {
             match receiver.try_recv() {
-                Ok(Decoded::Linking) => app.linking = true,
+                Ok(Decoded::Linking) => {
+                    app.linking = true;
+                    changed = true;
+                }
                 Ok(Decoded::Done(done)) => {
                     app.set_analysis(done);
                     analysis = None;
+                    changed = true;
                 }
                 Err(mpsc::TryRecvError::Empty) => {}
                 // The decoder thread died: say so rather than wait forever.
                 Err(mpsc::TryRecvError::Disconnected) => {
+                    changed = true;
                     app.decoding = false;
                     app.notice = Some("the decoder failed: only the flows are shown".to_owned());
                     analysis = None;
@@ -142,17 +154,29 @@ fn run_app(
                         break;
                     }
                 }
+                changed = true;
             }
         }
         if app.needs_refresh() {
             app.poll_refresh();
+            changed = true;
         }
-        session.terminal.draw(|frame| ui::draw(frame, &app))?;
+        if changed || drawn_at.is_none_or(|at| at.elapsed() >= FAST_TICK) {
+            session.terminal.draw(|frame| ui::draw(frame, &app))?;
+            drawn_at = Some(Instant::now());
+            changed = false;
+        }
 
-        let busy =
-            app.playback.playing || events.is_some() || analysis.is_some() || app.needs_refresh();
-        let wait = if busy { FAST_TICK } else { IDLE_TICK };
+        let busy = app.playback.playing || events.is_some() || app.needs_refresh();
+        let wait = if analysis.is_some() {
+            ANALYSIS_TICK
+        } else if busy {
+            FAST_TICK
+        } else {
+            IDLE_TICK
+        };
         if event::poll(wait)? {
+            changed = true;
             match event::read()? {
                 Event::Key(key) if app.handle_key(key) == Action::Quit => return Ok(()),
                 Event::Mouse(mouse) => app.handle_mouse(mouse),
