@@ -266,7 +266,7 @@ impl From<String> for Data {
 /// only small ones are kept whole.
 ///
 /// On disk a body keeps the JSON of capture format 1.0/1.1 (`complete`,
-/// `inline`, `truncated`, `truncated_reason`, `stored`); see [`BodyWire`].
+/// `inline`, `truncated`, `truncated_reason`, `stored`) (`BodyWire` in this module).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(from = "BodyWire<'static>")]
 pub struct Body {

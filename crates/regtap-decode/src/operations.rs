@@ -1,6 +1,6 @@
 //! Operations described: what each group of flows (see [`crate::grouping`])
 //! did (login, push, pull, copy, other) and its title, here; whether it
-//! worked in [`verdict`]; its numbered steps in [`steps`].
+//! worked in [`verdict`]; its numbered steps in [`mod@steps`].
 
 mod steps;
 mod verdict;

@@ -1,6 +1,6 @@
 //! HAR 1.2 for regtap: flows and their analysis → an annotated HAR with
-//! credentials redacted by default ([`export`]), and HAR files written by other
-//! tools → flows ([`import`]). No file I/O: the `regtap` binary reads and
+//! credentials redacted by default ([`export()`]), and HAR files written by other
+//! tools → flows ([`import()`]). No file I/O: the `regtap` binary reads and
 //! writes the files.
 
 mod annotate;

@@ -4,7 +4,7 @@
 //! the same path as a forward-mode exchange (recorder, taps, timeouts).
 //!
 //! What differs between the client's and the upstream's view is recorded per
-//! flow ([`ReverseExchange`]): the `Host` regtap forwards, and, with
+//! flow ([`regtap_capture::ReverseExchange`]): the `Host` regtap forwards, and, with
 //! `--rewrite-urls`, absolute `Location`s and Bearer realms that name an
 //! upstream, rewritten to the origin regtap serves it under.
 
