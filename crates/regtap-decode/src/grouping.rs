@@ -375,15 +375,8 @@ fn repository_group(state: &mut State, works: &Works, w: &crate::Work, registry:
     // started another command, an idle group's token no longer ties).
     let latest = candidates.last().copied();
     if let Some(hash) = &w.local.bearer_hash
-        && let Some(&g) = state.by_token.get(hash).and_then(|carried| {
-            carried.iter().rev().find(|&&g| {
-                state.groups.get(g).is_some_and(|group| {
-                    group.actor == w.actor
-                        && group.registry.as_deref() == Some(registry)
-                        && (Some(g) == latest || start.saturating_sub(group.last_end) < IDLE_NS)
-                })
-            })
-        })
+        && let Some(carried) = state.by_token.get(hash)
+        && let Some(g) = same_token_group(state, w, registry, carried, latest)
         && !restarts(g)
     {
         return g;
@@ -445,6 +438,35 @@ fn repository_group(state: &mut State, works: &Works, w: &crate::Work, registry:
         return g;
     }
     state.open(w.actor, registry)
+}
+
+/// Of the groups that carried `w`'s token (`carried`, in opening order),
+/// the latest of the same client on `registry` that is its latest group
+/// there or was busy less than [`IDLE_NS`] before. Found in the client's
+/// lane: a long-lived token is carried by ever more groups, and scanning
+/// them all made grouping quadratic.
+fn same_token_group(
+    state: &State,
+    w: &crate::Work,
+    registry: &str,
+    carried: &[usize],
+    latest: Option<usize>,
+) -> Option<usize> {
+    let carries = |g: usize| carried.binary_search(&g).is_ok();
+    // The lane's latest group is the last any of its groups could be.
+    if let Some(g) = latest.filter(|&g| carries(g)) {
+        return Some(g);
+    }
+    let start = w.local.start();
+    state
+        .lane(w.actor, registry)?
+        .latest(start.saturating_sub(IDLE_NS), false, |g| {
+            carries(g)
+                && state
+                    .groups
+                    .get(g)
+                    .is_some_and(|group| start.saturating_sub(group.last_end) < IDLE_NS)
+        })
 }
 
 /// Whether `w` starts a new command instead of continuing `group`.
