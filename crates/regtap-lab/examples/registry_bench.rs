@@ -98,11 +98,13 @@ impl fmt::Display for Transfer {
     }
 }
 
-/// One transfer's wall time and the proxy's CPU seconds spent during it.
+/// One transfer's wall time, and the CPU seconds the proxy and the whole
+/// machine (client, registry, proxy, kernel) spent during it.
 #[derive(Debug, Clone, Copy)]
 struct Sample {
     seconds: f64,
     proxy_cpu: Option<f64>,
+    machine_cpu: f64,
 }
 
 /// One route's transfers, and the proxy's peak RSS in KiB after them.
@@ -273,14 +275,23 @@ impl Bench {
         let mut measured = Vec::new();
         for transfer in self.transfers.clone() {
             let cpu_before = pid.map(cpu_seconds).transpose()?;
+            let machine_before = machine_busy_seconds()?;
             let seconds = self
                 .transfer(transfer, route)
                 .map_err(|e| format!("{transfer} via {route}: {e}"))?;
+            let machine_cpu = machine_busy_seconds()? - machine_before;
             let proxy_cpu = match (pid, cpu_before) {
                 (Some(pid), Some(before)) => Some(cpu_seconds(pid)? - before),
                 _ => None,
             };
-            measured.push((transfer, Sample { seconds, proxy_cpu }));
+            measured.push((
+                transfer,
+                Sample {
+                    seconds,
+                    proxy_cpu,
+                    machine_cpu,
+                },
+            ));
         }
         let rss = pid.map(vm_hwm_kib).transpose()?;
         drop(tunnel);
@@ -554,8 +565,15 @@ fn report(
          clients: time × direct = route time / direct time (goal ≤ 1.05, and no worse than mitmproxy)"
     );
     println!(
-        "{:<26} {:<10} {:>9} {:>17} {:>10} {:>12}",
-        "transfer", "route", "median s", "min–max s", "× direct", "CPU-s/GiB"
+        "{:<26} {:<10} {:>9} {:>17} {:>10} {:>12} {:>14} {:>9}",
+        "transfer",
+        "route",
+        "median s",
+        "min–max s",
+        "× direct",
+        "CPU-s/GiB",
+        "machine CPU-s",
+        "cores"
     );
     for transfer in Transfer::ALL {
         let direct = samples
@@ -579,14 +597,17 @@ fn report(
             } else {
                 format!("{:.2}", median(&mut cpu) / gib)
             };
+            let machine = median(&mut runs.iter().map(|s| s.machine_cpu).collect::<Vec<_>>());
             println!(
-                "{:<26} {:<10} {:>9.2} {:>17} {:>10} {:>12}",
+                "{:<26} {:<10} {:>9.2} {:>17} {:>10} {:>12} {:>14.2} {:>9.2}",
                 transfer.to_string(),
                 route.to_string(),
                 med,
                 format!("{min:.2}–{max:.2}"),
                 ratio,
-                cpu
+                cpu,
+                machine,
+                machine / med
             );
         }
     }
@@ -601,6 +622,31 @@ fn report(
         "CPU-s/GiB: the proxy's user+system CPU during the transfer per GiB of payload \
          (image transfers count the image's {mib} MiB of layers)"
     );
+    println!(
+        "machine CPU-s: every core's busy time during the transfer (client, registry, proxy, \
+         kernel; /proc/stat, 10 ms ticks), medians; cores: that over the median time, the \
+         cores kept busy on average"
+    );
+}
+
+/// Busy time of every core so far (all but idle and iowait), in seconds.
+fn machine_busy_seconds() -> Result<f64, Error> {
+    let stat = std::fs::read_to_string("/proc/stat")?;
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("cpu "))
+        .ok_or("no cpu line in /proc/stat")?
+        .split_whitespace()
+        .map(str::parse)
+        .collect::<Result<_, _>>()?;
+    // user nice system idle iowait irq softirq steal (guest time is in user).
+    let busy: u64 = ticks.iter().take(8).sum::<u64>()
+        - ticks.get(3).copied().unwrap_or(0)
+        - ticks.get(4).copied().unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Ok(busy as f64 / per_second)
 }
 
 /// Peak resident set size of `pid`, in KiB.
