@@ -6,9 +6,9 @@
 //! one HTTP/2 connection), so a request with no telling User-Agent takes the
 //! program of the other requests on its connection.
 
-use crate::hash::HashMap;
 use std::borrow::Borrow;
 
+use crate::hash::HashMap;
 use crate::model::Client;
 
 /// The program a `User-Agent` names.

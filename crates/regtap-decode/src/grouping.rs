@@ -27,13 +27,11 @@
 
 mod lane;
 
-use crate::hash::{HashMap, HashSet};
-
-use lane::Lane;
-
 use crate::Works;
+use crate::hash::{HashMap, HashSet};
 use crate::http::{TokenHash, authority};
 use crate::model::{FlowKind, Reference};
+use lane::Lane;
 
 /// A client that was idle this long, and comes back on a new connection,
 /// starts a new command. Within a command, requests follow each other

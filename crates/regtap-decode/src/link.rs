@@ -2,9 +2,9 @@
 //! which GET follows a redirect, which blobs a manifest's descriptors are;
 //! then the assembly of the [`Analysis`].
 
-use crate::hash::{HashMap, HashSet};
 use std::collections::BTreeSet;
 
+use crate::hash::{HashMap, HashSet};
 use crate::http::{TokenHash, authority, short_digest};
 use crate::model::AnnotationKind;
 use crate::model::{

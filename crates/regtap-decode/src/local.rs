@@ -7,14 +7,13 @@
 use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
-use crate::hash::HashMap;
-
 use regtap_capture::{Data, Flow, Header, Headers, Kept, TruncationReason};
 use sha2::Digest as _;
 use url::Url;
 
 use crate::auth::{self, Credentials};
 use crate::classify::classify;
+use crate::hash::HashMap;
 use crate::http::{TokenHash, decoded_body, fingerprint, query_first, resolve};
 use crate::jwt::access_scope;
 use crate::model::AnnotationKind;

@@ -1,11 +1,12 @@
 //! The decoder's output types. Everything here is data: the TUI, the HAR
 //! export and `regtap inspect` read it, and `--json` prints it as is.
 
-use crate::hash::HashMap;
 use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::Serialize;
+
+use crate::hash::HashMap;
 
 /// What the analysis needs besides the flows.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

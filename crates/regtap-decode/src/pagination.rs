@@ -2,12 +2,11 @@
 //! `Link: <…>; rel="next"` the registry answers with, and whether the client
 //! asked for the next page.
 
-use crate::hash::HashMap;
-
 use url::Url;
 
 use crate::Works;
 use crate::errors::one_line;
+use crate::hash::HashMap;
 use crate::http::query_first;
 use crate::model::{Annotation, AnnotationKind, FlowKind};
 

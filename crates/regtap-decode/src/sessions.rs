@@ -2,11 +2,10 @@
 //! blob upload, grouped by upload id (from the `Location` path,
 //! `Docker-Upload-UUID` or `_state`), whatever else runs in parallel.
 
-use crate::hash::HashMap;
-
 use regtap_capture::Ending;
 use sha2::Digest as _;
 
+use crate::hash::HashMap;
 use crate::http::human_bytes;
 use crate::model::AnnotationKind;
 use crate::model::{

@@ -2,7 +2,6 @@
 //! runs of alike requests, each with one line and its key annotations.
 
 use crate::hash::HashMap;
-
 use crate::http::{human_bytes, short_digest};
 use crate::model::{
     Annotation, AnnotationKind, DigestCheck, FlowKind, SessionOutcome, Severity, Step,
