@@ -267,6 +267,20 @@ fn skopeo_pushes_through_regtap_chained_to_tinyproxy() {
         .filter(|f| f.status() == Some(201))
         .count();
     assert_eq!(blob_puts, 3, "2 layers and the config:\n{listing}");
+    // `regtap inspect` says the flows left through the upstream proxy.
+    let inspect = Command::new(env!("CARGO_BIN_EXE_regtap"))
+        .arg("inspect")
+        .arg(chain.dir.path().join("push.jsonl"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&inspect.stdout);
+    let n = capture.flows.len();
+    assert!(
+        text.contains(&format!(
+            "{n} flows through upstream proxy {tinyproxy_url}\n"
+        )),
+        "{text}"
+    );
     // tinyproxy saw the tunnels regtap asked for, to the --resolve address.
     let tinyproxy_log = tinyproxy.log_tail(20_000);
     assert!(

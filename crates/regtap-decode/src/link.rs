@@ -2,7 +2,7 @@
 //! which GET follows a redirect, which blobs a manifest's descriptors are;
 //! then the assembly of the [`Analysis`].
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::hash::{HashMap, HashSet};
 use crate::http::{TokenHash, authority, short_digest};
@@ -11,7 +11,7 @@ use crate::model::{
     Analysis, Annotation, BlobStatus, Descriptor, DescriptorRole, Diagnostic, FlowAnalysis,
     FlowKind, SessionOutcome, Severity, UploadSession,
 };
-use crate::model::{Client, TokenGrant};
+use crate::model::{Client, TokenGrant, UpstreamProxyUse};
 use crate::{Works, client, downloads, grouping, operations, pagination, sessions, summary};
 
 const NANOS: i64 = 1_000_000_000;
@@ -565,6 +565,21 @@ fn assemble(
     sessions: Vec<UploadSession>,
     operations: Vec<crate::model::Operation>,
 ) -> Analysis {
+    let mut through: BTreeMap<&str, usize> = BTreeMap::new();
+    for proxy in works
+        .items
+        .iter()
+        .filter_map(|w| w.local.flow.upstream_proxy.as_deref())
+    {
+        *through.entry(proxy).or_default() += 1;
+    }
+    let upstream_proxies: Vec<UpstreamProxyUse> = through
+        .into_iter()
+        .map(|(url, flows)| UpstreamProxyUse {
+            url: url.to_owned(),
+            flows,
+        })
+        .collect();
     let mut diagnostics = Vec::new();
     let mut flows = Vec::with_capacity(works.items.len());
     // Ids are counted only when some repeat (fewer ids than flows).
@@ -619,6 +634,7 @@ fn assemble(
         sessions,
         operations,
         diagnostics,
+        upstream_proxies,
         // The flows are in the order of the works: the same first
         // position of each id.
         positions: std::mem::take(&mut works.position),

@@ -26,9 +26,23 @@ pub struct Analysis {
     /// Problems found in the capture: every warning or error annotation of a
     /// flow, and the ones that concern no single flow.
     pub diagnostics: Vec<Diagnostic>,
+    /// The upstream (corporate) proxies the flows went through, by URL,
+    /// with how many flows each: a failure may be the proxy's, not the
+    /// registry's. Said by `regtap inspect`'s text; in JSON each flow's is
+    /// in the capture (and the HAR), not in the analysis.
+    #[serde(skip)]
+    pub upstream_proxies: Vec<UpstreamProxyUse>,
     /// Position in `flows` of each flow id (the first, when ids repeat).
     #[serde(skip)]
     pub(crate) positions: HashMap<u64, usize>,
+}
+
+/// Flows that went through one upstream proxy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamProxyUse {
+    /// `http://host:port`, as the capture records it.
+    pub url: String,
+    pub flows: usize,
 }
 
 impl Analysis {

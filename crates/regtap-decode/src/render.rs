@@ -73,6 +73,15 @@ pub fn render_text(analysis: &Analysis, flows: &[Flow], color: bool) -> String {
             .map(|t| format!(", from {}", rfc3339(t)))
             .unwrap_or_default()
     );
+    // A failure may be the upstream proxy's, not the registry's.
+    for proxy in &analysis.upstream_proxies {
+        let _ = writeln!(
+            out,
+            "{} through upstream proxy {}",
+            plural(proxy.flows, "flow"),
+            proxy.url
+        );
+    }
     let at = |ns: i64| -> String {
         let since = ns.saturating_sub(origin.unwrap_or(ns));
         format!("{:.3} s", since as f64 / 1e9)
@@ -170,5 +179,37 @@ fn annotation_line(style: &Style, a: &Annotation) -> String {
         Severity::Info => style.dim(&format!("· {}: {}", a.label, a.text)),
         Severity::Warning => style.yellow(&format!("! {}: {}", a.label, a.text)),
         Severity::Error => style.red(&format!("✗ {}: {}", a.label, a.text)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use regtap_capture::factory::FlowBuilder;
+
+    use super::*;
+
+    #[test]
+    fn flows_through_an_upstream_proxy_are_counted_per_proxy() {
+        let mut flows: Vec<Flow> = (1..=3)
+            .map(|id| {
+                FlowBuilder::new(id, "GET", "https://r.test/v2/")
+                    .status(200)
+                    .build()
+            })
+            .collect();
+        let direct = crate::analyze(&flows, &crate::Options::default());
+        let text = render_text(&direct, &flows, false);
+        assert!(!text.contains("upstream proxy"), "{text}");
+        for flow in &mut flows[..2] {
+            flow.upstream_proxy = Some("http://proxy.corp.test:3128".to_owned());
+        }
+        let proxied = crate::analyze(&flows, &crate::Options::default());
+        // What the text says comes from the analysis: `inspect` passes
+        // only the earliest flow.
+        let text = render_text(&proxied, &flows[..1], false);
+        assert!(
+            text.contains("2 flows through upstream proxy http://proxy.corp.test:3128\n"),
+            "{text}"
+        );
     }
 }

@@ -215,6 +215,12 @@ pub fn flow_lines(app: &App, flow: &Flow, within: Option<(&Operation, &Step)>) -
     if let Some(reverse) = &flow.reverse {
         reverse_lines(&mut lines, reverse, app.reveal_secrets);
     }
+    if let Some(proxy) = &flow.upstream_proxy {
+        lines.push(Line::styled(
+            format!("⇢ through upstream proxy {proxy}"),
+            Style::new().fg(Color::Blue),
+        ));
+    }
     if let Some(error) = &flow.error {
         let stage = match error.stage {
             ErrorStage::Connect => "connecting upstream",

@@ -215,6 +215,28 @@ fn a_reverse_mode_flow_says_what_the_client_addressed_and_what_was_rewritten() {
 }
 
 #[test]
+fn a_flow_through_an_upstream_proxy_names_it() {
+    let mut flow = regtap_capture::factory::FlowBuilder::new(1, "GET", "https://r.test/v2/")
+        .status(200)
+        .build();
+    let mut app = App::new(
+        "direct",
+        vec![flow.clone()],
+        &regtap_decode::Options::default(),
+    );
+    press(&mut app, "3\n");
+    assert!(!render(&app, 120, 30).contains("upstream proxy"));
+    flow.upstream_proxy = Some("http://proxy.corp.test:3128".to_owned());
+    let mut app = App::new("proxied", vec![flow], &regtap_decode::Options::default());
+    press(&mut app, "3\n");
+    let screen = render(&app, 120, 30);
+    assert!(
+        screen.contains("through upstream proxy http://proxy.corp.test:3128"),
+        "{screen}"
+    );
+}
+
+#[test]
 fn help_overlay_lists_every_key() {
     let mut app = fixtures::app();
     press(&mut app, "?");
