@@ -18,8 +18,8 @@ use crate::http::{TokenHash, decoded_body, fingerprint, query_first, resolve};
 use crate::jwt::access_scope;
 use crate::model::AnnotationKind;
 use crate::model::{
-    Access, Annotation, BearerUse, Challenge, Client, DownloadCheck, FlowKind, HmacStatus,
-    ManifestInfo, Options, RateLimit, RegistryError, StateInfo, TokenInfo,
+    Access, Annotation, BearerUse, Challenge, Client, DecodeError, DownloadCheck, FlowKind,
+    HmacStatus, JwtInfo, ManifestInfo, Options, RateLimit, RegistryError, StateInfo, TokenInfo,
 };
 use crate::{errors, jwt, manifest, state};
 use wording::{challenge_error_text, rate_limit_text, token_annotations, user_hint};
@@ -197,7 +197,7 @@ pub(crate) fn decode_flow(flow: Arc<Flow>, options: &Options, memo: &mut Memo) -
     challenges(&mut local);
     if matches!(local.kind, FlowKind::Token { .. }) {
         client_id(&mut local);
-        issued_token(&mut local);
+        issued_token(&mut local, memo);
     }
     upload_details(&mut local, options);
     manifest_body(&mut local);
@@ -349,7 +349,8 @@ fn credentials(local: &mut Local, memo: &mut Memo) {
                 Entry::Occupied(known) => known.into_mut(),
                 Entry::Vacant(new) => {
                     let hash = TokenHash::of(new.key());
-                    let facts = bearer_facts(new.key(), &hash.short());
+                    let decoded = jwt::decode(new.key());
+                    let facts = bearer_facts(&decoded, new.key(), &hash.short());
                     new.insert((hash, facts))
                 }
             };
@@ -414,13 +415,15 @@ fn credentials(local: &mut Local, memo: &mut Memo) {
 }
 
 /// The annotations and validity times of a `Bearer` token `print`.
-fn bearer_facts(token: &str, print: &str) -> BearerFacts {
+/// What a Bearer `token`, decoded as `decoded`, says on every request
+/// that carries it.
+fn bearer_facts(decoded: &Result<JwtInfo, DecodeError>, token: &str, print: &str) -> BearerFacts {
     let mut facts = BearerFacts {
         exp: None,
         nbf: None,
         annotations: Vec::new(),
     };
-    let text = match jwt::decode(token) {
+    let text = match decoded {
         Ok(info) => {
             facts.exp = info.claims.exp.as_ref().map(|t| t.unix);
             facts.nbf = info.claims.nbf.as_ref().map(|t| t.unix);
@@ -485,7 +488,7 @@ fn challenges(local: &mut Local) {
     }
 }
 
-fn issued_token(local: &mut Local) {
+fn issued_token(local: &mut Local, memo: &mut Memo) {
     let FlowKind::Token { scopes, .. } = &local.kind else {
         return;
     };
@@ -543,7 +546,18 @@ fn issued_token(local: &mut Local) {
             "token and access_token differ; token is used",
         ));
     }
-    let (jwt, opaque_reason) = match jwt::decode(&token) {
+    let decoded = jwt::decode(&token);
+    let hash = TokenHash::of(&token);
+    // The client sends this token next, as its Bearer credential: what it
+    // says there is found now, not decoded again.
+    if !memo.bearers.contains_key(&token) {
+        if memo.bearers.len() >= REMEMBERED_TOKENS {
+            memo.bearers.clear();
+        }
+        let facts = bearer_facts(&decoded, &token, &hash.short());
+        memo.bearers.insert(token.clone(), (hash, facts));
+    }
+    let (jwt, opaque_reason) = match decoded {
         Ok(info) => (Some(info), None),
         Err(e) => {
             if looks_like_jwt(&token) {
@@ -577,7 +591,7 @@ fn issued_token(local: &mut Local) {
     };
     token_annotations(local, &info);
     audience(local, &info);
-    local.issued_hash = Some(TokenHash::of(&token));
+    local.issued_hash = Some(hash);
     local.token = Some(Box::new(info));
 }
 
