@@ -2,7 +2,8 @@
 //! (with the registry `access` claim). Nothing is verified: the decoder
 //! holds no keys; it shows what the token says.
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, VecDeque};
 
 use base64::Engine as _;
 use serde_json::{Map, Value};
@@ -152,8 +153,35 @@ fn decode_header(mut map: Map<String, Value>, problems: &mut Vec<String>) -> Jwt
     }
 }
 
-/// Subject, issuer and validity of a base64 (standard alphabet) DER certificate.
+/// Subject, issuer and validity of a base64 (standard alphabet) DER
+/// certificate. An issuer signs its tokens with one certificate, which each
+/// token carries in `x5c`: the last few parsed are remembered, since
+/// parsing one was a third of decoding a token.
 fn certificate(b64: &str) -> Result<CertInfo, CertificateError> {
+    const REMEMBERED: usize = 4;
+    thread_local! {
+        static RECENT: RefCell<VecDeque<(String, CertInfo)>> = const { RefCell::new(VecDeque::new()) };
+    }
+    let known = RECENT.with_borrow(|recent| {
+        recent
+            .iter()
+            .find(|(text, _)| text == b64)
+            .map(|(_, info)| info.clone())
+    });
+    if let Some(info) = known {
+        return Ok(info);
+    }
+    let info = parse_certificate(b64)?;
+    RECENT.with_borrow_mut(|recent| {
+        if recent.len() >= REMEMBERED {
+            recent.pop_front();
+        }
+        recent.push_back((b64.to_owned(), info.clone()));
+    });
+    Ok(info)
+}
+
+fn parse_certificate(b64: &str) -> Result<CertInfo, CertificateError> {
     let der = base64::engine::general_purpose::STANDARD.decode(b64)?;
     let (_, cert) = x509_parser::parse_x509_certificate(&der)
         .map_err(|e| CertificateError::NotX509(e.to_string()))?;
