@@ -162,7 +162,12 @@ impl Analyzer {
     /// depend on the order flows were pushed in. (Its memo of decoded
     /// tokens and User-Agents, a cache, is dropped.)
     pub fn append(&mut self, other: Analyzer) {
-        self.decoded.extend(other.decoded);
+        if self.decoded.is_empty() {
+            // Taken whole, not copied.
+            self.decoded = other.decoded;
+        } else {
+            self.decoded.extend(other.decoded);
+        }
     }
 
     /// As [`Analyzer::analysis`], remembering how many flows it covered for
