@@ -336,24 +336,39 @@ fn own_client(flow: &Flow, memo: &mut Memo) -> Option<Arc<Client>> {
     client
 }
 
+impl Memo {
+    /// The hash and facts of Bearer `token`, decoded once; `decoded` is
+    /// its JWT when the caller has decoded it already.
+    fn bearer(
+        &mut self,
+        token: String,
+        decoded: Option<&Result<JwtInfo, DecodeError>>,
+    ) -> &(TokenHash, BearerFacts) {
+        if self.bearers.len() >= REMEMBERED_TOKENS && !self.bearers.contains_key(&token) {
+            self.bearers.clear();
+        }
+        match self.bearers.entry(token) {
+            Entry::Occupied(known) => known.into_mut(),
+            Entry::Vacant(new) => {
+                let hash = TokenHash::of(new.key());
+                let print = hash.short();
+                let facts = match decoded {
+                    Some(decoded) => bearer_facts(decoded, new.key(), &print),
+                    None => bearer_facts(&jwt::decode(new.key()), new.key(), &print),
+                };
+                new.insert((hash, facts))
+            }
+        }
+    }
+}
+
 fn credentials(local: &mut Local, memo: &mut Memo) {
     let Some(value) = local.flow.request.headers.get("authorization") else {
         return;
     };
     match auth::parse_authorization(value) {
         Credentials::Bearer(token) => {
-            if memo.bearers.len() >= REMEMBERED_TOKENS {
-                memo.bearers.clear();
-            }
-            let (hash, facts) = match memo.bearers.entry(token) {
-                Entry::Occupied(known) => known.into_mut(),
-                Entry::Vacant(new) => {
-                    let hash = TokenHash::of(new.key());
-                    let decoded = jwt::decode(new.key());
-                    let facts = bearer_facts(&decoded, new.key(), &hash.short());
-                    new.insert((hash, facts))
-                }
-            };
+            let (hash, facts) = memo.bearer(token, None);
             // The short fingerprint is the full one's first 12 digits.
             let print = hash.short();
             local.bearer_hash = Some(*hash);
@@ -414,9 +429,8 @@ fn credentials(local: &mut Local, memo: &mut Memo) {
     }
 }
 
-/// The annotations and validity times of a `Bearer` token `print`.
-/// What a Bearer `token`, decoded as `decoded`, says on every request
-/// that carries it.
+/// The annotations and validity times of `Bearer` token `print`
+/// (`token`, whose JWT decoded as `decoded`).
 fn bearer_facts(decoded: &Result<JwtInfo, DecodeError>, token: &str, print: &str) -> BearerFacts {
     let mut facts = BearerFacts {
         exp: None,
@@ -547,16 +561,9 @@ fn issued_token(local: &mut Local, memo: &mut Memo) {
         ));
     }
     let decoded = jwt::decode(&token);
-    let hash = TokenHash::of(&token);
     // The client sends this token next, as its Bearer credential: what it
     // says there is found now, not decoded again.
-    if !memo.bearers.contains_key(&token) {
-        if memo.bearers.len() >= REMEMBERED_TOKENS {
-            memo.bearers.clear();
-        }
-        let facts = bearer_facts(&decoded, &token, &hash.short());
-        memo.bearers.insert(token.clone(), (hash, facts));
-    }
+    let hash = memo.bearer(token.clone(), Some(&decoded)).0;
     let (jwt, opaque_reason) = match decoded {
         Ok(info) => (Some(info), None),
         Err(e) => {
