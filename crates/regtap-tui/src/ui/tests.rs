@@ -171,11 +171,17 @@ fn terminal_controls_from_a_registry_are_not_drawn() {
             "Bearer realm=\"x\x1b]0;owned\x07\x1b[2J\"",
         )
         .build();
-    let mut app = App::new("hostile", vec![flow], &regtap_decode::Options::default());
-    press(&mut app, "3\n");
-    let screen = render(&app, 120, 30);
+    let screen = detail_of(flow, 120, 30);
     assert!(screen.contains("WWW-Authenticate"), "{screen}");
     assert!(!screen.contains(['\x1b', '\x07']), "{screen:?}");
+}
+
+/// The screen of the flows view of a capture of `flow` alone, its detail
+/// shown.
+fn detail_of(flow: regtap_capture::Flow, width: u16, height: u16) -> String {
+    let mut app = App::new("detail", vec![flow], &regtap_decode::Options::default());
+    press(&mut app, "3\n");
+    render(&app, width, height)
 }
 
 #[test]
@@ -198,9 +204,7 @@ fn a_reverse_mode_flow_says_what_the_client_addressed_and_what_was_rewritten() {
             rewritten: "https://r.test:8443/v2/a/blobs/uploads/u1".to_owned(),
         }],
     });
-    let mut app = App::new("reverse", vec![flow], &regtap_decode::Options::default());
-    press(&mut app, "3\n");
-    let screen = render(&app, 160, 30);
+    let screen = detail_of(flow, 160, 30);
     assert!(
         screen.contains("reverse mode: the client addressed https://r.test:8443"),
         "{screen}"
@@ -219,17 +223,9 @@ fn a_flow_through_an_upstream_proxy_names_it() {
     let mut flow = regtap_capture::factory::FlowBuilder::new(1, "GET", "https://r.test/v2/")
         .status(200)
         .build();
-    let mut app = App::new(
-        "direct",
-        vec![flow.clone()],
-        &regtap_decode::Options::default(),
-    );
-    press(&mut app, "3\n");
-    assert!(!render(&app, 120, 30).contains("upstream proxy"));
+    assert!(!detail_of(flow.clone(), 120, 30).contains("upstream proxy"));
     flow.upstream_proxy = Some("http://proxy.corp.test:3128".to_owned());
-    let mut app = App::new("proxied", vec![flow], &regtap_decode::Options::default());
-    press(&mut app, "3\n");
-    let screen = render(&app, 120, 30);
+    let screen = detail_of(flow, 120, 30);
     assert!(
         screen.contains("through upstream proxy http://proxy.corp.test:3128"),
         "{screen}"
