@@ -130,10 +130,7 @@ fn a_cut_off_last_record_is_reported_and_earlier_ones_kept() {
     // Simulate a proxy killed in the middle of writing a fourth record.
     let mut partial = serde_json::to_string(&flows[0]).unwrap();
     partial.truncate(partial.len() / 2);
-    let mut file = std::fs::OpenOptions::new()
-        .append(true)
-        .open(&path)
-        .unwrap();
+    let mut file = open_to_append(&path);
     file.write_all(partial.as_bytes()).unwrap();
     drop(file);
 
@@ -153,10 +150,7 @@ fn a_malformed_record_in_the_middle_is_reported_by_line_and_the_rest_kept() {
     let path = dir.path().join("c.jsonl");
     let flows = sample_flows();
     write_capture(&path, &flows[..1]);
-    let mut file = std::fs::OpenOptions::new()
-        .append(true)
-        .open(&path)
-        .unwrap();
+    let mut file = open_to_append(&path);
     writeln!(file, "{{\"id\": \"not a flow\"}}").unwrap();
     writeln!(file, "{}", serde_json::to_string(&flows[1]).unwrap()).unwrap();
     drop(file);
@@ -215,6 +209,19 @@ fn other_files_are_not_mistaken_for_captures() {
 }
 
 /// The start record a proxy writes when a request head arrives.
+/// The capture at `path`, opened to write more lines after its own.
+fn open_to_append(path: &Path) -> std::fs::File {
+    std::fs::OpenOptions::new().append(true).open(path).unwrap()
+}
+
+/// Another session appended to a capture: its header line, then `flows`.
+fn append_session(file: &mut std::fs::File, flows: &[Flow]) {
+    writeln!(file, "{}", serde_json::to_string(&header()).unwrap()).unwrap();
+    for flow in flows {
+        writeln!(file, "{}", serde_json::to_string(flow).unwrap()).unwrap();
+    }
+}
+
 fn started(flow: &Flow) -> InFlightRecord {
     let mut start = flow.clone();
     start.request.body = regtap_capture::Body::pending();
@@ -289,16 +296,10 @@ fn every_located_flow_reads_again_from_its_line() {
     writer.append_in_flight(&started(&flows[1])).unwrap();
     writer.append(&flows[0]).unwrap();
     drop(writer);
-    let mut file = std::fs::OpenOptions::new()
-        .append(true)
-        .open(&path)
-        .unwrap();
+    let mut file = open_to_append(&path);
     writeln!(file, "{{\"id\": \"not a flow\"}}\n").unwrap();
     // An appended session.
-    writeln!(file, "{}", serde_json::to_string(&header()).unwrap()).unwrap();
-    for flow in &flows[2..] {
-        writeln!(file, "{}", serde_json::to_string(flow).unwrap()).unwrap();
-    }
+    append_session(&mut file, &flows[2..]);
     drop(file);
 
     let mut reader = CaptureReader::open(&path).unwrap();
@@ -402,10 +403,7 @@ fn appending_after_a_cut_off_line_never_extends_it() {
     let path = dir.path().join("c.jsonl");
     let flows = sample_flows();
     write_capture(&path, &flows[..1]);
-    let mut file = std::fs::OpenOptions::new()
-        .append(true)
-        .open(&path)
-        .unwrap();
+    let mut file = open_to_append(&path);
     let whole = serde_json::to_string(&flows[1]).unwrap();
     file.write_all(&whole.as_bytes()[..whole.len() / 2])
         .unwrap();
@@ -637,15 +635,9 @@ fn parsing_ahead_on_other_threads_reads_what_one_line_at_a_time_reads() {
         }
     }
     drop(writer);
-    let mut file = std::fs::OpenOptions::new()
-        .append(true)
-        .open(&path)
-        .unwrap();
+    let mut file = open_to_append(&path);
     writeln!(file, "\n  \n{{\"id\": \"not a flow\"}}").unwrap();
-    writeln!(file, "{}", serde_json::to_string(&header()).unwrap()).unwrap();
-    for flow in &flows {
-        writeln!(file, "{}", serde_json::to_string(flow).unwrap()).unwrap();
-    }
+    append_session(&mut file, &flows);
     let partial = serde_json::to_string(&flows[0]).unwrap();
     file.write_all(&partial.as_bytes()[..partial.len() / 2])
         .unwrap();
