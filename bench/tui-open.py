@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """How long `regtap tui CAPTURE` takes to show its first frame and its first
-operation, in a real pseudo-terminal (200x50), as a user sees it.
+operation, in a real pseudo-terminal (200x50), as a user sees it, and its
+peak RSS.
 
     bench/tui-open.py [--runs N] [--operation TEXT] BINARY CAPTURE...
 
 Each BINARY is run N times (default 3), interleaved, on the same capture;
-the median of each is printed. The first operation is taken to be shown when
+the median of each is printed (peak RSS: the largest). The first operation is taken to be shown when
 TEXT (default "push lab/", a title of the captures bench/grow-capture.py
 grows from captures/parallel-clients.jsonl) is on the screen.
 """
@@ -53,11 +54,11 @@ def open_once(binary, capture, operation):
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
-    os.waitpid(pid, 0)
+    _, _, usage = os.wait4(pid, 0)
     os.close(fd)
     if shown is None:
         sys.exit(f"{binary}: no operation {operation!r} within {TIMEOUT:.0f} s")
-    return first, shown
+    return first, shown, usage.ru_maxrss / 1024
 
 
 def main():
@@ -71,11 +72,12 @@ def main():
     for _ in range(args.runs):
         for binary in args.binaries:
             times[binary].append(open_once(binary, args.capture, args.operation))
-    print(f"{'binary':<40} {'first frame s':>14} {'operations s':>13}")
+    print(f"{'binary':<40} {'first frame s':>14} {'operations s':>13} {'peak RSS MiB':>13}")
     for binary, runs in times.items():
         first = statistics.median(r[0] for r in runs)
         shown = statistics.median(r[1] for r in runs)
-        print(f"{binary:<40} {first:>14.2f} {shown:>13.2f}")
+        rss = max(r[2] for r in runs)
+        print(f"{binary:<40} {first:>14.2f} {shown:>13.2f} {rss:>13.0f}")
 
 
 if __name__ == "__main__":

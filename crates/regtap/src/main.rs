@@ -22,6 +22,9 @@ mod input;
 mod private_file;
 mod select;
 
+#[global_allocator]
+static HEAP: heap::SwitchableHeap = heap::SwitchableHeap;
+
 #[derive(Parser)]
 #[command(
     name = "regtap",
@@ -88,6 +91,12 @@ fn error_text(err: &anyhow::Error) -> String {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if matches!(
+        cli.command,
+        Command::Inspect(_) | Command::Har(_) | Command::Diagram(_)
+    ) {
+        heap::analyse_with_mimalloc();
+    }
     match cli.command {
         Command::Proxy(args) => cmd_proxy::run(*args),
         Command::Ca(args) => cmd_ca::run(args),
