@@ -123,6 +123,10 @@ pub fn is_secret_key(key: &str) -> bool {
 /// uses a few dozen; a body with more distinct keys is classified afresh.
 const REMEMBERED_KEYS: usize = 4096;
 
+/// How many secrets a [`Redactor`] remembers the fingerprint of: a batch
+/// of entries carries a few tokens, each on hundreds of requests.
+const REMEMBERED_PRINTS: usize = 1024;
+
 /// Header fields whose whole value is a credential (beyond the `Scheme
 /// credentials` ones): `X-Registry-Auth`, `X-Amz-Security-Token`,
 /// `X-JFrog-Art-Api`, `Private-Token`, `X-Api-Key`, ….
@@ -212,6 +216,21 @@ pub struct Redactor {
     /// What this copy consulted and learned, when asked to keep track
     /// ([`Redactor::keep_journal`]).
     journal: RefCell<Option<Journal>>,
+    prints: PrintMemo,
+}
+
+/// Secret → (decoder name, fingerprint), for the secrets a copy of a
+/// [`Redactor`] fingerprinted: an HMAC and a SHA-256 of a 1–2 KB token on
+/// every request were a twentieth of a HAR export. A copy starts with
+/// none: copies are made per batch, and the memo may hold a thousand
+/// tokens.
+#[derive(Debug, Default)]
+struct PrintMemo(RefCell<HashMap<String, (String, String)>>);
+
+impl Clone for PrintMemo {
+    fn clone(&self) -> Self {
+        PrintMemo::default()
+    }
 }
 
 /// What a copy of a [`Redactor`] did with its decoder names since it was
@@ -235,6 +254,7 @@ impl Redactor {
             frozen_names: Arc::default(),
             secret_keys: RefCell::new(HashMap::new()),
             journal: RefCell::new(None),
+            prints: PrintMemo::default(),
         }
     }
 
@@ -266,23 +286,28 @@ impl Redactor {
     /// Takes in names another copy learned, as if it had learned them.
     pub(crate) fn learn(&self, learned: &HashMap<String, String>) {
         for (name, print) in learned {
-            self.name(name.clone(), print.clone());
+            self.name(name, print);
         }
     }
 
     /// Gives decoder name `name` the fingerprint `print`.
-    fn name(&self, name: String, print: String) {
+    fn name(&self, name: &str, print: &str) {
         let mut names = self.decoder_names.borrow_mut();
+        let known = names
+            .get(name)
+            .or_else(|| self.frozen_names.get(name))
+            .is_some_and(|known| known == print);
         if let Some(journal) = self.journal.borrow_mut().as_mut() {
-            if !journal.touched.contains(&name) {
-                journal.touched.insert(name.clone());
+            if !journal.touched.contains(name) {
+                journal.touched.insert(name.to_owned());
             }
-            let known = names.get(&name).or_else(|| self.frozen_names.get(&name));
-            if known != Some(&print) {
-                journal.learned.insert(name.clone(), print.clone());
+            if !known {
+                journal.learned.insert(name.to_owned(), print.to_owned());
             }
         }
-        names.insert(name, print);
+        if !known {
+            names.insert(name.to_owned(), print.to_owned());
+        }
     }
 
     fn consulted(&self, name: &str) {
@@ -312,6 +337,10 @@ impl Redactor {
 
     /// `<redacted hmac:XXXXXXXXXXXX>`: 12 hex digits of HMAC-SHA256(salt, secret).
     pub fn fingerprint(&self, secret: &str) -> String {
+        if let Some((name, print)) = self.prints.0.borrow().get(secret) {
+            self.name(name, print);
+            return print.clone();
+        }
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.salt.0)
             .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
         mac.update(secret.as_bytes());
@@ -319,7 +348,12 @@ impl Redactor {
             "<redacted hmac:{}>",
             hex_lower(&mac.finalize().into_bytes()[..6])
         );
-        self.name(decoder_fingerprint(secret), print.clone());
+        let name = decoder_fingerprint(secret);
+        self.name(&name, &print);
+        let mut prints = self.prints.0.borrow_mut();
+        if prints.len() < REMEMBERED_PRINTS {
+            prints.insert(secret.to_owned(), (name, print.clone()));
+        }
         print
     }
 
@@ -498,12 +532,12 @@ impl Redactor {
     /// are spelled plainly in it; otherwise it is re-serialized. `None` when
     /// the text is not JSON.
     pub fn json_text(&self, text: &str) -> Option<String> {
-        let original: Value = serde_json::from_str(text).ok()?;
-        let mut redacted = original.clone();
-        self.json_body(&mut redacted);
-        if redacted == original {
+        let mut redacted: Value = serde_json::from_str(text).ok()?;
+        if !self.walk(&mut redacted, Walk::Body, false) {
             return Some(text.to_owned());
         }
+        // Most bodies name no credential: read again only for those that do.
+        let original: Value = serde_json::from_str(text).ok()?;
         let mut changes = Vec::new();
         changed_leaves(&original, &redacted, &mut changes);
         let mut out = text.to_owned();
@@ -544,52 +578,56 @@ impl Redactor {
         self.walk(value, Walk::Analysis, false);
     }
 
-    fn walk(&self, value: &mut Value, how: Walk, under_secret: bool) {
+    /// Redacts `value` in place; whether anything changed.
+    fn walk(&self, value: &mut Value, how: Walk, under_secret: bool) -> bool {
         match value {
             Value::Object(map) => {
+                let mut changed = false;
                 for (key, item) in map.iter_mut() {
                     let secret = (under_secret && how == Walk::Body) || self.is_secret_name(key);
-                    match how {
+                    changed |= match how {
                         Walk::Annotations if key == "fingerprint" => {
-                            self.rename_decoder_fingerprint(item);
+                            self.rename_decoder_fingerprint(item)
                         }
-                        Walk::Analysis if key == "fingerprint" => {}
+                        Walk::Analysis if key == "fingerprint" => false,
                         _ => self.walk(item, how, secret),
-                    }
+                    };
                 }
+                changed
             }
-            Value::Array(items) => {
-                for item in items {
-                    self.walk(item, how, under_secret);
-                }
-            }
-            Value::String(text) if text.starts_with(REDACTED_PREFIX) => {}
+            Value::Array(items) => items.iter_mut().fold(false, |changed, item| {
+                self.walk(item, how, under_secret) | changed
+            }),
+            Value::String(text) if text.starts_with(REDACTED_PREFIX) => false,
             Value::String(text) if under_secret && !text.is_empty() && !is_flag(text) => {
                 match (how, self.decoder_name(text)) {
                     (Walk::Annotations, Some(print)) => *text = print,
-                    (Walk::Analysis, _) if is_decoder_fingerprint(text) => {}
+                    (Walk::Analysis, _) if is_decoder_fingerprint(text) => return false,
                     _ => *text = self.fingerprint(text),
                 }
+                true
             }
             // `inspect` keeps the decoder's token names, in prose as in
             // `fingerprint` fields: what the walk met before does not matter.
-            Value::String(text) if how == Walk::Analysis => {
-                if let Cow::Owned(scrubbed) = self.scrubbed(text) {
-                    *text = scrubbed;
-                }
-            }
             Value::String(text) => {
-                if let Cow::Owned(scrubbed) = self.scrubbed_annotation(text)
-                    && scrubbed != *text
-                {
-                    *text = scrubbed;
+                let redacted = match how {
+                    Walk::Analysis => self.scrubbed(text),
+                    Walk::Annotations | Walk::Body => self.scrubbed_annotation(text),
+                };
+                match redacted {
+                    Cow::Owned(redacted) if redacted != *text => {
+                        *text = redacted;
+                        true
+                    }
+                    _ => false,
                 }
             }
             // The decoder's numbers are counts, sizes, indices and times.
             Value::Number(number) if under_secret && how == Walk::Body => {
                 *value = Value::String(self.fingerprint(&number.to_string()));
+                true
             }
-            Value::Number(_) | Value::Bool(_) | Value::Null => {}
+            Value::Number(_) | Value::Bool(_) | Value::Null => false,
         }
     }
 
@@ -615,7 +653,8 @@ impl Redactor {
         self.known_print(name)
     }
 
-    fn rename_decoder_fingerprint(&self, value: &mut Value) {
+    /// Whether it changed `value`.
+    fn rename_decoder_fingerprint(&self, value: &mut Value) -> bool {
         if let Value::String(name) = value
             && !name.starts_with(REDACTED_PREFIX)
         {
@@ -623,7 +662,9 @@ impl Redactor {
             *name = self
                 .decoder_name(name)
                 .unwrap_or_else(|| "<redacted>".to_owned());
+            return true;
         }
+        false
     }
 
     /// Decoder prose ("token 5f1c9a0b1c2d was issued by flow #3") names
