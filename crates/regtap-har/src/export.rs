@@ -437,23 +437,84 @@ const ITEM_INDENT: &[u8] = b"      ";
 /// printer writes it there: its separator, and its lines indented.
 fn append_item(
     text: &mut Vec<u8>,
-    scratch: &mut Vec<u8>,
     position: usize,
     item: &impl Serialize,
 ) -> Result<(), serde_json::Error> {
     text.extend_from_slice(if position == 0 { b"\n" } else { b",\n" });
     text.extend_from_slice(ITEM_INDENT);
-    scratch.clear();
-    serde_json::to_writer_pretty(&mut *scratch, item)?;
-    // JSON strings escape their newlines: every newline is the printer's.
-    for (i, line) in scratch.split(|&b| b == b'\n').enumerate() {
-        if i > 0 {
-            text.push(b'\n');
-            text.extend_from_slice(ITEM_INDENT);
-        }
-        text.extend_from_slice(line);
+    item.serialize(&mut serde_json::Serializer::with_formatter(
+        text,
+        ItemFormatter::default(),
+    ))
+}
+
+/// `serde_json`'s pretty printer, every line after the first indented by
+/// [`ITEM_INDENT`]: only its structural calls write newlines (JSON strings
+/// escape theirs), so only those go through [`IndentedLines`].
+#[derive(Default)]
+struct ItemFormatter(serde_json::ser::PrettyFormatter<'static>);
+
+impl serde_json::ser::Formatter for ItemFormatter {
+    fn begin_array<W: ?Sized + std::io::Write>(&mut self, out: &mut W) -> std::io::Result<()> {
+        self.0.begin_array(out)
     }
-    Ok(())
+    fn end_array<W: ?Sized + std::io::Write>(&mut self, out: &mut W) -> std::io::Result<()> {
+        self.0.end_array(&mut IndentedLines(out))
+    }
+    fn begin_array_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        out: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        self.0.begin_array_value(&mut IndentedLines(out), first)
+    }
+    fn end_array_value<W: ?Sized + std::io::Write>(&mut self, out: &mut W) -> std::io::Result<()> {
+        self.0.end_array_value(out)
+    }
+    fn begin_object<W: ?Sized + std::io::Write>(&mut self, out: &mut W) -> std::io::Result<()> {
+        self.0.begin_object(out)
+    }
+    fn end_object<W: ?Sized + std::io::Write>(&mut self, out: &mut W) -> std::io::Result<()> {
+        self.0.end_object(&mut IndentedLines(out))
+    }
+    fn begin_object_key<W: ?Sized + std::io::Write>(
+        &mut self,
+        out: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        self.0.begin_object_key(&mut IndentedLines(out), first)
+    }
+    fn begin_object_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        out: &mut W,
+    ) -> std::io::Result<()> {
+        self.0.begin_object_value(out)
+    }
+    fn end_object_value<W: ?Sized + std::io::Write>(&mut self, out: &mut W) -> std::io::Result<()> {
+        self.0.end_object_value(out)
+    }
+}
+
+/// Writes [`ITEM_INDENT`] after every newline written through it.
+struct IndentedLines<'w, W: ?Sized>(&'w mut W);
+
+impl<W: ?Sized + std::io::Write> std::io::Write for IndentedLines<'_, W> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.write_all(bytes)?;
+        Ok(bytes.len())
+    }
+    fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        for line in bytes.split_inclusive(|&b| b == b'\n') {
+            self.0.write_all(line)?;
+            if line.ends_with(b"\n") {
+                self.0.write_all(ITEM_INDENT)?;
+            }
+        }
+        Ok(())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
 }
 
 /// Writes the HAR around its pages and entries: the document with both
@@ -465,7 +526,6 @@ struct HarWriter<W, F> {
     /// How much of `frame` is written.
     written: usize,
     bodies: BodyFiles<F>,
-    scratch: Vec<u8>,
     text: Vec<u8>,
 }
 
@@ -488,7 +548,6 @@ impl<W: std::io::Write, F: FnMut(&BodyToWrite) -> bool> HarWriter<W, F> {
                 write: write_body,
                 written: HashMap::new(),
             },
-            scratch: Vec::new(),
             text: Vec::new(),
         })
     }
@@ -534,7 +593,7 @@ impl<W: std::io::Write, F: FnMut(&BodyToWrite) -> bool> HarWriter<W, F> {
                 } => {
                     self.bodies.settle(&mut entry, bodies);
                     self.text.clear();
-                    append_item(&mut self.text, &mut self.scratch, position, &entry)?;
+                    append_item(&mut self.text, position, &entry)?;
                     std::mem::take(&mut self.text)
                 }
             };
@@ -695,13 +754,12 @@ impl<'a> Plan<'a> {
     ) -> Result<Vec<Piece>, ExportToError> {
         let mut pieces = Vec::new();
         let mut text = Vec::new();
-        let mut scratch = Vec::new();
         for position in positions {
             let flow = fetch(self.flows[position])?;
             let mut bodies = Vec::new();
             let entry = self.entry(&flow, redactor, &mut bodies);
             if bodies.is_empty() {
-                append_item(&mut text, &mut scratch, position, &entry)?;
+                append_item(&mut text, position, &entry)?;
             } else {
                 if !text.is_empty() {
                     pieces.push(Piece::Text(std::mem::take(&mut text)));
@@ -726,10 +784,9 @@ impl<'a> Plan<'a> {
         redactor: Option<&Redactor>,
     ) -> Result<Vec<Piece>, ExportToError> {
         let mut text = Vec::new();
-        let mut scratch = Vec::new();
         for position in positions {
             let page = self.page(self.operations[position], redactor);
-            append_item(&mut text, &mut scratch, position, &page)?;
+            append_item(&mut text, position, &page)?;
         }
         Ok(vec![Piece::Text(text)])
     }
