@@ -806,13 +806,14 @@ fn changed_leaves<'a>(
 /// followed by a delimiter), so keys and parts of other values are left alone.
 fn replace_values(text: &str, spelled: &str, replacement: &str) -> String {
     let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = rest.find(spelled) {
-        let (before, after) = rest.split_at(at);
-        out.push_str(before);
-        let after_value = &after[spelled.len()..];
+    let mut copied = 0;
+    // One searcher for the whole text: building one costs a pass over
+    // `spelled`, often a 1–2 KB token.
+    for (at, _) in text.match_indices(spelled) {
+        out.push_str(&text[copied..at]);
+        copied = at + spelled.len();
         let starts_value = out.trim_end().ends_with([':', '[', ',']);
-        let ends_value = after_value
+        let ends_value = text[copied..]
             .trim_start()
             .chars()
             .next()
@@ -822,9 +823,8 @@ fn replace_values(text: &str, spelled: &str, replacement: &str) -> String {
         } else {
             spelled
         });
-        rest = after_value;
     }
-    out.push_str(rest);
+    out.push_str(&text[copied..]);
     out
 }
 
@@ -1221,6 +1221,14 @@ mod tests {
         }
         // Formatting is kept when values are spelled plainly.
         assert!(out.contains("\n            \"credentials\""), "{out}");
+        // Every value spelled so is replaced; the same text as a key stays.
+        let print = r.fingerprint("s3cr3t");
+        assert_eq!(
+            r.json_text("{\"token\": \"s3cr3t\",\n \"s3cr3t\": 1, \"access_token\": \"s3cr3t\"}"),
+            Some(format!(
+                "{{\"token\": \"{print}\",\n \"s3cr3t\": 1, \"access_token\": \"{print}\"}}"
+            ))
+        );
         let escaped = r.json_text(r#"{"token":"\u0041BC"}"#).unwrap();
         assert_eq!(
             escaped,
