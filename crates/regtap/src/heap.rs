@@ -2,18 +2,19 @@
 //!
 //! The proxy streams bodies through a few large buffers, which glibc's
 //! malloc serves best once `regtap_proxy::start` has tuned it: with
-//! mimalloc, raw downloads through the proxy took 15–20% more CPU per GiB
+//! mimalloc, raw downloads through the proxy took 12–23% more CPU per GiB
 //! (bench/proxy-throughput.sh). The commands that only analyse a capture
 //! (`inspect`, `har`, `diagram`) make and drop millions of small values,
-//! which mimalloc serves a quarter faster: `inspect` of the 100k-flow
-//! capture 3.13 → 2.32 s, `har` 8.38 → 6.41 s (bench/scale.sh). So the
-//! process starts on glibc's malloc, and those commands switch to mimalloc
-//! before they read anything ([`analyse_with_mimalloc`]).
+//! which mimalloc serves a quarter faster: on the 100k-flow capture of
+//! bench/scale.sh, `inspect` 3.13 → 2.32 s and `har` 8.38 → 6.41 s (runs
+//! interleaved on a 2-core machine). So the process starts on glibc's
+//! malloc, and those commands switch to mimalloc before they read anything
+//! ([`analyse_with_mimalloc`]).
 //!
 //! Blocks made before the switch stay glibc's: a block is freed by the
 //! allocator whose page map holds it. mimalloc is built without transparent
 //! huge pages: with them (`madvise`d), `inspect --json` of the 100k-flow
-//! capture took 2.73–3.24 s on this machine, against 2.47–2.62 s without.
+//! capture took 2.73–3.24 s on that machine, against 2.47–2.62 s without.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, Ordering};
