@@ -94,8 +94,9 @@ unsafe impl GlobalAlloc for SwitchableHeap {
 /// and linking a 100k-flow capture spent 9% of its CPU in `mprotect`
 /// (perf). Growing them by 64 MiB at a time took the load from 0.69 to
 /// 0.55 s, at the same peak RSS (pages are still touched only as used).
-/// (mimalloc did not open the TUI any sooner, and its live mode runs the
-/// proxy.) The proxy tunes glibc its own way (`regtap_proxy::start`).
+/// (mimalloc did not open the TUI any sooner; the live view runs in
+/// `regtap proxy --tui`.) The proxy tunes glibc its own way
+/// (`regtap_proxy::start`).
 pub fn grow_in_large_steps() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes the allocator's tuning; it touches no
