@@ -533,7 +533,7 @@ impl Redactor {
     /// the text is not JSON.
     pub fn json_text(&self, text: &str) -> Option<String> {
         let mut redacted: Value = serde_json::from_str(text).ok()?;
-        if !self.walk(&mut redacted, Walk::Body, false) {
+        if !self.json_body(&mut redacted) {
             return Some(text.to_owned());
         }
         // Most bodies name no credential: read again only for those that do.
@@ -558,9 +558,9 @@ impl Redactor {
 
     /// A request or response body: every scalar under a secret key, and
     /// everything inside an object or array under one, becomes a fingerprint;
-    /// other strings are scrubbed as text.
-    pub fn json_body(&self, value: &mut Value) {
-        self.walk(value, Walk::Body, false);
+    /// other strings are scrubbed as text. Whether anything changed.
+    pub fn json_body(&self, value: &mut Value) -> bool {
+        self.walk(value, Walk::Body, false)
     }
 
     /// The decoder's output as a HAR's `_regtap`: the decoder's token
